@@ -1,0 +1,357 @@
+//! Errors: why a request was refused ([`AuthError`]) and why a configuration was refused
+//! ([`ConfigError`]).
+//!
+//! Neither type ever holds a token, a secret or key material, so both are safe to log.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// Why a request was refused.
+///
+/// The layer answers every failure with a response, never with an `Err` from the service; the
+/// `AuthError` is inserted into that response's extensions so that callers, middleware further
+/// out and tests can see the reason:
+///
+/// ```
+/// use bearer_guard::{AuthError, ErrorKind};
+/// # let response = http::Response::new(());
+/// if let Some(err) = response.extensions().get::<AuthError>() {
+///     if err.kind() == ErrorKind::Expired { /* ... */ }
+/// }
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AuthError {
+    kind: ErrorKind,
+    claim: Option<&'static str>,
+}
+
+/// The reason behind an [`AuthError`].
+///
+/// New reasons may be added in minor releases; match with a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No `Authorization: Bearer` credentials (RFC 6750 §3.1: 401 with no error code).
+    MissingToken,
+    /// The `Authorization` header is malformed: several headers, several tokens, characters
+    /// outside `token68`, or not visible ASCII (400 `invalid_request`).
+    InvalidRequest,
+    /// The token is longer than the configured maximum; it was not parsed.
+    TokenTooLarge,
+    /// Not a compact JWS: wrong number of parts, bad base64url, or JSON that does not parse
+    /// or is not an object.
+    Malformed,
+    /// A JSON object in the header or the claims repeats a member name.
+    DuplicateMember,
+    /// The header's `alg` is `none`, unknown or missing.
+    UnsupportedAlgorithm,
+    /// The header's `alg` differs from the algorithm pinned to the key it names.
+    AlgorithmMismatch,
+    /// No key matches the token's `kid` (or, without a `kid`, no single key of its `alg`).
+    UnknownKey,
+    /// The header has a `crit` member: no extension is understood, so none may be critical
+    /// (RFC 7515 §4.1.11).
+    UnsupportedCritical,
+    /// The signature does not verify.
+    InvalidSignature,
+    /// The header's `typ` is not `at+jwt` (RFC 9068 §4), or absent while it is required.
+    InvalidType,
+    /// A required claim is absent; [`AuthError::claim`] names it.
+    MissingClaim,
+    /// A claim has the wrong JSON type (for example a string `exp`); [`AuthError::claim`]
+    /// names it.
+    InvalidClaimType,
+    /// The token has expired (`exp`, beyond the leeway).
+    Expired,
+    /// The token is not valid yet (`nbf`, beyond the leeway).
+    NotYetValid,
+    /// The token claims to be issued in the future (`iat`, beyond the leeway).
+    IssuedInFuture,
+    /// `iss` is not the configured issuer.
+    InvalidIssuer,
+    /// `aud` does not contain the configured audience.
+    InvalidAudience,
+    /// The claims do not deserialize into the application's claims type.
+    InvalidClaims,
+    /// The token is valid but lacks the scopes the route requires (403 `insufficient_scope`).
+    InsufficientScope,
+    /// No verification keys are available (for example the issuer's key set could not be
+    /// fetched): a server-side problem, answered with 503.
+    KeysUnavailable,
+}
+
+impl ErrorKind {
+    /// A stable, short, lower-case name for logs and metrics (`"expired"`, `"unknown_key"`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::MissingToken => "missing_token",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::TokenTooLarge => "token_too_large",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::DuplicateMember => "duplicate_member",
+            ErrorKind::UnsupportedAlgorithm => "unsupported_algorithm",
+            ErrorKind::AlgorithmMismatch => "algorithm_mismatch",
+            ErrorKind::UnknownKey => "unknown_key",
+            ErrorKind::UnsupportedCritical => "unsupported_critical",
+            ErrorKind::InvalidSignature => "invalid_signature",
+            ErrorKind::InvalidType => "invalid_type",
+            ErrorKind::MissingClaim => "missing_claim",
+            ErrorKind::InvalidClaimType => "invalid_claim_type",
+            ErrorKind::Expired => "expired",
+            ErrorKind::NotYetValid => "not_yet_valid",
+            ErrorKind::IssuedInFuture => "issued_in_future",
+            ErrorKind::InvalidIssuer => "invalid_issuer",
+            ErrorKind::InvalidAudience => "invalid_audience",
+            ErrorKind::InvalidClaims => "invalid_claims",
+            ErrorKind::InsufficientScope => "insufficient_scope",
+            ErrorKind::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            ErrorKind::MissingToken => "no bearer token",
+            ErrorKind::InvalidRequest => "malformed Authorization header",
+            ErrorKind::TokenTooLarge => "token exceeds the size limit",
+            ErrorKind::Malformed => "token is not a well-formed compact JWS",
+            ErrorKind::DuplicateMember => "token repeats a JSON member name",
+            ErrorKind::UnsupportedAlgorithm => "token algorithm is not accepted",
+            ErrorKind::AlgorithmMismatch => "token algorithm differs from the key's algorithm",
+            ErrorKind::UnknownKey => "no key matches the token",
+            ErrorKind::UnsupportedCritical => "token has critical header parameters",
+            ErrorKind::InvalidSignature => "token signature is invalid",
+            ErrorKind::InvalidType => "token type is not at+jwt",
+            ErrorKind::MissingClaim => "token lacks a required claim",
+            ErrorKind::InvalidClaimType => "token claim has the wrong type",
+            ErrorKind::Expired => "token has expired",
+            ErrorKind::NotYetValid => "token is not valid yet",
+            ErrorKind::IssuedInFuture => "token is issued in the future",
+            ErrorKind::InvalidIssuer => "token issuer is not accepted",
+            ErrorKind::InvalidAudience => "token audience is not accepted",
+            ErrorKind::InvalidClaims => "token claims do not match the expected shape",
+            ErrorKind::InsufficientScope => "token lacks the required scope",
+            ErrorKind::KeysUnavailable => "verification keys are unavailable",
+        }
+    }
+
+    /// The HTTP status this failure is answered with.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
+            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorKind::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The RFC 6750 §3.1 `error` code, if the failure has one.
+    #[must_use]
+    pub fn oauth_error(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::MissingToken | ErrorKind::KeysUnavailable => None,
+            ErrorKind::InvalidRequest => Some("invalid_request"),
+            ErrorKind::InsufficientScope => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// The gRPC status code this failure is answered with on a gRPC request:
+    /// 16 `UNAUTHENTICATED`, 7 `PERMISSION_DENIED` or 14 `UNAVAILABLE`.
+    #[must_use]
+    pub fn grpc_code(self) -> u8 {
+        match self {
+            ErrorKind::InsufficientScope => 7,
+            ErrorKind::KeysUnavailable => 14,
+            _ => 16,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl AuthError {
+    pub(crate) const fn new(kind: ErrorKind) -> Self {
+        AuthError { kind, claim: None }
+    }
+
+    pub(crate) const fn claim(kind: ErrorKind, claim: &'static str) -> Self {
+        AuthError {
+            kind,
+            claim: Some(claim),
+        }
+    }
+
+    /// The reason.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The claim at fault, for [`ErrorKind::MissingClaim`], [`ErrorKind::InvalidClaimType`]
+    /// and the other claim checks (`"exp"`, `"aud"` ...).
+    #[must_use]
+    pub fn claim_name(&self) -> Option<&'static str> {
+        self.claim
+    }
+
+    /// The HTTP status this failure is answered with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl From<ErrorKind> for AuthError {
+    fn from(kind: ErrorKind) -> Self {
+        AuthError::new(kind)
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("AuthError");
+        d.field("kind", &self.kind);
+        if let Some(claim) = self.claim {
+            d.field("claim", &claim);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.claim {
+            Some(claim) => write!(f, "{} (`{claim}`)", self.kind.description()),
+            None => f.write_str(self.kind.description()),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Why a [`Validator`](crate::Validator), [`KeySet`](crate::KeySet) or key was refused at
+/// configuration time.
+///
+/// Messages name the offending setting (a `kid`, a length, an algorithm), never key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// [`issuer`](crate::ValidatorBuilder::issuer) was not set.
+    MissingIssuer,
+    /// [`audience`](crate::ValidatorBuilder::audience) was not set.
+    MissingAudience,
+    /// No keys were configured.
+    MissingKeys,
+    /// The key set holds no key this crate can verify with.
+    NoUsableKeys,
+    /// The leeway exceeds the allowed maximum (seconds).
+    LeewayTooLarge {
+        /// The requested leeway in seconds.
+        requested: u64,
+        /// The maximum accepted.
+        max: u64,
+    },
+    /// An HMAC secret shorter than the hash output of its algorithm (RFC 7518 §3.2).
+    HmacSecretTooShort {
+        /// The secret's length in bytes.
+        len: usize,
+        /// The minimum for the algorithm.
+        min: usize,
+    },
+    /// An algorithm that cannot be used where it was given (for example an HMAC algorithm
+    /// for a PEM public key, or `none`).
+    UnsupportedAlgorithm(String),
+    /// An RSA key below the minimum size.
+    RsaKeyTooSmall {
+        /// The key's `kid`, if it has one.
+        kid: Option<String>,
+        /// The modulus size in bits.
+        bits: usize,
+    },
+    /// A key could not be read; `reason` says why, without key material.
+    InvalidKey {
+        /// The key's `kid`, if it has one.
+        kid: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A JWK or JWKS document is not valid JSON of the expected shape.
+    InvalidJson(String),
+    /// A value that goes into `WWW-Authenticate` (realm, resource metadata URL) holds a
+    /// character that cannot be sent in a quoted string.
+    InvalidHeaderValue(&'static str),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::MissingIssuer => f.write_str("no issuer configured"),
+            ConfigError::MissingAudience => f.write_str("no audience configured"),
+            ConfigError::MissingKeys => f.write_str("no verification keys configured"),
+            ConfigError::NoUsableKeys => f.write_str("the key set holds no usable key"),
+            ConfigError::LeewayTooLarge { requested, max } => {
+                write!(f, "leeway of {requested} s exceeds the maximum of {max} s")
+            }
+            ConfigError::HmacSecretTooShort { len, min } => {
+                write!(f, "HMAC secret of {len} bytes is shorter than {min} bytes")
+            }
+            ConfigError::UnsupportedAlgorithm(alg) => write!(f, "unsupported algorithm `{alg}`"),
+            ConfigError::RsaKeyTooSmall { kid, bits } => {
+                write!(f, "RSA key{} has {bits} bits, below 2048", fmt_kid(kid))
+            }
+            ConfigError::InvalidKey { kid, reason } => {
+                write!(f, "invalid key{}: {reason}", fmt_kid(kid))
+            }
+            ConfigError::InvalidJson(reason) => write!(f, "invalid JSON: {reason}"),
+            ConfigError::InvalidHeaderValue(what) => {
+                write!(f, "{what} holds characters not allowed in WWW-Authenticate")
+            }
+        }
+    }
+}
+
+fn fmt_kid(kid: &Option<String>) -> String {
+    kid.as_deref()
+        .map(|k| format!(" `{k}`"))
+        .unwrap_or_default()
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_rfc_6750() {
+        assert_eq!(ErrorKind::MissingToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ErrorKind::MissingToken.oauth_error(), None);
+        assert_eq!(ErrorKind::InvalidRequest.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ErrorKind::Expired.oauth_error(), Some("invalid_token"));
+        assert_eq!(ErrorKind::InsufficientScope.status(), StatusCode::FORBIDDEN);
+        assert_eq!(ErrorKind::InsufficientScope.grpc_code(), 7);
+        assert_eq!(ErrorKind::Expired.grpc_code(), 16);
+        assert_eq!(
+            ErrorKind::KeysUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn display_names_the_claim() {
+        let err = AuthError::claim(ErrorKind::InvalidClaimType, "exp");
+        assert_eq!(err.to_string(), "token claim has the wrong type (`exp`)");
+        assert_eq!(
+            format!("{err:?}"),
+            r#"AuthError { kind: InvalidClaimType, claim: "exp" }"#
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! [`RequireScope`]: the per-route layer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+use tower_layer::Layer;
+
+use crate::bearer;
+use crate::claims::{AccessClaims, Claims};
+use crate::error::{AuthError, ErrorKind};
+use crate::scope::RequiredScopes;
+use crate::service::RequireScopeService;
+use crate::validator::{Validator, insufficient_scope_challenge};
+
+/// A [`Layer`] that admits a request only with a valid bearer token granting the route's
+/// scopes, and puts the token's [`Claims`] into the request's extensions.
+///
+/// Failures are answered by the layer itself, never passed on as an `Err`:
+///
+/// | failure | HTTP | gRPC (`content-type: application/grpc`) |
+/// |---|---|---|
+/// | no `Authorization: Bearer` | 401, `WWW-Authenticate: Bearer` | 200, `grpc-status: 16` |
+/// | malformed header | 400, `error="invalid_request"` | 200, `grpc-status: 16` |
+/// | invalid token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
+/// | missing scope | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
+/// | keys unavailable | 503 | 200, `grpc-status: 14` |
+///
+/// The [`AuthError`] is in each rejection's extensions. Cloning the layer or its service is
+/// one reference-count increment.
+///
+/// # Example
+/// ```
+/// use bearer_guard::{KeySet, RequireScope, Validator};
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+/// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+///
+/// let validator = Validator::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .keys(KeySet::from_jwks_json(jwks)?)
+///     .build()?;
+///
+/// let svc = ServiceBuilder::new()
+///     .layer(RequireScope::all(&validator, ["read:transactions"]))
+///     .service(service_fn(|_req: Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(()))
+///     }));
+///
+/// # tokio_test_block_on(async {
+/// let res = svc.oneshot(Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(res.headers()["www-authenticate"], "Bearer");
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RequireScope<T = AccessClaims> {
+    state: Arc<State<T>>,
+}
+
+pub(crate) struct State<T> {
+    validator: Validator<T>,
+    required: RequiredScopes,
+    optional: bool,
+    insufficient_scope: HeaderValue,
+}
+
+impl<T> RequireScope<T> {
+    /// Requires a valid token granting the given scopes.
+    pub fn new(validator: &Validator<T>, required: RequiredScopes) -> Self {
+        let insufficient_scope = insufficient_scope_challenge(validator, &required);
+        RequireScope {
+            state: Arc::new(State {
+                validator: validator.clone(),
+                required,
+                optional: false,
+                insufficient_scope,
+            }),
+        }
+    }
+
+    /// Requires a valid token granting every one of `scopes`.
+    pub fn all<I, S>(validator: &Validator<T>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(validator, RequiredScopes::all(scopes))
+    }
+
+    /// Requires a valid token granting at least one of `scopes`.
+    pub fn any<I, S>(validator: &Validator<T>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(validator, RequiredScopes::any(scopes))
+    }
+
+    /// Requires a valid token, whatever its scopes.
+    pub fn authenticated(validator: &Validator<T>) -> Self {
+        Self::new(validator, RequiredScopes::none())
+    }
+
+    /// Lets requests without a bearer token through, without claims (the handler sees
+    /// `Option<Claims<T>>` as `None`). A token that is present is still checked in full: an
+    /// invalid one, or one without the required scopes, is refused as usual.
+    #[must_use]
+    pub fn optional(self) -> Self {
+        let state = &self.state;
+        RequireScope {
+            state: Arc::new(State {
+                validator: state.validator.clone(),
+                required: state.required.clone(),
+                optional: true,
+                insufficient_scope: state.insufficient_scope.clone(),
+            }),
+        }
+    }
+
+    /// The scopes this layer requires.
+    #[must_use]
+    pub fn required_scopes(&self) -> &RequiredScopes {
+        &self.state.required
+    }
+}
+
+impl<T> State<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    /// `Ok(None)`: no token, and the layer is optional.
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Option<Claims<T>>, AuthError> {
+        let Some(token) = bearer::extract(headers, self.validator.max_token_len())? else {
+            return if self.optional {
+                Ok(None)
+            } else {
+                Err(ErrorKind::MissingToken.into())
+            };
+        };
+        let verified = self.validator.verify(token)?;
+        self.required.check(verified.scopes.iter())?;
+        Ok(Some(verified.claims))
+    }
+
+    pub(crate) fn reject<B: Default>(&self, err: AuthError, grpc: bool) -> http::Response<B> {
+        crate::challenge::reject(
+            err,
+            self.validator.challenges(),
+            &self.insufficient_scope,
+            grpc,
+        )
+    }
+}
+
+impl<T> Clone for RequireScope<T> {
+    fn clone(&self) -> Self {
+        RequireScope {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<T> fmt::Debug for RequireScope<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScope")
+            .field("required", &self.state.required)
+            .field("optional", &self.state.optional)
+            .field("validator", &self.state.validator)
+            .finish()
+    }
+}
+
+impl<S, T> Layer<S> for RequireScope<T> {
+    type Service = RequireScopeService<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopeService::new(inner, Arc::clone(&self.state))
+    }
+}

@@ -1,0 +1,116 @@
+//! Tower middleware for OAuth 2.0 resource servers.
+//!
+//! `bearer-guard` checks the `Authorization: Bearer` token of each request: a JWT access
+//! token (RFC 9068) whose signature, type, lifetime, issuer, audience and scopes it
+//! verifies, before the request reaches your handler. The typed claims go into the request's
+//! extensions. Failures are answered per RFC 6750 (`401`/`403` with `WWW-Authenticate`) or,
+//! on gRPC requests, with `grpc-status` 16 / 7.
+//!
+//! It is a plain [`tower::Layer`](tower_layer::Layer): use it with axum, tonic, hyper or
+//! anything else built on tower.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Extension, Router, routing::get};
+//! use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
+//! # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+//! #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+//!
+//! // One validator per issuer and audience, shared by every route.
+//! let validator = Validator::builder()
+//!     .issuer("https://issuer.example")
+//!     .audience("https://api.example")
+//!     .keys(KeySet::from_jwks_json(jwks)?)
+//!     .build()?;
+//!
+//! async fn list(Extension(claims): Extension<Claims<AccessClaims>>) -> String {
+//!     claims.client_id().unwrap_or_default().to_owned()
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/transactions", get(list).layer(RequireScope::all(&validator, ["read:transactions"])))
+//!     .route("/reports", get(list).layer(RequireScope::any(&validator, ["reports:read", "admin"])));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With the `axum` feature, `Claims<AccessClaims>` is itself an extractor, and
+//! `Option<Claims<AccessClaims>>` one for [optional](RequireScope::optional) authentication.
+//!
+//! # What is checked
+//!
+//! - **Header**: `Authorization: Bearer <token68>` (scheme in any case, exactly one token),
+//!   at most 8 KiB by default, checked before any parsing.
+//! - **Signature**: the key is looked up by `kid` in the configured [`KeySet`]; every key pins
+//!   one algorithm and the token's `alg` must equal it. `none` is never accepted, HMAC only
+//!   with a secret added through [`Key::hmac`], and `jku`, `x5u`, `jwk`, `x5c` are ignored:
+//!   a token never chooses its key. Any `crit` header is refused.
+//! - **Type**: `typ` must be `at+jwt` (RFC 9068), unless
+//!   [`allow_untyped_tokens`](ValidatorBuilder::allow_untyped_tokens) is set.
+//! - **Claims**: `exp` required; `nbf`, `iat` checked when present, with one leeway (60 s by
+//!   default, 300 s at most); `iss` exact; `aud` must contain the configured audience. A
+//!   claim of the wrong JSON type is refused, and so is any repeated member name.
+//! - **Scopes**: `scope` (space-delimited) and `scp` (array or string) against the route's
+//!   [`RequiredScopes`].
+//!
+//! # Deployment
+//!
+//! - **Clock skew.** Keep clocks in sync (NTP). The leeway absorbs small skew; it also
+//!   lengthens every token's life by as much, so keep it small.
+//! - **`iss` and `aud`.** Give every API its own audience (its RFC 8707 resource URI) and
+//!   have the issuer put it in `aud`: a token minted for one service is then useless at
+//!   another, even when both trust the same issuer.
+//! - **Key rotation.** Publish the next key in the JWKS before signing with it, and keep the
+//!   old one until the last token it signed has expired. With static keys, reload the
+//!   validator to pick up a new set.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `rust_crypto` | yes | signatures with the RustCrypto crates |
+//! | `aws_lc_rs` | no | signatures with aws-lc-rs (used when both are on) |
+//! | `axum` | no | `Claims` and `Option<Claims>` extractors |
+//! | `tonic` | no | claims from `tonic::Request`, `AuthError` into `tonic::Status` |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod bearer;
+mod challenge;
+mod claims;
+mod error;
+mod future;
+mod json;
+mod jws;
+mod keys;
+mod layer;
+mod scope;
+mod service;
+mod validator;
+
+#[cfg(test)]
+#[path = "../tests/common/mint.rs"]
+mod mint;
+
+#[cfg(feature = "axum")]
+mod axum;
+#[cfg(feature = "tonic")]
+mod tonic;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::ClaimsRejection;
+pub use crate::claims::{AccessClaims, Audience, Claims};
+pub use crate::error::{AuthError, ConfigError, ErrorKind};
+pub use crate::future::ResponseFuture;
+pub use crate::keys::{JwksOptions, Key, KeySet};
+pub use crate::layer::RequireScope;
+pub use crate::scope::RequiredScopes;
+pub use crate::service::RequireScopeService;
+#[cfg(feature = "tonic")]
+pub use crate::tonic::RequestClaimsExt;
+pub use crate::validator::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, MAX_LEEWAY, Validator, ValidatorBuilder,
+};
+pub use jsonwebtoken::Algorithm;

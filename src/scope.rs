@@ -1,0 +1,247 @@
+//! Scopes: what a route requires ([`RequiredScopes`]) and what a token grants.
+//!
+//! Granted scopes are the union of the RFC 6749 / RFC 9068 `scope` claim (a space-delimited
+//! string) and the `scp` claim many issuers use instead (an array of strings, or a
+//! space-delimited string).
+
+use std::fmt;
+
+use crate::error::{AuthError, ErrorKind};
+use crate::json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    All,
+    Any,
+}
+
+/// The scopes a route requires: all of a list, any of a list, or none at all
+/// ("authenticated only").
+///
+/// Each scope must be a valid RFC 6749 §3.3 `scope-token` (printable ASCII without space,
+/// `"` or `\`). A requirement naming an invalid token can never be met: every request is
+/// refused with 403, and an error is logged when the requirement is built. Use
+/// [`RequiredScopes::is_valid`] to check a requirement built from configuration.
+///
+/// ```
+/// use bearer_guard::RequiredScopes;
+/// let reports = RequiredScopes::any(["reports:read", "admin"]);
+/// assert!(reports.is_valid());
+/// assert!(!RequiredScopes::all(["two words"]).is_valid());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequiredScopes {
+    mode: Mode,
+    scopes: Box<[Box<str>]>,
+    valid: bool,
+}
+
+impl RequiredScopes {
+    /// Every one of `scopes` must be granted. An empty list requires none.
+    pub fn all<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(Mode::All, scopes)
+    }
+
+    /// At least one of `scopes` must be granted. An empty list requires none.
+    pub fn any<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(Mode::Any, scopes)
+    }
+
+    /// No scope is required: any valid token passes.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::new(Mode::All, std::iter::empty::<String>())
+    }
+
+    fn new<I, S>(mode: Mode, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Box<[Box<str>]> = scopes
+            .into_iter()
+            .map(|s| s.into().into_boxed_str())
+            .collect();
+        let valid = scopes.iter().all(|s| is_scope_token(s));
+        if !valid {
+            tracing::error!(
+                target: "bearer_guard",
+                "a required scope is not a valid scope-token (RFC 6749 §3.3); \
+                 the route will refuse every request"
+            );
+        }
+        RequiredScopes {
+            mode,
+            scopes,
+            valid,
+        }
+    }
+
+    /// Whether every required scope is a valid `scope-token`.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    /// Whether nothing beyond a valid token is required.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+    }
+
+    /// The required scopes.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.scopes.iter().map(|s| &**s)
+    }
+
+    /// Checks a token's granted scopes against this requirement.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InsufficientScope`] when the requirement is not met.
+    pub fn check<'a>(
+        &self,
+        granted: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), AuthError> {
+        let has = |want: &str| granted.clone().into_iter().any(|g| g == want);
+        let ok = self.valid
+            && (self.scopes.is_empty()
+                || match self.mode {
+                    Mode::All => self.scopes.iter().all(|s| has(s)),
+                    Mode::Any => self.scopes.iter().any(|s| has(s)),
+                });
+        if ok {
+            Ok(())
+        } else {
+            Err(ErrorKind::InsufficientScope.into())
+        }
+    }
+}
+
+impl fmt::Debug for RequiredScopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.mode {
+            Mode::All => "all",
+            Mode::Any => "any",
+        };
+        f.debug_tuple(name).field(&self.scopes).finish()
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// The scopes a token grants, read from `scope` and `scp`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Granted(Box<[Box<str>]>);
+
+impl Granted {
+    pub(crate) fn from_claims(
+        scope: Option<&Value<'_>>,
+        scp: Option<&Value<'_>>,
+    ) -> Result<Granted, AuthError> {
+        let mut out: Vec<Box<str>> = Vec::new();
+        let mut push_words =
+            |s: &str| out.extend(s.split(' ').filter(|w| !w.is_empty()).map(Into::into));
+        match scope {
+            None => {}
+            Some(Value::Str(s)) => push_words(s),
+            Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "scope")),
+        }
+        match scp {
+            None => {}
+            Some(Value::Str(s)) => push_words(s),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        Value::Str(s) => push_words(s),
+                        _ => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "scp")),
+                    }
+                }
+            }
+            Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "scp")),
+        }
+        Ok(Granted(out.into_boxed_slice()))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        self.0.iter().map(|s| &**s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn granted(scope: &str) -> Granted {
+        Granted::from_claims(Some(&Value::Str(scope.into())), None).expect("scope")
+    }
+
+    #[test]
+    fn all_any_and_none() {
+        let g = granted("read  write");
+        assert!(
+            RequiredScopes::all(["read", "write"])
+                .check(g.iter())
+                .is_ok()
+        );
+        assert!(
+            RequiredScopes::all(["read", "admin"])
+                .check(g.iter())
+                .is_err()
+        );
+        assert!(
+            RequiredScopes::any(["admin", "write"])
+                .check(g.iter())
+                .is_ok()
+        );
+        assert!(RequiredScopes::any(["admin"]).check(g.iter()).is_err());
+        assert!(RequiredScopes::none().check(granted("").iter()).is_ok());
+        assert!(
+            RequiredScopes::any(Vec::<String>::new())
+                .check(g.iter())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn scope_prefixes_do_not_match() {
+        let g = granted("read:transactions");
+        assert!(RequiredScopes::all(["read"]).check(g.iter()).is_err());
+        assert!(
+            RequiredScopes::all(["read:transaction"])
+                .check(g.iter())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn invalid_requirements_are_never_met() {
+        let bad = RequiredScopes::all(["a\"b"]);
+        assert!(!bad.is_valid());
+        assert!(bad.check(granted("a\"b").iter()).is_err());
+        assert!(!RequiredScopes::any(["ok", ""]).is_valid());
+    }
+
+    #[test]
+    fn scp_array_or_string_is_merged_with_scope() {
+        let scp = Value::Array(vec![Value::Str("b".into()), Value::Str("c d".into())]);
+        let g = Granted::from_claims(Some(&Value::Str("a".into())), Some(&scp)).expect("ok");
+        assert_eq!(g.iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let err = Granted::from_claims(Some(&Value::Int(1)), None).expect_err("int scope");
+        assert_eq!(err.claim_name(), Some("scope"));
+        let bad = Value::Array(vec![Value::Int(1)]);
+        assert!(Granted::from_claims(None, Some(&bad)).is_err());
+    }
+}
