@@ -96,7 +96,7 @@ where
 /// One `tracing` event per rejection, with a stable `reason` and never any token material.
 fn record(err: &AuthError) {
     let reason = err.kind().as_str();
-    let claim = err.claim_name().unwrap_or("");
+    let claim = err.claim_name();
     match err.kind() {
         ErrorKind::MissingToken => {
             tracing::debug!(target: "bearer_guard", reason, "request without bearer token refused");
