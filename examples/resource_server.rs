@@ -16,10 +16,11 @@
 
 use std::net::SocketAddr;
 
-use axum::routing::get;
-use axum::{Extension, Json, Router};
-use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
-use serde_json::{Value, json};
+use bearer_guard::{KeySet, Validator};
+
+mod support {
+    pub mod resource_server;
+}
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,25 +45,12 @@ async fn main() -> Result<(), Error> {
         .keys(keys)
         .build()?;
 
-    let app = Router::new()
-        .route(
-            "/protected-resource",
-            get(protected).layer(RequireScope::all(&validator, [scope])),
-        )
-        .route("/healthz", get(|| async { "ok" }));
+    let app = support::resource_server::app(&validator, &scope);
 
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
-}
-
-async fn protected(Extension(claims): Extension<Claims<AccessClaims>>) -> Json<Value> {
-    Json(json!({
-        "message": "Access granted!",
-        "client": claims.sub,
-        "scope": claims.scope,
-    }))
 }
 
 fn required(name: &str) -> Result<String, Error> {
