@@ -74,3 +74,186 @@ impl IntoResponse for ClaimsRejection {
         (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ::axum::Router;
+    use ::axum::body::{Body, to_bytes};
+    use ::axum::routing::get;
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum_core::response::IntoResponse;
+    use http::{Request, StatusCode};
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    use super::ClaimsRejection;
+    use crate::mint::{self, AUDIENCE, ISSUER, token};
+    use crate::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
+
+    fn keys() -> KeySet {
+        KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
+            Key::from_pem(public, *alg)
+                .expect("test key")
+                .with_kid(*kid)
+        }))
+    }
+
+    fn validator() -> Validator {
+        Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys())
+            .build()
+            .expect("validator")
+    }
+
+    fn claims() -> Claims<AccessClaims> {
+        validator()
+            .validate(&token("ec-1", json!({})))
+            .expect("valid")
+    }
+
+    fn parts(claims: Option<Claims<AccessClaims>>) -> http::request::Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        if let Some(claims) = claims {
+            parts.extensions.insert(claims);
+        }
+        parts
+    }
+
+    #[tokio::test]
+    async fn extracts_the_claims_the_layer_inserted() {
+        let inserted = claims();
+        let mut p = parts(Some(inserted.clone()));
+        let got = <Claims<AccessClaims> as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .expect("present");
+        assert!(
+            std::sync::Arc::ptr_eq(&got.0, &inserted.0),
+            "a clone, not a copy"
+        );
+        let got =
+            <Claims<AccessClaims> as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .expect("infallible");
+        assert_eq!(got.expect("some").client_id(), Some("client-a"));
+    }
+
+    #[tokio::test]
+    async fn missing_claims_are_a_500_rejection_or_none() {
+        let mut p = parts(None);
+        let err = <Claims<AccessClaims> as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .expect_err("missing");
+        assert_eq!(err, ClaimsRejection { _priv: () });
+        assert_eq!(format!("{err:?}"), "ClaimsRejection");
+        let res = err.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().get(http::header::WWW_AUTHENTICATE).is_none());
+        let body = to_bytes(res.into_body(), 1024).await.expect("body");
+        assert_eq!(body, ClaimsRejection { _priv: () }.to_string());
+        let got =
+            <Claims<AccessClaims> as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .expect("infallible");
+        assert!(got.is_none());
+    }
+
+    #[tokio::test]
+    async fn claims_of_another_type_are_missing() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Mine {
+            sub: String,
+        }
+        let mine = Validator::builder()
+            .claims::<Mine>()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys())
+            .build()
+            .expect("validator")
+            .validate(&token("ec-1", json!({})))
+            .expect("valid");
+        assert_eq!(mine.sub, "client-a");
+        let (mut p, ()) = Request::new(()).into_parts();
+        p.extensions.insert(mine);
+        assert!(
+            <Claims<AccessClaims> as FromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .is_err()
+        );
+        assert!(
+            <Claims<Mine> as FromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .is_ok()
+        );
+    }
+
+    async fn client(claims: Claims<AccessClaims>) -> String {
+        claims.client_id().unwrap_or_default().to_owned()
+    }
+
+    async fn maybe(claims: Option<Claims<AccessClaims>>) -> String {
+        claims.map_or_else(
+            || "anonymous".to_owned(),
+            |c| c.sub.clone().unwrap_or_default(),
+        )
+    }
+
+    async fn call(app: &Router, path: &str, auth: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::builder().uri(path);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = res.status();
+        let body = to_bytes(res.into_body(), 1024).await.expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn extractors_in_a_router() {
+        let v = validator();
+        let app = Router::new()
+            .route(
+                "/required",
+                get(client).layer(RequireScope::all(&v, ["read"])),
+            )
+            .route(
+                "/optional",
+                get(maybe).layer(RequireScope::authenticated(&v).optional()),
+            )
+            .route("/bare", get(client))
+            .route("/bare-optional", get(maybe));
+        let t = format!("Bearer {}", token("ed-1", json!({"client_id": "c-9"})));
+
+        assert_eq!(
+            call(&app, "/required", Some(&t)).await,
+            (StatusCode::OK, "c-9".to_owned())
+        );
+        assert_eq!(
+            call(&app, "/required", None).await,
+            (StatusCode::UNAUTHORIZED, String::new())
+        );
+        assert_eq!(
+            call(&app, "/optional", Some(&t)).await,
+            (StatusCode::OK, "client-a".to_owned())
+        );
+        assert_eq!(
+            call(&app, "/optional", None).await,
+            (StatusCode::OK, "anonymous".to_owned())
+        );
+        let (status, body) = call(&app, "/bare", Some(&t)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("RequireScope"), "{body}");
+        // Without the layer the `Option` extractor sees nothing, whatever the header says.
+        assert_eq!(
+            call(&app, "/bare-optional", Some(&t)).await,
+            (StatusCode::OK, "anonymous".to_owned())
+        );
+    }
+}

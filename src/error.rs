@@ -285,6 +285,14 @@ pub enum ConfigError {
     },
     /// A JWK or JWKS document is not valid JSON of the expected shape.
     InvalidJson(String),
+    /// A URL that does not parse, or has no host, or a scheme other than `http(s)`.
+    InvalidUrl(String),
+    /// An `http://` URL to a host that is not loopback, without
+    /// [`allow_insecure_http`](crate::ValidatorBuilder::allow_insecure_http).
+    InsecureUrl(String),
+    /// The issuer's keys could not be fetched at start-up (eager `build`); the reason says
+    /// why (timeout, HTTP status, issuer mismatch, unusable key set ...).
+    KeyFetch(String),
     /// A value that goes into `WWW-Authenticate` (realm, resource metadata URL) holds a
     /// character that cannot be sent in a quoted string.
     InvalidHeaderValue(&'static str),
@@ -311,6 +319,13 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid key{}: {reason}", fmt_kid(kid))
             }
             ConfigError::InvalidJson(reason) => write!(f, "invalid JSON: {reason}"),
+            ConfigError::InvalidUrl(url) => write!(f, "invalid URL `{url}`"),
+            ConfigError::InsecureUrl(url) => {
+                write!(f, "refusing plain-http URL `{url}` to a non-loopback host")
+            }
+            ConfigError::KeyFetch(reason) => {
+                write!(f, "could not fetch the issuer's keys: {reason}")
+            }
             ConfigError::InvalidHeaderValue(what) => {
                 write!(f, "{what} holds characters not allowed in WWW-Authenticate")
             }

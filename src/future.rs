@@ -7,24 +7,31 @@ use std::task::{Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+/// The boxed branch: a request that waits for a key-set fetch before the inner service.
+pub(crate) type Waiting<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
 pin_project! {
-    /// Response future of [`RequireScopeService`](crate::RequireScopeService): either the
-    /// inner service's future, or the rejection the layer answered with. No allocation.
-    pub struct ResponseFuture<F, B> {
+    /// Response future of [`RequireScopeService`](crate::RequireScopeService).
+    ///
+    /// The inner service's future, or the rejection the layer answered with: neither
+    /// allocates. Only a request that must wait for the issuer's keys (remote keys, unknown
+    /// `kid`) goes through a boxed future.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<F, B, E>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<F, B, E> {
         Inner { #[pin] future: F },
         Reject { response: Option<Response<B>> },
+        Wait { future: Waiting<B, E> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Inner { future },
@@ -38,9 +45,15 @@ impl<F, B> ResponseFuture<F, B> {
             },
         }
     }
+
+    pub(crate) fn wait(future: Waiting<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Wait { future },
+        }
+    }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -52,11 +65,12 @@ where
             KindProj::Reject { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
+            KindProj::Wait { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

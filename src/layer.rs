@@ -12,7 +12,7 @@ use crate::claims::{AccessClaims, Claims};
 use crate::error::{AuthError, ErrorKind};
 use crate::scope::RequiredScopes;
 use crate::service::RequireScopeService;
-use crate::validator::{Validator, insufficient_scope_challenge};
+use crate::validator::{Step, Validator, insufficient_scope_challenge};
 
 /// A [`Layer`] that admits a request only with a valid bearer token granting the route's
 /// scopes, and puts the token's [`Claims`] into the request's extensions.
@@ -131,20 +131,52 @@ impl<T> RequireScope<T> {
     }
 }
 
+/// The outcome of checking a request without waiting.
+pub(crate) enum Authz<T> {
+    /// `Ok(None)`: no token, and the layer is optional.
+    Done(Result<Option<Claims<T>>, AuthError>),
+    /// The keys must be fetched first: call [`State::authorize_async`].
+    Wait,
+}
+
 impl<T> State<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    /// `Ok(None)`: no token, and the layer is optional.
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Option<Claims<T>>, AuthError> {
-        let Some(token) = bearer::extract(headers, self.validator.max_token_len())? else {
-            return if self.optional {
-                Ok(None)
-            } else {
-                Err(ErrorKind::MissingToken.into())
-            };
+    fn token<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, AuthError> {
+        match bearer::extract(headers, self.validator.max_token_len())? {
+            Some(token) => Ok(Some(token)),
+            None if self.optional => Ok(None),
+            None => Err(ErrorKind::MissingToken.into()),
+        }
+    }
+
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Authz<T> {
+        let token = match self.token(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Authz::Done(Ok(None)),
+            Err(err) => return Authz::Done(Err(err)),
         };
-        let verified = self.validator.verify(token)?;
+        match self.validator.verify(token, true) {
+            Step::Done(Ok(verified)) => Authz::Done(
+                self.required
+                    .check(verified.scopes.iter())
+                    .map(|()| Some(verified.claims)),
+            ),
+            Step::Done(Err(err)) => Authz::Done(Err(err)),
+            Step::Fetch(_) => Authz::Wait,
+        }
+    }
+
+    /// As [`authorize`](Self::authorize), waiting for the key fetch it asked for.
+    pub(crate) async fn authorize_async(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Claims<T>>, AuthError> {
+        let Some(token) = self.token(headers)? else {
+            return Ok(None);
+        };
+        let verified = self.validator.verify_async(token).await?;
         self.required.check(verified.scopes.iter())?;
         Ok(Some(verified.claims))
     }

@@ -86,6 +86,8 @@ mod json;
 mod jws;
 mod keys;
 mod layer;
+#[cfg(feature = "remote")]
+mod remote;
 mod scope;
 mod service;
 mod validator;
@@ -106,11 +108,15 @@ pub use crate::error::{AuthError, ConfigError, ErrorKind};
 pub use crate::future::ResponseFuture;
 pub use crate::keys::{JwksOptions, Key, KeySet};
 pub use crate::layer::RequireScope;
+#[cfg(feature = "remote")]
+pub use crate::remote::http::{BoxError, HttpClient, ResponseFuture as HttpResponseFuture};
 pub use crate::scope::RequiredScopes;
 pub use crate::service::RequireScopeService;
 #[cfg(feature = "tonic")]
 pub use crate::tonic::RequestClaimsExt;
+#[cfg(feature = "remote")]
+pub use crate::validator::RemoteKeys;
 pub use crate::validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, MAX_LEEWAY, Validator, ValidatorBuilder,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, MAX_LEEWAY, StaticKeys, Validator, ValidatorBuilder,
 };
 pub use jsonwebtoken::Algorithm;

@@ -13,7 +13,7 @@ use tower_service::Service;
 use crate::challenge::is_grpc;
 use crate::error::{AuthError, ErrorKind};
 use crate::future::ResponseFuture;
-use crate::layer::State;
+use crate::layer::{Authz, State};
 
 /// Checks the bearer token, then calls the inner service with the claims in the request's
 /// extensions, or answers with the rejection. Built by [`RequireScope`](crate::RequireScope).
@@ -62,13 +62,15 @@ impl<S: fmt::Debug, T> fmt::Debug for RequireScopeService<S, T> {
 
 impl<S, T, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S, T>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: Default,
     T: DeserializeOwned + Send + Sync + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -80,14 +82,37 @@ where
             value.set_sensitive(true);
         }
         match self.state.authorize(req.headers()) {
-            Ok(Some(claims)) => {
-                req.extensions_mut().insert(claims);
+            Authz::Done(Ok(claims)) => {
+                if let Some(claims) = claims {
+                    req.extensions_mut().insert(claims);
+                }
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Ok(None) => ResponseFuture::inner(self.inner.call(req)),
-            Err(err) => {
+            Authz::Done(Err(err)) => {
                 record(&err);
                 ResponseFuture::reject(self.state.reject(err, is_grpc(req.headers())))
+            }
+            Authz::Wait => {
+                // The inner service is ready now; take that instance into the future and
+                // leave a clone behind (tower-service: "be careful when cloning inner
+                // services").
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let state = Arc::clone(&self.state);
+                ResponseFuture::wait(Box::pin(async move {
+                    match state.authorize_async(req.headers()).await {
+                        Ok(claims) => {
+                            if let Some(claims) = claims {
+                                req.extensions_mut().insert(claims);
+                            }
+                            inner.call(req).await
+                        }
+                        Err(err) => {
+                            record(&err);
+                            Ok(state.reject(err, is_grpc(req.headers())))
+                        }
+                    }
+                }))
             }
         }
     }

@@ -46,3 +46,144 @@ impl From<AuthError> for tonic::Status {
         tonic::Status::new(code, err.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tonic::Code;
+
+    use super::RequestClaimsExt;
+    use crate::mint::{self, AUDIENCE, ISSUER, now, token};
+    use crate::{AccessClaims, AuthError, ErrorKind, Key, KeySet, RequiredScopes, Validator};
+
+    fn validator() -> Validator {
+        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
+            Key::from_pem(public, *alg)
+                .expect("test key")
+                .with_kid(*kid)
+        }));
+        Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys)
+            .build()
+            .expect("validator")
+    }
+
+    fn status_of(err: AuthError) -> tonic::Status {
+        tonic::Status::from(err)
+    }
+
+    #[test]
+    fn insufficient_scope_is_permission_denied() {
+        let err = validator()
+            .authorize(
+                &token("ec-1", json!({"scope": "read"})),
+                &RequiredScopes::all(["admin"]),
+            )
+            .expect_err("no admin");
+        assert_eq!(err.kind(), ErrorKind::InsufficientScope);
+        let message = err.to_string();
+        let status = status_of(err);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), message);
+    }
+
+    #[test]
+    fn token_failures_are_unauthenticated() {
+        let v = validator();
+        let expired = v
+            .validate(&token("ec-1", json!({"exp": now() - 3600})))
+            .expect_err("expired");
+        assert_eq!(expired.kind(), ErrorKind::Expired);
+        let status = status_of(expired);
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "token has expired (`exp`)");
+
+        for (t, kind) in [
+            (
+                token("ec-1", json!({"aud": "https://other.test"})),
+                ErrorKind::InvalidAudience,
+            ),
+            ("a.b".to_owned(), ErrorKind::Malformed),
+            ("a".repeat(9000), ErrorKind::TokenTooLarge),
+        ] {
+            let err = v.validate(&t).expect_err("invalid");
+            assert_eq!(err.kind(), kind);
+            assert_eq!(status_of(err).code(), Code::Unauthenticated, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn keys_unavailable_is_unavailable() {
+        let status = status_of(AuthError::from(ErrorKind::KeysUnavailable));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "verification keys are unavailable");
+    }
+
+    #[test]
+    fn status_codes_match_the_layers_grpc_status() {
+        use ErrorKind::*;
+        for kind in [
+            MissingToken,
+            InvalidRequest,
+            TokenTooLarge,
+            Malformed,
+            DuplicateMember,
+            UnsupportedAlgorithm,
+            AlgorithmMismatch,
+            UnknownKey,
+            UnsupportedCritical,
+            InvalidSignature,
+            InvalidType,
+            MissingClaim,
+            InvalidClaimType,
+            Expired,
+            NotYetValid,
+            IssuedInFuture,
+            InvalidIssuer,
+            InvalidAudience,
+            InvalidClaims,
+            InsufficientScope,
+            KeysUnavailable,
+        ] {
+            let status = status_of(AuthError::from(kind));
+            assert_eq!(
+                status.code() as i32,
+                i32::from(kind.grpc_code()),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_claims_ext_reads_the_inserted_claims() {
+        let claims = validator()
+            .validate(&token("ed-1", json!({"client_id": "svc-7"})))
+            .expect("valid");
+        let mut req = tonic::Request::new(());
+        req.extensions_mut().insert(claims.clone());
+        let got = req.claims::<AccessClaims>().expect("present");
+        assert!(std::sync::Arc::ptr_eq(&got.0, &claims.0));
+        assert_eq!(got.client_id(), Some("svc-7"));
+    }
+
+    #[test]
+    fn request_claims_ext_without_claims_is_unauthenticated() {
+        let status = tonic::Request::new(())
+            .claims::<AccessClaims>()
+            .expect_err("none");
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "no bearer token");
+
+        // Claims of another type do not count.
+        let mut req = tonic::Request::new(());
+        req.extensions_mut()
+            .insert(crate::Claims(std::sync::Arc::new(42_u32)));
+        assert!(req.claims::<u32>().is_ok());
+        assert_eq!(
+            req.claims::<AccessClaims>().expect_err("wrong type").code(),
+            Code::Unauthenticated
+        );
+    }
+}

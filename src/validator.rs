@@ -13,7 +13,13 @@ use crate::claims::{AccessClaims, Claims};
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Typ};
+#[cfg(feature = "remote")]
+use crate::keys::JwksOptions;
 use crate::keys::{Key, KeySet};
+#[cfg(feature = "remote")]
+use crate::remote::http::HttpClient;
+#[cfg(feature = "remote")]
+use crate::remote::{KeyCache, Keys, Settings, Source};
 use crate::scope::{Granted, RequiredScopes};
 
 /// Default leeway for `exp`, `nbf` and `iat`.
@@ -54,7 +60,7 @@ pub struct Validator<T = AccessClaims> {
 struct Inner {
     issuer: Box<str>,
     audiences: Box<[Box<str>]>,
-    keys: KeySet,
+    keys: KeySource,
     leeway: i64,
     require_at_jwt: bool,
     max_token_len: usize,
@@ -83,6 +89,32 @@ impl<T> fmt::Debug for Validator<T> {
     }
 }
 
+/// Where a validator's keys come from.
+enum KeySource {
+    Static(KeySet),
+    #[cfg(feature = "remote")]
+    Remote(Arc<KeyCache>),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Static(keys) => keys.fmt(f),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(cache) => cache.fmt(f),
+        }
+    }
+}
+
+/// The outcome of checking a token without waiting.
+pub(crate) enum Step<T> {
+    Done(Result<Verified<T>, AuthError>),
+    /// The keys must be fetched first (remote keys only); carries the key-set generation
+    /// the check saw.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    Fetch(u64),
+}
+
 /// A token that passed every check: its claims and what the layer needs to authorize.
 pub(crate) struct Verified<T> {
     pub(crate) claims: Claims<T>,
@@ -101,7 +133,7 @@ impl Validator<AccessClaims> {
         ValidatorBuilder {
             issuer: None,
             audiences: Vec::new(),
-            keys: None,
+            keys: StaticKeys { keys: None },
             leeway: DEFAULT_LEEWAY,
             require_at_jwt: true,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
@@ -119,10 +151,26 @@ where
     /// Validates a token: signature with the pinned key, `typ`, `exp`/`nbf`/`iat`, `iss`,
     /// `aud`; then deserializes the claims into `T`. No scope is required.
     ///
+    /// Never waits: with remote keys it uses the key set fetched so far, so a token signed
+    /// with a key published since is refused with [`ErrorKind::UnknownKey`] (a refetch is
+    /// started in the background). In async code prefer
+    /// [`validate_async`](Self::validate_async).
+    ///
     /// # Errors
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed.
     pub fn validate(&self, token: &str) -> Result<Claims<T>, AuthError> {
-        self.verify(token).map(|v| v.claims)
+        self.verify_now(token).map(|v| v.claims)
+    }
+
+    /// Validates a token as [`validate`](Self::validate) does, waiting for a key-set fetch
+    /// when the token names a key not seen yet (remote keys only; at most one fetch per
+    /// cooldown, shared by all waiting requests).
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); [`ErrorKind::KeysUnavailable`] when no keys could
+    /// be fetched.
+    pub async fn validate_async(&self, token: &str) -> Result<Claims<T>, AuthError> {
+        self.verify_async(token).await.map(|v| v.claims)
     }
 
     /// Validates a token as [`validate`](Self::validate) does, then checks that it grants
@@ -131,17 +179,87 @@ where
     /// # Errors
     /// As [`validate`](Self::validate), or [`ErrorKind::InsufficientScope`].
     pub fn authorize(&self, token: &str, scopes: &RequiredScopes) -> Result<Claims<T>, AuthError> {
-        let verified = self.verify(token)?;
+        let verified = self.verify_now(token)?;
         scopes.check(verified.scopes.iter())?;
         Ok(verified.claims)
     }
 
-    pub(crate) fn verify(&self, token: &str) -> Result<Verified<T>, AuthError> {
+    /// Verifies with the keys at hand; when a fetch could help, starts it in the background
+    /// (if a Tokio runtime is running) instead of waiting.
+    fn verify_now(&self, token: &str) -> Result<Verified<T>, AuthError> {
+        match self.verify(token, true) {
+            Step::Done(result) => result,
+            Step::Fetch(_generation) => {
+                #[cfg(feature = "remote")]
+                if let (KeySource::Remote(cache), Ok(runtime)) =
+                    (&self.inner.keys, tokio::runtime::Handle::try_current())
+                {
+                    let cache = Arc::clone(cache);
+                    runtime.spawn(async move { cache.refresh_on_demand(_generation).await });
+                }
+                match self.verify(token, false) {
+                    Step::Done(result) => result,
+                    Step::Fetch(_) => Err(ErrorKind::KeysUnavailable.into()),
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn verify_async(&self, token: &str) -> Result<Verified<T>, AuthError> {
+        match self.verify(token, true) {
+            Step::Done(result) => result,
+            Step::Fetch(_generation) => {
+                #[cfg(feature = "remote")]
+                if let KeySource::Remote(cache) = &self.inner.keys {
+                    cache.refresh_on_demand(_generation).await;
+                }
+                match self.verify(token, false) {
+                    Step::Done(result) => result,
+                    Step::Fetch(_) => Err(ErrorKind::KeysUnavailable.into()),
+                }
+            }
+        }
+    }
+
+    /// Checks `token` with the keys at hand. With `may_fetch`, answers [`Step::Fetch`] when
+    /// fetching keys could help (remote keys: none yet, or an unknown `kid`).
+    pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Step<T> {
+        match &self.inner.keys {
+            KeySource::Static(keys) => Step::Done(self.verify_with(keys, token)),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(cache) => {
+                let generation = cache.generation();
+                match cache.keys() {
+                    Keys::Ready(snapshot) => {
+                        let Some(snapshot) = snapshot.as_ref() else {
+                            return Step::Done(Err(crate::remote::unavailable()));
+                        };
+                        match self.verify_with(snapshot.keys(), token) {
+                            Err(e)
+                                if e.kind() == ErrorKind::UnknownKey
+                                    && may_fetch
+                                    && cache.may_fetch_on_demand() =>
+                            {
+                                Step::Fetch(generation)
+                            }
+                            result => Step::Done(result),
+                        }
+                    }
+                    Keys::Fetch(generation) if may_fetch => Step::Fetch(generation),
+                    Keys::Fetch(_) | Keys::Unavailable => {
+                        Step::Done(Err(crate::remote::unavailable()))
+                    }
+                }
+            }
+        }
+    }
+
+    fn verify_with(&self, keys: &KeySet, token: &str) -> Result<Verified<T>, AuthError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_len {
             return Err(ErrorKind::TokenTooLarge.into());
         }
-        let jws = jws::verify(&inner.keys, token, |typ| match typ {
+        let jws = jws::verify(keys, token, |typ| match typ {
             Typ::AccessToken => Ok(()),
             Typ::Absent | Typ::Jwt if !inner.require_at_jwt => Ok(()),
             _ => Err(ErrorKind::InvalidType.into()),
@@ -192,10 +310,15 @@ impl<T> Validator<T> {
         &self.inner.issuer
     }
 
-    /// The configured key set.
+    /// The keys in use: the configured set, or the last fetched one (empty before the
+    /// first fetch).
     #[must_use]
-    pub fn keys(&self) -> &KeySet {
-        &self.inner.keys
+    pub fn keys(&self) -> KeySet {
+        match &self.inner.keys {
+            KeySource::Static(keys) => keys.clone(),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(cache) => cache.current().unwrap_or_default(),
+        }
     }
 
     pub(crate) fn max_token_len(&self) -> usize {
@@ -254,11 +377,16 @@ fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), Auth
 }
 
 /// Builds a [`Validator`]. Obtained from [`Validator::builder`].
+///
+/// `K` says where the keys come from: [`StaticKeys`] (given with [`keys`](Self::keys),
+/// built with a plain [`build`](ValidatorBuilder::<T, StaticKeys>::build)) or, with the
+/// `remote` feature, [`RemoteKeys`] (from [`jwks_url`](Self::jwks_url) or
+/// [`discover`](Self::discover), built with an async `build().await` or `build_lazy()`).
 #[must_use]
-pub struct ValidatorBuilder<T = AccessClaims> {
+pub struct ValidatorBuilder<T = AccessClaims, K = StaticKeys> {
     issuer: Option<String>,
     audiences: Vec<String>,
-    keys: Option<KeySet>,
+    keys: K,
     leeway: Duration,
     require_at_jwt: bool,
     max_token_len: usize,
@@ -267,7 +395,31 @@ pub struct ValidatorBuilder<T = AccessClaims> {
     _claims: PhantomData<fn() -> T>,
 }
 
-impl<T> fmt::Debug for ValidatorBuilder<T> {
+/// [`ValidatorBuilder`] state: keys given in code ([`KeySet`]).
+#[derive(Debug, Default)]
+pub struct StaticKeys {
+    keys: Option<KeySet>,
+}
+
+/// [`ValidatorBuilder`] state: keys fetched from the issuer (feature `remote`).
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub struct RemoteKeys {
+    settings: Settings,
+    client: Option<Arc<dyn HttpClient>>,
+    tls: Option<rustls::ClientConfig>,
+}
+
+#[cfg(feature = "remote")]
+impl fmt::Debug for RemoteKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteKeys")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, K: fmt::Debug> fmt::Debug for ValidatorBuilder<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ValidatorBuilder")
             .field("issuer", &self.issuer)
@@ -277,7 +429,7 @@ impl<T> fmt::Debug for ValidatorBuilder<T> {
     }
 }
 
-impl<T> ValidatorBuilder<T> {
+impl<T, K> ValidatorBuilder<T, K> {
     /// The issuer: a token's `iss` must equal it exactly (no normalisation, no trailing-slash
     /// games).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
@@ -289,12 +441,6 @@ impl<T> ValidatorBuilder<T> {
     /// (string or array) must contain one. Call again to accept several.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
-        self
-    }
-
-    /// The verification keys.
-    pub fn keys(mut self, keys: KeySet) -> Self {
-        self.keys = Some(keys);
         self
     }
 
@@ -341,11 +487,15 @@ impl<T> ValidatorBuilder<T> {
     /// struct MyClaims { sub: String, tenant: String }
     /// let builder = bearer_guard::Validator::builder().claims::<MyClaims>();
     /// ```
-    pub fn claims<U>(self) -> ValidatorBuilder<U> {
+    pub fn claims<U>(self) -> ValidatorBuilder<U, K> {
+        self.with_keys(|keys| keys)
+    }
+
+    fn with_keys<U, L>(self, f: impl FnOnce(K) -> L) -> ValidatorBuilder<U, L> {
         ValidatorBuilder {
             issuer: self.issuer,
             audiences: self.audiences,
-            keys: self.keys,
+            keys: f(self.keys),
             leeway: self.leeway,
             require_at_jwt: self.require_at_jwt,
             max_token_len: self.max_token_len,
@@ -355,14 +505,11 @@ impl<T> ValidatorBuilder<T> {
         }
     }
 
-    /// Builds the validator.
-    ///
-    /// # Errors
-    /// [`ConfigError::MissingIssuer`], [`ConfigError::MissingAudience`],
-    /// [`ConfigError::MissingKeys`] when a required setting is absent (or empty),
-    /// [`ConfigError::LeewayTooLarge`], [`ConfigError::InvalidHeaderValue`] for a realm or
-    /// metadata URL that cannot be sent in a header.
-    pub fn build(self) -> Result<Validator<T>, ConfigError> {
+    /// Checks the settings common to every key source, then builds with `keys`.
+    fn finish(
+        self,
+        keys: impl FnOnce(&str) -> Result<KeySource, ConfigError>,
+    ) -> Result<Validator<T>, ConfigError> {
         let issuer = self
             .issuer
             .filter(|i| !i.is_empty())
@@ -370,10 +517,6 @@ impl<T> ValidatorBuilder<T> {
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::MissingAudience);
         }
-        let keys = self
-            .keys
-            .filter(|k| !k.is_empty())
-            .ok_or(ConfigError::MissingKeys)?;
         if self.leeway > MAX_LEEWAY {
             return Err(ConfigError::LeewayTooLarge {
                 requested: self.leeway.as_secs(),
@@ -381,6 +524,7 @@ impl<T> ValidatorBuilder<T> {
             });
         }
         let challenges = Challenges::new(self.realm.as_deref(), self.resource_metadata.as_deref())?;
+        let keys = keys(&issuer)?;
         Ok(Validator {
             inner: Arc::new(Inner {
                 issuer: issuer.into(),
@@ -393,6 +537,176 @@ impl<T> ValidatorBuilder<T> {
             }),
             _claims: PhantomData,
         })
+    }
+}
+
+impl<T> ValidatorBuilder<T, StaticKeys> {
+    /// The verification keys.
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        self.keys.keys = Some(keys);
+        self
+    }
+
+    /// Builds the validator.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingIssuer`], [`ConfigError::MissingAudience`],
+    /// [`ConfigError::MissingKeys`] when a required setting is absent (or empty),
+    /// [`ConfigError::LeewayTooLarge`], [`ConfigError::InvalidHeaderValue`] for a realm or
+    /// metadata URL that cannot be sent in a header.
+    pub fn build(self) -> Result<Validator<T>, ConfigError> {
+        let keys = self.keys.keys.clone();
+        self.finish(|_| {
+            keys.filter(|k| !k.is_empty())
+                .map(KeySource::Static)
+                .ok_or(ConfigError::MissingKeys)
+        })
+    }
+
+    /// Fetches keys from this JWKS URL (feature `remote`). `https` is required, except for
+    /// loopback hosts or with [`allow_insecure_http`](ValidatorBuilder::allow_insecure_http).
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_url(self, url: impl Into<String>) -> ValidatorBuilder<T, RemoteKeys> {
+        let source = Source::Jwks(url.into());
+        self.with_keys(|_| RemoteKeys {
+            settings: Settings::new(source),
+            client: None,
+            tls: None,
+        })
+    }
+
+    /// Finds the keys through the issuer's metadata (feature `remote`): RFC 8414
+    /// `/.well-known/oauth-authorization-server`, falling back to OpenID Connect
+    /// `/.well-known/openid-configuration`. The document's `issuer` must equal the
+    /// configured issuer exactly; its `jwks_uri` is used. Sets the issuer to `issuer_url`
+    /// unless [`issuer`](ValidatorBuilder::issuer) was called.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn discover(mut self, issuer_url: impl Into<String>) -> ValidatorBuilder<T, RemoteKeys> {
+        let url = issuer_url.into();
+        self.issuer.get_or_insert_with(|| url.clone());
+        let source = Source::Discover(url);
+        self.with_keys(|_| RemoteKeys {
+            settings: Settings::new(source),
+            client: None,
+            tls: None,
+        })
+    }
+}
+
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+impl<T> ValidatorBuilder<T, RemoteKeys> {
+    /// Fetches the keys now, and fails if the issuer cannot be reached or serves no usable
+    /// key: a service that starts is a service that can authenticate. Starts the background
+    /// refresh. Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// As the static [`build`](ValidatorBuilder::<T, StaticKeys>::build), and
+    /// [`ConfigError::InsecureUrl`], [`ConfigError::InvalidUrl`],
+    /// [`ConfigError::KeyFetch`] (issuer down, issuer mismatch, no usable key ...).
+    pub async fn build(self) -> Result<Validator<T>, ConfigError> {
+        let mut cache = None;
+        let validator = self.build_inner(&mut cache)?;
+        if let Some(cache) = cache {
+            cache.initial_fetch().await?;
+        }
+        Ok(validator)
+    }
+
+    /// Builds without fetching: the service starts at once and fetches the keys on first
+    /// use. Until a fetch succeeds, requests get 503 ([`ErrorKind::KeysUnavailable`]).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), except [`ConfigError::KeyFetch`].
+    pub fn build_lazy(self) -> Result<Validator<T>, ConfigError> {
+        self.build_inner(&mut None)
+    }
+
+    fn build_inner(self, out: &mut Option<Arc<KeyCache>>) -> Result<Validator<T>, ConfigError> {
+        let RemoteKeys {
+            settings,
+            client,
+            tls,
+        } = ValidatorBuilder::<T, RemoteKeys>::take(&self);
+        self.finish(|issuer| {
+            let cache = Arc::new(KeyCache::new(settings, issuer.to_owned(), client, tls)?);
+            *out = Some(Arc::clone(&cache));
+            Ok(KeySource::Remote(cache))
+        })
+    }
+
+    fn take(&self) -> RemoteKeys {
+        RemoteKeys {
+            settings: self.keys.settings.clone(),
+            client: self.keys.client.clone(),
+            tls: self.keys.tls.clone(),
+        }
+    }
+
+    /// Uses this HTTP client for discovery and key sets (a proxy-aware client, a test
+    /// double ...). Timeouts, the size cap and the no-redirect rule still apply around it.
+    pub fn http_client(mut self, client: impl HttpClient) -> Self {
+        self.keys.client = Some(Arc::new(client));
+        self
+    }
+
+    /// TLS settings for the default client: a private CA, a client certificate for mTLS.
+    /// Build it with an explicit crypto provider
+    /// (`rustls::ClientConfig::builder_with_provider`).
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.keys.tls = Some(config);
+        self
+    }
+
+    /// Allows `http://` URLs to hosts that are not loopback. Only for networks where
+    /// nothing can alter traffic: a forged key set means forged tokens are accepted.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.keys.settings.allow_http = true;
+        self
+    }
+
+    /// How long after a fetch triggered by an unknown `kid` no other such fetch happens;
+    /// unknown kids are refused at once meanwhile. Default 30 s.
+    pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.keys.settings.cooldown = cooldown;
+        self
+    }
+
+    /// Bounds for the background refresh interval, which follows the key set's
+    /// `Cache-Control: max-age` (5 minutes without one). Default 1 minute to 24 hours.
+    pub fn refresh_interval(mut self, min: Duration, max: Duration) -> Self {
+        self.keys.settings.refresh_min = min;
+        self.keys.settings.refresh_max = max.max(min);
+        self
+    }
+
+    /// How long the last good key set keeps serving after its fetch while the issuer cannot
+    /// be reached. After that, requests get 503. Default 1 hour.
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.keys.settings.max_staleness = max;
+        self
+    }
+
+    /// Connect and total timeouts of each fetch. Default 5 s and 10 s.
+    pub fn fetch_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.keys.settings.connect_timeout = connect;
+        self.keys.settings.timeout = total;
+        self
+    }
+
+    /// Largest response accepted from the issuer, in bytes. Default 1 MiB.
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.keys.settings.max_body = bytes;
+        self
+    }
+
+    /// How fetched key sets are read (default algorithm for RSA keys without `alg`, key
+    /// count cap).
+    pub fn jwks_options(mut self, options: JwksOptions) -> Self {
+        self.keys.settings.jwks = options;
+        self
     }
 }
 
