@@ -8,7 +8,10 @@
 //!
 //! Environment:
 //! - `ISSUER`, `AUDIENCE` (required): the token's `iss` and one of its `aud`;
-//! - `JWKS_FILE`: path to the issuer's JWKS;
+//! - `JWKS_FILE`: path to the issuer's JWKS, or
+//! - `JWKS_URL`: the issuer's JWKS URL (fetched, cached and refreshed);
+//! - neither: the keys are found through the issuer's discovery document (RFC 8414, then
+//!   OpenID Connect) at `ISSUER`;
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
 //! - `BIND` (default `127.0.0.1:8001`).
 //!

@@ -1,0 +1,52 @@
+//! A small OAuth 2.0 authorization server for the client-credentials grant: issues RFC 9068
+//! JWT access tokens to the clients of a file, and serves its JWKS and RFC 8414 metadata.
+//!
+//! ```text
+//! cargo run --example issuer
+//! curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d scope=read \
+//!     -d resource=http://127.0.0.1:8001 http://127.0.0.1:8000/oauth/token
+//! curl -s http://127.0.0.1:8000/.well-known/jwks.json > /tmp/jwks.json
+//! ```
+//!
+//! Environment:
+//! - `BIND` (default `127.0.0.1:8000`);
+//! - `ISSUER` (default `http://<BIND>`): the tokens' `iss`;
+//! - `CLIENTS_FILE` (default `examples/clients.toml`, whose secrets are public, demo only):
+//!   TOML or JSON, see that file; hash new secrets with `cargo run --example hash_secret`;
+//! - `SIGNING_KEY_FILE`: a PKCS#8 PEM private key (Ed25519, P-256 or P-384); without it an
+//!   Ed25519 key is generated at start, and tokens die with the process;
+//! - `SIGNING_KEY_ID`: the key's `kid` (default: its RFC 7638 thumbprint).
+//!
+//! Prints `listening on <addr>` once it accepts connections. See `examples/support/issuer.rs`
+//! for the endpoints.
+
+use std::net::SocketAddr;
+
+mod support {
+    pub mod issuer;
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().with_target(true).init();
+
+    let bind: SocketAddr = std::env::var("BIND")
+        .unwrap_or_else(|_| "127.0.0.1:8000".to_owned())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+
+    let config = support::issuer::Config::from_env(addr);
+    let issuer = support::issuer::load(&config).await?;
+    let app = support::issuer::app(issuer);
+
+    println!("listening on {addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
