@@ -190,9 +190,24 @@ impl Key {
     }
 
     /// Whether two handles refer to the same loaded key.
-    #[cfg(test)]
     pub(crate) fn same(&self, other: &Key) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Key {
+    /// Same `kid`, algorithm and key material.
+    fn identical(&self, other: &Key) -> bool {
+        use jsonwebtoken::DecodingKeyKind::{RsaModulusExponent, SecretOrDer};
+        self.kid() == other.kid()
+            && self.algorithm() == other.algorithm()
+            && match (self.inner.key.kind(), other.inner.key.kind()) {
+                (SecretOrDer(a), SecretOrDer(b)) => a == b,
+                (RsaModulusExponent { n, e }, RsaModulusExponent { n: n2, e: e2 }) => {
+                    n == n2 && e == e2
+                }
+                _ => false,
+            }
     }
 }
 
@@ -350,6 +365,17 @@ impl KeySet {
     /// An [`AuthError`](crate::AuthError) saying why the JWS is refused.
     pub fn verify_signature(&self, jws: &str) -> Result<Vec<u8>, crate::AuthError> {
         crate::jws::verify(self, jws, |_| Ok(())).map(|v| v.payload)
+    }
+
+    /// Replaces each key that equals one in `old` (same `kid`, algorithm and key material)
+    /// by the old handle.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn reuse_identical(&mut self, old: &KeySet) {
+        for key in &mut self.keys {
+            if let Some(same) = old.keys.iter().find(|o| o.identical(key)) {
+                *key = same.clone();
+            }
+        }
     }
 
     /// Finds the key for a token's `kid` and `alg`.

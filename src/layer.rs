@@ -161,7 +161,7 @@ where
             Step::Done(Ok(verified)) => Authz::Done(
                 self.required
                     .check(verified.scopes.iter())
-                    .map(|()| Some(verified.claims)),
+                    .map(|()| Some(verified.claims.clone())),
             ),
             Step::Done(Err(err)) => Authz::Done(Err(err)),
             Step::Fetch(_) => Authz::Wait,
@@ -178,7 +178,7 @@ where
         };
         let verified = self.validator.verify_async(token).await?;
         self.required.check(verified.scopes.iter())?;
-        Ok(Some(verified.claims))
+        Ok(Some(verified.claims.clone()))
     }
 
     pub(crate) fn reject<B: Default>(&self, err: AuthError, grpc: bool) -> http::Response<B> {

@@ -78,6 +78,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bearer;
+mod cache;
 mod challenge;
 mod claims;
 mod error;
@@ -103,6 +104,7 @@ mod tonic;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::ClaimsRejection;
+pub use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 pub use crate::claims::{AccessClaims, Audience, Claims};
 pub use crate::error::{AuthError, ConfigError, ErrorKind};
 pub use crate::future::ResponseFuture;

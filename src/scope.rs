@@ -175,6 +175,11 @@ impl Granted {
         Ok(Granted(out.into_boxed_slice()))
     }
 
+    /// Bytes held, for the token cache's memory bound.
+    pub(crate) fn size(&self) -> u64 {
+        self.0.iter().map(|s| s.len() as u64 + 16).sum::<u64>() + 16
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + Clone {
         self.0.iter().map(|s| &**s)
     }

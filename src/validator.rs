@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use serde::de::DeserializeOwned;
 
+use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, TokenCache};
 use crate::challenge::{self, Challenges};
 use crate::claims::{AccessClaims, Claims};
 use crate::error::{AuthError, ConfigError, ErrorKind};
@@ -53,11 +54,11 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Validator<T = AccessClaims> {
-    inner: Arc<Inner>,
-    _claims: PhantomData<fn() -> T>,
+    inner: Arc<Inner<T>>,
 }
 
-struct Inner {
+struct Inner<T> {
+    cache: Option<TokenCache<T>>,
     issuer: Box<str>,
     audiences: Box<[Box<str>]>,
     keys: KeySource,
@@ -71,7 +72,6 @@ impl<T> Clone for Validator<T> {
     fn clone(&self) -> Self {
         Validator {
             inner: Arc::clone(&self.inner),
-            _claims: PhantomData,
         }
     }
 }
@@ -85,6 +85,10 @@ impl<T> fmt::Debug for Validator<T> {
             .field("leeway", &self.inner.leeway)
             .field("require_at_jwt", &self.inner.require_at_jwt)
             .field("max_token_len", &self.inner.max_token_len)
+            .field(
+                "cached_tokens",
+                &self.inner.cache.as_ref().map(TokenCache::len),
+            )
             .finish()
     }
 }
@@ -108,7 +112,7 @@ impl fmt::Debug for KeySource {
 
 /// The outcome of checking a token without waiting.
 pub(crate) enum Step<T> {
-    Done(Result<Verified<T>, AuthError>),
+    Done(Result<Arc<Verified<T>>, AuthError>),
     /// The keys must be fetched first (remote keys only); carries the key-set generation
     /// the check saw.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
@@ -119,12 +123,13 @@ pub(crate) enum Step<T> {
 pub(crate) struct Verified<T> {
     pub(crate) claims: Claims<T>,
     pub(crate) scopes: Granted,
-    /// The key that verified the signature, kept so that caches can drop the entry when the
-    /// key leaves the set.
-    #[allow(dead_code)]
+    /// The key that verified the signature: a cached entry is served only while it is
+    /// still in the key set.
     pub(crate) key: Key,
-    #[allow(dead_code)]
     pub(crate) exp: i64,
+    pub(crate) nbf: Option<i64>,
+    /// Estimated bytes held by the claims and scopes, for the cache's memory bound.
+    pub(crate) size: u64,
 }
 
 impl Validator<AccessClaims> {
@@ -139,6 +144,7 @@ impl Validator<AccessClaims> {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             realm: None,
             resource_metadata: None,
+            cache: Some((DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES)),
             _claims: PhantomData,
         }
     }
@@ -159,7 +165,7 @@ where
     /// # Errors
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed.
     pub fn validate(&self, token: &str) -> Result<Claims<T>, AuthError> {
-        self.verify_now(token).map(|v| v.claims)
+        self.verify_now(token).map(|v| v.claims.clone())
     }
 
     /// Validates a token as [`validate`](Self::validate) does, waiting for a key-set fetch
@@ -170,7 +176,7 @@ where
     /// As [`validate`](Self::validate); [`ErrorKind::KeysUnavailable`] when no keys could
     /// be fetched.
     pub async fn validate_async(&self, token: &str) -> Result<Claims<T>, AuthError> {
-        self.verify_async(token).await.map(|v| v.claims)
+        self.verify_async(token).await.map(|v| v.claims.clone())
     }
 
     /// Validates a token as [`validate`](Self::validate) does, then checks that it grants
@@ -181,12 +187,12 @@ where
     pub fn authorize(&self, token: &str, scopes: &RequiredScopes) -> Result<Claims<T>, AuthError> {
         let verified = self.verify_now(token)?;
         scopes.check(verified.scopes.iter())?;
-        Ok(verified.claims)
+        Ok(verified.claims.clone())
     }
 
     /// Verifies with the keys at hand; when a fetch could help, starts it in the background
     /// (if a Tokio runtime is running) instead of waiting.
-    fn verify_now(&self, token: &str) -> Result<Verified<T>, AuthError> {
+    fn verify_now(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
         match self.verify(token, true) {
             Step::Done(result) => result,
             Step::Fetch(_generation) => {
@@ -205,7 +211,7 @@ where
         }
     }
 
-    pub(crate) async fn verify_async(&self, token: &str) -> Result<Verified<T>, AuthError> {
+    pub(crate) async fn verify_async(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
         match self.verify(token, true) {
             Step::Done(result) => result,
             Step::Fetch(_generation) => {
@@ -224,6 +230,39 @@ where
     /// Checks `token` with the keys at hand. With `may_fetch`, answers [`Step::Fetch`] when
     /// fetching keys could help (remote keys: none yet, or an unknown `kid`).
     pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Step<T> {
+        let Some(cache) = &self.inner.cache else {
+            return self.verify_uncached(token, may_fetch);
+        };
+        if let Some(hit) = cache.get(token) {
+            let now = now();
+            if now.saturating_sub(self.inner.leeway) < hit.exp
+                && hit
+                    .nbf
+                    .is_none_or(|nbf| nbf <= now.saturating_add(self.inner.leeway))
+                && self.key_in_use(&hit.key)
+            {
+                return Step::Done(Ok(hit));
+            }
+            // Expired, or its key has left the set: check it in full (and fail) again.
+            cache.remove(token);
+        }
+        let step = self.verify_uncached(token, may_fetch);
+        if let Step::Done(Ok(verified)) = &step {
+            cache.insert(token, Arc::clone(verified));
+        }
+        step
+    }
+
+    /// Whether `key` is still in the key set (always, for static keys).
+    fn key_in_use(&self, key: &Key) -> bool {
+        match &self.inner.keys {
+            KeySource::Static(_) => true,
+            #[cfg(feature = "remote")]
+            KeySource::Remote(cache) => cache.contains(key),
+        }
+    }
+
+    fn verify_uncached(&self, token: &str, may_fetch: bool) -> Step<T> {
         match &self.inner.keys {
             KeySource::Static(keys) => Step::Done(self.verify_with(keys, token)),
             #[cfg(feature = "remote")]
@@ -254,7 +293,7 @@ where
         }
     }
 
-    fn verify_with(&self, keys: &KeySet, token: &str) -> Result<Verified<T>, AuthError> {
+    fn verify_with(&self, keys: &KeySet, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_len {
             return Err(ErrorKind::TokenTooLarge.into());
@@ -277,7 +316,8 @@ where
             return Err(AuthError::claim(ErrorKind::Expired, "exp"));
         }
         let latest = now.saturating_add(inner.leeway);
-        if numeric_date(nbf.as_ref(), "nbf", f64::ceil)?.is_some_and(|nbf| nbf > latest) {
+        let nbf = numeric_date(nbf.as_ref(), "nbf", f64::ceil)?;
+        if nbf.is_some_and(|nbf| nbf > latest) {
             return Err(AuthError::claim(ErrorKind::NotYetValid, "nbf"));
         }
         if numeric_date(iat.as_ref(), "iat", f64::ceil)?.is_some_and(|iat| iat > latest) {
@@ -294,12 +334,15 @@ where
 
         let claims: T = serde_json::from_slice(&jws.payload)
             .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?;
-        Ok(Verified {
+        let size = jws.payload.len() as u64 + scopes.size();
+        Ok(Arc::new(Verified {
             claims: Claims(Arc::new(claims)),
             scopes,
             key: jws.key.clone(),
             exp,
-        })
+            nbf,
+            size,
+        }))
     }
 }
 
@@ -319,6 +362,13 @@ impl<T> Validator<T> {
             #[cfg(feature = "remote")]
             KeySource::Remote(cache) => cache.current().unwrap_or_default(),
         }
+    }
+
+    /// How full the verified-token cache is: `(entries, estimated bytes)`, or `None` when
+    /// it is off.
+    #[must_use]
+    pub fn token_cache_usage(&self) -> Option<(usize, u64)> {
+        self.inner.cache.as_ref().map(|c| (c.len(), c.weight()))
     }
 
     pub(crate) fn max_token_len(&self) -> usize {
@@ -392,6 +442,7 @@ pub struct ValidatorBuilder<T = AccessClaims, K = StaticKeys> {
     max_token_len: usize,
     realm: Option<String>,
     resource_metadata: Option<String>,
+    cache: Option<(usize, u64)>,
     _claims: PhantomData<fn() -> T>,
 }
 
@@ -480,6 +531,22 @@ impl<T, K> ValidatorBuilder<T, K> {
         self
     }
 
+    /// Bounds the verified-token cache (default 4096 tokens and 8 MiB, estimated).
+    ///
+    /// A token seen before is served from the cache without checking its signature or
+    /// parsing it again; its `exp`/`nbf`, its key and the route's scopes are still checked
+    /// on every request. Only tokens that passed every check are cached.
+    pub fn token_cache(mut self, max_entries: usize, max_bytes: u64) -> Self {
+        self.cache = Some((max_entries, max_bytes));
+        self
+    }
+
+    /// Turns the verified-token cache off: every request verifies the signature.
+    pub fn without_token_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
     /// Chooses the type the claims are deserialized into (default [`AccessClaims`]).
     ///
     /// ```
@@ -501,6 +568,7 @@ impl<T, K> ValidatorBuilder<T, K> {
             max_token_len: self.max_token_len,
             realm: self.realm,
             resource_metadata: self.resource_metadata,
+            cache: self.cache,
             _claims: PhantomData,
         }
     }
@@ -527,6 +595,9 @@ impl<T, K> ValidatorBuilder<T, K> {
         let keys = keys(&issuer)?;
         Ok(Validator {
             inner: Arc::new(Inner {
+                cache: self
+                    .cache
+                    .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
                 issuer: issuer.into(),
                 audiences: self.audiences.into_iter().map(Into::into).collect(),
                 keys,
@@ -535,7 +606,6 @@ impl<T, K> ValidatorBuilder<T, K> {
                 max_token_len: self.max_token_len,
                 challenges,
             }),
-            _claims: PhantomData,
         })
     }
 }

@@ -205,8 +205,12 @@ impl KeyCache {
     async fn fetch_and_install(&self) -> Result<Duration, FetchError> {
         let uri = self.jwks_uri().await?;
         let fetched = http::get(&*self.client, &uri, &self.limits).await?;
-        let keys = KeySet::from_jwks_json_with(&fetched.body, &self.settings.jwks)
+        let mut keys = KeySet::from_jwks_json_with(&fetched.body, &self.settings.jwks)
             .map_err(|e| FetchError::Invalid(format!("key set refused: {e}")))?;
+        if let Some(old) = &*self.current.load() {
+            // Unchanged keys keep their identity, so cached tokens they verified stay valid.
+            keys.reuse_identical(&old.keys);
+        }
         let count = keys.len();
         self.current.store(Some(Arc::new(Snapshot {
             keys,
@@ -327,6 +331,15 @@ impl Snapshot {
 }
 
 impl KeyCache {
+    /// Whether `key` is in the current key set (a cached token stays valid only as long as
+    /// the key that verified it).
+    pub(crate) fn contains(&self, key: &crate::keys::Key) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.keys.iter().any(|k| k.same(key)))
+    }
+
     /// The last fetched key set, if any.
     pub(crate) fn current(&self) -> Option<KeySet> {
         self.current.load().as_ref().map(|s| s.keys.clone())

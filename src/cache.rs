@@ -1,0 +1,189 @@
+//! The verified-token cache: tokens that passed every check, keyed by their exact bytes.
+//!
+//! A hit skips the signature and the JSON parsing, but never the checks that depend on the
+//! moment or the route: `exp`/`nbf` against the clock, the key still being in the key set,
+//! and the route's scopes (checked by the layer). Only fully validated tokens are inserted.
+//! The cache is bounded both in entries and in bytes, so a flood of distinct tokens only
+//! evicts older entries.
+
+use std::sync::Arc;
+
+use quick_cache::Weighter;
+
+use crate::validator::Verified;
+
+/// Default bound on cached tokens.
+pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
+/// Default bound on the cache's memory, in bytes (estimated: token, claims JSON, scopes).
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+pub(crate) struct TokenCache<T> {
+    cache: quick_cache::sync::Cache<Box<str>, Arc<Verified<T>>, Weight>,
+}
+
+/// Weight of an entry: its estimated size in bytes, but at least `floor` =
+/// `max_bytes / max_entries`, so that neither bound can be exceeded.
+#[derive(Clone)]
+struct Weight {
+    floor: u64,
+}
+
+/// Bookkeeping per entry beyond the token and the claims: the `Arc`s, the map slot.
+const ENTRY_OVERHEAD: u64 = 128;
+
+impl<T> Weighter<Box<str>, Arc<Verified<T>>> for Weight {
+    fn weight(&self, key: &Box<str>, value: &Arc<Verified<T>>) -> u64 {
+        (key.len() as u64 + value.size + ENTRY_OVERHEAD).max(self.floor)
+    }
+}
+
+impl<T> TokenCache<T> {
+    pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Self {
+        let max_entries = max_entries.max(1);
+        let floor = (max_bytes / max_entries as u64).max(1);
+        TokenCache {
+            cache: quick_cache::sync::Cache::with_weighter(
+                max_entries,
+                max_bytes,
+                Weight { floor },
+            ),
+        }
+    }
+
+    /// The entry for exactly this token. No allocation.
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<Verified<T>>> {
+        self.cache.get(token)
+    }
+
+    pub(crate) fn insert(&self, token: &str, verified: Arc<Verified<T>>) {
+        self.cache.insert(token.into(), verified);
+    }
+
+    pub(crate) fn remove(&self, token: &str) {
+        self.cache.remove(token);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::mint::{self, AUDIENCE, ISSUER, now, token};
+    use crate::{ErrorKind, Key, KeySet, RequiredScopes, Validator};
+
+    fn builder() -> crate::ValidatorBuilder {
+        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
+            Key::from_pem(public, *alg)
+                .expect("test key")
+                .with_kid(*kid)
+        }));
+        Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys)
+    }
+
+    #[test]
+    fn repeated_token_is_served_from_the_cache() {
+        let v = builder().build().expect("validator");
+        let t = token("rsa-1", json!({}));
+        let first = v.validate(&t).expect("valid");
+        let second = v.validate(&t).expect("valid");
+        assert!(
+            std::sync::Arc::ptr_eq(&first.0, &second.0),
+            "second call must be a cache hit"
+        );
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));
+        let uncached = builder().without_token_cache().build().expect("validator");
+        let a = uncached.validate(&t).expect("valid");
+        let b = uncached.validate(&t).expect("valid");
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(uncached.token_cache_usage(), None);
+    }
+
+    #[test]
+    fn invalid_tokens_are_never_cached() {
+        let v = builder().build().expect("validator");
+        for changes in [
+            json!({"exp": now() - 3600}),
+            json!({"aud": "x"}),
+            json!({"iss": "x"}),
+        ] {
+            let t = token("ec-1", changes);
+            assert!(v.validate(&t).is_err());
+            assert!(v.validate(&t).is_err());
+        }
+        let good = token("ec-1", json!({}));
+        let forged = format!("{}x", &good[..good.len() - 1]);
+        assert!(v.validate(&forged).is_err());
+        assert_eq!(v.token_cache_usage(), Some((0, 0)));
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let v = builder().leeway(Duration::ZERO).build().expect("validator");
+        let t = token("ed-1", json!({"exp": now() + 1}));
+        assert!(v.validate(&t).is_ok());
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));
+        std::thread::sleep(Duration::from_millis(2100));
+        let err = v.validate(&t).expect_err("expired while cached");
+        assert_eq!(err.kind(), ErrorKind::Expired);
+        assert_eq!(
+            v.token_cache_usage().map(|u| u.0),
+            Some(0),
+            "expired entry is dropped"
+        );
+    }
+
+    #[test]
+    fn scopes_are_checked_on_every_hit() {
+        let v = builder().build().expect("validator");
+        let t = token("ec-1", json!({"scope": "read"}));
+        assert!(v.authorize(&t, &RequiredScopes::all(["read"])).is_ok());
+        let err = v
+            .authorize(&t, &RequiredScopes::all(["admin"]))
+            .expect_err("cached, but no admin");
+        assert_eq!(err.kind(), ErrorKind::InsufficientScope);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_tokens_stays_within_the_bounds() {
+        let v = builder()
+            .token_cache(64, 64 * 4096)
+            .build()
+            .expect("validator");
+        for _ in 0..400 {
+            assert!(v.validate(&token("ed-1", json!({}))).is_ok());
+        }
+        let (entries, bytes) = v.token_cache_usage().expect("on");
+        assert!(entries <= 64, "{entries} entries");
+        assert!(bytes <= 64 * 4096, "{bytes} bytes");
+        assert!(entries > 0);
+
+        // A memory bound tighter than the entry bound wins.
+        let v = builder()
+            .token_cache(1000, 8 * 1024)
+            .build()
+            .expect("validator");
+        for _ in 0..200 {
+            let padding = "x".repeat(1000);
+            assert!(
+                v.validate(&token("ed-1", json!({ "pad": padding })))
+                    .is_ok()
+            );
+        }
+        let (entries, bytes) = v.token_cache_usage().expect("on");
+        assert!(bytes <= 8 * 1024, "{bytes} bytes");
+        assert!(entries < 8, "{entries} entries of ~2 KiB in 8 KiB");
+    }
+}
