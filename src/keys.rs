@@ -324,6 +324,20 @@ impl KeySet {
                 .map_err(|e| ConfigError::InvalidJson(e.to_string()))
                 .and_then(|jwk| jwk.into_key(options));
             match key {
+                Ok(key)
+                    if key.kid().is_some()
+                        && keys.iter().any(|k: &Key| {
+                            k.kid() == key.kid() && k.algorithm() == key.algorithm()
+                        }) =>
+                {
+                    // A second key under the same id could never be chosen: say so.
+                    tracing::warn!(
+                        target: "bearer_guard::keys",
+                        index,
+                        kid = key.kid(),
+                        "skipping key whose kid and alg repeat an earlier key in the JWKS"
+                    );
+                }
                 Ok(key) => keys.push(key),
                 Err(err) => tracing::warn!(
                     target: "bearer_guard::keys",
@@ -638,6 +652,21 @@ mod tests {
             KeySet::from_jwks_json(br#"{"keys":[],"keys":[]}"#),
             Err(ConfigError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn repeated_kid_in_jwks_keeps_the_first_key() {
+        let doc = format!(
+            r#"{{"keys":[{},{}]}}"#,
+            ed_jwk(r#","kid":"k""#),
+            ed_jwk(r#","kid":"k""#)
+        );
+        assert_eq!(
+            KeySet::from_jwks_json(doc.as_bytes())
+                .expect("one key")
+                .len(),
+            1
+        );
     }
 
     #[test]
