@@ -30,7 +30,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().with_target(true).init();
+    // Logs on stderr: stdout carries only the `listening on` line.
+    tracing_subscriber::fmt()
+        .with_target(true)
+        .with_writer(std::io::stderr)
+        .init();
 
     let bind: SocketAddr = std::env::var("BIND")
         .unwrap_or_else(|_| "127.0.0.1:8000".to_owned())

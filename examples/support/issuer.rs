@@ -377,7 +377,9 @@ impl SigningKey {
         }
         let key = EncodingKey::from_ec_pem(pem)
             .map_err(|_| "not a PKCS#8 PEM Ed25519, P-256 or P-384 private key")?;
-        let ec = DEFAULT_PROVIDER.key_utils.ec_pub_components_from_private_key;
+        let ec = DEFAULT_PROVIDER
+            .key_utils
+            .ec_pub_components_from_private_key;
         let (alg, crv, x, y) = if let Ok((_, x, y)) = ec(key.as_bytes(), Algorithm::ES256) {
             (Algorithm::ES256, "P-256", x, y)
         } else if let Ok((_, x, y)) = ec(key.as_bytes(), Algorithm::ES384) {
@@ -390,9 +392,10 @@ impl SigningKey {
     }
 
     fn ed25519(key: EncodingKey, kid: Option<String>) -> Result<SigningKey, Error> {
-        let x = (DEFAULT_PROVIDER.key_utils.ed_pub_components_from_private_key)(
-            key.as_bytes(),
-            &EllipticCurve::Ed25519,
+        let x = (DEFAULT_PROVIDER
+            .key_utils
+            .ed_pub_components_from_private_key)(
+            key.as_bytes(), &EllipticCurve::Ed25519
         )
         .map_err(|_| "invalid Ed25519 key")?;
         let public = json!({ "crv": "Ed25519", "kty": "OKP", "x": B64.encode(x) });
@@ -483,7 +486,7 @@ struct Inner {
     key: SigningKey,
     jwks: String,
     metadata: String,
-    verify_slots: tokio::sync::Semaphore,
+    verify_slots: Arc<tokio::sync::Semaphore>,
     secret_checks: AtomicU64,
 }
 
@@ -497,7 +500,9 @@ impl Issuer {
     ) -> Result<Issuer, Error> {
         let issuer = issuer.into();
         if !is_resource_uri(&issuer) || issuer.contains('?') {
-            return Err(format!("issuer {issuer:?} must be a URL without query or fragment").into());
+            return Err(
+                format!("issuer {issuer:?} must be a URL without query or fragment").into(),
+            );
         }
         if !issuer.starts_with("https://") {
             tracing::warn!(%issuer, "issuer is not https: for local demos only");
@@ -554,7 +559,7 @@ impl Issuer {
             key,
             jwks,
             metadata,
-            verify_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+            verify_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
             secret_checks: AtomicU64::new(0),
         })))
     }
@@ -588,11 +593,16 @@ impl Issuer {
     /// dummy hash and fails the same way.
     async fn authenticate(&self, client_id: &str, secret: Secret) -> Option<&Client> {
         let client = self.0.clients.get(client_id);
-        let hash = client.map_or(&self.0.dummy_hash, |c| &c.secret_hash).clone();
-        let ok = match self.0.verify_slots.acquire().await {
-            Ok(_permit) => {
+        let hash = client
+            .map_or(&self.0.dummy_hash, |c| &c.secret_hash)
+            .clone();
+        let ok = match Arc::clone(&self.0.verify_slots).acquire_owned().await {
+            Ok(permit) => {
                 self.0.secret_checks.fetch_add(1, Ordering::Relaxed);
+                // The permit moves into the blocking task: a client that hangs up does not
+                // free its slot before the verification ends.
                 tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     secret.0.len() <= MAX_SECRET_LEN
                         && Argon2::default()
                             .verify_password(secret.0.as_bytes(), &hash)
@@ -628,7 +638,11 @@ impl Issuer {
             tracing::info!(
                 error = "invalid_client",
                 client_id = known.then_some(client_id.as_str()),
-                reason = if known { "wrong_secret" } else { "unknown_client" },
+                reason = if known {
+                    "wrong_secret"
+                } else {
+                    "unknown_client"
+                },
                 "token request refused"
             );
             return Err(OAuthError::invalid_client(challenge));
@@ -822,15 +836,13 @@ impl IntoResponse for OAuthError {
         let body = json!({ "error": self.code, "error_description": self.description });
         let mut response = no_store_json(self.status, &body);
         if self.challenge {
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(BASIC_CHALLENGE),
-            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
         }
         response
     }
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // The request
@@ -952,7 +964,11 @@ impl TokenRequest {
 }
 
 fn repeated(name: &str) -> OAuthError {
-    let name = if name.len() <= 32 { name } else { "a parameter" };
+    let name = if name.len() <= 32 {
+        name
+    } else {
+        "a parameter"
+    };
     OAuthError::invalid_request(format!("{name} is repeated"))
 }
 
@@ -982,7 +998,9 @@ fn credentials(
         (None, _) => None,
         (Some(value), None) => Some(value),
         (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request("more than one Authorization header"));
+            return Err(OAuthError::invalid_request(
+                "more than one Authorization header",
+            ));
         }
     };
     let body_secret = request.client_secret.take();
@@ -990,7 +1008,9 @@ fn credentials(
     let Some(header) = header else {
         return match (request.client_id.clone(), body_secret) {
             (Some(id), Some(secret)) => Ok((AuthMethod::Post, id, secret)),
-            (None, Some(_)) => Err(OAuthError::invalid_request("client_secret without client_id")),
+            (None, Some(_)) => Err(OAuthError::invalid_request(
+                "client_secret without client_id",
+            )),
             // No client authentication at all (or a public client): say how to authenticate.
             (_, None) => Err(OAuthError::invalid_client(true)),
         };
@@ -1003,7 +1023,11 @@ fn credentials(
         ));
     }
     let (id, secret) = parse_basic(header).ok_or(OAuthError::invalid_client(true))?;
-    if request.client_id.as_ref().is_some_and(|body_id| *body_id != id) {
+    if request
+        .client_id
+        .as_ref()
+        .is_some_and(|body_id| *body_id != id)
+    {
         return Err(OAuthError::invalid_request(
             "client_id differs from the Authorization header's",
         ));
@@ -1089,7 +1113,8 @@ fn grant_scope(client: &Client, requested: Option<&str>) -> Result<Vec<String>, 
     let Some(requested) = requested else {
         return Ok(client.default_scope.clone());
     };
-    let scope = parse_scope(requested).ok_or_else(|| OAuthError::invalid_scope("malformed scope"))?;
+    let scope =
+        parse_scope(requested).ok_or_else(|| OAuthError::invalid_scope("malformed scope"))?;
     match scope.iter().find(|s| !client.scopes.contains(s)) {
         // A valid scope token: safe to quote, and the client is authenticated.
         Some(denied) => Err(OAuthError::invalid_scope(format!(
@@ -1115,7 +1140,8 @@ fn is_resource_uri(s: &str) -> bool {
 /// The requested resources if the client may have all of them, else the default (first).
 fn grant_audience(client: &Client, requested: &[String]) -> Result<Vec<String>, OAuthError> {
     if requested.is_empty() {
-        return Ok(vec![client.resources[0].clone()]);
+        // `resources` is never empty (checked when the clients file is read).
+        return Ok(client.resources.iter().take(1).cloned().collect());
     }
     let mut audience: Vec<String> = Vec::new();
     for resource in requested {

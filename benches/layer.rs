@@ -1,0 +1,210 @@
+//! Per-request cost of the `RequireScope` layer against the floor: `jsonwebtoken::decode` on
+//! the same token, with the same key and backend.
+//!
+//! ```text
+//! cargo bench --bench layer                          # rust_crypto backend
+//! cargo bench --bench layer --features aws_lc_rs     # aws-lc-rs backend
+//! ```
+//!
+//! All cases of one algorithm run interleaved, round after round, and each figure is the
+//! median over the rounds, so that the ratios come from one run on the same (noisy) machine.
+
+#[path = "../tests/common/mint.rs"]
+mod mint;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bearer_guard::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::json;
+use tower::{Layer, Service, service_fn};
+
+const ROUNDS: usize = 25;
+/// Target duration of one batch, in nanoseconds.
+const BATCH_NS: f64 = 4_000_000.0;
+
+fn backend() -> (&'static str, &'static jsonwebtoken::crypto::CryptoProvider) {
+    #[cfg(feature = "aws_lc_rs")]
+    {
+        ("aws_lc_rs", &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+    }
+    #[cfg(not(feature = "aws_lc_rs"))]
+    {
+        (
+            "rust_crypto",
+            &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER,
+        )
+    }
+}
+
+fn main() {
+    let (name, provider) = backend();
+    // The floor calls `jsonwebtoken::decode`, which uses the process-wide provider.
+    let _ = provider.install_default();
+    println!("backend: {name}; median of {ROUNDS} interleaved rounds\n");
+    println!(
+        "{:<8} {:>12} {:>14} {:>9} {:>14} {:>9} {:>12}",
+        "alg", "floor (us)", "layer, no cache", "ratio", "layer, cached", "ratio", "floor/cached"
+    );
+    for kid in ["rsa-1", "ec-1", "ed-1"] {
+        bench_alg(kid);
+    }
+}
+
+fn bench_alg(kid: &str) {
+    let (_, alg, _, public) = mint::KEYS.iter().find(|k| k.0 == kid).expect("test kid");
+    let token = mint::token(kid, json!({"exp": mint::now() + 3600}));
+    let key = Key::from_pem(public, *alg).expect("key").with_kid(kid);
+
+    // The floor: jsonwebtoken::decode with the same checks (alg, exp, iss, aud).
+    let decoding = match alg {
+        jsonwebtoken::Algorithm::RS256 => DecodingKey::from_rsa_pem(public),
+        jsonwebtoken::Algorithm::ES256 => DecodingKey::from_ec_pem(public),
+        _ => DecodingKey::from_ed_pem(public),
+    }
+    .expect("decoding key");
+    let mut validation = Validation::new(*alg);
+    validation.set_issuer(&[mint::ISSUER]);
+    validation.set_audience(&[mint::AUDIENCE]);
+    let floor = || {
+        let data = jsonwebtoken::decode::<AccessClaims>(black_box(&token), &decoding, &validation)
+            .expect("floor decodes");
+        black_box(data);
+    };
+
+    let builder = || {
+        Validator::builder()
+            .issuer(mint::ISSUER)
+            .audience(mint::AUDIENCE)
+            .keys(KeySet::new([key.clone()]))
+    };
+    let mut uncached = service(&builder().without_token_cache().build().expect("validator"));
+    let mut cached = service(&builder().build().expect("validator"));
+    let header = HeaderValue::try_from(format!("Bearer {token}")).expect("header");
+    let request = || {
+        let mut req = Request::new(());
+        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        req
+    };
+    assert_eq!(call(&mut uncached, request()), "client-a");
+    assert_eq!(call(&mut cached, request()), "client-a");
+
+    let mut cases: Vec<Case> = vec![
+        Case::new(Box::new(|n| {
+            for _ in 0..n {
+                floor();
+            }
+        })),
+        Case::timed(Box::new(|n| run_layer(&mut uncached, &request, n))),
+        Case::timed(Box::new(|n| run_layer(&mut cached, &request, n))),
+    ];
+    for case in &mut cases {
+        case.calibrate();
+    }
+    for _ in 0..ROUNDS {
+        for case in &mut cases {
+            case.round();
+        }
+    }
+    let [floor, no_cache, with_cache] = [0, 1, 2].map(|i| cases[i].median_ns());
+    println!(
+        "{:<8} {:>12.2} {:>14.2} {:>8.3}x {:>14.3} {:>8.4}x {:>11.0}x",
+        mint::alg_name(*alg),
+        floor / 1e3,
+        no_cache / 1e3,
+        no_cache / floor,
+        with_cache / 1e3,
+        with_cache / floor,
+        floor / with_cache,
+    );
+}
+
+type Svc = Box<dyn FnMut(Request<()>) -> Response<String>>;
+
+fn service(validator: &Validator) -> Svc {
+    let mut svc =
+        RequireScope::all(validator, ["read"]).layer(service_fn(|req: Request<()>| async move {
+            let claims = req
+                .extensions()
+                .get::<Claims<AccessClaims>>()
+                .expect("claims");
+            Ok::<_, Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
+        }));
+    Box::new(move |req| {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut fut = pin!(svc.call(req));
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(res)) => res,
+            _ => unreachable!("the layer over a ready service_fn completes at once"),
+        }
+    })
+}
+
+fn call(svc: &mut Svc, req: Request<()>) -> String {
+    svc(req).into_body()
+}
+
+/// Calls the layered service `n` times; the requests are built before the clock starts.
+fn run_layer(svc: &mut Svc, request: &dyn Fn() -> Request<()>, n: usize) -> f64 {
+    let requests: Vec<_> = (0..n).map(|_| request()).collect();
+    let start = Instant::now();
+    for req in requests {
+        black_box(svc(black_box(req)));
+    }
+    start.elapsed().as_nanos() as f64
+}
+
+struct Case<'a> {
+    run: Box<dyn FnMut(usize) -> f64 + 'a>,
+    batch: usize,
+    samples: Vec<f64>,
+}
+
+impl<'a> Case<'a> {
+    fn new(mut f: Box<dyn FnMut(usize) + 'a>) -> Self {
+        Case::timed(Box::new(move |n| {
+            let start = Instant::now();
+            f(n);
+            start.elapsed().as_nanos() as f64
+        }))
+    }
+
+    fn timed(run: Box<dyn FnMut(usize) -> f64 + 'a>) -> Self {
+        Case {
+            run,
+            batch: 1,
+            samples: Vec::new(),
+        }
+    }
+
+    fn calibrate(&mut self) {
+        let mut n = 1;
+        loop {
+            let ns = (self.run)(n);
+            if ns > BATCH_NS / 10.0 || n > 1 << 22 {
+                self.batch = ((BATCH_NS / (ns / n as f64)) as usize).max(1);
+                return;
+            }
+            n *= 4;
+        }
+    }
+
+    fn round(&mut self) {
+        let ns = (self.run)(self.batch);
+        self.samples.push(ns / self.batch as f64);
+    }
+
+    fn median_ns(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    }
+}

@@ -1,0 +1,1082 @@
+//! The example issuer (`examples/support/issuer.rs`) over real sockets: token issuance by
+//! every client authentication method, tokens checked with `bearer_guard::Validator` and the
+//! JWKS the issuer serves, the RFC 6749 / RFC 8707 errors, metadata, body limit, and logs free
+//! of secrets and tokens.
+
+#[path = "../examples/support/issuer.rs"]
+mod issuer;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::PasswordHasher;
+use argon2::{Argon2, Params};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bearer_guard::{AccessClaims, Audience, KeySet, Validator};
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use issuer::{Config, Format, Issuer, SigningKey};
+use serde_json::{Value, json};
+
+const API: &str = "https://api.test";
+const OTHER_API: &str = "https://other.test";
+
+const SVC_SECRET: &str = "svc-secret-0123456789";
+const READER_SECRET: &str = "reader-secret-0123456789";
+/// A client id and secret that need form-urlencoding in a Basic header (RFC 6749 §2.3.1).
+const ODD_ID: &str = "svc:2 é";
+const ODD_SECRET: &str = "p@ss word:+%&=";
+
+/// Argon2id with the smallest parameters: the tests run unoptimised.
+fn cheap_hash(secret: &str) -> String {
+    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(secret.as_bytes())
+        .expect("hash")
+        .to_string()
+}
+
+fn clients_toml() -> String {
+    format!(
+        r#"
+[[clients]]
+client_id = "svc"
+secret_hash = "{svc}"
+scopes = ["read", "write"]
+default_scope = "read"
+resources = ["{API}", "{OTHER_API}"]
+
+[[clients]]
+client_id = "reader"
+secret_hash = "{reader}"
+scopes = ["read"]
+resources = ["{API}"]
+token_lifetime = 60
+
+[[clients]]
+client_id = "{ODD_ID}"
+secret_hash = "{odd}"
+scopes = ["read", "admin"]
+resources = ["{API}"]
+"#,
+        svc = cheap_hash(SVC_SECRET),
+        reader = cheap_hash(READER_SECRET),
+        odd = cheap_hash(ODD_SECRET),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+struct Server {
+    base: String,
+    issuer: Issuer,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Server {
+    let base = issuer.issuer().to_owned();
+    let app = issuer::app(issuer.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    Server {
+        base,
+        issuer,
+        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+/// The issuer on a free loopback port, with the test clients and a generated key.
+async fn start() -> Server {
+    let (listener, addr) = bind().await;
+    let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
+    let key = SigningKey::generate(None).expect("key");
+    let issuer = Issuer::new(format!("http://{addr}"), clients, key).expect("issuer");
+    serve(listener, issuer)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ascii"))
+    }
+
+    /// An RFC 6749 §5.2 error with the token endpoint's headers.
+    fn assert_error(&self, status: StatusCode, error: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+        self.assert_no_store();
+    }
+
+    fn assert_no_store(&self) {
+        assert_eq!(self.header(header::CACHE_CONTROL), Some("no-store"));
+        assert_eq!(self.header(header::PRAGMA), Some("no-cache"));
+        assert_eq!(self.header(header::CONTENT_TYPE), Some("application/json"));
+    }
+
+    /// A successful token response; returns the access token.
+    fn assert_token(&self) -> String {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.assert_no_store();
+        let body = self.json();
+        assert_eq!(body["token_type"], "Bearer");
+        assert!(body["expires_in"].is_u64(), "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+impl Server {
+    async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        let res = self.http.request(req).await.expect("request");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        let req = Request::get(format!("{}{path}", self.base))
+            .body(Full::default())
+            .expect("request");
+        self.send(req).await
+    }
+
+    /// `POST /oauth/token` with `body`, `content_type` and extra headers.
+    async fn post(
+        &self,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/oauth/token", self.base))
+            .header(header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(Full::new(body.into())).expect("request"))
+            .await
+    }
+
+    async fn form(&self, form: &str) -> Reply {
+        self.post("application/x-www-form-urlencoded", form.to_owned(), &[])
+            .await
+    }
+
+    /// `client_secret_basic`, the id and secret form-urlencoded first (RFC 6749 §2.3.1).
+    async fn basic(&self, id: &str, secret: &str, form: &str) -> Reply {
+        let auth = basic_header(id, secret);
+        self.post(
+            "application/x-www-form-urlencoded",
+            form.to_owned(),
+            &[("authorization", &auth)],
+        )
+        .await
+    }
+
+    async fn json(&self, body: Value) -> Reply {
+        self.post("application/json", body.to_string(), &[]).await
+    }
+
+    async fn jwks(&self) -> KeySet {
+        let reply = self.get("/.well-known/jwks.json").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        KeySet::from_jwks_json(&reply.body).expect("served JWKS")
+    }
+
+    async fn validator(&self, audience: &str) -> Validator {
+        Validator::builder()
+            .issuer(self.base.clone())
+            .audience(audience)
+            .keys(self.jwks().await)
+            .build()
+            .expect("validator")
+    }
+}
+
+fn basic_header(id: &str, secret: &str) -> String {
+    let pair = format!("{}:{}", urlencode(id), urlencode(secret));
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn jose_header(token: &str) -> Value {
+    let header = token.split('.').next().expect("header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuance
+
+#[tokio::test]
+async fn basic_auth_issues_a_token_the_validator_accepts() {
+    let server = start().await;
+    let reply = server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            "grant_type=client_credentials&scope=read+write",
+        )
+        .await;
+    let token = reply.assert_token();
+    let body = reply.json();
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "read write");
+
+    let header = jose_header(&token);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    let jwks: Value = serde_json::from_str(server.issuer.jwks_json()).expect("jwks");
+    assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
+
+    let claims = server
+        .validator(API)
+        .await
+        .validate(&token)
+        .expect("valid token");
+    assert_eq!(claims.iss, server.base);
+    assert_eq!(claims.subject(), Some("svc"));
+    assert_eq!(claims.client_id(), Some("svc"));
+    assert_eq!(claims.aud, Audience::One(API.into()));
+    assert_eq!(claims.scope.as_deref(), Some("read write"));
+    assert!(claims.has_scope("write"));
+    let iat = claims.iat.expect("iat");
+    assert_eq!(claims.exp - iat, 3600);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!((iat - now).abs() <= 5, "iat {iat} now {now}");
+    // 128 random bits, base64url without padding.
+    let jti = claims.jti.clone().expect("jti");
+    assert_eq!(URL_SAFE_NO_PAD.decode(&jti).expect("b64 jti").len(), 16);
+
+    // Minted for API: another resource server refuses it.
+    let other = server.validator(OTHER_API).await;
+    assert!(other.validate(&token).is_err());
+
+    // A second token is a different token.
+    let again = server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            "grant_type=client_credentials&scope=read+write",
+        )
+        .await
+        .assert_token();
+    assert_ne!(again, token);
+    let claims2 = server.validator(API).await.validate(&again).expect("valid");
+    assert_ne!(claims2.jti, claims.jti);
+}
+
+#[tokio::test]
+async fn client_secret_post_issues_the_default_scope_and_audience() {
+    let server = start().await;
+    let reply = server
+        .form(&format!(
+            "grant_type=client_credentials&client_id=svc&client_secret={}",
+            urlencode(SVC_SECRET)
+        ))
+        .await;
+    let token = reply.assert_token();
+    assert_eq!(reply.json()["scope"], "read");
+    let claims = server.validator(API).await.validate(&token).expect("valid");
+    assert_eq!(claims.scope.as_deref(), Some("read"));
+    assert_eq!(claims.aud, Audience::One(API.into()));
+
+    // The reader's lifetime is its own.
+    let reply = server
+        .form(&format!(
+            "grant_type=client_credentials&client_id=reader&client_secret={READER_SECRET}"
+        ))
+        .await;
+    let token = reply.assert_token();
+    assert_eq!(reply.json()["expires_in"], 60);
+    let claims = server.validator(API).await.validate(&token).expect("valid");
+    assert_eq!(claims.exp - claims.iat.expect("iat"), 60);
+}
+
+#[tokio::test]
+async fn json_body_issues_a_token() {
+    let server = start().await;
+    let reply = server
+        .json(json!({ "client_id": "svc", "client_secret": SVC_SECRET, "scope": "write" }))
+        .await;
+    let token = reply.assert_token();
+    assert_eq!(reply.json()["scope"], "write");
+    let claims = server.validator(API).await.validate(&token).expect("valid");
+    assert_eq!(claims.scope.as_deref(), Some("write"));
+    assert_eq!(claims.client_id(), Some("svc"));
+
+    // With an explicit grant type and resources, too.
+    let reply = server
+        .json(json!({
+            "grant_type": "client_credentials",
+            "client_id": "svc",
+            "client_secret": SVC_SECRET,
+            "resource": [OTHER_API],
+        }))
+        .await;
+    let token = reply.assert_token();
+    server
+        .validator(OTHER_API)
+        .await
+        .validate(&token)
+        .expect("valid for the other API");
+
+    // Another grant type is refused here too; so is a non-object or a duplicate member.
+    server
+        .json(json!({ "grant_type": "password", "client_id": "svc", "client_secret": SVC_SECRET }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    server
+        .post("application/json", r#"["svc"]"#, &[])
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    server
+        .post(
+            "application/json",
+            r#"{"client_id":"svc","client_id":"reader","client_secret":"x"}"#,
+            &[],
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn basic_credentials_are_form_urlencoded() {
+    let server = start().await;
+    let token = server
+        .basic(
+            ODD_ID,
+            ODD_SECRET,
+            "grant_type=client_credentials&scope=admin",
+        )
+        .await
+        .assert_token();
+    let claims = server.validator(API).await.validate(&token).expect("valid");
+    assert_eq!(claims.client_id(), Some(ODD_ID));
+    assert_eq!(claims.scope.as_deref(), Some("admin"));
+
+    // The raw (not urlencoded) secret is a different secret.
+    let auth = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{ODD_SECRET}", urlencode(ODD_ID)))
+    );
+    server
+        .post(
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials",
+            &[("authorization", &auth)],
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn several_resources_become_the_audience() {
+    let server = start().await;
+    let form = format!(
+        "grant_type=client_credentials&resource={}&resource={}&resource={}",
+        urlencode(API),
+        urlencode(OTHER_API),
+        urlencode(API)
+    );
+    let token = server.basic("svc", SVC_SECRET, &form).await.assert_token();
+    for audience in [API, OTHER_API] {
+        let claims = server
+            .validator(audience)
+            .await
+            .validate(&token)
+            .expect("valid");
+        assert_eq!(
+            claims.aud,
+            Audience::Many(vec![API.into(), OTHER_API.into()])
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_client_get_the_same_401() {
+    let server = start().await;
+    let form = "grant_type=client_credentials";
+
+    let wrong = server.basic("svc", "not-the-secret", form).await;
+    wrong.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let challenge = wrong.header(header::WWW_AUTHENTICATE).expect("challenge");
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+
+    let before = server.issuer.secret_checks();
+    let unknown = server.basic("nobody", "not-the-secret", form).await;
+    unknown.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    // Same answer, and a (dummy) verification ran for the unknown client too.
+    assert_eq!(unknown.body, wrong.body);
+    assert_eq!(unknown.header(header::WWW_AUTHENTICATE), Some(challenge));
+    assert_eq!(server.issuer.secret_checks(), before + 1);
+
+    // client_secret_post: the same error, without a Basic challenge.
+    for id in ["svc", "nobody"] {
+        let reply = server
+            .form(&format!(
+                "{form}&client_id={id}&client_secret=not-the-secret"
+            ))
+            .await;
+        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        assert_eq!(reply.body, wrong.body);
+        assert_eq!(reply.header(header::WWW_AUTHENTICATE), None);
+    }
+    let reply = server
+        .json(json!({ "client_id": "nobody", "client_secret": "x" }))
+        .await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(reply.body, wrong.body);
+
+    // Another client's secret is a wrong secret.
+    server
+        .basic("svc", READER_SECRET, form)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn missing_or_malformed_credentials_are_invalid_client() {
+    let server = start().await;
+    let form = "grant_type=client_credentials";
+    for reply in [
+        server.form(form).await,
+        server.form(&format!("{form}&client_id=svc")).await,
+        server
+            .post(
+                "application/x-www-form-urlencoded",
+                form,
+                &[("authorization", "Basic !!!not-base64")],
+            )
+            .await,
+        server
+            .post(
+                "application/x-www-form-urlencoded",
+                form,
+                &[(
+                    "authorization",
+                    &format!("Basic {}", STANDARD.encode("no-colon")),
+                )],
+            )
+            .await,
+        server
+            .post(
+                "application/x-www-form-urlencoded",
+                form,
+                &[("authorization", "Bearer abc")],
+            )
+            .await,
+    ] {
+        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        assert!(reply.header(header::WWW_AUTHENTICATE).is_some());
+    }
+}
+
+#[tokio::test]
+async fn unsupported_or_missing_grant_type() {
+    let server = start().await;
+    for grant in ["password", "authorization_code", "client_credentials%20"] {
+        server
+            .basic("svc", SVC_SECRET, &format!("grant_type={grant}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    server
+        .basic("svc", SVC_SECRET, "scope=read")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    // A parameter without a value is as if omitted (RFC 6749 §3.1).
+    server
+        .basic("svc", SVC_SECRET, "grant_type=")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn scopes_outside_the_clients_are_invalid_scope() {
+    let server = start().await;
+    let reply = server
+        .basic(
+            "reader",
+            READER_SECRET,
+            "grant_type=client_credentials&scope=read+write",
+        )
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+    for scope in ["admin", "read%20%20write", "%20read", "re%22ad"] {
+        server
+            .basic(
+                "svc",
+                SVC_SECRET,
+                &format!("grant_type=client_credentials&scope={scope}"),
+            )
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+    }
+    // A subset is fine, duplicates folded.
+    let reply = server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            "grant_type=client_credentials&scope=write+write",
+        )
+        .await;
+    reply.assert_token();
+    assert_eq!(reply.json()["scope"], "write");
+}
+
+#[tokio::test]
+async fn resources_outside_the_clients_are_invalid_target() {
+    let server = start().await;
+    for resource in [
+        urlencode(OTHER_API),
+        urlencode("https://api.test/"),
+        urlencode("not a uri"),
+        urlencode("https://api.test#x"),
+    ] {
+        server
+            .basic(
+                "reader",
+                READER_SECRET,
+                &format!("grant_type=client_credentials&resource={resource}"),
+            )
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+    }
+    // One bad resource among good ones spoils the request.
+    server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            &format!(
+                "grant_type=client_credentials&resource={}&resource={}",
+                urlencode(API),
+                urlencode("https://evil.test")
+            ),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_request() {
+    let server = start().await;
+    let grant = "grant_type=client_credentials";
+
+    // Two client authentication methods at once.
+    server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            &format!("{grant}&client_secret={SVC_SECRET}"),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            &format!("{grant}&client_id=svc&client_secret={SVC_SECRET}"),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    let auth = basic_header("svc", SVC_SECRET);
+    server
+        .post(
+            "application/json",
+            json!({ "client_id": "svc", "client_secret": SVC_SECRET }).to_string(),
+            &[("authorization", &auth)],
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    // A body client_id that contradicts the header.
+    server
+        .basic("svc", SVC_SECRET, &format!("{grant}&client_id=reader"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    // ... but the same one is fine.
+    server
+        .basic("svc", SVC_SECRET, &format!("{grant}&client_id=svc"))
+        .await
+        .assert_token();
+
+    // Repeated parameters, bad encodings, wrong content types.
+    for (content_type, body) in [
+        (
+            "application/x-www-form-urlencoded",
+            format!("{grant}&{grant}"),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            format!("{grant}&scope=read&scope=write"),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            format!("{grant}&scope=%zz"),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            format!("{grant}&scope=%C3"),
+        ),
+        ("text/plain", grant.to_owned()),
+        ("application/xml", grant.to_owned()),
+    ] {
+        server
+            .post(content_type, body, &[("authorization", &auth)])
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    // Two Authorization headers.
+    server
+        .post(
+            "application/x-www-form-urlencoded",
+            grant,
+            &[("authorization", &auth), ("authorization", &auth)],
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    // The content type may carry parameters and any case.
+    server
+        .post(
+            "Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+            grant,
+            &[("authorization", &auth)],
+        )
+        .await
+        .assert_token();
+
+    // Only POST.
+    let reply = server.get("/oauth/token").await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let server = start().await;
+    let padding = "x".repeat(issuer::MAX_BODY + 1);
+    let reply = server
+        .basic(
+            "svc",
+            SVC_SECRET,
+            &format!("grant_type=client_credentials&pad={padding}"),
+        )
+        .await;
+    reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+    let reply = server
+        .json(json!({ "client_id": "svc", "client_secret": SVC_SECRET, "pad": padding }))
+        .await;
+    reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+    // Just under the limit is fine (unknown parameters are ignored).
+    let form = "grant_type=client_credentials&pad=";
+    let padding = "x".repeat(issuer::MAX_BODY - form.len());
+    server
+        .basic("svc", SVC_SECRET, &format!("{form}{padding}"))
+        .await
+        .assert_token();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+#[tokio::test]
+async fn metadata_documents_describe_the_issuer() {
+    let server = start().await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let doc = reply.json();
+        assert_eq!(doc["issuer"], server.base);
+        assert_eq!(
+            doc["token_endpoint"],
+            format!("{}/oauth/token", server.base)
+        );
+        assert_eq!(
+            doc["jwks_uri"],
+            format!("{}/.well-known/jwks.json", server.base)
+        );
+        assert_eq!(doc["grant_types_supported"], json!(["client_credentials"]));
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(doc["scopes_supported"], json!(["admin", "read", "write"]));
+        assert_eq!(doc["response_types_supported"], json!([]));
+    }
+
+    // The JWKS at jwks_uri: public parts only.
+    let reply = server.get("/.well-known/jwks.json").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let jwks = reply.json();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert_eq!(key["alg"], "EdDSA");
+    assert_eq!(key["use"], "sig");
+    assert!(key.get("d").is_none());
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+static TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// A file in the temp directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(extension: &str, contents: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "bearer-guard-issuer-{}-{}.{extension}",
+            std::process::id(),
+            TEMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The shipped `examples/clients.toml` with its documented demo secrets (real argon2
+/// parameters, so a few slow verifications).
+#[tokio::test]
+async fn shipped_demo_clients_work() {
+    let (listener, addr) = bind().await;
+    let issuer = issuer::load(&Config::new(format!("http://{addr}")))
+        .await
+        .expect("load examples/clients.toml");
+    let server = serve(listener, issuer);
+
+    let reply = server
+        .basic(
+            "demo-client",
+            "demo-secret",
+            "grant_type=client_credentials",
+        )
+        .await;
+    let token = reply.assert_token();
+    assert_eq!(reply.json()["scope"], "read write");
+    let claims = server
+        .validator("http://127.0.0.1:8001")
+        .await
+        .validate(&token)
+        .expect("valid");
+    assert_eq!(claims.client_id(), Some("demo-client"));
+
+    let reply = server
+        .json(json!({ "client_id": "reader", "client_secret": "reader-secret" }))
+        .await;
+    reply.assert_token();
+    assert_eq!(reply.json()["scope"], "read");
+    server
+        .json(json!({ "client_id": "reader", "client_secret": "reader-secret", "scope": "write" }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+}
+
+/// A JSON clients file and the repository's test Ed25519 key with `kid` `ed-1`: the tokens
+/// validate with `examples/jwks.json`.
+#[tokio::test]
+async fn json_clients_file_and_signing_key_file() {
+    let clients = TempFile::new(
+        "json",
+        &json!({ "clients": [{
+            "client_id": "svc",
+            "secret_hash": cheap_hash(SVC_SECRET),
+            "scopes": ["read"],
+            "resources": [API],
+        }]})
+        .to_string(),
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (listener, addr) = bind().await;
+    let config = Config {
+        issuer: format!("http://{addr}"),
+        clients_file: clients.0.clone(),
+        signing_key_file: Some(root.join("tests/keys/ed25519_private.pem")),
+        signing_key_id: Some("ed-1".into()),
+    };
+    let server = serve(listener, issuer::load(&config).await.expect("load"));
+
+    let served: Value = serde_json::from_str(server.issuer.jwks_json()).expect("jwks");
+    let shipped: Value = serde_json::from_slice(
+        &std::fs::read(root.join("examples/jwks.json")).expect("examples/jwks.json"),
+    )
+    .expect("json");
+    assert_eq!(served, shipped);
+
+    let token = server
+        .basic("svc", SVC_SECRET, "grant_type=client_credentials")
+        .await
+        .assert_token();
+    let validator = Validator::builder()
+        .issuer(server.base.clone())
+        .audience(API)
+        .keys(KeySet::from_jwks_json(&serde_json::to_vec(&shipped).expect("json")).expect("keys"))
+        .build()
+        .expect("validator");
+    let claims: bearer_guard::Claims<AccessClaims> = validator.validate(&token).expect("valid");
+    assert_eq!(claims.scope.as_deref(), Some("read"));
+}
+
+#[tokio::test]
+async fn ecdsa_signing_keys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, alg, crv) in [
+        ("tests/keys/ec256_private.pem", "ES256", "P-256"),
+        ("tests/keys/ec384_private.pem", "ES384", "P-384"),
+    ] {
+        let pem = std::fs::read(root.join(file)).expect("pem");
+        let key = SigningKey::from_pem(&pem, None).expect("EC key");
+        assert_eq!(key.public_jwk()["crv"], crv);
+        let (listener, addr) = bind().await;
+        let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
+        let server = serve(
+            listener,
+            Issuer::new(format!("http://{addr}"), clients, key).expect("issuer"),
+        );
+        let token = server
+            .basic("svc", SVC_SECRET, "grant_type=client_credentials")
+            .await
+            .assert_token();
+        assert_eq!(jose_header(&token)["alg"], alg);
+        server.validator(API).await.validate(&token).expect("valid");
+    }
+    // Public keys and garbage are refused.
+    for file in [
+        "tests/keys/ed25519_public.pem",
+        "tests/keys/rsa_private_pkcs1.pem",
+    ] {
+        let pem = std::fs::read(root.join(file)).expect("pem");
+        assert!(SigningKey::from_pem(&pem, None).is_err(), "{file}");
+    }
+    assert!(SigningKey::from_pem(b"not a pem", None).is_err());
+}
+
+#[test]
+fn bad_clients_files_are_refused() {
+    let hash = cheap_hash("secret");
+    let client = |extra: &str| {
+        format!(
+            "[[clients]]\nclient_id = \"a\"\nsecret_hash = \"{hash}\"\nscopes = [\"read\"]\n\
+             resources = [\"{API}\"]\n{extra}"
+        )
+    };
+    assert!(issuer::parse_clients(&client(""), Format::Toml).is_ok());
+    let bad = [
+        // A plain-text secret, a bcrypt hash, argon2i, absurd parameters.
+        client("").replace(&hash, "secret"),
+        client("").replace(
+            &hash,
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        ),
+        client("").replace("argon2id", "argon2i"),
+        client("").replace("m=8,", "m=4000000,"),
+        client("default_scope = \"read write\""),
+        client("token_lifetime = 0"),
+        client("token_lifetime = 999999"),
+        client("typo = 1"),
+        client("").replace(&format!("[\"{API}\"]"), "[]"),
+        client("").replace(API, "/relative"),
+        client("").replace("[\"read\"]", "[\"re ad\"]"),
+        format!("{}\n{}", client(""), client("")),
+        String::new(),
+    ];
+    for text in &bad {
+        assert!(
+            issuer::parse_clients(text, Format::Toml).is_err(),
+            "accepted:\n{text}"
+        );
+    }
+    assert!(issuer::parse_clients("{\"clients\": 1}", Format::Json).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+/// Everything the issuer logs, at every level, while it issues and refuses tokens: no secret,
+/// no token, no Authorization header.
+#[tokio::test]
+async fn logs_never_contain_secrets_or_tokens() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    // The test runtime is single-threaded: the server's tasks log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = start().await;
+    let wrong_secret = "wrong-secret-that-must-not-be-logged";
+    let unknown_secret = "unknown-client-secret-not-logged";
+    let mut tokens = Vec::new();
+    tokens.push(
+        server
+            .basic(
+                "svc",
+                SVC_SECRET,
+                "grant_type=client_credentials&scope=read+write",
+            )
+            .await
+            .assert_token(),
+    );
+    tokens.push(
+        server
+            .form(&format!(
+                "grant_type=client_credentials&client_id=reader&client_secret={READER_SECRET}"
+            ))
+            .await
+            .assert_token(),
+    );
+    tokens.push(
+        server
+            .json(json!({ "client_id": ODD_ID, "client_secret": ODD_SECRET }))
+            .await
+            .assert_token(),
+    );
+    server
+        .basic("svc", wrong_secret, "grant_type=client_credentials")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    server
+        .basic("nobody", unknown_secret, "grant_type=client_credentials")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    server
+        .form(&format!(
+            "grant_type=client_credentials&client_id=reader&client_secret={wrong_secret}"
+        ))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    server
+        .basic(
+            "reader",
+            READER_SECRET,
+            "grant_type=client_credentials&scope=write",
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    // The capture works: issuance and refusals are logged, with the client and scope.
+    assert!(logs.contains("access token issued"), "{logs}");
+    assert!(logs.contains("client_id=svc"), "{logs}");
+    assert!(logs.contains("scope=read write"), "{logs}");
+    assert!(logs.contains("invalid_client"), "{logs}");
+
+    let mut forbidden: Vec<String> = vec![
+        SVC_SECRET.into(),
+        READER_SECRET.into(),
+        ODD_SECRET.into(),
+        urlencode(ODD_SECRET),
+        wrong_secret.into(),
+        unknown_secret.into(),
+        "nobody".into(),
+        basic_header("svc", SVC_SECRET),
+        STANDARD.encode(format!("svc:{SVC_SECRET}")),
+    ];
+    for token in &tokens {
+        forbidden.push(token.clone());
+        forbidden.push(token.rsplit('.').next().expect("signature").to_owned());
+    }
+    for needle in &forbidden {
+        assert!(
+            !logs.contains(needle.as_str()),
+            "logged {needle:?}:\n{logs}"
+        );
+    }
+}
