@@ -1,7 +1,7 @@
 //! Rejection responses: RFC 6750 §3 `WWW-Authenticate` challenges for HTTP, and
 //! trailers-only responses with `grpc-status` for gRPC.
 
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
@@ -119,12 +119,15 @@ pub(crate) fn reject<B: Default>(
         ErrorKind::MissingToken => Some(&challenges.missing),
         ErrorKind::InvalidRequest => Some(&challenges.invalid_request),
         ErrorKind::InsufficientScope => Some(insufficient_scope),
-        ErrorKind::KeysUnavailable => None,
+        ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => None,
         _ => Some(&challenges.invalid_token),
     };
     let headers = res.headers_mut();
     if let Some(challenge) = challenge {
         headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    }
+    if kind.status() == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -149,6 +152,7 @@ fn kind_message(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidRequest => "malformed Authorization header",
         ErrorKind::InsufficientScope => "token lacks the required scope",
         ErrorKind::KeysUnavailable => "verification keys are unavailable",
+        ErrorKind::RevocationUnavailable => "revocation status is unavailable",
         _ => "invalid token",
     }
 }

@@ -79,6 +79,10 @@ pub enum ErrorKind {
     /// No verification keys are available (for example the issuer's key set could not be
     /// fetched): a server-side problem, answered with 503.
     KeysUnavailable,
+    /// The token has been revoked (its `jti` is in the revocation store).
+    Revoked,
+    /// The revocation store could not be asked: 503 with `Retry-After` (fail closed).
+    RevocationUnavailable,
 }
 
 impl ErrorKind {
@@ -107,6 +111,8 @@ impl ErrorKind {
             ErrorKind::InvalidClaims => "invalid_claims",
             ErrorKind::InsufficientScope => "insufficient_scope",
             ErrorKind::KeysUnavailable => "keys_unavailable",
+            ErrorKind::Revoked => "revoked",
+            ErrorKind::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -133,6 +139,8 @@ impl ErrorKind {
             ErrorKind::InvalidClaims => "token claims do not match the expected shape",
             ErrorKind::InsufficientScope => "token lacks the required scope",
             ErrorKind::KeysUnavailable => "verification keys are unavailable",
+            ErrorKind::Revoked => "token has been revoked",
+            ErrorKind::RevocationUnavailable => "revocation status is unavailable",
         }
     }
 
@@ -143,7 +151,9 @@ impl ErrorKind {
             ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorKind::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -152,7 +162,9 @@ impl ErrorKind {
     #[must_use]
     pub fn oauth_error(self) -> Option<&'static str> {
         match self {
-            ErrorKind::MissingToken | ErrorKind::KeysUnavailable => None,
+            ErrorKind::MissingToken
+            | ErrorKind::KeysUnavailable
+            | ErrorKind::RevocationUnavailable => None,
             ErrorKind::InvalidRequest => Some("invalid_request"),
             ErrorKind::InsufficientScope => Some("insufficient_scope"),
             _ => Some("invalid_token"),
@@ -165,7 +177,7 @@ impl ErrorKind {
     pub fn grpc_code(self) -> u8 {
         match self {
             ErrorKind::InsufficientScope => 7,
-            ErrorKind::KeysUnavailable => 14,
+            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => 14,
             _ => 16,
         }
     }

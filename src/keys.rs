@@ -190,6 +190,7 @@ impl Key {
     }
 
     /// Whether two handles refer to the same loaded key.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn same(&self, other: &Key) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }

@@ -164,7 +164,7 @@ where
                     .map(|()| Some(verified.claims.clone())),
             ),
             Step::Done(Err(err)) => Authz::Done(Err(err)),
-            Step::Fetch(_) => Authz::Wait,
+            Step::Wait(_) => Authz::Wait,
         }
     }
 

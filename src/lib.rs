@@ -81,6 +81,11 @@ mod bearer;
 mod cache;
 mod challenge;
 mod claims;
+/// The outgoing side: fetch, cache and send client-credentials access tokens on calls to
+/// other services (feature `client`).
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod error;
 mod future;
 mod json;
@@ -89,6 +94,7 @@ mod keys;
 mod layer;
 #[cfg(feature = "remote")]
 mod remote;
+pub mod revocation;
 mod scope;
 mod service;
 mod validator;

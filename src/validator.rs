@@ -21,6 +21,7 @@ use crate::keys::{Key, KeySet};
 use crate::remote::http::HttpClient;
 #[cfg(feature = "remote")]
 use crate::remote::{KeyCache, Keys, Settings, Source};
+use crate::revocation::{DEFAULT_REVOCATION_MEMO, Known, RevocationCheck, Revocations};
 use crate::scope::{Granted, RequiredScopes};
 
 /// Default leeway for `exp`, `nbf` and `iat`.
@@ -59,6 +60,7 @@ pub struct Validator<T = AccessClaims> {
 
 struct Inner<T> {
     cache: Option<TokenCache<T>>,
+    revocation: Option<RevocationCheck>,
     issuer: Box<str>,
     audiences: Box<[Box<str>]>,
     keys: KeySource,
@@ -113,10 +115,17 @@ impl fmt::Debug for KeySource {
 /// The outcome of checking a token without waiting.
 pub(crate) enum Step<T> {
     Done(Result<Arc<Verified<T>>, AuthError>),
-    /// The keys must be fetched first (remote keys only); carries the key-set generation
-    /// the check saw.
+    /// Something must be awaited first.
+    Wait(Pending<T>),
+}
+
+/// What a check must wait for.
+pub(crate) enum Pending<T> {
+    /// A key-set fetch (remote keys only); carries the key-set generation the check saw.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
-    Fetch(u64),
+    Keys(u64),
+    /// The revocation store's answer for this otherwise valid token.
+    Revocation(Arc<Verified<T>>),
 }
 
 /// A token that passed every check: its claims and what the layer needs to authorize.
@@ -128,6 +137,9 @@ pub(crate) struct Verified<T> {
     pub(crate) key: Key,
     pub(crate) exp: i64,
     pub(crate) nbf: Option<i64>,
+    pub(crate) jti: Option<Box<str>>,
+    /// `client_id` (else `azp`), for security events.
+    pub(crate) client_id: Option<Box<str>>,
     /// Estimated bytes held by the claims and scopes, for the cache's memory bound.
     pub(crate) size: u64,
 }
@@ -145,6 +157,7 @@ impl Validator<AccessClaims> {
             realm: None,
             resource_metadata: None,
             cache: Some((DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES)),
+            revocation: None,
             _claims: PhantomData,
         }
     }
@@ -190,12 +203,16 @@ where
         Ok(verified.claims.clone())
     }
 
-    /// Verifies with the keys at hand; when a fetch could help, starts it in the background
-    /// (if a Tokio runtime is running) instead of waiting.
+    /// Verifies with what is at hand; when a key fetch or a revocation answer is missing,
+    /// starts getting it in the background (if a Tokio runtime is running) instead of
+    /// waiting.
     fn verify_now(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
-        match self.verify(token, true) {
-            Step::Done(result) => result,
-            Step::Fetch(_generation) => {
+        let pending = match self.verify(token, true) {
+            Step::Done(result) => return result,
+            Step::Wait(pending) => pending,
+        };
+        let pending = match pending {
+            Pending::Keys(_generation) => {
                 #[cfg(feature = "remote")]
                 if let (KeySource::Remote(cache), Ok(runtime)) =
                     (&self.inner.keys, tokio::runtime::Handle::try_current())
@@ -204,32 +221,93 @@ where
                     runtime.spawn(async move { cache.refresh_on_demand(_generation).await });
                 }
                 match self.verify(token, false) {
-                    Step::Done(result) => result,
-                    Step::Fetch(_) => Err(ErrorKind::KeysUnavailable.into()),
+                    Step::Done(result) => return result,
+                    Step::Wait(Pending::Keys(_)) => return Err(ErrorKind::KeysUnavailable.into()),
+                    Step::Wait(pending) => pending,
                 }
             }
+            pending => pending,
+        };
+        match pending {
+            Pending::Revocation(verified) => {
+                let this = self.clone();
+                let pending = Arc::clone(&verified);
+                spawn(async move { drop(this.resolve_revocation(pending).await) });
+                match &self.inner.revocation {
+                    Some(check) if check.fail_open() => Ok(verified),
+                    _ => Err(ErrorKind::RevocationUnavailable.into()),
+                }
+            }
+            Pending::Keys(_) => Err(ErrorKind::KeysUnavailable.into()),
         }
     }
 
     pub(crate) async fn verify_async(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
-        match self.verify(token, true) {
-            Step::Done(result) => result,
-            Step::Fetch(_generation) => {
-                #[cfg(feature = "remote")]
-                if let KeySource::Remote(cache) = &self.inner.keys {
-                    cache.refresh_on_demand(_generation).await;
+        let mut may_fetch = true;
+        loop {
+            match self.verify(token, may_fetch) {
+                Step::Done(result) => return result,
+                Step::Wait(Pending::Keys(_generation)) => {
+                    #[cfg(feature = "remote")]
+                    if let KeySource::Remote(cache) = &self.inner.keys {
+                        cache.refresh_on_demand(_generation).await;
+                    }
+                    // One fetch per request at most: the next round never asks for keys.
+                    may_fetch = false;
                 }
-                match self.verify(token, false) {
-                    Step::Done(result) => result,
-                    Step::Fetch(_) => Err(ErrorKind::KeysUnavailable.into()),
+                Step::Wait(Pending::Revocation(verified)) => {
+                    return self.resolve_revocation(verified).await;
                 }
             }
         }
     }
 
-    /// Checks `token` with the keys at hand. With `may_fetch`, answers [`Step::Fetch`] when
-    /// fetching keys could help (remote keys: none yet, or an unknown `kid`).
+    /// Asks the revocation store about an otherwise valid token.
+    async fn resolve_revocation(
+        &self,
+        verified: Arc<Verified<T>>,
+    ) -> Result<Arc<Verified<T>>, AuthError> {
+        let (Some(check), Some(jti)) = (&self.inner.revocation, verified.jti.as_deref()) else {
+            return Ok(verified);
+        };
+        match check
+            .ask(
+                &self.inner.issuer,
+                jti,
+                verified.exp,
+                verified.client_id.as_deref(),
+            )
+            .await
+        {
+            Ok(false) => Ok(verified),
+            Ok(true) => Err(ErrorKind::Revoked.into()),
+            Err(_) => Err(ErrorKind::RevocationUnavailable.into()),
+        }
+    }
+
+    /// Checks `token` with what is at hand. With `may_fetch`, asks for a key fetch when it
+    /// could help (remote keys: none yet, or an unknown `kid`).
     pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Step<T> {
+        match self.verify_signed(token, may_fetch) {
+            Step::Done(Ok(verified)) => self.check_revocation(verified),
+            step => step,
+        }
+    }
+
+    /// The revocation memo's answer, or a request to ask the store.
+    fn check_revocation(&self, verified: Arc<Verified<T>>) -> Step<T> {
+        let (Some(check), Some(jti)) = (&self.inner.revocation, verified.jti.as_deref()) else {
+            return Step::Done(Ok(verified));
+        };
+        match check.known(jti) {
+            Known::NotRevoked => Step::Done(Ok(verified)),
+            Known::Revoked => Step::Done(Err(ErrorKind::Revoked.into())),
+            Known::Unknown => Step::Wait(Pending::Revocation(verified)),
+        }
+    }
+
+    /// Signature and claims, from the verified-token cache when the token is there.
+    fn verify_signed(&self, token: &str, may_fetch: bool) -> Step<T> {
         let Some(cache) = &self.inner.cache else {
             return self.verify_uncached(token, may_fetch);
         };
@@ -254,6 +332,7 @@ where
     }
 
     /// Whether `key` is still in the key set (always, for static keys).
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     fn key_in_use(&self, key: &Key) -> bool {
         match &self.inner.keys {
             KeySource::Static(_) => true,
@@ -262,6 +341,7 @@ where
         }
     }
 
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     fn verify_uncached(&self, token: &str, may_fetch: bool) -> Step<T> {
         match &self.inner.keys {
             KeySource::Static(keys) => Step::Done(self.verify_with(keys, token)),
@@ -279,12 +359,12 @@ where
                                     && may_fetch
                                     && cache.may_fetch_on_demand() =>
                             {
-                                Step::Fetch(generation)
+                                Step::Wait(Pending::Keys(generation))
                             }
                             result => Step::Done(result),
                         }
                     }
-                    Keys::Fetch(generation) if may_fetch => Step::Fetch(generation),
+                    Keys::Fetch(generation) if may_fetch => Step::Wait(Pending::Keys(generation)),
                     Keys::Fetch(_) | Keys::Unavailable => {
                         Step::Done(Err(crate::remote::unavailable()))
                     }
@@ -303,9 +383,20 @@ where
             Typ::Absent | Typ::Jwt if !inner.require_at_jwt => Ok(()),
             _ => Err(ErrorKind::InvalidType.into()),
         })?;
-        let [iss, aud, exp, nbf, iat, scope, scp] = json::read_object(
+        let [iss, aud, exp, nbf, iat, scope, scp, jti, client_id, azp] = json::read_object(
             &jws.payload,
-            ["iss", "aud", "exp", "nbf", "iat", "scope", "scp"],
+            [
+                "iss",
+                "aud",
+                "exp",
+                "nbf",
+                "iat",
+                "scope",
+                "scp",
+                "jti",
+                "client_id",
+                "azp",
+            ],
         )
         .map_err(jws::json_error)?;
 
@@ -334,6 +425,17 @@ where
 
         let claims: T = serde_json::from_slice(&jws.payload)
             .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?;
+        let jti = match jti {
+            None if inner.revocation.is_some() => {
+                return Err(AuthError::claim(ErrorKind::MissingClaim, "jti"));
+            }
+            None => None,
+            Some(Value::Str(jti)) => Some(Box::<str>::from(jti.as_ref())),
+            Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "jti")),
+        };
+        let client_id = client_id
+            .or(azp)
+            .and_then(|v| v.as_str().map(Box::<str>::from));
         let size = jws.payload.len() as u64 + scopes.size();
         Ok(Arc::new(Verified {
             claims: Claims(Arc::new(claims)),
@@ -341,6 +443,8 @@ where
             key: jws.key.clone(),
             exp,
             nbf,
+            jti,
+            client_id,
             size,
         }))
     }
@@ -378,6 +482,16 @@ impl<T> Validator<T> {
     pub(crate) fn challenges(&self) -> &Challenges {
         &self.inner.challenges
     }
+}
+
+/// Runs `fut` on the current Tokio runtime, if there is one (else drops it).
+fn spawn(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    #[cfg(any(feature = "remote", feature = "redis"))]
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(fut);
+    }
+    #[cfg(not(any(feature = "remote", feature = "redis")))]
+    drop(fut);
 }
 
 fn now() -> i64 {
@@ -443,6 +557,7 @@ pub struct ValidatorBuilder<T = AccessClaims, K = StaticKeys> {
     realm: Option<String>,
     resource_metadata: Option<String>,
     cache: Option<(usize, u64)>,
+    revocation: Option<(Arc<dyn Revocations>, Duration, bool)>,
     _claims: PhantomData<fn() -> T>,
 }
 
@@ -541,6 +656,44 @@ impl<T, K> ValidatorBuilder<T, K> {
         self
     }
 
+    /// Checks every token against a revocation store, keyed by issuer and `jti`; tokens
+    /// without `jti` are refused. See [`revocation`](crate::revocation) for the memo and
+    /// failure behaviour.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bearer_guard::{Validator, revocation::MemoryRevocations};
+    /// let store = Arc::new(MemoryRevocations::new());
+    /// let builder = Validator::builder().revocation(store.clone());
+    /// ```
+    pub fn revocation(mut self, store: Arc<dyn Revocations>) -> Self {
+        let (memo, fail_open) = self
+            .revocation
+            .as_ref()
+            .map_or((DEFAULT_REVOCATION_MEMO, false), |r| (r.1, r.2));
+        self.revocation = Some((store, memo, fail_open));
+        self
+    }
+
+    /// How long a revocation answer is trusted without asking the store again (default
+    /// 500 ms): the longest a revoked token can still be accepted after the store has it.
+    /// Zero asks on every request. Takes effect with [`revocation`](Self::revocation).
+    pub fn revocation_memo(mut self, memo: Duration) -> Self {
+        if let Some(r) = &mut self.revocation {
+            r.1 = memo;
+        }
+        self
+    }
+
+    /// When the revocation store cannot be reached, accept tokens (logging a warning)
+    /// instead of answering 503. Takes effect with [`revocation`](Self::revocation).
+    pub fn revocation_fail_open(mut self) -> Self {
+        if let Some(r) = &mut self.revocation {
+            r.2 = true;
+        }
+        self
+    }
+
     /// Turns the verified-token cache off: every request verifies the signature.
     pub fn without_token_cache(mut self) -> Self {
         self.cache = None;
@@ -569,6 +722,7 @@ impl<T, K> ValidatorBuilder<T, K> {
             realm: self.realm,
             resource_metadata: self.resource_metadata,
             cache: self.cache,
+            revocation: self.revocation,
             _claims: PhantomData,
         }
     }
@@ -598,6 +752,9 @@ impl<T, K> ValidatorBuilder<T, K> {
                 cache: self
                     .cache
                     .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
+                revocation: self
+                    .revocation
+                    .map(|(store, memo, fail_open)| RevocationCheck::new(store, memo, fail_open)),
                 issuer: issuer.into(),
                 audiences: self.audiences.into_iter().map(Into::into).collect(),
                 keys,

@@ -1,0 +1,506 @@
+//! Token revocation: cut a token off before it expires, on every replica at once.
+//!
+//! A signed JWT stays valid until `exp`. When a client's secret leaks or a token is stolen,
+//! [`Validator`](crate::Validator)s configured with
+//! [`revocation`](crate::ValidatorBuilder::revocation) also ask a [`Revocations`] store,
+//! keyed by issuer and `jti`. [`MemoryRevocations`] serves one process; `RedisRevocations`
+//! (feature `redis`) is shared by every replica.
+//!
+//! Answers are memoised for a short time (default 500 ms,
+//! [`revocation_memo`](crate::ValidatorBuilder::revocation_memo)), which keeps the store off
+//! the hot path: a revoked token can be accepted for at most that long after the revocation
+//! reaches the store. Tokens without `jti` are refused while revocation is on.
+//!
+//! When the store cannot be reached, requests fail closed with 503 and `Retry-After`
+//! ([`ErrorKind::RevocationUnavailable`](crate::ErrorKind::RevocationUnavailable)), unless
+//! [`revocation_fail_open`](crate::ValidatorBuilder::revocation_fail_open) is set; either way
+//! it is logged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisRevocations;
+
+/// The future a [`Revocations`] store returns.
+pub type RevocationFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, RevocationError>> + Send + 'a>>;
+
+/// A store of revoked tokens, keyed by issuer and `jti`.
+///
+/// Entries carry the token's `exp` (seconds since the epoch): once the token has expired the
+/// entry is useless, and stores drop it by themselves (a TTL in Redis).
+pub trait Revocations: Send + Sync + 'static {
+    /// Whether the token `jti` of `issuer` is revoked.
+    fn is_revoked<'a>(&'a self, issuer: &'a str, jti: &'a str) -> RevocationFuture<'a, bool>;
+
+    /// Revokes the token `jti` of `issuer` until `expires_at`.
+    fn revoke<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> RevocationFuture<'a, ()>;
+}
+
+/// A revocation store could not answer. Carries a reason, never a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RevocationError {
+    reason: String,
+}
+
+impl RevocationError {
+    /// An error with this reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        RevocationError {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Debug for RevocationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RevocationError")
+            .field(&self.reason)
+            .finish()
+    }
+}
+
+impl fmt::Display for RevocationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "revocation store unavailable: {}", self.reason)
+    }
+}
+
+impl std::error::Error for RevocationError {}
+
+/// An in-process revocation store, for one replica, tests and development.
+///
+/// ```
+/// use bearer_guard::revocation::{MemoryRevocations, Revocations};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryRevocations::new();
+/// store.revoke("https://issuer.example", "jti-1", i64::MAX).await.unwrap();
+/// assert!(store.is_revoked("https://issuer.example", "jti-1").await.unwrap());
+/// assert!(!store.is_revoked("https://issuer.example", "jti-2").await.unwrap());
+/// # });
+/// ```
+#[derive(Default)]
+pub struct MemoryRevocations {
+    revoked: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl MemoryRevocations {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of revoked tokens not yet expired.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let now = unix_now();
+        self.lock().values().filter(|&&exp| exp > now).count()
+    }
+
+    /// Whether no unexpired token is revoked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), i64>> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryRevocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryRevocations")
+            .field("revoked", &self.len())
+            .finish()
+    }
+}
+
+impl Revocations for MemoryRevocations {
+    fn is_revoked<'a>(&'a self, issuer: &'a str, jti: &'a str) -> RevocationFuture<'a, bool> {
+        let now = unix_now();
+        let revoked = self
+            .lock()
+            .get(&(issuer.to_owned(), jti.to_owned()))
+            .is_some_and(|&exp| exp > now);
+        Box::pin(std::future::ready(Ok(revoked)))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> RevocationFuture<'a, ()> {
+        let now = unix_now();
+        let mut map = self.lock();
+        map.retain(|_, exp| *exp > now);
+        if expires_at > now {
+            map.insert((issuer.to_owned(), jti.to_owned()), expires_at);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Default time a store's answer is trusted without asking again.
+pub const DEFAULT_REVOCATION_MEMO: Duration = Duration::from_millis(500);
+
+/// The validator's view of a store: the store, and the memo of its recent answers.
+pub(crate) struct RevocationCheck {
+    store: Arc<dyn Revocations>,
+    memo: quick_cache::sync::Cache<Box<str>, Memo>,
+    memo_ttl: Duration,
+    fail_open: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Memo {
+    until: Instant,
+    revoked: bool,
+}
+
+/// What the memo knows about a token.
+pub(crate) enum Known {
+    NotRevoked,
+    Revoked,
+    /// Ask the store.
+    Unknown,
+}
+
+impl RevocationCheck {
+    pub(crate) fn new(store: Arc<dyn Revocations>, memo_ttl: Duration, fail_open: bool) -> Self {
+        RevocationCheck {
+            store,
+            memo: quick_cache::sync::Cache::new(65_536),
+            memo_ttl,
+            fail_open,
+        }
+    }
+
+    pub(crate) fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    /// The memoised answer for `jti`. Allocation-free.
+    pub(crate) fn known(&self, jti: &str) -> Known {
+        match self.memo.get(jti) {
+            Some(m) if m.until > Instant::now() => {
+                if m.revoked {
+                    Known::Revoked
+                } else {
+                    Known::NotRevoked
+                }
+            }
+            _ => Known::Unknown,
+        }
+    }
+
+    /// Asks the store. `Ok(true)`: revoked. On a store failure, `Ok(false)` when failing
+    /// open, else the error.
+    pub(crate) async fn ask(
+        &self,
+        issuer: &str,
+        jti: &str,
+        exp: i64,
+        client_id: Option<&str>,
+    ) -> Result<bool, RevocationError> {
+        match self.store.is_revoked(issuer, jti).await {
+            Ok(revoked) => {
+                // A revoked answer holds until the token expires (at most an hour here);
+                // a clean one for the memo time.
+                let ttl = if revoked {
+                    Duration::from_secs(u64::try_from(exp - unix_now()).unwrap_or(0).min(3600))
+                } else {
+                    self.memo_ttl
+                };
+                if !ttl.is_zero() {
+                    self.memo.insert(
+                        jti.into(),
+                        Memo {
+                            until: Instant::now() + ttl,
+                            revoked,
+                        },
+                    );
+                }
+                if revoked {
+                    tracing::info!(
+                        target: "bearer_guard::revocation",
+                        reason = "revoked",
+                        client_id,
+                        "revoked token refused"
+                    );
+                }
+                Ok(revoked)
+            }
+            Err(err) if self.fail_open => {
+                tracing::warn!(
+                    target: "bearer_guard::revocation",
+                    reason = "revocation_unavailable",
+                    client_id,
+                    error = %err,
+                    "revocation store unreachable; failing open as configured"
+                );
+                Ok(false)
+            }
+            Err(err) => {
+                tracing::warn!(
+                    target: "bearer_guard::revocation",
+                    reason = "revocation_unavailable",
+                    client_id,
+                    error = %err,
+                    "revocation store unreachable; refusing the request"
+                );
+                Err(err)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RevocationCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationCheck")
+            .field("memo_ttl", &self.memo_ttl)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use http::{Request, Response, StatusCode};
+    use serde_json::json;
+    use tower::{Layer as _, ServiceExt as _, service_fn};
+
+    use super::*;
+    use crate::mint::{self, AUDIENCE, ISSUER, token};
+    use crate::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
+
+    fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {
+        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
+            Key::from_pem(public, *alg)
+                .expect("test key")
+                .with_kid(*kid)
+        }));
+        Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys)
+            .revocation(store)
+            .revocation_memo(memo)
+            .build()
+            .expect("validator")
+    }
+
+    fn jti_of(t: &str) -> String {
+        use base64::Engine as _;
+        let payload = t.split('.').nth(1).expect("jws");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("b64"),
+        )
+        .expect("json");
+        claims["jti"].as_str().expect("jti").to_owned()
+    }
+
+    async fn status(v: &Validator, t: &str) -> (StatusCode, Option<ErrorKind>, Option<String>) {
+        let svc = RequireScope::authenticated(v).layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+        let req = Request::builder()
+            .header("authorization", format!("Bearer {t}"))
+            .body(())
+            .expect("req");
+        let res = svc.oneshot(req).await.expect("infallible");
+        let retry = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        (
+            res.status(),
+            res.extensions().get::<AuthError>().map(AuthError::kind),
+            retry,
+        )
+    }
+
+    #[tokio::test]
+    async fn revoked_on_one_validator_is_refused_by_another_sharing_the_store() {
+        let store = Arc::new(MemoryRevocations::new());
+        let a = validator(store.clone(), Duration::ZERO);
+        let b = validator(store.clone(), Duration::ZERO);
+        let t = token("ec-1", json!({}));
+        assert_eq!(status(&a, &t).await.0, StatusCode::OK);
+        assert_eq!(status(&b, &t).await.0, StatusCode::OK);
+        store
+            .revoke(ISSUER, &jti_of(&t), mint::now() + 600)
+            .await
+            .expect("revoke");
+        assert_eq!(
+            status(&b, &t).await,
+            (StatusCode::UNAUTHORIZED, Some(ErrorKind::Revoked), None)
+        );
+        assert_eq!(status(&a, &t).await.1, Some(ErrorKind::Revoked));
+        // Another token of the same client is unaffected.
+        assert_eq!(
+            status(&a, &token("ec-1", json!({}))).await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn the_memo_bounds_how_long_a_revoked_cached_token_survives() {
+        let store = Arc::new(MemoryRevocations::new());
+        let v = validator(store.clone(), Duration::from_millis(300));
+        let t = token("ed-1", json!({}));
+        assert_eq!(status(&v, &t).await.0, StatusCode::OK);
+        store
+            .revoke(ISSUER, &jti_of(&t), mint::now() + 600)
+            .await
+            .expect("revoke");
+        // Within the memo the earlier answer stands (the documented staleness) ...
+        assert_eq!(status(&v, &t).await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // ... and right after it, the revocation is seen.
+        assert_eq!(status(&v, &t).await.1, Some(ErrorKind::Revoked));
+        assert_eq!(
+            v.validate_async(&t).await.expect_err("revoked").kind(),
+            ErrorKind::Revoked
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_without_jti_are_refused_while_revocation_is_on() {
+        let v = validator(Arc::new(MemoryRevocations::new()), Duration::ZERO);
+        let t = token("ec-1", json!({"jti": null}));
+        let err = v.validate_async(&t).await.expect_err("no jti");
+        assert_eq!(
+            (err.kind(), err.claim_name()),
+            (ErrorKind::MissingClaim, Some("jti"))
+        );
+    }
+
+    /// A store that fails while `down` is set, and counts questions.
+    #[derive(Default)]
+    struct Flaky {
+        down: AtomicBool,
+        asked: AtomicUsize,
+    }
+
+    impl Revocations for Flaky {
+        fn is_revoked<'a>(&'a self, _: &'a str, _: &'a str) -> RevocationFuture<'a, bool> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let down = self.down.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if down {
+                    Err(RevocationError::new("connection refused"))
+                } else {
+                    Ok(false)
+                }
+            })
+        }
+        fn revoke<'a>(&'a self, _: &'a str, _: &'a str, _: i64) -> RevocationFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_fails_closed_with_503_and_retry_after() {
+        let store = Arc::new(Flaky::default());
+        store.down.store(true, Ordering::SeqCst);
+        let v = validator(store.clone(), Duration::ZERO);
+        let t = token("ec-1", json!({}));
+        assert_eq!(
+            status(&v, &t).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(ErrorKind::RevocationUnavailable),
+                Some("1".into())
+            )
+        );
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            status(&v, &t).await.0,
+            StatusCode::OK,
+            "recovers when the store does"
+        );
+    }
+
+    #[tokio::test]
+    async fn fail_open_accepts_when_the_store_is_unreachable() {
+        let store = Arc::new(Flaky::default());
+        store.down.store(true, Ordering::SeqCst);
+        let keys = KeySet::new([Key::from_pem(mint::EC256_PUBLIC, crate::Algorithm::ES256)
+            .expect("k")
+            .with_kid("ec-1")]);
+        let v = Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys)
+            .revocation(store.clone())
+            .revocation_fail_open()
+            .build()
+            .expect("validator");
+        assert_eq!(
+            status(&v, &token("ec-1", json!({}))).await.0,
+            StatusCode::OK
+        );
+        assert!(store.asked.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn the_memo_keeps_the_store_off_the_hot_path() {
+        let store = Arc::new(Flaky::default());
+        let v = validator(store.clone(), Duration::from_secs(60));
+        let t = token("ec-1", json!({}));
+        for _ in 0..50 {
+            assert_eq!(status(&v, &t).await.0, StatusCode::OK);
+        }
+        assert_eq!(store.asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_store_forgets_expired_entries() {
+        let store = MemoryRevocations::new();
+        store
+            .revoke(ISSUER, "old", mint::now() - 1)
+            .await
+            .expect("revoke");
+        store
+            .revoke(ISSUER, "new", mint::now() + 60)
+            .await
+            .expect("revoke");
+        assert!(!store.is_revoked(ISSUER, "old").await.expect("ask"));
+        assert!(store.is_revoked(ISSUER, "new").await.expect("ask"));
+        assert!(
+            !store
+                .is_revoked("https://other.test", "new")
+                .await
+                .expect("ask")
+        );
+        assert_eq!(store.len(), 1);
+    }
+}
