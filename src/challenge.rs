@@ -118,7 +118,7 @@ pub(crate) fn reject<B: Default>(
     let challenge = match kind {
         ErrorKind::MissingToken => Some(&challenges.missing),
         ErrorKind::InvalidRequest => Some(&challenges.invalid_request),
-        ErrorKind::InsufficientScope => Some(insufficient_scope),
+        ErrorKind::InsufficientScope | ErrorKind::Forbidden => Some(insufficient_scope),
         ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => None,
         _ => Some(&challenges.invalid_token),
     };
@@ -151,6 +151,7 @@ fn kind_message(kind: ErrorKind) -> &'static str {
         ErrorKind::MissingToken => "no bearer token",
         ErrorKind::InvalidRequest => "malformed Authorization header",
         ErrorKind::InsufficientScope => "token lacks the required scope",
+        ErrorKind::Forbidden => "token is not allowed here",
         ErrorKind::KeysUnavailable => "verification keys are unavailable",
         ErrorKind::RevocationUnavailable => "revocation status is unavailable",
         _ => "invalid token",

@@ -79,6 +79,10 @@ pub enum ErrorKind {
     /// No verification keys are available (for example the issuer's key set could not be
     /// fetched): a server-side problem, answered with 503.
     KeysUnavailable,
+    /// The token is valid and has the scopes, but a claims requirement of the route
+    /// ([`RequireScope::require`](crate::RequireScope::require)) refused it (403
+    /// `insufficient_scope`).
+    Forbidden,
     /// The token has been revoked (its `jti` is in the revocation store).
     Revoked,
     /// The revocation store could not be asked: 503 with `Retry-After` (fail closed).
@@ -111,6 +115,7 @@ impl ErrorKind {
             ErrorKind::InvalidClaims => "invalid_claims",
             ErrorKind::InsufficientScope => "insufficient_scope",
             ErrorKind::KeysUnavailable => "keys_unavailable",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::Revoked => "revoked",
             ErrorKind::RevocationUnavailable => "revocation_unavailable",
         }
@@ -139,6 +144,7 @@ impl ErrorKind {
             ErrorKind::InvalidClaims => "token claims do not match the expected shape",
             ErrorKind::InsufficientScope => "token lacks the required scope",
             ErrorKind::KeysUnavailable => "verification keys are unavailable",
+            ErrorKind::Forbidden => "token is not allowed here",
             ErrorKind::Revoked => "token has been revoked",
             ErrorKind::RevocationUnavailable => "revocation status is unavailable",
         }
@@ -150,7 +156,7 @@ impl ErrorKind {
         match self {
             ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorKind::InsufficientScope | ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -166,7 +172,7 @@ impl ErrorKind {
             | ErrorKind::KeysUnavailable
             | ErrorKind::RevocationUnavailable => None,
             ErrorKind::InvalidRequest => Some("invalid_request"),
-            ErrorKind::InsufficientScope => Some("insufficient_scope"),
+            ErrorKind::InsufficientScope | ErrorKind::Forbidden => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
     }
@@ -176,7 +182,7 @@ impl ErrorKind {
     #[must_use]
     pub fn grpc_code(self) -> u8 {
         match self {
-            ErrorKind::InsufficientScope => 7,
+            ErrorKind::InsufficientScope | ErrorKind::Forbidden => 7,
             ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => 14,
             _ => 16,
         }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 
@@ -12,7 +12,7 @@ use crate::claims::{AccessClaims, Claims};
 use crate::error::{AuthError, ErrorKind};
 use crate::scope::RequiredScopes;
 use crate::service::RequireScopeService;
-use crate::validator::{Step, Validator, insufficient_scope_challenge};
+use crate::validator::{Step, Validator, Verified, insufficient_scope_challenge};
 
 /// A [`Layer`] that admits a request only with a valid bearer token granting the route's
 /// scopes, and puts the token's [`Claims`] into the request's extensions.
@@ -69,6 +69,54 @@ pub(crate) struct State<T> {
     required: RequiredScopes,
     optional: bool,
     insufficient_scope: HeaderValue,
+    checks: Vec<ClaimCheck<T>>,
+}
+
+/// A requirement on the claims beyond scopes, and what to answer when it fails.
+struct ClaimCheck<T> {
+    predicate: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+    deny: Option<DenyFn<T>>,
+}
+
+type DenyFn<T> = Arc<dyn Fn(&T) -> Response<()> + Send + Sync>;
+
+impl<T> Clone for ClaimCheck<T> {
+    fn clone(&self) -> Self {
+        ClaimCheck {
+            predicate: Arc::clone(&self.predicate),
+            deny: self.deny.clone(),
+        }
+    }
+}
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State {
+            validator: self.validator.clone(),
+            required: self.required.clone(),
+            optional: self.optional,
+            insufficient_scope: self.insufficient_scope.clone(),
+            checks: self.checks.clone(),
+        }
+    }
+}
+
+/// Why the layer refused a request: the error, the client when known (for the security
+/// event), and a custom answer from [`RequireScope::require_or`].
+pub(crate) struct Denial {
+    pub(crate) error: AuthError,
+    pub(crate) client_id: Option<Box<str>>,
+    custom: Option<Box<Response<()>>>,
+}
+
+impl From<AuthError> for Denial {
+    fn from(error: AuthError) -> Self {
+        Denial {
+            error,
+            client_id: None,
+            custom: None,
+        }
+    }
 }
 
 impl<T> RequireScope<T> {
@@ -81,6 +129,7 @@ impl<T> RequireScope<T> {
                 required,
                 optional: false,
                 insufficient_scope,
+                checks: Vec::new(),
             }),
         }
     }
@@ -113,14 +162,52 @@ impl<T> RequireScope<T> {
     /// invalid one, or one without the required scopes, is refused as usual.
     #[must_use]
     pub fn optional(self) -> Self {
-        let state = &self.state;
+        self.with_state(|s| s.optional = true)
+    }
+
+    /// Also requires `predicate` to hold for the token's claims: a claim value, a "trusted
+    /// client" flag, anything. When it does not, the answer is 403 `insufficient_scope`
+    /// ([`ErrorKind::Forbidden`]). Several requirements must all hold.
+    ///
+    /// ```
+    /// use bearer_guard::{AccessClaims, RequireScope};
+    /// # fn f(validator: &bearer_guard::Validator) {
+    /// let billing_only = RequireScope::all(validator, ["invoices:write"])
+    ///     .require(|c: &AccessClaims| c.client_id() == Some("billing-service"));
+    /// # }
+    /// ```
+    pub fn require<F>(self, predicate: F) -> Self
+    where
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        self.with_state(|s| {
+            s.checks.push(ClaimCheck {
+                predicate: Arc::new(predicate),
+                deny: None,
+            })
+        })
+    }
+
+    /// As [`require`](Self::require), answering with `deny(claims)` instead: its status and
+    /// headers, with an empty body (the [`AuthError`] is in its extensions).
+    pub fn require_or<F, D>(self, predicate: F, deny: D) -> Self
+    where
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+        D: Fn(&T) -> Response<()> + Send + Sync + 'static,
+    {
+        self.with_state(|s| {
+            s.checks.push(ClaimCheck {
+                predicate: Arc::new(predicate),
+                deny: Some(Arc::new(deny)),
+            });
+        })
+    }
+
+    fn with_state(self, change: impl FnOnce(&mut State<T>)) -> Self {
+        let mut state = State::clone(&self.state);
+        change(&mut state);
         RequireScope {
-            state: Arc::new(State {
-                validator: state.validator.clone(),
-                required: state.required.clone(),
-                optional: true,
-                insufficient_scope: state.insufficient_scope.clone(),
-            }),
+            state: Arc::new(state),
         }
     }
 
@@ -134,8 +221,9 @@ impl<T> RequireScope<T> {
 /// The outcome of checking a request without waiting.
 pub(crate) enum Authz<T> {
     /// `Ok(None)`: no token, and the layer is optional.
-    Done(Result<Option<Claims<T>>, AuthError>),
-    /// The keys must be fetched first: call [`State::authorize_async`].
+    Done(Result<Option<Claims<T>>, Denial>),
+    /// The keys or the revocation status must be fetched first: call
+    /// [`State::authorize_async`].
     Wait,
 }
 
@@ -155,39 +243,59 @@ where
         let token = match self.token(headers) {
             Ok(Some(token)) => token,
             Ok(None) => return Authz::Done(Ok(None)),
-            Err(err) => return Authz::Done(Err(err)),
+            Err(err) => return Authz::Done(Err(err.into())),
         };
         match self.validator.verify(token, true) {
-            Step::Done(Ok(verified)) => Authz::Done(
-                self.required
-                    .check(verified.scopes.iter())
-                    .map(|()| Some(verified.claims.clone())),
-            ),
-            Step::Done(Err(err)) => Authz::Done(Err(err)),
+            Step::Done(Ok(verified)) => Authz::Done(self.admit(&verified)),
+            Step::Done(Err(err)) => Authz::Done(Err(err.into())),
             Step::Wait(_) => Authz::Wait,
         }
     }
 
-    /// As [`authorize`](Self::authorize), waiting for the key fetch it asked for.
+    /// As [`authorize`](Self::authorize), waiting for what it asked for.
     pub(crate) async fn authorize_async(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Option<Claims<T>>, AuthError> {
+    ) -> Result<Option<Claims<T>>, Denial> {
         let Some(token) = self.token(headers)? else {
             return Ok(None);
         };
         let verified = self.validator.verify_async(token).await?;
-        self.required.check(verified.scopes.iter())?;
+        self.admit(&verified)
+    }
+
+    /// The route's own checks on a valid token: scopes, then claim requirements.
+    fn admit(&self, verified: &Verified<T>) -> Result<Option<Claims<T>>, Denial> {
+        let deny = |error: AuthError, custom| Denial {
+            error,
+            client_id: verified.client_id.clone(),
+            custom,
+        };
+        if let Err(err) = self.required.check(verified.scopes.iter()) {
+            return Err(deny(err, None));
+        }
+        let claims = &*verified.claims;
+        if let Some(check) = self.checks.iter().find(|c| !(c.predicate)(claims)) {
+            let custom = check.deny.as_ref().map(|deny| Box::new(deny(claims)));
+            return Err(deny(ErrorKind::Forbidden.into(), custom));
+        }
         Ok(Some(verified.claims.clone()))
     }
 
-    pub(crate) fn reject<B: Default>(&self, err: AuthError, grpc: bool) -> http::Response<B> {
-        crate::challenge::reject(
-            err,
-            self.validator.challenges(),
-            &self.insufficient_scope,
-            grpc,
-        )
+    pub(crate) fn reject<B: Default>(&self, denial: Denial, grpc: bool) -> Response<B> {
+        match denial.custom {
+            Some(custom) => {
+                let (mut parts, ()) = (*custom).into_parts();
+                parts.extensions.insert(denial.error);
+                Response::from_parts(parts, B::default())
+            }
+            None => crate::challenge::reject(
+                denial.error,
+                self.validator.challenges(),
+                &self.insufficient_scope,
+                grpc,
+            ),
+        }
     }
 }
 
@@ -204,6 +312,7 @@ impl<T> fmt::Debug for RequireScope<T> {
         f.debug_struct("RequireScope")
             .field("required", &self.state.required)
             .field("optional", &self.state.optional)
+            .field("claim_requirements", &self.state.checks.len())
             .field("validator", &self.state.validator)
             .finish()
     }

@@ -72,6 +72,7 @@
 //! | `aws_lc_rs` | no | signatures with aws-lc-rs (used when both are on) |
 //! | `axum` | no | `Claims` and `Option<Claims>` extractors |
 //! | `tonic` | no | claims from `tonic::Request`, `AuthError` into `tonic::Status` |
+//! | `rate-limit` | no | `rate_limit::RateLimitByClient`: per-client quotas (governor), 429 with `Retry-After` |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -92,6 +93,9 @@ mod json;
 mod jws;
 mod keys;
 mod layer;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 #[cfg(feature = "remote")]
 mod remote;
 pub mod revocation;

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use crate::challenge::is_grpc;
-use crate::error::{AuthError, ErrorKind};
+use crate::error::ErrorKind;
 use crate::future::ResponseFuture;
-use crate::layer::{Authz, State};
+use crate::layer::{Authz, Denial, State};
 
 /// Checks the bearer token, then calls the inner service with the claims in the request's
 /// extensions, or answers with the rejection. Built by [`RequireScope`](crate::RequireScope).
@@ -88,9 +88,9 @@ where
                 }
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Authz::Done(Err(err)) => {
-                record(&err);
-                ResponseFuture::reject(self.state.reject(err, is_grpc(req.headers())))
+            Authz::Done(Err(denial)) => {
+                record(&denial);
+                ResponseFuture::reject(self.state.reject(denial, is_grpc(req.headers())))
             }
             Authz::Wait => {
                 // The inner service is ready now; take that instance into the future and
@@ -107,9 +107,9 @@ where
                             }
                             inner.call(req).await
                         }
-                        Err(err) => {
-                            record(&err);
-                            Ok(state.reject(err, is_grpc(req.headers())))
+                        Err(denial) => {
+                            record(&denial);
+                            Ok(state.reject(denial, is_grpc(req.headers())))
                         }
                     }
                 }))
@@ -118,18 +118,21 @@ where
     }
 }
 
-/// One `tracing` event per rejection, with a stable `reason` and never any token material.
-fn record(err: &AuthError) {
+/// One `tracing` event per rejection, with a stable `reason`, the client when the token
+/// was valid, and never any token material.
+fn record(denial: &Denial) {
+    let err = &denial.error;
     let reason = err.kind().as_str();
     let claim = err.claim_name();
+    let client_id = denial.client_id.as_deref();
     match err.kind() {
         ErrorKind::MissingToken => {
             tracing::debug!(target: "bearer_guard", reason, "request without bearer token refused");
         }
-        ErrorKind::KeysUnavailable => {
-            tracing::warn!(target: "bearer_guard", reason, "request refused: no verification keys");
+        ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
+            tracing::warn!(target: "bearer_guard", reason, "request refused: server-side dependency unavailable");
         }
-        _ => tracing::info!(target: "bearer_guard", reason, claim, "request refused"),
+        _ => tracing::info!(target: "bearer_guard", reason, claim, client_id, "request refused"),
     }
 }
 
@@ -644,6 +647,60 @@ mod tests {
             .expect("infallible");
         assert_eq!(res.headers()["grpc-status"], "7");
         assert_eq!(kind(&res), Some(ErrorKind::InsufficientScope));
+    }
+
+    #[tokio::test]
+    async fn claim_requirements_answer_403_insufficient_scope() {
+        let trusted = RequireScope::all(&validator(), ["read"])
+            .require(|c: &AccessClaims| c.client_id() == Some("client-a"))
+            .require(|c: &AccessClaims| c.extra.get("trusted") == Some(&json!(true)));
+        let ok = token("ec-1", json!({"trusted": true}));
+        assert_eq!(
+            send(trusted.clone(), Some(&bearer(&ok))).await.status(),
+            StatusCode::OK
+        );
+        for t in [
+            token("ec-1", json!({"trusted": false})),
+            token("ec-1", json!({"client_id": "client-b", "trusted": true})),
+        ] {
+            let res = send(trusted.clone(), Some(&bearer(&t))).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            assert_eq!(
+                challenge(&res),
+                r#"Bearer error="insufficient_scope", scope="read""#
+            );
+            assert_eq!(kind(&res), Some(ErrorKind::Forbidden));
+        }
+        // Scopes are checked before claim requirements.
+        let res = send(
+            trusted,
+            Some(&bearer(&token(
+                "ec-1",
+                json!({"scope": "x", "trusted": true}),
+            ))),
+        )
+        .await;
+        assert_eq!(kind(&res), Some(ErrorKind::InsufficientScope));
+    }
+
+    #[tokio::test]
+    async fn claim_requirements_can_answer_with_a_custom_response() {
+        let layer = RequireScope::authenticated(&validator()).require_or(
+            |c: &AccessClaims| c.extra.contains_key("tenant"),
+            |_c: &AccessClaims| {
+                Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .header("x-reason", "no tenant")
+                    .body(())
+                    .expect("response")
+            },
+        );
+        let res = send(layer.clone(), Some(&bearer(&token("ec-1", json!({}))))).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(res.headers()["x-reason"], "no tenant");
+        assert_eq!(kind(&res), Some(ErrorKind::Forbidden));
+        let res = send(layer, Some(&bearer(&token("ec-1", json!({"tenant": "t"}))))).await;
+        assert_eq!(res.status(), StatusCode::OK);
     }
 
     #[tokio::test]

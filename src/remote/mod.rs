@@ -97,6 +97,8 @@ pub(crate) struct KeyCache {
     epoch: Instant,
     fetch_lock: tokio::sync::Mutex<()>,
     refresher_started: AtomicBool,
+    /// Milliseconds until the next background refresh, as the last fetch asked.
+    next_refresh_ms: AtomicU64,
 }
 
 /// What the request path should do about keys.
@@ -139,6 +141,7 @@ impl KeyCache {
             epoch: Instant::now(),
             fetch_lock: tokio::sync::Mutex::new(()),
             refresher_started: AtomicBool::new(false),
+            next_refresh_ms: AtomicU64::new(0),
         })
     }
 
@@ -178,14 +181,20 @@ impl KeyCache {
         if self.generation() != seen_generation || !self.may_fetch_on_demand() {
             return;
         }
+        let had_keys = self.current.load().is_some();
         self.last_on_demand.store(self.now_ms(), Ordering::Release);
-        if let Err(err) = self.fetch_and_install().await {
-            tracing::warn!(
+        match self.fetch_and_install().await {
+            // The first fetch of a lazy start is not an unknown-kid fetch: no cooldown.
+            Ok(_) if !had_keys => self.last_on_demand.store(0, Ordering::Release),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(
                 target: "bearer_guard::remote",
                 reason = err.reason(),
                 error = %err,
                 "on-demand key refresh failed; keeping the last good key set"
-            );
+                );
+            }
         }
     }
 
@@ -221,6 +230,8 @@ impl KeyCache {
             .max_age
             .unwrap_or(DEFAULT_REFRESH)
             .clamp(self.settings.refresh_min, self.settings.refresh_max);
+        self.next_refresh_ms
+            .store(next.as_millis() as u64, Ordering::Release);
         tracing::info!(
             target: "bearer_guard::remote",
             reason = "keys_refreshed",
@@ -258,14 +269,21 @@ impl KeyCache {
             let fetched = match http::get(&*self.client, &uri, &self.limits).await {
                 Ok(f) => f,
                 Err(e) => {
-                    last_err = Some(e);
+                    // Keep the first failure: the RFC 8414 one is the more telling.
+                    last_err.get_or_insert(e);
                     continue;
                 }
             };
-            crate::json::check_strict(&fetched.body)
-                .map_err(|e| FetchError::Invalid(format!("discovery document: {e}")))?;
-            let meta: Metadata = serde_json::from_slice(&fetched.body)
-                .map_err(|e| FetchError::Invalid(format!("discovery document: {e}")))?;
+            // A catch-all web app may answer the first URL with HTML: try the next one.
+            let parsed = crate::json::check_strict(&fetched.body)
+                .and_then(|()| serde_json::from_slice::<Metadata>(&fetched.body));
+            let meta = match parsed {
+                Ok(meta) => meta,
+                Err(e) => {
+                    last_err.get_or_insert(FetchError::Invalid(format!("discovery document: {e}")));
+                    continue;
+                }
+            };
             if meta.issuer != self.issuer {
                 return Err(FetchError::Invalid(format!(
                     "discovery document names issuer `{}`, expected `{}`",
@@ -294,33 +312,44 @@ impl KeyCache {
         }
         let weak: Weak<Self> = Arc::downgrade(self);
         runtime.spawn(async move {
-            let mut next = Duration::ZERO;
+            let mut first = true;
             loop {
-                if !next.is_zero() {
+                if !first {
+                    let next = match weak.upgrade() {
+                        Some(cache) => cache.next_refresh(),
+                        None => return,
+                    };
                     tokio::time::sleep(next).await;
                 }
                 let Some(cache) = weak.upgrade() else { return };
-                if next.is_zero() && cache.current.load().is_some() {
-                    // Fetched already (eager build): wait a full interval first.
-                    next = DEFAULT_REFRESH
-                        .clamp(cache.settings.refresh_min, cache.settings.refresh_max);
+                let _guard = cache.fetch_lock.lock().await;
+                if std::mem::take(&mut first) && cache.current.load().is_some() {
+                    // Fetched already (eager build, or a request of a lazy one): wait for
+                    // the interval that fetch asked for.
                     continue;
                 }
-                let _guard = cache.fetch_lock.lock().await;
-                next = match cache.fetch_and_install().await {
-                    Ok(next) => next,
-                    Err(err) => {
-                        tracing::warn!(
-                            target: "bearer_guard::remote",
-                            reason = err.reason(),
-                            error = %err,
-                            "background key refresh failed; keeping the last good key set"
-                        );
-                        RETRY_AFTER_FAILURE.min(cache.settings.refresh_min)
-                    }
-                };
+                if let Err(err) = cache.fetch_and_install().await {
+                    tracing::warn!(
+                        target: "bearer_guard::remote",
+                        reason = err.reason(),
+                        error = %err,
+                        "background key refresh failed; keeping the last good key set"
+                    );
+                    let retry = RETRY_AFTER_FAILURE.min(cache.settings.refresh_min);
+                    cache
+                        .next_refresh_ms
+                        .store(retry.as_millis() as u64, Ordering::Release);
+                }
             }
         });
+    }
+
+    /// The wait before the next background refresh.
+    fn next_refresh(&self) -> Duration {
+        match self.next_refresh_ms.load(Ordering::Acquire) {
+            0 => DEFAULT_REFRESH.clamp(self.settings.refresh_min, self.settings.refresh_max),
+            ms => Duration::from_millis(ms),
+        }
     }
 }
 
@@ -334,10 +363,10 @@ impl KeyCache {
     /// Whether `key` is in the current key set (a cached token stays valid only as long as
     /// the key that verified it).
     pub(crate) fn contains(&self, key: &crate::keys::Key) -> bool {
-        self.current
-            .load()
-            .as_ref()
-            .is_some_and(|s| s.keys.iter().any(|k| k.same(key)))
+        self.current.load().as_ref().is_some_and(|s| {
+            s.fetched_at.elapsed() <= self.settings.max_staleness
+                && s.keys.iter().any(|k| k.same(key))
+        })
     }
 
     /// The last fetched key set, if any.

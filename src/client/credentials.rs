@@ -1,0 +1,427 @@
+//! Who the client is and what it asks for: [`ClientCredentials`], [`ClientSecret`],
+//! [`AuthMethod`], and the per-request [`TokenTarget`].
+
+use std::fmt;
+
+use http::Uri;
+use zeroize::Zeroize;
+
+use crate::error::ConfigError;
+
+/// A client secret. It never prints: `Debug` and `Display` show `[redacted]`.
+///
+/// There is no accessor, no `PartialEq` and no serialisation; the secret leaves this type
+/// only to authenticate at the token endpoint. Its memory is zeroed when it is dropped (the
+/// copies the HTTP stack makes of a request are out of reach of this type).
+///
+/// ```
+/// use bearer_guard::client::ClientSecret;
+///
+/// let secret = ClientSecret::new("s3cr3t-value");
+/// assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+/// ```
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> Self {
+        ClientSecret(secret.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ClientSecret {
+    fn from(secret: String) -> Self {
+        ClientSecret(secret)
+    }
+}
+
+impl From<&str> for ClientSecret {
+    fn from(secret: &str) -> Self {
+        ClientSecret(secret.to_owned())
+    }
+}
+
+impl Drop for ClientSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `client_secret_basic`: `Authorization: Basic` with the form-encoded id and secret. The
+    /// default, and what RFC 6749 asks servers to support.
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    /// The RFC 8414 name: `client_secret_basic` or `client_secret_post`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+/// The client-credentials grant (RFC 6749 §4.4) a client uses to obtain its access tokens:
+/// the token endpoint, the client's id and secret, how it authenticates, and the default
+/// `scope` and RFC 8707 `resource` of its tokens.
+///
+/// `Debug` shows everything but the secret.
+///
+/// # Example
+/// ```
+/// use bearer_guard::client::{AuthMethod, ClientCredentials};
+///
+/// let credentials = ClientCredentials::builder(
+///     "https://issuer.example/oauth/token",
+///     "billing-service",
+///     "s3cr3t-from-the-environment",
+/// )
+/// .scope("read:transactions")
+/// .resource("https://api.example")
+/// .auth_method(AuthMethod::ClientSecretBasic)
+/// .build()?;
+/// assert!(!format!("{credentials:?}").contains("s3cr3t"));
+/// # Ok::<(), bearer_guard::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientCredentials {
+    pub(crate) token_endpoint: Uri,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: ClientSecret,
+    pub(crate) auth_method: AuthMethod,
+    pub(crate) scope: Option<String>,
+    pub(crate) resource: Option<String>,
+}
+
+impl ClientCredentials {
+    /// Starts the configuration with what every client needs.
+    pub fn builder(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            auth_method: AuthMethod::default(),
+            scope: None,
+            resource: None,
+            allow_insecure_http: false,
+        }
+    }
+
+    /// The token endpoint.
+    #[must_use]
+    pub fn token_endpoint(&self) -> &Uri {
+        &self.token_endpoint
+    }
+
+    /// The client id.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// How the client authenticates.
+    #[must_use]
+    pub fn auth_method(&self) -> AuthMethod {
+        self.auth_method
+    }
+
+    /// The default scope, normalised (sorted, without repeats), if any.
+    #[must_use]
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The default RFC 8707 resource, if any.
+    #[must_use]
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth_method", &self.auth_method)
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .finish()
+    }
+}
+
+/// Builds [`ClientCredentials`]; from [`ClientCredentials::builder`].
+#[must_use]
+pub struct ClientCredentialsBuilder {
+    token_endpoint: String,
+    client_id: String,
+    client_secret: ClientSecret,
+    auth_method: AuthMethod,
+    scope: Option<String>,
+    resource: Option<String>,
+    allow_insecure_http: bool,
+}
+
+impl ClientCredentialsBuilder {
+    /// How to authenticate at the token endpoint; [`AuthMethod::ClientSecretBasic`] by
+    /// default.
+    pub fn auth_method(mut self, method: AuthMethod) -> Self {
+        self.auth_method = method;
+        self
+    }
+
+    /// The `scope` to request, space-delimited (RFC 6749 §3.3). Without it the token endpoint
+    /// grants the client's default scope. The order and repeats do not matter: the scope is
+    /// normalised, so `"b a a"` and `"a b"` share one cached token.
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scope = normalize_scope(scope.as_ref());
+        self
+    }
+
+    /// The RFC 8707 `resource`: the URI of the API the tokens are for, which the issuer
+    /// puts into their `aud`.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Accepts an `http://` token endpoint on a host that is not loopback. The secret and the
+    /// tokens then cross the network in clear text: for tests in closed networks only.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Checks and returns the configuration.
+    ///
+    /// # Errors
+    /// - [`ConfigError::InvalidUrl`]: the token endpoint is not an absolute `http(s)` URL
+    ///   with a host, or the resource is not an absolute URI without a fragment.
+    /// - [`ConfigError::InsecureUrl`]: the token endpoint is plain `http` to a host that is
+    ///   not loopback, without [`allow_insecure_http`](Self::allow_insecure_http).
+    pub fn build(self) -> Result<ClientCredentials, ConfigError> {
+        let token_endpoint = checked_endpoint(&self.token_endpoint, self.allow_insecure_http)?;
+        if let Some(resource) = &self.resource {
+            if !is_resource_uri(resource) {
+                return Err(ConfigError::InvalidUrl(resource.clone()));
+            }
+        }
+        Ok(ClientCredentials {
+            token_endpoint,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            auth_method: self.auth_method,
+            scope: self.scope,
+            resource: self.resource,
+        })
+    }
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth_method", &self.auth_method)
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish()
+    }
+}
+
+/// A request extension choosing the `scope` and/or `resource` of the token sent with this
+/// one request, instead of the [`ClientCredentials`]' defaults. What is not set here keeps
+/// the default. Tokens are cached per (scope, resource), so alternating targets do not
+/// refetch.
+///
+/// The layer removes the extension before the request goes on.
+///
+/// ```
+/// use bearer_guard::client::TokenTarget;
+///
+/// let mut request = http::Request::new(());
+/// request
+///     .extensions_mut()
+///     .insert(TokenTarget::new().scope("write:transactions"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TokenTarget {
+    pub(crate) scope: Option<String>,
+    pub(crate) resource: Option<String>,
+}
+
+impl TokenTarget {
+    /// A target that changes nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        TokenTarget::default()
+    }
+
+    /// The scope to request (space-delimited; normalised as in
+    /// [`ClientCredentialsBuilder::scope`]).
+    #[must_use]
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scope = normalize_scope(scope.as_ref());
+        self
+    }
+
+    /// The RFC 8707 resource to request.
+    #[must_use]
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+}
+
+/// Sorted, without repeats, single spaces; `None` when empty.
+pub(crate) fn normalize_scope(scope: &str) -> Option<String> {
+    let mut tokens: Vec<&str> = scope.split_ascii_whitespace().collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    (!tokens.is_empty()).then(|| tokens.join(" "))
+}
+
+/// An absolute `http(s)` URL with a host; plain `http` only to loopback unless allowed.
+fn checked_endpoint(url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
+    let invalid = || ConfigError::InvalidUrl(url.to_owned());
+    let uri: Uri = url.parse().map_err(|_| invalid())?;
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(invalid)?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_http || is_loopback(host) => Ok(uri),
+        Some("http") => Err(ConfigError::InsecureUrl(url.to_owned())),
+        _ => Err(invalid()),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// RFC 8707 §2: an absolute URI (a scheme, something after it), no fragment, visible ASCII.
+fn is_resource_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && !s.contains('#')
+        && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(url: &str) -> ClientCredentialsBuilder {
+        ClientCredentials::builder(url, "svc", "hunter2-secret")
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let credentials = builder("https://issuer.example/token")
+            .scope("read")
+            .build()
+            .expect("valid");
+        for shown in [
+            format!("{credentials:?}"),
+            format!("{credentials:#?}"),
+            format!("{:?}", builder("https://x.example/t")),
+            format!("{}", credentials.client_secret),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn token_endpoint_must_be_https_or_loopback_http() {
+        assert!(builder("https://issuer.example/token").build().is_ok());
+        assert!(builder("http://127.0.0.1:8000/token").build().is_ok());
+        assert!(builder("http://localhost/token").build().is_ok());
+        assert!(builder("http://[::1]:9/token").build().is_ok());
+        assert_eq!(
+            builder("http://issuer.example/token").build().unwrap_err(),
+            ConfigError::InsecureUrl("http://issuer.example/token".into())
+        );
+        assert!(
+            builder("http://issuer.example/token")
+                .allow_insecure_http()
+                .build()
+                .is_ok()
+        );
+        for bad in ["/token", "ftp://issuer.example/token", "not a url", ""] {
+            assert!(
+                matches!(builder(bad).build(), Err(ConfigError::InvalidUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_must_be_an_absolute_uri_without_fragment() {
+        let ok = |r: &str| builder("https://i.example/t").resource(r).build().is_ok();
+        assert!(ok("https://api.example"));
+        assert!(ok("urn:example:api"));
+        assert!(!ok("https://api.example/#x"));
+        assert!(!ok("/relative"));
+        assert!(!ok("https://api example"));
+    }
+
+    #[test]
+    fn scope_is_normalised() {
+        assert_eq!(normalize_scope(" b  a a\tc "), Some("a b c".into()));
+        assert_eq!(normalize_scope("   "), None);
+        let c = builder("https://i.example/t")
+            .scope("write read")
+            .build()
+            .expect("valid");
+        assert_eq!(c.scope(), Some("read write"));
+        assert_eq!(TokenTarget::new().scope("y x").scope, Some("x y".into()));
+    }
+
+    #[test]
+    fn auth_method_names() {
+        assert_eq!(AuthMethod::default(), AuthMethod::ClientSecretBasic);
+        assert_eq!(AuthMethod::ClientSecretPost.as_str(), "client_secret_post");
+    }
+}

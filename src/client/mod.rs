@@ -1,0 +1,212 @@
+//! [`AddAccessTokenLayer`] goes around the HTTP client a service calls another service's
+//! API with. It obtains access tokens by the OAuth 2.0 client-credentials grant
+//! (RFC 6749 §4.4), caches them, and sends each request with `Authorization: Bearer`.
+//!
+//! # Example
+//!
+//! A stand-in for the HTTP client answers both the token endpoint and the API; three calls
+//! cost one token request:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! use bearer_guard::client::{AddAccessTokenLayer, BoxError, ClientCredentials};
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! let token_requests = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&token_requests);
+//! let http_client = service_fn(move |req: Request<Full<Bytes>>| {
+//!     let counter = Arc::clone(&counter);
+//!     async move {
+//!         let response = if req.uri().path() == "/oauth/token" {
+//!             counter.fetch_add(1, Ordering::SeqCst);
+//!             Response::new(Full::from(
+//!                 r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#,
+//!             ))
+//!         } else if req.headers().get("authorization").is_some_and(|v| v == "Bearer tok-1") {
+//!             Response::new(Full::from("the transactions"))
+//!         } else {
+//!             let mut unauthorized = Response::new(Full::default());
+//!             *unauthorized.status_mut() = StatusCode::UNAUTHORIZED;
+//!             unauthorized
+//!         };
+//!         Ok::<_, Infallible>(response)
+//!     }
+//! });
+//!
+//! let credentials = ClientCredentials::builder(
+//!     "https://issuer.example/oauth/token",
+//!     "billing-service",
+//!     "s3cr3t", // from the environment or a secret store, in real life
+//! )
+//! .scope("read:transactions")
+//! .resource("https://api.example")
+//! .build()?;
+//! let api = ServiceBuilder::new()
+//!     .layer(AddAccessTokenLayer::new(credentials))
+//!     .service(http_client);
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # rt.block_on(async {
+//! for _ in 0..3 {
+//!     let req = Request::get("https://api.example/transactions").body(Full::default())?;
+//!     let res = api.clone().oneshot(req).await?;
+//!     assert_eq!(res.status(), StatusCode::OK);
+//! }
+//! assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+//! # Ok::<(), BoxError>(())
+//! # })?;
+//! # Ok::<(), BoxError>(())
+//! ```
+//!
+//! # What it does
+//!
+//! - **Token requests** are `POST`s to the token endpoint with `grant_type=client_credentials`,
+//!   the `scope` and the RFC 8707 `resource`, authenticated by `client_secret_basic` (the
+//!   default) or `client_secret_post` ([`AuthMethod`]). They go **through the wrapped client
+//!   itself** (a clone of it), so they use its connection pool, TLS settings and proxy;
+//!   hence its request body must be `From<Bytes>`. Each is limited to 10 s
+//!   ([`token_timeout`](AddAccessTokenLayer::token_timeout)) and its response to 64 KiB.
+//!   Redirects are not followed unless the wrapped client follows them.
+//! - **Caching**: one token per (scope, resource), shared by every clone of the layer and
+//!   its services. The [`ClientCredentials`] give the defaults; a [`TokenTarget`] in a
+//!   request's extensions picks another scope or resource for that request.
+//! - **Refresh**: a token is refreshed 60 s before it expires
+//!   ([`refresh_ahead`](AddAccessTokenLayer::refresh_ahead); never in the first half of
+//!   its life). Requests keep using the old token while the refresh runs in the
+//!   background. Without a valid token, requests wait. Either way **one token request is
+//!   in flight at a time** per (scope, resource), and every waiter shares its outcome. It
+//!   runs in its own Tokio task, so a caller that gives up does not cancel it. A response
+//!   without `expires_in` is taken to last 5 minutes.
+//! - **401**: when the upstream answers 401, the token is dropped and the request is sent
+//!   once more with a new one if it can be replayed (see [`Replay`]: by default it is
+//!   cloned, which needs `ReqBody: Clone`). Otherwise the 401 is returned, and the next
+//!   request gets a new token. A token that replaced a refused one and is refused in turn
+//!   within 30 s is kept and its 401s are returned as they are: an upstream that refuses
+//!   every token (wrong audience, untrusted issuer) does not turn each call into a token
+//!   request.
+//! - **Errors**: when no token can be had, the service returns a [`TokenError`] (boxed in
+//!   [`BoxError`]; `downcast_ref` it) and the request is not sent. The inner client's own
+//!   errors pass through, boxed. A request that already carries `Authorization` is sent as
+//!   it is.
+//!
+//! # Security
+//!
+//! - The [`ClientSecret`] never prints (`[redacted]`), has no accessor and is zeroed on drop;
+//!   [`TokenError`]s, `Debug` output and the `tracing` events (target
+//!   `bearer_guard::client`) hold neither the secret nor a token. The `Authorization`
+//!   headers the layer sets (Basic and Bearer) are marked sensitive.
+//! - The token endpoint must be `https` (plain `http` only to loopback, or with
+//!   [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)).
+//! - The layer adds the token to **every** request through it: wrap a client used only for
+//!   the API the tokens are for (their `resource`), so that the token never reaches
+//!   another host. Prefer `client_secret_basic`: with `client_secret_post` the secret is in
+//!   the request body, which middleware between this layer and the network could log.
+//!
+//! # The wrapped client
+//!
+//! Any `tower::Service<http::Request<B>, Response = http::Response<ResBody>>` that is
+//! `Clone + Send + 'static`, with `B: From<Bytes>` and `ResBody: http_body::Body`, on a
+//! Tokio runtime (the token requests run as tasks).
+//!
+//! With **hyper-util**'s client, whose `Client<C, Full<Bytes>>` is such a service:
+//!
+//! ```no_run
+//! use bearer_guard::client::{AddAccessTokenLayer, BoxError, ClientCredentials};
+//! use http_body_util::{BodyExt, Full};
+//! use hyper::body::Bytes;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # async fn run() -> Result<(), BoxError> {
+//! let credentials = ClientCredentials::builder(
+//!     "https://issuer.example/oauth/token",
+//!     "billing-service",
+//!     std::env::var("CLIENT_SECRET")?,
+//! )
+//! .scope("read:transactions")
+//! .resource("https://api.example")
+//! .build()?;
+//!
+//! // `build_http` speaks plain http; for https, build it over hyper-rustls' `HttpsConnector`.
+//! let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let api = ServiceBuilder::new()
+//!     .layer(AddAccessTokenLayer::new(credentials))
+//!     .service(http);
+//!
+//! let req = http::Request::get("https://api.example/transactions").body(Full::default())?;
+//! let res = api.oneshot(req).await?;
+//! let body = res.into_body().collect().await?.to_bytes();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With **reqwest**: `reqwest::Client` is a `tower::Service<reqwest::Request>`; a small
+//! adapter makes it one over `http` types (reqwest converts both ways, and its `Body` is
+//! `From<Bytes>` and an `http_body::Body`). Its body is not `Clone`, so replay through a
+//! closure that copies buffered bodies. Build the client with
+//! `redirect(reqwest::redirect::Policy::none())` so that token requests are not redirected.
+//! (reqwest is not a dependency of this crate; this sketch is not compiled.)
+//!
+//! ```ignore
+//! use std::future::Future;
+//! use std::pin::Pin;
+//! use std::task::{Context, Poll};
+//!
+//! #[derive(Clone)]
+//! struct Reqwest(reqwest::Client);
+//!
+//! impl tower::Service<http::Request<reqwest::Body>> for Reqwest {
+//!     type Response = http::Response<reqwest::Body>;
+//!     type Error = reqwest::Error;
+//!     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+//!
+//!     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//!
+//!     fn call(&mut self, req: http::Request<reqwest::Body>) -> Self::Future {
+//!         let client = self.0.clone();
+//!         Box::pin(async move {
+//!             let req = reqwest::Request::try_from(req)?;
+//!             Ok(http::Response::from(client.execute(req).await?))
+//!         })
+//!     }
+//! }
+//!
+//! let layer = AddAccessTokenLayer::new(credentials).replay(|req: &http::Request<reqwest::Body>| {
+//!     let body = req.body().as_bytes()?; // `None` for a streaming body: not replayed
+//!     let mut copy = http::Request::new(reqwest::Body::from(body.to_vec()));
+//!     *copy.method_mut() = req.method().clone();
+//!     *copy.uri_mut() = req.uri().clone();
+//!     *copy.version_mut() = req.version();
+//!     *copy.headers_mut() = req.headers().clone();
+//!     Some(copy)
+//! });
+//! let api = tower::ServiceBuilder::new().layer(layer).service(Reqwest(reqwest::Client::new()));
+//! ```
+
+mod cache;
+mod credentials;
+mod error;
+mod fetch;
+mod future;
+mod layer;
+mod service;
+
+pub use self::credentials::{
+    AuthMethod, ClientCredentials, ClientCredentialsBuilder, ClientSecret, TokenTarget,
+};
+pub use self::error::{BoxError, TokenError, TokenErrorKind};
+pub use self::future::ResponseFuture;
+pub use self::layer::{
+    AddAccessTokenLayer, CloneBody, DEFAULT_MAX_CACHED_TOKENS, DEFAULT_REFRESH_AHEAD,
+    DEFAULT_TOKEN_TIMEOUT, NoReplay, Replay,
+};
+pub use self::service::AddAccessToken;

@@ -1,0 +1,685 @@
+//! The outgoing side (`bearer_guard::client`) over real sockets: the example issuer
+//! (`examples/support/issuer.rs`), a protected API (axum + `RequireScope`, trusting the
+//! issuer's JWKS), and a calling service whose hyper-util client is wrapped in
+//! `AddAccessTokenLayer`. Shows token reuse, refresh ahead of and after expiry with one token
+//! request at a time, the retry after a 401 (and no retry for a request that cannot be
+//! replayed), token endpoint errors, and that the secret never prints or logs.
+
+#[path = "../examples/support/issuer.rs"]
+mod issuer;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::password_hash::PasswordHasher;
+use argon2::{Argon2, Params};
+use axum::Router;
+use axum::extract::{Request as AxumRequest, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::routing::get;
+use bearer_guard::client::{
+    AddAccessTokenLayer, AuthMethod, BoxError, ClientCredentials, NoReplay, Replay, TokenError,
+    TokenErrorKind, TokenTarget,
+};
+use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use issuer::{Format, Issuer, SigningKey};
+use tower::util::MapRequestLayer;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+const API: &str = "https://api.test";
+const SVC_SECRET: &str = "svc-secret-0123456789";
+const SHORT_SECRET: &str = "short-lived-secret-0123456789";
+
+/// Argon2id with the smallest parameters: the tests run unoptimised.
+fn cheap_hash(secret: &str) -> String {
+    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(secret.as_bytes())
+        .expect("hash")
+        .to_string()
+}
+
+fn clients_toml() -> String {
+    format!(
+        r#"
+[[clients]]
+client_id = "svc"
+secret_hash = "{svc}"
+scopes = ["read", "write"]
+default_scope = "read"
+resources = ["{API}"]
+
+[[clients]]
+client_id = "short"
+secret_hash = "{short}"
+scopes = ["read"]
+resources = ["{API}"]
+token_lifetime = 2
+"#,
+        svc = cheap_hash(SVC_SECRET),
+        short = cheap_hash(SHORT_SECRET),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// The protected API's switches and counters.
+#[derive(Default)]
+struct Api {
+    /// Requests that reached the API, whatever their outcome.
+    hits: AtomicUsize,
+    /// Bearer tokens of the requests the handlers answered, in order.
+    served: Mutex<Vec<String>>,
+    /// Refuse (401) the next token not refused yet, and from then on every request with it.
+    revoke_next: AtomicBool,
+    /// Refuse every token.
+    refuse_all: AtomicBool,
+    revoked: Mutex<HashSet<String>>,
+}
+
+impl Api {
+    fn served(&self) -> Vec<String> {
+        self.served.lock().expect("lock").clone()
+    }
+
+    fn distinct_tokens(&self) -> usize {
+        self.served().into_iter().collect::<HashSet<_>>().len()
+    }
+}
+
+struct World {
+    issuer: String,
+    api: String,
+    token_requests: Arc<AtomicUsize>,
+    state: Arc<Api>,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+/// The issuer (counting its token requests) and the protected API, each on a free loopback
+/// port.
+async fn start() -> World {
+    let (listener, addr) = bind().await;
+    let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
+    let key = SigningKey::generate(None).expect("key");
+    let base = format!("http://{addr}");
+    let issuer = Issuer::new(base.clone(), clients, key).expect("issuer");
+    let jwks = issuer.jwks_json().to_owned();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&token_requests);
+    let app = issuer::app(issuer).layer(MapRequestLayer::new(move |req: AxumRequest| {
+        if req.uri().path() == issuer::TOKEN_PATH {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        req
+    }));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve issuer") });
+
+    let validator = Validator::builder()
+        .issuer(base.clone())
+        .audience(API)
+        .keys(KeySet::from_jwks_json(jwks.as_bytes()).expect("jwks"))
+        .build()
+        .expect("validator");
+    let state = Arc::new(Api::default());
+    let api = Router::new()
+        .route(
+            "/data",
+            get(data)
+                .post(echo)
+                .layer(RequireScope::all(&validator, ["read"])),
+        )
+        .route(
+            "/write",
+            get(data).layer(RequireScope::all(&validator, ["write"])),
+        )
+        .layer(from_fn_with_state(Arc::clone(&state), gate))
+        .with_state(Arc::clone(&state));
+    let (listener, api_addr) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, api).await.expect("serve api") });
+
+    World {
+        issuer: base,
+        api: format!("http://{api_addr}"),
+        token_requests,
+        state,
+    }
+}
+
+fn bearer(req: &AxumRequest) -> Option<String> {
+    req.headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
+}
+
+/// Counts every request, and refuses revoked tokens before `RequireScope` sees them.
+async fn gate(State(api): State<Arc<Api>>, req: AxumRequest, next: Next) -> AxumResponse {
+    api.hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(token) = bearer(&req) {
+        let refuse = {
+            let mut revoked = api.revoked.lock().expect("lock");
+            api.refuse_all.load(Ordering::SeqCst)
+                || revoked.contains(&token)
+                || (api.revoke_next.swap(false, Ordering::SeqCst) && revoked.insert(token))
+        };
+        if refuse {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)],
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn record(api: &Api, req_token: Option<String>) {
+    api.served
+        .lock()
+        .expect("lock")
+        .push(req_token.unwrap_or_default());
+}
+
+async fn data(
+    State(api): State<Arc<Api>>,
+    axum::Extension(claims): axum::Extension<Claims<AccessClaims>>,
+    req: AxumRequest,
+) -> String {
+    record(&api, bearer(&req));
+    claims.client_id().unwrap_or_default().to_owned()
+}
+
+async fn echo(State(api): State<Arc<Api>>, req: AxumRequest) -> Bytes {
+    record(&api, bearer(&req));
+    req.into_body().collect().await.expect("body").to_bytes()
+}
+
+impl World {
+    fn credentials(&self, id: &str, secret: &str) -> ClientCredentials {
+        ClientCredentials::builder(format!("{}{}", self.issuer, issuer::TOKEN_PATH), id, secret)
+            .resource(API)
+            .build()
+            .expect("credentials")
+    }
+
+    fn token_requests(&self) -> usize {
+        self.token_requests.load(Ordering::SeqCst)
+    }
+
+    fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    fn get(&self, path: &str) -> Request<Full<Bytes>> {
+        Request::get(format!("{}{path}", self.api))
+            .body(Full::default())
+            .expect("request")
+    }
+
+    fn post(&self, path: &str, body: &'static str) -> Request<Full<Bytes>> {
+        Request::post(format!("{}{path}", self.api))
+            .body(Full::from(body))
+            .expect("request")
+    }
+}
+
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// The calling side: the layer around a hyper-util client.
+fn caller<R: Clone>(
+    layer: &AddAccessTokenLayer<R>,
+) -> bearer_guard::client::AddAccessToken<HttpClient, R> {
+    tower::Layer::layer(layer, http_client())
+}
+
+async fn send<S>(svc: &S, req: Request<Full<Bytes>>) -> (StatusCode, String)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError> + Clone,
+{
+    let res = svc.clone().oneshot(req).await.expect("call");
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send_many<S>(svc: &S, n: usize, make: impl Fn() -> Request<Full<Bytes>>) -> Vec<StatusCode>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let svc = svc.clone();
+            let req = make();
+            tokio::spawn(async move { svc.oneshot(req).await.expect("call").status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("task"));
+    }
+    statuses
+}
+
+/// An axum calling service: `GET /report` calls the API's `/data` with the layered client and
+/// relays the answer; a token failure is a 502 naming its kind.
+async fn start_calling_service(world: &World, layer: AddAccessTokenLayer) -> String {
+    #[derive(Clone)]
+    struct Caller {
+        client: bearer_guard::client::AddAccessToken<HttpClient>,
+        data_url: String,
+    }
+    async fn report(State(caller): State<Caller>) -> AxumResponse {
+        let req = Request::get(&caller.data_url)
+            .body(Full::default())
+            .expect("request");
+        match caller.client.oneshot(req).await {
+            Ok(res) => {
+                let status = res.status();
+                let body = res.into_body().collect().await.expect("body").to_bytes();
+                (status, body).into_response()
+            }
+            Err(err) => match err.downcast_ref::<TokenError>() {
+                Some(err) => {
+                    (StatusCode::BAD_GATEWAY, err.kind().as_str().to_owned()).into_response()
+                }
+                None => (StatusCode::BAD_GATEWAY, "transport".to_owned()).into_response(),
+            },
+        }
+    }
+    let caller = Caller {
+        client: caller(&layer),
+        data_url: format!("{}/data", world.api),
+    };
+    let app = Router::new()
+        .route("/report", get(report))
+        .with_state(caller);
+    let (listener, addr) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve caller") });
+    format!("http://{addr}/report")
+}
+
+async fn plain_get(url: &str) -> (StatusCode, String) {
+    let req = Request::get(url).body(Full::default()).expect("request");
+    let res = http_client().request(req).await.expect("request");
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn many_calls_through_a_calling_service_share_one_token() {
+    let world = start().await;
+    let layer = AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET));
+    let report = start_calling_service(&world, layer).await;
+
+    for _ in 0..20 {
+        assert_eq!(plain_get(&report).await, (StatusCode::OK, "svc".to_owned()));
+    }
+    assert_eq!(world.token_requests(), 1);
+    assert_eq!(world.hits(), 20);
+    assert_eq!(world.state.distinct_tokens(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_wait_for_a_single_token_request() {
+    let world = start().await;
+    let svc = caller(&AddAccessTokenLayer::new(
+        world.credentials("svc", SVC_SECRET),
+    ));
+    let statuses = send_many(&svc, 20, || world.get("/data")).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(world.token_requests(), 1);
+    for _ in 0..20 {
+        assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    }
+    assert_eq!(world.token_requests(), 1);
+    assert_eq!(world.state.distinct_tokens(), 1);
+    assert_eq!(world.hits(), 40);
+}
+
+/// Tokens of the `short` client live 2 s; with `refresh_ahead` 1 s the refresh is due after
+/// 1 s. Calls then keep the old token while one background request fetches the next; after
+/// expiry, concurrent calls wait for one token request.
+#[tokio::test]
+async fn refreshes_ahead_of_expiry_and_after_it_with_one_token_request() {
+    let world = start().await;
+    let layer = AddAccessTokenLayer::new(world.credentials("short", SHORT_SECRET))
+        .refresh_ahead(Duration::from_secs(1));
+    let svc = caller(&layer);
+
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!(world.token_requests(), 1);
+    let first = world.state.served()[0].clone();
+
+    // Due, not expired: every call succeeds at once, and one refresh starts.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let statuses = send_many(&svc, 10, || world.get("/data")).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    wait_for(|| world.token_requests() == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(world.token_requests(), 2, "one background refresh");
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    let second = world.state.served().last().cloned().expect("served");
+    assert_ne!(first, second, "the refreshed token is used");
+
+    // Expired: concurrent calls wait for a single token request.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let before = world.state.served().len();
+    let statuses = send_many(&svc, 10, || world.get("/data")).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(world.token_requests(), 3, "one token request after expiry");
+    let after: HashSet<String> = world.state.served()[before..].iter().cloned().collect();
+    assert_eq!(after.len(), 1, "all waited for the same new token");
+    assert!(!after.contains(&first) && !after.contains(&second));
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached in 2 s");
+}
+
+/// Replays GETs only: a refused GET is retried once with a new token, a refused POST is
+/// returned as it is (and its token dropped, so the next POST gets a new one).
+#[tokio::test]
+async fn retries_a_replayable_request_once_after_401_and_not_the_others() {
+    let world = start().await;
+    let get_only = |req: &Request<Full<Bytes>>| (req.method() == Method::GET).then(|| req.clone());
+    let layer = AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET)).replay(get_only);
+    let svc = caller(&layer);
+
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!((world.token_requests(), world.hits()), (1, 1));
+    let first = world.state.served()[0].clone();
+
+    world.state.revoke_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(&svc, world.get("/data")).await,
+        (StatusCode::OK, "svc".to_owned())
+    );
+    assert_eq!(
+        (world.token_requests(), world.hits()),
+        (2, 3),
+        "401, new token, retry"
+    );
+    let second = world.state.served().last().cloned().expect("served");
+    assert_ne!(first, second);
+
+    // A POST is not replayable under this policy.
+    world.state.revoke_next.store(true, Ordering::SeqCst);
+    let (status, _) = send(&svc, world.post("/data", "payload")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (world.token_requests(), world.hits()),
+        (2, 4),
+        "not retried"
+    );
+    // Its token was dropped: the next call fetches a new one.
+    assert_eq!(
+        send(&svc, world.post("/data", "payload")).await,
+        (StatusCode::OK, "payload".to_owned())
+    );
+    assert_eq!((world.token_requests(), world.hits()), (3, 5));
+
+    // The default policy replays any request whose body can be cloned, bodies included.
+    let svc = caller(&AddAccessTokenLayer::new(
+        world.credentials("svc", SVC_SECRET),
+    ));
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    world.state.revoke_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(&svc, world.post("/data", "again")).await,
+        (StatusCode::OK, "again".to_owned())
+    );
+    assert_eq!(world.token_requests(), 5);
+
+    // `NoReplay` never retries.
+    let svc =
+        caller(&AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET)).replay(NoReplay));
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    world.state.revoke_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(&svc, world.get("/data")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!(world.token_requests(), 7);
+}
+
+/// An API that refuses every token costs one extra token request, not one per call.
+#[tokio::test]
+async fn an_upstream_refusing_every_token_does_not_cause_a_token_request_per_call() {
+    let world = start().await;
+    let svc = caller(&AddAccessTokenLayer::new(
+        world.credentials("svc", SVC_SECRET),
+    ));
+    world.state.refuse_all.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(&svc, world.get("/data")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!((world.token_requests(), world.hits()), (2, 2), "one retry");
+    for _ in 0..5 {
+        assert_eq!(
+            send(&svc, world.get("/data")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        (world.token_requests(), world.hits()),
+        (2, 7),
+        "no more retries"
+    );
+    world.state.refuse_all.store(false, Ordering::SeqCst);
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!(world.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn wrong_secret_is_a_token_error_and_the_request_is_not_sent() {
+    let world = start().await;
+    let wrong = "wrong-secret-must-never-print";
+    let layer = AddAccessTokenLayer::new(world.credentials("svc", wrong));
+    let svc = caller(&layer);
+    let err = svc
+        .clone()
+        .oneshot(world.get("/data"))
+        .await
+        .expect_err("no token");
+    let token_error = err.downcast_ref::<TokenError>().expect("a TokenError");
+    assert_eq!(token_error.kind(), TokenErrorKind::Rejected);
+    assert_eq!(token_error.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(token_error.oauth_error(), Some("invalid_client"));
+    assert_eq!(world.hits(), 0, "the request never went out");
+
+    for shown in [
+        format!("{err} {err:?}"),
+        format!("{layer:?}"),
+        format!("{svc:?}"),
+        format!("{:?}", layer.credentials()),
+    ] {
+        assert!(!shown.contains(wrong), "{shown}");
+    }
+    assert!(format!("{layer:?}").contains("[redacted]"));
+
+    // Through the calling service: a 502 naming the reason.
+    let report = start_calling_service(&world, layer.clone()).await;
+    assert_eq!(
+        plain_get(&report).await,
+        (StatusCode::BAD_GATEWAY, "rejected".to_owned())
+    );
+
+    // An unreachable token endpoint: a transport error, no request sent either.
+    let (closed, addr) = bind().await;
+    drop(closed);
+    let credentials = ClientCredentials::builder(format!("http://{addr}/token"), "svc", SVC_SECRET)
+        .build()
+        .expect("credentials");
+    let err = caller(&AddAccessTokenLayer::new(credentials))
+        .oneshot(world.get("/data"))
+        .await
+        .expect_err("no token");
+    assert_eq!(
+        err.downcast_ref::<TokenError>().map(TokenError::kind),
+        Some(TokenErrorKind::Transport)
+    );
+    assert_eq!(world.hits(), 0);
+}
+
+#[tokio::test]
+async fn post_authentication_and_per_request_scope() {
+    let world = start().await;
+    let credentials = ClientCredentials::builder(
+        format!("{}{}", world.issuer, issuer::TOKEN_PATH),
+        "svc",
+        SVC_SECRET,
+    )
+    .auth_method(AuthMethod::ClientSecretPost)
+    .resource(API)
+    .scope("read")
+    .build()
+    .expect("credentials");
+    let svc = caller(&AddAccessTokenLayer::new(credentials));
+
+    // The default scope `read` is refused at the route that needs `write`.
+    assert_eq!(
+        send(&svc, world.get("/write")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let mut req = world.get("/write");
+    req.extensions_mut()
+        .insert(TokenTarget::new().scope("write read"));
+    assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    assert_eq!(world.token_requests(), 2, "one token per scope");
+    for _ in 0..3 {
+        let mut req = world.get("/write");
+        req.extensions_mut()
+            .insert(TokenTarget::new().scope("read write"));
+        assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+        assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    }
+    assert_eq!(world.token_requests(), 2, "both cached");
+
+    // A scope the client may not have: the token endpoint's `invalid_scope`.
+    let mut req = world.get("/data");
+    req.extensions_mut()
+        .insert(TokenTarget::new().scope("admin"));
+    let err = svc.clone().oneshot(req).await.expect_err("refused");
+    let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+    assert_eq!(err.oauth_error(), Some("invalid_scope"));
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+/// Everything logged on both sides while tokens are fetched, used, refused and retried: no
+/// secret and no token.
+#[tokio::test]
+async fn logs_hold_neither_secrets_nor_tokens() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    // The test runtime is single-threaded: every task logs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let world = start().await;
+    let svc = caller(&AddAccessTokenLayer::new(
+        world.credentials("svc", SVC_SECRET),
+    ));
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    world.state.revoke_next.store(true, Ordering::SeqCst);
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    let wrong = "wrong-secret-not-logged";
+    let bad = caller(&AddAccessTokenLayer::new(world.credentials("svc", wrong)));
+    assert!(bad.oneshot(world.get("/data")).await.is_err());
+
+    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(logs.contains("access token obtained"), "{logs}");
+    assert!(logs.contains("retrying once"), "{logs}");
+    assert!(logs.contains("token request failed"), "{logs}");
+    assert!(
+        !logs.contains(SVC_SECRET) && !logs.contains(wrong),
+        "{logs}"
+    );
+    for token in world.state.served() {
+        assert!(!logs.contains(&token), "token in logs");
+    }
+}
+
+/// `Replay` is implemented by closures; a compile-time check that the policies are usable as
+/// trait objects' bounds.
+#[test]
+fn replay_policies() {
+    fn replays<P: Replay<Full<Bytes>>>(p: &P) -> bool {
+        p.replay(&Request::new(Full::default())).is_some()
+    }
+    assert!(replays(&bearer_guard::client::CloneBody));
+    assert!(!replays(&NoReplay));
+    assert!(!replays(&|_: &Request<Full<Bytes>>| None));
+}
