@@ -11,7 +11,7 @@
 //! - **Key.** By default, for [`AccessClaims`]: `client_id` (or `azp`), else `sub`. Other
 //!   claims types or keys: [`key_from_claims`](RateLimitByClientBuilder::key_from_claims) or
 //!   any closure over the request ([`key`](RateLimitByClientBuilder::key)).
-//! - **Anonymous requests** (no claims: a route with [optional](RequireScope::optional)
+//! - **Anonymous requests** (no claims: a route with [optional](crate::RequireScope::optional)
 //!   authentication, or a key function that found no key) share **one** bucket, limited by
 //!   the default quota unless set with [`anonymous`](RateLimitByClientBuilder::anonymous).
 //!   [`anonymous_unlimited`](RateLimitByClientBuilder::anonymous_unlimited) lets them through
@@ -91,7 +91,6 @@
 //! ```
 //!
 //! [`RequireScope`]: crate::RequireScope
-//! [`RequireScope::optional`]: crate::RequireScope::optional
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -306,7 +305,7 @@ impl<K> State<K> {
     /// Once every `retain_every` calls, drops the keyed buckets that have fully refilled.
     fn sweep(&self) {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        if calls % self.retain_every == 0 {
+        if calls.is_multiple_of(self.retain_every) {
             self.default.retain_recent();
             self.default.shrink_to_fit();
         }

@@ -36,7 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use issuer::{Format, Issuer, SigningKey};
 use tower::util::MapRequestLayer;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceExt};
 
 const API: &str = "https://api.test";
 const SVC_SECRET: &str = "svc-secret-0123456789";
