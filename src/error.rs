@@ -57,9 +57,9 @@ pub enum ErrorKind {
     InvalidSignature,
     /// The header's `typ` is not `at+jwt` (RFC 9068 §4), or absent while it is required.
     InvalidType,
-    /// A required claim is absent; [`AuthError::claim`] names it.
+    /// A required claim is absent; [`AuthError::claim_name`] names it.
     MissingClaim,
-    /// A claim has the wrong JSON type (for example a string `exp`); [`AuthError::claim`]
+    /// A claim has the wrong JSON type (for example a string `exp`); [`AuthError::claim_name`]
     /// names it.
     InvalidClaimType,
     /// The token has expired (`exp`, beyond the leeway).

@@ -23,9 +23,9 @@ use crate::validator::{Step, Validator, Verified, insufficient_scope_challenge};
 /// |---|---|---|
 /// | no `Authorization: Bearer` | 401, `WWW-Authenticate: Bearer` | 200, `grpc-status: 16` |
 /// | malformed header | 400, `error="invalid_request"` | 200, `grpc-status: 16` |
-/// | invalid token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
-/// | missing scope | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
-/// | keys unavailable | 503 | 200, `grpc-status: 14` |
+/// | invalid token, revoked token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
+/// | missing scope, failed [`require`](Self::require) | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
+/// | keys or revocation store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
 /// The [`AuthError`] is in each rejection's extensions. Cloning the layer or its service is
 /// one reference-count increment.

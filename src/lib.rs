@@ -51,7 +51,12 @@
 //!   default, 300 s at most); `iss` exact; `aud` must contain the configured audience. A
 //!   claim of the wrong JSON type is refused, and so is any repeated member name.
 //! - **Scopes**: `scope` (space-delimited) and `scp` (array or string) against the route's
-//!   [`RequiredScopes`].
+//!   [`RequiredScopes`]; then any [claim requirement](RequireScope::require) of the route.
+//! - **Revocation** (when configured): issuer and `jti` against a [`revocation`] store.
+//!
+//! Tokens that passed are kept in a bounded verified-token cache
+//! ([`token_cache`](ValidatorBuilder::token_cache)): a repeated token skips the signature and
+//! the parsing, never the time, key, scope and revocation checks.
 //!
 //! # Deployment
 //!
@@ -61,8 +66,9 @@
 //!   have the issuer put it in `aud`: a token minted for one service is then useless at
 //!   another, even when both trust the same issuer.
 //! - **Key rotation.** Publish the next key in the JWKS before signing with it, and keep the
-//!   old one until the last token it signed has expired. With static keys, reload the
-//!   validator to pick up a new set.
+//!   old one until the last token it signed has expired. With the `remote` feature a new
+//!   `kid` is picked up on its first token, and a removed key stops verifying (cached tokens
+//!   included) at the next refresh. With static keys, build a new validator.
 //!
 //! # Cargo features
 //!
@@ -72,6 +78,9 @@
 //! | `aws_lc_rs` | no | signatures with aws-lc-rs (used when both are on) |
 //! | `axum` | no | `Claims` and `Option<Claims>` extractors |
 //! | `tonic` | no | claims from `tonic::Request`, `AuthError` into `tonic::Status` |
+//! | `remote` | no | keys from a JWKS URL or issuer discovery, cached and rotated |
+//! | `redis` | no | [`revocation`] shared through Redis |
+//! | `client` | no | the outgoing side: fetch, cache and send client-credentials tokens |
 //! | `rate-limit` | no | `rate_limit::RateLimitByClient`: per-client quotas (governor), 429 with `Retry-After` |
 
 #![forbid(unsafe_code)]

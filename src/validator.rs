@@ -543,7 +543,7 @@ fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), Auth
 /// Builds a [`Validator`]. Obtained from [`Validator::builder`].
 ///
 /// `K` says where the keys come from: [`StaticKeys`] (given with [`keys`](Self::keys),
-/// built with a plain [`build`](ValidatorBuilder::<T, StaticKeys>::build)) or, with the
+/// built with a plain `build()`) or, with the
 /// `remote` feature, [`RemoteKeys`] (from [`jwks_url`](Self::jwks_url) or
 /// [`discover`](Self::discover), built with an async `build().await` or `build_lazy()`).
 #[must_use]
@@ -830,7 +830,7 @@ impl<T> ValidatorBuilder<T, RemoteKeys> {
     /// refresh. Needs a Tokio runtime.
     ///
     /// # Errors
-    /// As the static [`build`](ValidatorBuilder::<T, StaticKeys>::build), and
+    /// As `build()` with static keys, and
     /// [`ConfigError::InsecureUrl`], [`ConfigError::InvalidUrl`],
     /// [`ConfigError::KeyFetch`] (issuer down, issuer mismatch, no usable key ...).
     pub async fn build(self) -> Result<Validator<T>, ConfigError> {

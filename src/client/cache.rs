@@ -242,8 +242,8 @@ impl Refresh {
         mut self,
         fetched: Result<Fetched, TokenError>,
         refresh_ahead: Duration,
+        now: Instant,
     ) {
-        let now = Instant::now();
         let outcome = fetched.map(|f| Arc::new(Token::new(f, refresh_ahead, self.after_rejection)));
         {
             let mut state = lock(&self.slot.state);
@@ -341,7 +341,7 @@ mod tests {
         let Lookup::Wait(second, None) = slot.lookup(Instant::now()) else {
             panic!("the second lookup must wait without starting another");
         };
-        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60));
+        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60), Instant::now());
         let a = first.wait().await.expect("token");
         let b = second.wait().await.expect("token");
         assert!(Arc::ptr_eq(&a, &b));
@@ -355,7 +355,7 @@ mod tests {
         let Lookup::Wait(_, Some(refresh)) = slot.lookup(Instant::now()) else {
             panic!("start");
         };
-        refresh.complete(Ok(fetched(100)), Duration::from_secs(60));
+        refresh.complete(Ok(fetched(100)), Duration::from_secs(60), Instant::now());
         let later = Instant::now() + Duration::from_secs(70);
         let (old, refresh) = ready(slot.lookup(later));
         let refresh = refresh.expect("the first due lookup starts the refresh");
@@ -365,6 +365,7 @@ mod tests {
         refresh.complete(
             Err(TokenError::new(TokenErrorKind::Timeout)),
             Duration::from_secs(60),
+            later,
         );
         let (same, none) = ready(slot.lookup(later));
         assert!(Arc::ptr_eq(&old, &same) && none.is_none());
@@ -381,6 +382,7 @@ mod tests {
         refresh.complete(
             Err(TokenError::new(TokenErrorKind::Rejected)),
             Duration::from_secs(60),
+            Instant::now(),
         );
         assert_eq!(
             wait.wait().await.err().map(|e| e.kind()),
@@ -406,7 +408,7 @@ mod tests {
         let Lookup::Wait(_, Some(refresh)) = slot.lookup(Instant::now()) else {
             panic!("start");
         };
-        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60));
+        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60), Instant::now());
         let (first, _) = ready(slot.lookup(Instant::now()));
         assert!(slot.reject(&first, Instant::now()));
         // A second 401 for the same, already dropped token: retry, nothing else to drop.
@@ -414,7 +416,7 @@ mod tests {
         let Lookup::Wait(_, Some(refresh)) = slot.lookup(Instant::now()) else {
             panic!("the refused token is gone");
         };
-        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60));
+        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60), Instant::now());
         let (second, _) = ready(slot.lookup(Instant::now()));
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(!slot.reject(&second, Instant::now()), "refused replacement");
@@ -425,7 +427,7 @@ mod tests {
         let Lookup::Wait(_, Some(refresh)) = slot.lookup(Instant::now()) else {
             panic!("dropped");
         };
-        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60));
+        refresh.complete(Ok(fetched(3600)), Duration::from_secs(60), Instant::now());
         let (third, _) = ready(slot.lookup(Instant::now()));
         third.mark_accepted();
         assert!(slot.reject(&third, Instant::now()));

@@ -300,5 +300,159 @@ fn finish(refresh: Refresh, fetched: Result<fetch::Fetched, TokenError>, shared:
             "token request failed"
         ),
     }
-    refresh.complete(fetched, shared.refresh_ahead);
+    refresh.complete(fetched, shared.refresh_ahead, Instant::now());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
+    use std::time::Duration;
+
+    use http_body_util::Full;
+    use tower::{ServiceExt, service_fn};
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::client::{AddAccessTokenLayer, ClientCredentials, TokenErrorKind};
+
+    const TOKEN_JSON: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
+
+    fn layer() -> AddAccessTokenLayer {
+        let credentials =
+            ClientCredentials::builder("https://issuer.example/token", "svc", "secret-value")
+                .scope("read")
+                .build()
+                .expect("credentials");
+        AddAccessTokenLayer::new(credentials)
+    }
+
+    fn full(body: impl Into<Bytes>) -> Full<Bytes> {
+        Full::new(body.into())
+    }
+
+    fn api_request() -> Request<Full<Bytes>> {
+        Request::get("https://api.example/x")
+            .body(Full::default())
+            .expect("request")
+    }
+
+    fn is_token_request<B>(req: &Request<B>) -> bool {
+        req.uri().path() == "/token"
+    }
+
+    async fn error_kind<S>(svc: S) -> Option<TokenErrorKind>
+    where
+        S: Service<Request<Full<Bytes>>, Error = BoxError>,
+        S::Response: fmt::Debug,
+    {
+        let err = svc.oneshot(api_request()).await.expect_err("no token");
+        err.downcast_ref::<TokenError>().map(TokenError::kind)
+    }
+
+    #[tokio::test]
+    async fn adds_a_sensitive_bearer_header_and_takes_the_target_out() {
+        let svc = layer().layer(service_fn(|req: Request<Full<Bytes>>| async move {
+            if is_token_request(&req) {
+                return Ok::<_, Infallible>(Response::new(full(TOKEN_JSON)));
+            }
+            let auth = &req.headers()[AUTHORIZATION];
+            assert_eq!(auth, "Bearer tok-1");
+            assert!(auth.is_sensitive());
+            assert!(req.extensions().get::<TokenTarget>().is_none());
+            Ok(Response::new(full("ok")))
+        }));
+        let mut req = api_request();
+        req.extensions_mut()
+            .insert(TokenTarget::new().scope("read"));
+        let res = svc.oneshot(req).await.expect("ok");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_request_with_its_own_authorization_is_sent_untouched() {
+        let token_requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&token_requests);
+        let svc = layer().layer(service_fn(move |req: Request<Full<Bytes>>| {
+            if is_token_request(&req) {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            let auth = req.headers().get(AUTHORIZATION).cloned();
+            async move {
+                assert_eq!(auth.expect("kept"), "Basic Zm9vOmJhcg==");
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }
+        }));
+        let mut req = api_request();
+        req.headers_mut()
+            .insert(AUTHORIZATION, "Basic Zm9vOmJhcg==".parse().expect("value"));
+        svc.oneshot(req).await.expect("ok");
+        assert_eq!(token_requests.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_that_does_not_answer_times_out() {
+        let svc = layer()
+            .token_timeout(Duration::from_millis(50))
+            .layer(service_fn(|_req: Request<Full<Bytes>>| async {
+                std::future::pending::<()>().await;
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }));
+        assert_eq!(error_kind(svc).await, Some(TokenErrorKind::Timeout));
+    }
+
+    #[tokio::test]
+    async fn a_token_response_over_64_kib_is_refused() {
+        for declared in [true, false] {
+            let svc = layer().layer(service_fn(move |_req: Request<Full<Bytes>>| async move {
+                let body = format!(
+                    r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+                    "a".repeat(64 * 1024)
+                );
+                let len = body.len();
+                let mut res = Response::new(full(body));
+                // Without Content-Length the cap applies while reading.
+                if declared {
+                    res.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, len.into());
+                }
+                Ok::<_, Infallible>(res)
+            }));
+            assert_eq!(
+                error_kind(svc).await,
+                Some(TokenErrorKind::ResponseTooLarge)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn poll_ready_is_forwarded() {
+        let (mock, mut handle) =
+            tower_test::mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+        let mut svc = tower_test::mock::Spawn::new(layer().layer(mock));
+        handle.allow(0);
+        assert!(svc.poll_ready().is_pending());
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+    }
+
+    #[test]
+    fn without_a_tokio_runtime_the_call_fails_instead_of_panicking() {
+        let mut svc = layer().layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(full(TOKEN_JSON)))
+        }));
+        let future = svc.call(api_request());
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Err(err)) => assert_eq!(
+                err.downcast_ref::<TokenError>().map(TokenError::kind),
+                Some(TokenErrorKind::Unavailable)
+            ),
+            other => panic!("expected an error, got {:?}", other.map(|r| r.map(|_| ()))),
+        }
+    }
 }
