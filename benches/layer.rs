@@ -2,8 +2,8 @@
 //! the same token, with the same key and backend.
 //!
 //! ```text
-//! cargo bench --bench layer                          # rust_crypto backend
-//! cargo bench --bench layer --features aws_lc_rs     # aws-lc-rs backend
+//! cargo bench --bench layer                                              # aws-lc-rs (default)
+//! cargo bench --bench layer --no-default-features --features rust_crypto # RustCrypto
 //! ```
 //!
 //! All cases of one algorithm run interleaved, round after round, and each figure is the

@@ -74,8 +74,8 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `rust_crypto` | yes | signatures with the RustCrypto crates |
-//! | `aws_lc_rs` | no | signatures with aws-lc-rs (used when both are on) |
+//! | `aws_lc_rs` | yes | signatures with aws-lc-rs (the faster backend; used when both are on) |
+//! | `rust_crypto` | no | signatures with the RustCrypto crates (pure Rust, slower) |
 //! | `axum` | no | `Claims` and `Option<Claims>` extractors |
 //! | `tonic` | no | claims from `tonic::Request`, `AuthError` into `tonic::Status` |
 //! | `remote` | no | keys from a JWKS URL or issuer discovery, cached and rotated |

@@ -1,0 +1,544 @@
+//! `RedisRevocations` (feature `redis`) against a real `redis-server` that each test starts on
+//! a free loopback port: a revocation written by one replica is seen by another, key TTLs
+//! follow the token's remaining life, Redis going away fails requests closed (503 with
+//! `Retry-After`) or open as configured and recovers when it comes back, and the memo keeps
+//! Redis off the hot path.
+//!
+//! Without a `redis-server` binary the tests print a loud message and pass, except under CI
+//! (env `CI` set), where they fail: CI never skips them.
+#![cfg(feature = "redis")]
+
+#[path = "common/mint.rs"]
+mod mint;
+
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bearer_guard::revocation::{RedisRevocations, RevocationFuture, Revocations};
+use bearer_guard::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
+use http::{Request, Response, StatusCode};
+use mint::{AUDIENCE, ISSUER, now, token};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tower::{Layer as _, ServiceExt as _, service_fn};
+
+/// How long one request may take while Redis is down (the store's timeouts are 500 ms).
+const BOUNDED: Duration = Duration::from_secs(2);
+
+// ---------------------------------------------------------------------------------------------
+// A redis-server of our own
+
+/// A `redis-server` child process on 127.0.0.1, killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port; `None` (after a loud message) when no binary exists
+    /// outside CI.
+    async fn start() -> Option<RedisServer> {
+        if !redis_server_installed() {
+            return None;
+        }
+        let mut last = String::new();
+        // A free port can be taken by someone else between our probe and redis' bind.
+        for _ in 0..5 {
+            match RedisServer::start_on(free_port()).await {
+                Ok(server) => return Some(server),
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not start redis-server: {last}");
+    }
+
+    /// Starts a server on `port`, waiting until it answers PING.
+    async fn start_on(port: u16) -> Result<RedisServer, String> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn redis-server: {e}"))?;
+        let mut server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if ping(port).await {
+                return Ok(server);
+            }
+            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                server.child = None;
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("redis-server on port {port}: no PONG within 5 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the clients) and reaps it.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_server_installed() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed; CI never skips the Redis tests \
+             (`.ci/run` installs it with apt-get install redis-server)"
+        );
+        eprintln!(
+            "\n\
+             ##################################################################\n\
+             ## SKIPPED: redis-server not found on PATH.                      ##\n\
+             ## The Redis revocation tests did NOT run.                       ##\n\
+             ## Install it (apt-get install redis-server) to run them.        ##\n\
+             ##################################################################\n"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 16];
+        let n = stream.read(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf[..n].starts_with(b"+PONG"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Starts a server for the test, or returns from it (skip) when no binary exists.
+macro_rules! redis_or_skip {
+    () => {
+        match RedisServer::start().await {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+
+/// A plain connection, to look at what the store wrote.
+async fn inspect(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+async fn connect(server: &RedisServer) -> RedisRevocations {
+    RedisRevocations::connect(&server.url())
+        .await
+        .expect("RedisRevocations::connect")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validators and requests
+
+fn builder(store: Arc<dyn Revocations>, memo: Duration) -> bearer_guard::ValidatorBuilder {
+    let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
+        Key::from_pem(public, *alg)
+            .expect("test key")
+            .with_kid(*kid)
+    }));
+    Validator::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .keys(keys)
+        .revocation(store)
+        .revocation_memo(memo)
+}
+
+fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {
+    builder(store, memo).build().expect("validator")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    status: StatusCode,
+    kind: Option<ErrorKind>,
+    retry_after: Option<String>,
+}
+
+/// One request through `RequireScope::authenticated(v)`.
+async fn send(v: &Validator, token: &str) -> Outcome {
+    let svc = RequireScope::authenticated(v).layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    let req = Request::builder()
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("request");
+    let res = svc.oneshot(req).await.expect("infallible");
+    Outcome {
+        status: res.status(),
+        kind: res.extensions().get::<AuthError>().map(AuthError::kind),
+        retry_after: res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned()),
+    }
+}
+
+/// As [`send`], failing when the answer takes longer than [`BOUNDED`].
+async fn send_bounded(v: &Validator, token: &str) -> Outcome {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(BOUNDED, send(v, token))
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {BOUNDED:?}"));
+    assert!(started.elapsed() < BOUNDED);
+    outcome
+}
+
+fn ok() -> Outcome {
+    Outcome {
+        status: StatusCode::OK,
+        kind: None,
+        retry_after: None,
+    }
+}
+
+fn revoked() -> Outcome {
+    Outcome {
+        status: StatusCode::UNAUTHORIZED,
+        kind: Some(ErrorKind::Revoked),
+        retry_after: None,
+    }
+}
+
+#[track_caller]
+fn assert_fails_closed(outcome: &Outcome) {
+    assert_eq!(outcome.status, StatusCode::SERVICE_UNAVAILABLE, "{outcome:?}");
+    assert_eq!(
+        outcome.kind,
+        Some(ErrorKind::RevocationUnavailable),
+        "{outcome:?}"
+    );
+    let retry: u64 = outcome
+        .retry_after
+        .as_deref()
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{outcome:?}");
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("jws");
+    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
+}
+
+fn jti_of(token: &str) -> String {
+    claims_of(token)["jti"].as_str().expect("jti").to_owned()
+}
+
+fn exp_of(token: &str) -> i64 {
+    claims_of(token)["exp"].as_i64().expect("exp")
+}
+
+/// The key `RedisRevocations` writes for a token (default prefix).
+fn key_of(token: &str) -> String {
+    format!("bearer-guard:revoked:{ISSUER}#{}", jti_of(token))
+}
+
+async fn revoke(store: &dyn Revocations, token: &str) {
+    store
+        .revoke(ISSUER, &jti_of(token), exp_of(token))
+        .await
+        .expect("revoke");
+}
+
+/// A store that counts the questions it passes on to Redis.
+struct Counting {
+    inner: RedisRevocations,
+    lookups: AtomicUsize,
+}
+
+impl Revocations for Counting {
+    fn is_revoked<'a>(&'a self, issuer: &'a str, jti: &'a str) -> RevocationFuture<'a, bool> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.is_revoked(issuer, jti)
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> RevocationFuture<'a, ()> {
+        self.inner.revoke(issuer, jti, expires_at)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn revoked_through_one_replica_is_refused_by_another() {
+    let redis = redis_or_skip!();
+    // Two replicas, each with its own connection to the shared Redis.
+    let store_a = Arc::new(connect(&redis).await);
+    let store_b = Arc::new(connect(&redis).await);
+    let a = validator(store_a.clone(), Duration::ZERO);
+    let memo = Duration::from_millis(200);
+    let b = validator(store_b.clone(), memo);
+
+    let t = token("ec-1", json!({}));
+    let other = token("ec-1", json!({}));
+    assert_eq!(send(&a, &t).await, ok());
+    assert_eq!(send(&b, &t).await, ok());
+    assert_eq!(send(&b, &other).await, ok());
+
+    revoke(&*store_a, &t).await;
+    assert!(
+        store_b
+            .is_revoked(ISSUER, &jti_of(&t))
+            .await
+            .expect("ask B")
+    );
+    // A asks on every request; B once its memo of the earlier "not revoked" runs out.
+    assert_eq!(send(&a, &t).await, revoked());
+    tokio::time::sleep(memo + Duration::from_millis(50)).await;
+    assert_eq!(send(&b, &t).await, revoked());
+    assert_eq!(
+        b.validate_async(&t).await.expect_err("revoked").kind(),
+        ErrorKind::Revoked
+    );
+    // The same client's other token, and the same jti at another issuer, are unaffected.
+    assert_eq!(send(&a, &other).await, ok());
+    assert_eq!(send(&b, &other).await, ok());
+    assert!(
+        !store_b
+            .is_revoked("https://other-issuer.test", &jti_of(&t))
+            .await
+            .expect("ask")
+    );
+    // A replica started after the revocation refuses the token from its first request.
+    let c = validator(Arc::new(connect(&redis).await), Duration::from_secs(60));
+    assert_eq!(send(&c, &t).await, revoked());
+}
+
+#[tokio::test]
+async fn the_key_lives_as_long_as_the_token() {
+    let redis = redis_or_skip!();
+    let store = connect(&redis).await;
+    let mut conn = inspect(&redis).await;
+
+    let t = token("ec-1", json!({ "exp": now() + 600 }));
+    revoke(&store, &t).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(key_of(&t))
+        .query_async(&mut conn)
+        .await
+        .expect("TTL");
+    assert!((598..=600).contains(&ttl), "TTL {ttl}, expected ~600");
+
+    // An already expired (or expiring this second) token: nothing to remember, nothing written.
+    for exp in [now() - 3600, now() - 1, now()] {
+        let expired = token("ec-1", json!({ "exp": exp }));
+        store
+            .revoke(ISSUER, &jti_of(&expired), exp)
+            .await
+            .expect("revoke expired");
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key_of(&expired))
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        assert!(!exists, "a key was written for exp = now {:+}", exp - now());
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys, [key_of(&t)]);
+}
+
+#[tokio::test]
+async fn a_revocation_disappears_with_its_key() {
+    let redis = redis_or_skip!();
+    let store = connect(&redis).await;
+    let mut conn = inspect(&redis).await;
+
+    let t = token("ec-1", json!({ "exp": now() + 2 }));
+    revoke(&store, &t).await;
+    let jti = jti_of(&t);
+    assert!(store.is_revoked(ISSUER, &jti).await.expect("ask"));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(key_of(&t))
+        .query_async(&mut conn)
+        .await
+        .expect("TTL");
+    assert!((1..=2).contains(&ttl), "TTL {ttl}");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!store.is_revoked(ISSUER, &jti).await.expect("ask"));
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(key_of(&t))
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
+    assert!(!exists, "Redis still holds the expired revocation");
+}
+
+/// The validator accepts a token until `exp + leeway` (60 s by default), but the key lives
+/// only until `exp`: in the leeway window after `exp`, a revoked token is accepted again.
+#[tokio::test]
+#[ignore = "src bug: the revocation key expires at `exp`, the token is accepted until exp + leeway"]
+async fn a_revoked_token_stays_refused_through_the_leeway() {
+    let redis = redis_or_skip!();
+    let store = Arc::new(connect(&redis).await);
+    let v = validator(store.clone(), Duration::ZERO);
+    let t = token("ec-1", json!({ "exp": now() + 1 }));
+    revoke(&*store, &t).await;
+    assert_eq!(send(&v, &t).await, revoked());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Past `exp`, within the leeway: still a valid signature and date for the validator.
+    assert_eq!(send(&v, &t).await, revoked());
+}
+
+#[tokio::test]
+async fn redis_going_away_fails_closed_or_open_and_recovers_when_it_returns() {
+    let mut redis = redis_or_skip!();
+    let port = redis.port;
+    let closed = validator(Arc::new(connect(&redis).await), Duration::ZERO);
+    let open = builder(Arc::new(connect(&redis).await), Duration::ZERO)
+        .revocation_fail_open()
+        .build()
+        .expect("validator");
+    let t = token("ec-1", json!({}));
+    assert_eq!(send(&closed, &t).await, ok());
+    assert_eq!(send(&open, &t).await, ok());
+
+    redis.stop();
+    assert!(!ping(port).await, "redis-server still answers");
+
+    // Fail closed, each request answered quickly; a token never seen before as well.
+    for _ in 0..3 {
+        assert_fails_closed(&send_bounded(&closed, &t).await);
+    }
+    assert_fails_closed(&send_bounded(&closed, &token("ed-1", json!({}))).await);
+    // Concurrent requests do not queue behind each other.
+    let started = Instant::now();
+    let answers = futures_join_all(
+        (0..20)
+            .map(|_| {
+                let (v, t) = (closed.clone(), t.clone());
+                tokio::spawn(async move { send_bounded(&v, &t).await })
+            })
+            .collect(),
+    )
+    .await;
+    for outcome in &answers {
+        assert_fails_closed(outcome);
+    }
+    assert!(started.elapsed() < BOUNDED, "took {:?}", started.elapsed());
+    // Fail open: accepted.
+    for _ in 0..3 {
+        assert_eq!(send_bounded(&open, &t).await, ok());
+    }
+
+    // Redis comes back on the same port: the connection manager reconnects.
+    let _redis = RedisServer::start_on(port).await.expect("restart redis-server");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = send_bounded(&closed, &t).await;
+    while last != ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = send_bounded(&closed, &t).await;
+    }
+    assert_eq!(last, ok(), "no recovery within 3 s of Redis' return");
+    // And it works in full again: the restarted (empty) Redis takes a new revocation.
+    let store = connect(&_redis).await;
+    revoke(&store, &t).await;
+    assert_eq!(send_bounded(&closed, &t).await, revoked());
+    assert_eq!(send_bounded(&open, &t).await, revoked());
+}
+
+/// Joins spawned tasks in order (no `futures` dependency here).
+async fn futures_join_all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_memo_keeps_redis_off_the_hot_path() {
+    let redis = redis_or_skip!();
+    let counting = Arc::new(Counting {
+        inner: connect(&redis).await,
+        lookups: AtomicUsize::new(0),
+    });
+    let v = validator(counting.clone(), Duration::from_secs(60));
+    let t = token("ec-1", json!({}));
+    for _ in 0..100 {
+        assert_eq!(send(&v, &t).await, ok());
+    }
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+
+    // A revoked answer is remembered too: one lookup for a hundred refusals.
+    let r = token("ec-1", json!({}));
+    revoke(&*counting, &r).await;
+    let v = validator(counting.clone(), Duration::from_secs(60));
+    for _ in 0..100 {
+        assert_eq!(send(&v, &r).await, revoked());
+    }
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
+
+    // Memo zero: Redis is asked on every request.
+    let v = validator(counting.clone(), Duration::ZERO);
+    for _ in 0..10 {
+        assert_eq!(send(&v, &t).await, ok());
+    }
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 12);
+}
