@@ -7,14 +7,18 @@
 //! Starts the example issuer (`examples/support/issuer.rs`) and the protected resource server
 //! (`examples/support/resource_server.rs`) on free loopback ports. The resource server's
 //! validator fetches the issuer's keys over HTTP from its JWKS URL and answers to its own base
-//! URL as audience; `GET /protected-resource` requires the scope `write`. Then, as a plain HTTP
-//! client, the demo asks for tokens and calls the resource in eight situations, prints what it
-//! expected and what it got, and exits with status 1 if any case differs.
+//! URL as audience; `GET /protected-resource` requires the scope `write`. Issuer and validator
+//! share one in-memory revocation store (in production, a Redis both point at with
+//! `REDIS_URL`): what `POST /oauth/revoke` writes, the validator refuses on the next request.
+//! Then, as a plain HTTP client, the demo asks for tokens, revokes one, and calls the resource
+//! in nine situations, prints what it expected and what it got, and exits with status 1 if any
+//! case differs.
 //!
 //! The two clients and their secrets are demo-only and exist only in memory: their argon2id
 //! hashes are made at start. Neither secrets nor tokens are printed.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -22,6 +26,7 @@ use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bearer_guard::Validator;
+use bearer_guard::revocation::{MemoryRevocations, Revocations};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -82,9 +87,10 @@ async fn run() -> Result<Vec<Row>, Error> {
 
     println!("bearer-guard demo: OAuth 2.0 client credentials, end to end\n");
     println!(
-        "  issuer           {}  token endpoint {}, keys {}",
+        "  issuer           {}  token endpoint {}, revocation {}, keys {}",
         demo.issuer_url,
         issuer::TOKEN_PATH,
+        issuer::REVOKE_PATH,
         issuer::JWKS_PATH
     );
     println!(
@@ -202,6 +208,23 @@ impl Demo {
         };
         row("tampered token", "401 invalid_token", got);
 
+        // 9. A good token, used once, then revoked by its own client (RFC 7009): the resource
+        //    server sees the shared store and refuses it from then on.
+        let got = match self.token("demo-client", DEMO_SECRET, None, None).await {
+            Ok(token) => {
+                let before = self.call(Some(&token)).await;
+                let revoked = self.revoke("demo-client", DEMO_SECRET, &token).await;
+                let after = self.call(Some(&token)).await;
+                format!("{}; revoke {revoked}; then {after}", status_only(&before))
+            }
+            Err(refused) => refused,
+        };
+        row(
+            "revoked token",
+            "200; revoke 200; then 401 invalid_token",
+            got,
+        );
+
         rows
     }
 
@@ -219,6 +242,11 @@ impl Demo {
             "scope": "read write",
         }))
     }
+}
+
+/// `200` for a success line of [`Demo::call`], else the line itself.
+fn status_only(call: &str) -> &str {
+    if call.starts_with("200 ") { "200" } else { call }
 }
 
 /// Changes one character in the middle of the token's payload.
@@ -286,22 +314,34 @@ impl Demo {
         let issuer_url = format!("http://{}", issuer_listener.local_addr()?);
         let api_url = format!("http://{}", api_listener.local_addr()?);
 
+        // One revocation store for the issuer (writes) and the resource server (reads).
+        let revocations: Arc<dyn Revocations> = Arc::new(MemoryRevocations::new());
+
         // argon2 runs (two client hashes, the issuer's dummy hash) stay off the async threads.
         let issuer = tokio::task::spawn_blocking({
             let (issuer_url, api_url) = (issuer_url.clone(), api_url.clone());
+            let revocations = Arc::clone(&revocations);
             move || -> Result<Issuer, Error> {
                 let clients = issuer::parse_clients(&clients_toml(&api_url)?, Format::Toml)?;
-                Issuer::new(issuer_url, clients, SigningKey::generate(None)?)
+                Issuer::with_revocations(
+                    issuer_url,
+                    clients,
+                    SigningKey::generate(None)?,
+                    revocations,
+                )
             }
         })
         .await??;
         let app = issuer::app(issuer.clone());
         tokio::spawn(async move { axum::serve(issuer_listener, app).await });
 
-        // The resource server gets its keys the way a deployed one would: over HTTP.
+        // The resource server gets its keys the way a deployed one would: over HTTP. It asks
+        // the store on every request (no memo), so a revocation counts from the next one.
         let validator = Validator::builder()
             .issuer(issuer_url.as_str())
             .audience(api_url.as_str())
+            .revocation(revocations)
+            .revocation_memo(Duration::ZERO)
             .jwks_url(format!("{issuer_url}{}", issuer::JWKS_PATH))
             .build()
             .await?;
@@ -331,16 +371,11 @@ impl Demo {
                 let _ = write!(form, "&{name}={}", form_encode(value));
             }
         }
-        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
-        let credentials = format!("{}:{}", form_encode(client_id), form_encode(secret));
         let request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{}", self.issuer_url, issuer::TOKEN_PATH))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(
-                AUTHORIZATION,
-                format!("Basic {}", STANDARD.encode(credentials)),
-            )
+            .header(AUTHORIZATION, basic_auth(client_id, secret))
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| format!("bad request: {e}"))?;
         let reply = self
@@ -357,6 +392,33 @@ impl Demo {
             let error = body["error"].as_str().unwrap_or("(no error code)");
             Err(format!("token {} {error}", reply.status.as_u16()))
         }
+    }
+
+    /// `POST /oauth/revoke` with `client_secret_basic`; describes the answer for the table:
+    /// the status, and the `error` of a refusal.
+    async fn revoke(&self, client_id: &str, secret: &str, token: &str) -> String {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{}", self.issuer_url, issuer::REVOKE_PATH))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(AUTHORIZATION, basic_auth(client_id, secret))
+            .body(Full::new(Bytes::from(format!(
+                "token={}&token_type_hint=access_token",
+                form_encode(token)
+            ))));
+        let reply = match request {
+            Ok(request) => match self.send(request).await {
+                Ok(reply) => reply,
+                Err(e) => return format!("revoke: {e}"),
+            },
+            Err(e) => return format!("bad request: {e}"),
+        };
+        if reply.status == StatusCode::OK {
+            return "200".to_owned();
+        }
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        let error = body["error"].as_str().unwrap_or("(no error code)");
+        format!("{} {error}", reply.status.as_u16())
     }
 
     /// `GET /protected-resource`, with the token if any; describes the answer for the table:
@@ -459,6 +521,13 @@ token_lifetime = 300
         demo = hash(DEMO_SECRET)?,
         reader = hash(READER_SECRET)?,
     ))
+}
+
+/// `client_secret_basic`: id and secret are form-encoded before Basic encoding (RFC 6749
+/// §2.3.1).
+fn basic_auth(client_id: &str, secret: &str) -> String {
+    let credentials = format!("{}:{}", form_encode(client_id), form_encode(secret));
+    format!("Basic {}", STANDARD.encode(credentials))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.

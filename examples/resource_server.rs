@@ -13,12 +13,19 @@
 //! - neither: the keys are found through the issuer's discovery document (RFC 8414, then
 //!   OpenID Connect) at `ISSUER`;
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
-//! - `BIND` (default `127.0.0.1:8001`).
+//! - `BIND` (default `127.0.0.1:8001`);
+//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): refuse tokens revoked in this Redis, the
+//!   one the issuer's `POST /oauth/revoke` writes to (run `examples/issuer.rs` with the same
+//!   `REDIS_URL`). Tokens without `jti` are then refused; a revocation is seen within the
+//!   validator's memo (500 ms); if Redis cannot be reached, requests get 503 with
+//!   `Retry-After` (fail closed). Unset: no revocation checks.
 //!
 //! Prints `listening on <addr>` once it accepts connections.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use bearer_guard::revocation::RedisRevocations;
 use bearer_guard::{KeySet, Validator};
 
 mod support {
@@ -38,15 +45,25 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|_| "127.0.0.1:8001".to_owned())
         .parse()?;
 
-    let keys = match std::env::var("JWKS_FILE") {
-        Ok(path) => KeySet::from_jwks_json(&std::fs::read(&path)?)?,
-        Err(_) => return Err("set JWKS_FILE to the issuer's JWKS".into()),
+    // Settings common to every key source first, then the keys.
+    let mut builder = Validator::builder()
+        .issuer(issuer.as_str())
+        .audience(audience);
+    if let Some(url) = optional("REDIS_URL") {
+        // The URL may carry a password: never logged (RedisRevocations' errors leave it out).
+        let store = RedisRevocations::connect(&url)
+            .await
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        builder = builder.revocation(Arc::new(store));
+        tracing::info!("revoked tokens are looked up in Redis (REDIS_URL)");
+    }
+    let validator = match (optional("JWKS_FILE"), optional("JWKS_URL")) {
+        (Some(path), _) => builder
+            .keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?)
+            .build()?,
+        (None, Some(url)) => builder.jwks_url(url).build().await?,
+        (None, None) => builder.discover(issuer).build().await?,
     };
-    let validator = Validator::builder()
-        .issuer(issuer)
-        .audience(audience)
-        .keys(keys)
-        .build()?;
 
     let app = support::resource_server::app(&validator, &scope);
 
@@ -57,5 +74,9 @@ async fn main() -> Result<(), Error> {
 }
 
 fn required(name: &str) -> Result<String, Error> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is required").into())
+    optional(name).ok_or_else(|| format!("environment variable {name} is required").into())
+}
+
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }

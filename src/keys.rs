@@ -31,7 +31,9 @@ pub(crate) fn provider() -> &'static jsonwebtoken::crypto::CryptoProvider {
 }
 
 #[cfg(not(any(feature = "rust_crypto", feature = "aws_lc_rs")))]
-compile_error!("bearer-guard needs a signature backend: enable `aws_lc_rs` (default) or `rust_crypto`");
+compile_error!(
+    "bearer-guard needs a signature backend: enable `aws_lc_rs` (default) or `rust_crypto`"
+);
 
 /// Smallest RSA modulus accepted (RFC 7518 §3.3).
 const MIN_RSA_BITS: usize = 2048;

@@ -91,8 +91,6 @@ mod bearer;
 mod cache;
 mod challenge;
 mod claims;
-/// The outgoing side: fetch, cache and send client-credentials access tokens on calls to
-/// other services (feature `client`).
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;

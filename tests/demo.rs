@@ -1,4 +1,4 @@
-//! `examples/demo.rs` as a real process: all eight cases pass, it exits 0, and its output
+//! `examples/demo.rs` as a real process: all nine cases pass, it exits 0, and its output
 //! carries no token and no secret.
 //!
 //! Examples are not `CARGO_BIN_EXE_*` targets, and `cargo test --test demo` does not build
@@ -102,8 +102,8 @@ fn demo_passes_every_case() {
         output.status
     );
     assert!(
-        stdout.contains("8 passed, 0 failed"),
-        "no `8 passed, 0 failed` line:\n{stdout}"
+        stdout.contains("9 passed, 0 failed"),
+        "no `9 passed, 0 failed` line:\n{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(

@@ -1,7 +1,8 @@
 //! The example issuer (`examples/support/issuer.rs`) over real sockets: token issuance by
 //! every client authentication method, tokens checked with `bearer_guard::Validator` and the
-//! JWKS the issuer serves, the RFC 6749 / RFC 8707 errors, metadata, body limit, and logs free
-//! of secrets and tokens.
+//! JWKS the issuer serves, the RFC 6749 / RFC 8707 errors, RFC 7009 revocation (in memory,
+//! and through a real Redis shared with a validator), metadata, body limit, and logs free of
+//! secrets and tokens.
 
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
@@ -10,12 +11,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, Params};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bearer_guard::{AccessClaims, Audience, KeySet, Validator};
+use bearer_guard::revocation::{
+    MemoryRevocations, RedisRevocations, RevocationError, RevocationFuture, Revocations,
+};
+use bearer_guard::{AccessClaims, Audience, ErrorKind, KeySet, Validator};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -109,6 +114,16 @@ async fn start() -> Server {
     serve(listener, issuer)
 }
 
+/// As [`start`], revoking into `store`.
+async fn start_with(store: Arc<dyn Revocations>) -> Server {
+    let (listener, addr) = bind().await;
+    let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
+    let key = SigningKey::generate(None).expect("key");
+    let issuer =
+        Issuer::with_revocations(format!("http://{addr}"), clients, key, store).expect("issuer");
+    serve(listener, issuer)
+}
+
 struct Reply {
     status: StatusCode,
     headers: HeaderMap,
@@ -142,6 +157,20 @@ impl Reply {
         assert_eq!(body["error"], error, "{body}");
         assert!(body["error_description"].is_string(), "{body}");
         self.assert_no_store();
+    }
+
+    /// The answer to a revocation that got past client authentication (RFC 7009 §2.2): 200,
+    /// nothing to read, nothing to cache.
+    fn assert_revoke_ok(&self) {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(self.body.is_empty(), "{:?}", self.body);
+        assert_eq!(self.header(header::CACHE_CONTROL), Some("no-store"));
+        assert_eq!(self.header(header::PRAGMA), Some("no-cache"));
     }
 
     fn assert_no_store(&self) {
@@ -195,9 +224,48 @@ impl Server {
         body: impl Into<Bytes>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.post_to("/oauth/token", content_type, body, headers)
+            .await
+    }
+
+    /// `POST /oauth/revoke` with `body`, `content_type` and extra headers.
+    async fn post_revoke(
+        &self,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.post_to("/oauth/revoke", content_type, body, headers)
+            .await
+    }
+
+    /// A form for revocation with `client_secret_basic`.
+    async fn revoke_basic(&self, id: &str, secret: &str, form: &str) -> Reply {
+        let auth = basic_header(id, secret);
+        self.post_revoke(
+            "application/x-www-form-urlencoded",
+            form.to_owned(),
+            &[("authorization", &auth)],
+        )
+        .await
+    }
+
+    /// A form for revocation, credentials (if any) in it.
+    async fn revoke_form(&self, form: &str) -> Reply {
+        self.post_revoke("application/x-www-form-urlencoded", form.to_owned(), &[])
+            .await
+    }
+
+    async fn post_to(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/oauth/token", self.base))
+            .uri(format!("{}{path}", self.base))
             .header(header::CONTENT_TYPE, content_type);
         for (name, value) in headers {
             req = req.header(*name, *value);
@@ -240,6 +308,25 @@ impl Server {
             .build()
             .expect("validator")
     }
+
+    /// A validator for [`API`] that asks `store` on every request (no memo).
+    async fn revoking_validator(&self, store: Arc<dyn Revocations>) -> Validator {
+        Validator::builder()
+            .issuer(self.base.clone())
+            .audience(API)
+            .keys(self.jwks().await)
+            .revocation(store)
+            .revocation_memo(Duration::ZERO)
+            .build()
+            .expect("validator")
+    }
+
+    /// A token for [`API`] by `client_secret_basic`.
+    async fn token(&self, id: &str, secret: &str) -> String {
+        self.basic(id, secret, "grant_type=client_credentials")
+            .await
+            .assert_token()
+    }
 }
 
 fn basic_header(id: &str, secret: &str) -> String {
@@ -257,6 +344,21 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The token's `jti`.
+fn jti(token: &str) -> String {
+    let payload = token.split('.').nth(1).expect("payload");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
 }
 
 fn jose_header(token: &str) -> Value {
@@ -741,6 +843,377 @@ async fn oversized_bodies_are_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Revocation (RFC 7009)
+
+#[tokio::test]
+async fn a_client_revokes_its_own_token_and_validators_refuse_it() {
+    let store = Arc::new(MemoryRevocations::new());
+    let server = start_with(store.clone()).await;
+    let validator = server.revoking_validator(store.clone()).await;
+    let token = server.token("svc", SVC_SECRET).await;
+    let other = server.token("svc", SVC_SECRET).await;
+    validator
+        .validate_async(&token)
+        .await
+        .expect("valid before");
+
+    server
+        .revoke_basic(
+            "svc",
+            SVC_SECRET,
+            &format!("token={token}&token_type_hint=access_token"),
+        )
+        .await
+        .assert_revoke_ok();
+    assert_eq!(store.len(), 1);
+    assert!(
+        store
+            .is_revoked(&server.base, &jti(&token))
+            .await
+            .expect("store")
+    );
+    let err = validator
+        .validate_async(&token)
+        .await
+        .expect_err("revoked token accepted");
+    assert_eq!(err.kind(), ErrorKind::Revoked);
+    // The client's other token is untouched.
+    validator.validate_async(&other).await.expect("other token");
+
+    // Revoking again changes nothing and answers the same.
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={token}"))
+        .await
+        .assert_revoke_ok();
+    assert_eq!(store.len(), 1);
+
+    // client_secret_post works too; a wrong hint is only a hint (§2.1).
+    server
+        .revoke_form(&format!(
+            "token={other}&token_type_hint=refresh_token&client_id=svc&client_secret={}",
+            urlencode(SVC_SECRET)
+        ))
+        .await
+        .assert_revoke_ok();
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        validator
+            .validate_async(&other)
+            .await
+            .expect_err("revoked")
+            .kind(),
+        ErrorKind::Revoked
+    );
+}
+
+#[tokio::test]
+async fn another_clients_token_gets_200_but_is_not_revoked() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = Arc::new(MemoryRevocations::new());
+    let server = start_with(store.clone()).await;
+    let validator = server.revoking_validator(store.clone()).await;
+    let readers = server.token("reader", READER_SECRET).await;
+
+    // svc tries to revoke reader's token: the same empty 200, and nothing written.
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={readers}"))
+        .await
+        .assert_revoke_ok();
+    assert!(store.is_empty(), "{store:?}");
+    validator
+        .validate_async(&readers)
+        .await
+        .expect("still valid");
+
+    let logs_text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let refusal = logs_text
+        .lines()
+        .find(|l| l.contains("revoke_refused_foreign"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{logs_text}"));
+    assert!(refusal.contains("INFO"), "{refusal}");
+    assert!(refusal.contains("client_id=svc"), "{refusal}");
+    assert!(!logs_text.contains(&readers), "{logs_text}");
+
+    // Its owner can.
+    server
+        .revoke_basic("reader", READER_SECRET, &format!("token={readers}"))
+        .await
+        .assert_revoke_ok();
+    assert_eq!(store.len(), 1);
+    assert_eq!(
+        validator
+            .validate_async(&readers)
+            .await
+            .expect_err("revoked")
+            .kind(),
+        ErrorKind::Revoked
+    );
+}
+
+#[tokio::test]
+async fn revocation_needs_client_authentication() {
+    let store = Arc::new(MemoryRevocations::new());
+    let server = start_with(store.clone()).await;
+    let token = server.token("svc", SVC_SECRET).await;
+    let form = format!("token={token}");
+
+    let wrong = server.revoke_basic("svc", "not-the-secret", &form).await;
+    wrong.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let challenge = wrong.header(header::WWW_AUTHENTICATE).expect("challenge");
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    for reply in [
+        // Unknown client, another client's secret, no credentials at all.
+        server.revoke_basic("nobody", "not-the-secret", &form).await,
+        server.revoke_basic("svc", READER_SECRET, &form).await,
+        server.revoke_form(&form).await,
+        server.revoke_form(&format!("{form}&client_id=svc")).await,
+    ] {
+        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(challenge));
+    }
+    // client_secret_post: no Basic challenge.
+    let reply = server
+        .revoke_form(&format!(
+            "{form}&client_id=svc&client_secret=not-the-secret"
+        ))
+        .await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(reply.body, wrong.body);
+    assert_eq!(reply.header(header::WWW_AUTHENTICATE), None);
+
+    assert!(store.is_empty(), "{store:?}");
+}
+
+#[tokio::test]
+async fn tokens_that_are_not_live_tokens_of_this_issuer_get_200_and_no_write() {
+    let store = Arc::new(MemoryRevocations::new());
+    let server = start_with(store.clone()).await;
+    let good = server.token("svc", SVC_SECRET).await;
+
+    // Signed by another issuer's key (same clients, same client id).
+    let stranger = start().await;
+    let foreign_key = stranger.token("svc", SVC_SECRET).await;
+    // Signed by this issuer's key, but expired, or for another `iss`.
+    let now = unix_now();
+    let claims = |iss: &str, exp: i64| {
+        json!({
+            "iss": iss, "sub": "svc", "client_id": "svc", "aud": API,
+            "iat": now - 100, "exp": exp, "jti": "minted-by-the-test",
+        })
+    };
+    let key = server.issuer.signing_key();
+    let expired = key.sign(&claims(&server.base, now - 10)).expect("sign");
+    let other_iss = key
+        .sign(&claims("https://elsewhere.test", now + 600))
+        .expect("sign");
+    // The good token with its signature changed.
+    let (unsigned, signature) = good.rsplit_once('.').expect("jws");
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{unsigned}.{flipped}{}", &signature[1..]);
+
+    for token in [
+        "not-a-jwt".to_owned(),
+        "a.b.c".to_owned(),
+        foreign_key,
+        expired,
+        other_iss,
+        tampered,
+    ] {
+        server
+            .revoke_basic("svc", SVC_SECRET, &format!("token={}", urlencode(&token)))
+            .await
+            .assert_revoke_ok();
+    }
+    assert!(store.is_empty(), "{store:?}");
+}
+
+#[tokio::test]
+async fn malformed_revocation_requests_are_invalid_request() {
+    let store = Arc::new(MemoryRevocations::new());
+    let server = start_with(store.clone()).await;
+    let token = server.token("svc", SVC_SECRET).await;
+    let auth = basic_header("svc", SVC_SECRET);
+
+    for form in [
+        String::new(),
+        "token_type_hint=access_token".to_owned(),
+        // A parameter without a value is as if omitted.
+        "token=".to_owned(),
+        format!("token={token}&token={token}"),
+        format!("token={token}&client_secret={SVC_SECRET}"),
+        format!("token=%zz{token}"),
+    ] {
+        server
+            .revoke_basic("svc", SVC_SECRET, &form)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    // Form encoding only (§2.1).
+    for content_type in ["application/json", "text/plain"] {
+        server
+            .post_revoke(
+                content_type,
+                json!({ "token": token }).to_string(),
+                &[("authorization", &auth)],
+            )
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    // Only POST.
+    assert_eq!(
+        server.get("/oauth/revoke").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert!(store.is_empty(), "{store:?}");
+}
+
+/// A store that refuses every write.
+struct DownStore;
+
+impl Revocations for DownStore {
+    fn is_revoked<'a>(&'a self, _: &'a str, _: &'a str) -> RevocationFuture<'a, bool> {
+        Box::pin(async { Err(RevocationError::new("connection refused")) })
+    }
+
+    fn revoke<'a>(&'a self, _: &'a str, _: &'a str, _: i64) -> RevocationFuture<'a, ()> {
+        Box::pin(async { Err(RevocationError::new("connection refused")) })
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_store_is_503_temporarily_unavailable() {
+    let server = start_with(Arc::new(DownStore)).await;
+    let token = server.token("svc", SVC_SECRET).await;
+    let reply = server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={token}"))
+        .await;
+    reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    assert_eq!(reply.header(header::RETRY_AFTER), Some("1"));
+
+    // Nothing to write, nothing to fail: a foreign token still gets its 200.
+    let readers = server.token("reader", READER_SECRET).await;
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={readers}"))
+        .await
+        .assert_revoke_ok();
+}
+
+/// `redis-server` on a free loopback port, without persistence; killed on drop.
+struct RedisServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RedisServer {
+    /// `None` (after a loud message) when there is no `redis-server`; under CI that fails.
+    fn start() -> Option<RedisServer> {
+        let binary = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .map(|dir| dir.join("redis-server"))
+            .chain([std::path::PathBuf::from("/usr/bin/redis-server")])
+            .find(|p| p.is_file());
+        let Some(binary) = binary else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed, and CI does not allow skipping the Redis test"
+            );
+            eprintln!(
+                "\n********************************************************************\n\
+                 SKIPPED: redis-server not found; the Redis revocation test did not run.\n\
+                 Install redis-server (CI does) to run it.\n\
+                 ********************************************************************\n"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        Some(RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        })
+    }
+
+    /// A store on this server, once it accepts connections.
+    async fn store(&self) -> RedisRevocations {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match RedisRevocations::connect(&self.url).await {
+                Ok(store) => return store,
+                Err(e) if Instant::now() > deadline => panic!("redis-server not ready: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The issuer revokes into a real Redis; a resource-side validator with its own connection to
+/// it refuses the token.
+#[tokio::test]
+async fn revocations_reach_a_validator_through_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let issuer_store: Arc<dyn Revocations> = Arc::new(redis.store().await);
+    let resource_store: Arc<dyn Revocations> = Arc::new(redis.store().await);
+    let server = start_with(issuer_store).await;
+    let validator = server.revoking_validator(resource_store).await;
+
+    let token = server.token("svc", SVC_SECRET).await;
+    let readers = server.token("reader", READER_SECRET).await;
+    validator
+        .validate_async(&token)
+        .await
+        .expect("valid before");
+
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={token}"))
+        .await
+        .assert_revoke_ok();
+    assert_eq!(
+        validator
+            .validate_async(&token)
+            .await
+            .expect_err("revoked token accepted")
+            .kind(),
+        ErrorKind::Revoked
+    );
+
+    // Another client's token: 200, and still valid on the resource side.
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={readers}"))
+        .await
+        .assert_revoke_ok();
+    validator
+        .validate_async(&readers)
+        .await
+        .expect("foreign token not revoked");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Documents
 
 #[tokio::test]
@@ -765,6 +1238,14 @@ async fn metadata_documents_describe_the_issuer() {
         assert_eq!(doc["grant_types_supported"], json!(["client_credentials"]));
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(
+            doc["revocation_endpoint"],
+            format!("{}/oauth/revoke", server.base)
+        );
+        assert_eq!(
+            doc["revocation_endpoint_auth_methods_supported"],
             json!(["client_secret_basic", "client_secret_post"])
         );
         assert_eq!(doc["scopes_supported"], json!(["admin", "read", "write"]));
@@ -868,6 +1349,7 @@ async fn json_clients_file_and_signing_key_file() {
         clients_file: clients.0.clone(),
         signing_key_file: Some(root.join("tests/keys/ed25519_private.pem")),
         signing_key_id: Some("ed-1".into()),
+        revocations: None,
     };
     let server = serve(listener, issuer::load(&config).await.expect("load"));
 
@@ -1050,6 +1532,26 @@ async fn logs_never_contain_secrets_or_tokens() {
         )
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+    // Revocations: own, foreign, garbage, and with a wrong secret.
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={}", tokens[0]))
+        .await
+        .assert_revoke_ok();
+    server
+        .revoke_basic("svc", SVC_SECRET, &format!("token={}", tokens[1]))
+        .await
+        .assert_revoke_ok();
+    server
+        .revoke_form(&format!(
+            "token={}.x&client_id=svc&client_secret={SVC_SECRET}",
+            tokens[2]
+        ))
+        .await
+        .assert_revoke_ok();
+    server
+        .revoke_basic("svc", wrong_secret, &format!("token={}", tokens[2]))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
     let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
     // The capture works: issuance and refusals are logged, with the client and scope.
@@ -1057,6 +1559,9 @@ async fn logs_never_contain_secrets_or_tokens() {
     assert!(logs.contains("client_id=svc"), "{logs}");
     assert!(logs.contains("scope=read write"), "{logs}");
     assert!(logs.contains("invalid_client"), "{logs}");
+    assert!(logs.contains("access token revoked"), "{logs}");
+    assert!(logs.contains("revoke_refused_foreign"), "{logs}");
+    assert!(logs.contains("revoke_invalid_token"), "{logs}");
 
     let mut forbidden: Vec<String> = vec![
         SVC_SECRET.into(),

@@ -12,6 +12,7 @@
 mod mint;
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,7 +80,11 @@ impl RedisServer {
             if ping(port).await {
                 return Ok(server);
             }
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 server.child = None;
                 return Err(format!("redis-server on port {port} exited: {status}"));
             }
@@ -92,6 +97,16 @@ impl RedisServer {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the server (SIGKILL: no goodbye to the clients) and reaps it.
@@ -122,7 +137,9 @@ fn redis_server_installed() -> bool {
             "redis-server is not installed; CI never skips the Redis tests \
              (`.ci/run` installs it with apt-get install redis-server)"
         );
-        eprintln!(
+        // Straight to the process' stderr: libtest captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n\
              ##################################################################\n\
              ## SKIPPED: redis-server not found on PATH.                      ##\n\
@@ -256,7 +273,11 @@ fn revoked() -> Outcome {
 
 #[track_caller]
 fn assert_fails_closed(outcome: &Outcome) {
-    assert_eq!(outcome.status, StatusCode::SERVICE_UNAVAILABLE, "{outcome:?}");
+    assert_eq!(
+        outcome.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{outcome:?}"
+    );
     assert_eq!(
         outcome.kind,
         Some(ErrorKind::RevocationUnavailable),
@@ -488,7 +509,9 @@ async fn redis_going_away_fails_closed_or_open_and_recovers_when_it_returns() {
     }
 
     // Redis comes back on the same port: the connection manager reconnects.
-    let _redis = RedisServer::start_on(port).await.expect("restart redis-server");
+    let _redis = RedisServer::start_on(port)
+        .await
+        .expect("restart redis-server");
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut last = send_bounded(&closed, &t).await;
     while last != ok() && Instant::now() < deadline {
@@ -501,6 +524,28 @@ async fn redis_going_away_fails_closed_or_open_and_recovers_when_it_returns() {
     revoke(&store, &t).await;
     assert_eq!(send_bounded(&closed, &t).await, revoked());
     assert_eq!(send_bounded(&open, &t).await, revoked());
+}
+
+#[tokio::test]
+async fn a_hung_redis_times_out_into_503_and_recovers() {
+    let redis = redis_or_skip!();
+    let v = validator(Arc::new(connect(&redis).await), Duration::ZERO);
+    let t = token("ec-1", json!({}));
+    assert_eq!(send(&v, &t).await, ok());
+
+    // Frozen: connections stay open, nothing answers; the response timeout (500 ms) answers.
+    redis.signal("STOP");
+    for _ in 0..2 {
+        assert_fails_closed(&send_bounded(&v, &t).await);
+    }
+    redis.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = send_bounded(&v, &t).await;
+    while last != ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = send_bounded(&v, &t).await;
+    }
+    assert_eq!(last, ok(), "no recovery within 3 s of Redis thawing");
 }
 
 /// Joins spawned tasks in order (no `futures` dependency here).

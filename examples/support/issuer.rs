@@ -5,6 +5,13 @@
 //!   `client_secret_basic` or `client_secret_post` (§2.3.1); also the JSON body
 //!   `{"client_id","client_secret","scope","resource"}`. RFC 8707 `resource` (repeatable)
 //!   becomes `aud`. Errors per §5.2 as JSON; every answer carries `Cache-Control: no-store`.
+//! - `POST /oauth/revoke`: RFC 7009 token revocation, form-encoded `token` (and an optional
+//!   `token_type_hint`, ignored: only access tokens exist here), with the same client
+//!   authentication as the token endpoint. A client may revoke only its own tokens; the token
+//!   must be one this issuer signed and not yet expired. Unknown, invalid, expired and other
+//!   clients' tokens get the same empty 200 as a revoked one (§2.2: nothing is revealed), but
+//!   nothing is written. The `jti` goes to the [`Revocations`] store until the token's `exp`;
+//!   a store failure is a 503 `temporarily_unavailable` with `Retry-After`.
 //! - `GET /.well-known/jwks.json`, and the RFC 8414 metadata at
 //!   `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
 //!
@@ -14,6 +21,11 @@
 //! Client secrets exist only as argon2id hashes; verification runs on the blocking pool, a few
 //! at a time, and an unknown client is checked against a dummy hash so that it costs the same
 //! as a wrong secret and gets the same answer. Neither secrets nor tokens are ever logged.
+//!
+//! Revocations go to an `Arc<dyn Revocations>`: a [`MemoryRevocations`] of its own by default,
+//! or a store given in [`Config::revocations`] / [`Issuer::with_revocations`] (a
+//! `RedisRevocations` shared with the resource servers, or one in-process store shared with
+//! the validator of a demo or test).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -30,12 +42,16 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use bearer_guard::KeySet;
+use bearer_guard::revocation::{MemoryRevocations, Revocations};
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -47,6 +63,8 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
+/// Path of the RFC 7009 revocation endpoint.
+pub const REVOKE_PATH: &str = "/oauth/revoke";
 /// Path of the JWKS.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Path of the RFC 8414 metadata document.
@@ -76,7 +94,7 @@ const MAX_SECRET_LEN: usize = 1024;
 // Configuration
 
 /// Where the issuer's configuration comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The `iss` of every token and the metadata's `issuer`, e.g. `http://127.0.0.1:8000`.
     pub issuer: String,
@@ -86,6 +104,20 @@ pub struct Config {
     pub signing_key_file: Option<PathBuf>,
     /// The `kid` of the signing key; `None`: its RFC 7638 thumbprint.
     pub signing_key_id: Option<String>,
+    /// Where revoked tokens go; `None`: an in-memory store of this issuer's own.
+    pub revocations: Option<Arc<dyn Revocations>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("clients_file", &self.clients_file)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("signing_key_id", &self.signing_key_id)
+            .field("revocations", &self.revocations.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 impl Config {
@@ -96,11 +128,13 @@ impl Config {
             clients_file: default_clients_file(),
             signing_key_file: None,
             signing_key_id: None,
+            revocations: None,
         }
     }
 
     /// From the environment: `ISSUER` (default `http://<local_addr>`), `CLIENTS_FILE` (default
-    /// `examples/clients.toml`), `SIGNING_KEY_FILE`, `SIGNING_KEY_ID`.
+    /// `examples/clients.toml`), `SIGNING_KEY_FILE`, `SIGNING_KEY_ID`. The revocation store
+    /// is left to the caller (connecting to Redis is async).
     pub fn from_env(local_addr: SocketAddr) -> Config {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Config {
@@ -108,6 +142,7 @@ impl Config {
             clients_file: var("CLIENTS_FILE").map_or_else(default_clients_file, PathBuf::from),
             signing_key_file: var("SIGNING_KEY_FILE").map(PathBuf::from),
             signing_key_id: var("SIGNING_KEY_ID"),
+            revocations: None,
         }
     }
 }
@@ -146,8 +181,13 @@ pub async fn load(config: &Config) -> Result<Issuer, Error> {
     };
 
     let issuer = config.issuer.clone();
+    let revocations = config
+        .revocations
+        .clone()
+        .unwrap_or_else(|| Arc::new(MemoryRevocations::new()));
     // Hashing the dummy secret takes one argon2 run: keep it off the async threads.
-    tokio::task::spawn_blocking(move || Issuer::new(issuer, clients, key)).await?
+    tokio::task::spawn_blocking(move || Issuer::with_revocations(issuer, clients, key, revocations))
+        .await?
 }
 
 /// Format of a clients file.
@@ -474,29 +514,53 @@ fn alg_name(alg: Algorithm) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // The issuer
 
-/// The token service: clients, signing key, and the documents it serves. Cheap to clone.
+/// The token service: clients, signing key, revocation store, and the documents it serves.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Issuer(Arc<Inner>);
 
-#[derive(Debug)]
 struct Inner {
     issuer: String,
     clients: HashMap<String, Client>,
     dummy_hash: PasswordHash,
     key: SigningKey,
+    /// The public part of `key`, to recognise this issuer's own tokens at revocation.
+    own_keys: KeySet,
+    revocations: Arc<dyn Revocations>,
     jwks: String,
     metadata: String,
     verify_slots: Arc<tokio::sync::Semaphore>,
     secret_checks: AtomicU64,
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.issuer)
+            .field("clients", &self.clients.values().collect::<Vec<_>>())
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Issuer {
-    /// Builds the issuer. Runs one argon2 hash (the dummy for unknown clients): call it from a
-    /// blocking context when the parameters are expensive.
+    /// Builds the issuer with an in-memory revocation store of its own. Runs one argon2 hash
+    /// (the dummy for unknown clients): call it from a blocking context when the parameters
+    /// are expensive.
     pub fn new(
         issuer: impl Into<String>,
         clients: Vec<Client>,
         key: SigningKey,
+    ) -> Result<Issuer, Error> {
+        Issuer::with_revocations(issuer, clients, key, Arc::new(MemoryRevocations::new()))
+    }
+
+    /// Builds the issuer; `POST /oauth/revoke` writes to `revocations`. As [`Issuer::new`].
+    pub fn with_revocations(
+        issuer: impl Into<String>,
+        clients: Vec<Client>,
+        key: SigningKey,
+        revocations: Arc<dyn Revocations>,
     ) -> Result<Issuer, Error> {
         let issuer = issuer.into();
         if !is_resource_uri(&issuer) || issuer.contains('?') {
@@ -544,12 +608,16 @@ impl Issuer {
             "token_endpoint": format!("{base}{TOKEN_PATH}"),
             "jwks_uri": format!("{base}{JWKS_PATH}"),
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
             "scopes_supported": scopes,
             "response_types_supported": [],
         })
         .to_string();
         let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+        let own_keys = KeySet::from_jwks_json(jwks.as_bytes())
+            .map_err(|e| format!("the issuer's own JWKS: {e}"))?;
 
         let clients = clients.into_iter().map(|c| (c.id.clone(), c)).collect();
         Ok(Issuer(Arc::new(Inner {
@@ -557,6 +625,8 @@ impl Issuer {
             clients,
             dummy_hash,
             key,
+            own_keys,
+            revocations,
             jwks,
             metadata,
             verify_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
@@ -582,6 +652,11 @@ impl Issuer {
     /// The signing key, e.g. to mint deliberately bad tokens in a demo.
     pub fn signing_key(&self) -> &SigningKey {
         &self.0.key
+    }
+
+    /// The store `POST /oauth/revoke` writes to.
+    pub fn revocations(&self) -> &Arc<dyn Revocations> {
+        &self.0.revocations
     }
 
     /// How many argon2 secret verifications have run (known and unknown clients alike).
@@ -616,10 +691,38 @@ impl Issuer {
         client.filter(|_| ok)
     }
 
+    /// Client authentication, shared by the token and revocation endpoints: the secret is
+    /// verified, and a failure is logged (with the client id only when it is a known one) and
+    /// answered 401 `invalid_client`, with a Basic challenge when Basic was used.
+    async fn authenticate_client(
+        &self,
+        endpoint: Endpoint,
+        method: AuthMethod,
+        client_id: &str,
+        secret: Secret,
+    ) -> Result<&Client, OAuthError> {
+        if let Some(client) = self.authenticate(client_id, secret).await {
+            return Ok(client);
+        }
+        let known = self.0.clients.contains_key(client_id);
+        tracing::info!(
+            error = "invalid_client",
+            client_id = known.then_some(client_id),
+            reason = if known {
+                "wrong_secret"
+            } else {
+                "unknown_client"
+            },
+            auth = method.name(),
+            "{} request refused",
+            endpoint.name()
+        );
+        Err(OAuthError::invalid_client(method == AuthMethod::Basic))
+    }
+
     async fn token(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
         let mut request = TokenRequest::parse(headers, &body)?;
         let (method, client_id, secret) = credentials(headers, &mut request)?;
-        let challenge = method == AuthMethod::Basic;
 
         match request.grant_type.as_deref() {
             Some("client_credentials") => {}
@@ -633,20 +736,9 @@ impl Issuer {
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
         }
 
-        let Some(client) = self.authenticate(&client_id, secret).await else {
-            let known = self.0.clients.contains_key(&client_id);
-            tracing::info!(
-                error = "invalid_client",
-                client_id = known.then_some(client_id.as_str()),
-                reason = if known {
-                    "wrong_secret"
-                } else {
-                    "unknown_client"
-                },
-                "token request refused"
-            );
-            return Err(OAuthError::invalid_client(challenge));
-        };
+        let client = self
+            .authenticate_client(Endpoint::Token, method, &client_id, secret)
+            .await?;
 
         let scope = grant_scope(client, request.scope.as_deref()).inspect_err(|e| {
             tracing::info!(client_id = %client.id, error = e.code, "token request refused");
@@ -710,10 +802,128 @@ struct Issued {
     jti: String,
 }
 
-/// The router: token endpoint, JWKS, metadata; bodies capped at [`MAX_BODY`].
+/// What revocation needs of a token this issuer signed.
+#[derive(Deserialize)]
+struct OwnToken {
+    iss: String,
+    client_id: String,
+    jti: String,
+    exp: i64,
+}
+
+impl Issuer {
+    /// RFC 7009 §2.1: revokes the token if it is the authenticated client's own.
+    async fn revoke(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+        let mut request = TokenRequest::parse_revocation(headers, &body)?;
+        let (method, client_id, secret) = credentials(headers, &mut request)?;
+        let token = request
+            .token
+            .take()
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client = self
+            .authenticate_client(Endpoint::Revoke, method, &client_id, secret)
+            .await?;
+
+        // §2.2: an invalid, expired or foreign token gets the same 200 as a revoked one, and
+        // no reason; the log keeps it (with the authenticated client, never the token).
+        let ignored = |reason: &'static str, message: &'static str| {
+            tracing::info!(client_id = %client.id, reason, "{message}");
+            Ok(revoked_response())
+        };
+        let Some(own) = self.own_token(&token.0) else {
+            return ignored(
+                "revoke_invalid_token",
+                "revocation ignored: not a token of this issuer",
+            );
+        };
+        if own.exp <= unix_now() {
+            return ignored(
+                "revoke_expired_token",
+                "revocation ignored: the token has expired",
+            );
+        }
+        if own.client_id != client.id {
+            return ignored(
+                "revoke_refused_foreign",
+                "revocation refused: the token belongs to another client",
+            );
+        }
+        match self
+            .0
+            .revocations
+            .revoke(&self.0.issuer, &own.jti, own.exp)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    client_id = %client.id,
+                    reason = "revoked",
+                    jti = %own.jti,
+                    auth = method.name(),
+                    "access token revoked"
+                );
+                Ok(revoked_response())
+            }
+            Err(error) => {
+                tracing::warn!(
+                    client_id = %client.id,
+                    reason = "revocation_unavailable",
+                    %error,
+                    "cannot revoke: the revocation store is unavailable"
+                );
+                Err(OAuthError::temporarily_unavailable())
+            }
+        }
+    }
+
+    /// The claims of a token this issuer signed (its own key and `iss`), else `None`.
+    fn own_token(&self, token: &str) -> Option<OwnToken> {
+        let payload = self.0.own_keys.verify_signature(token).ok()?;
+        let own: OwnToken = serde_json::from_slice(&payload).ok()?;
+        (own.iss == self.0.issuer).then_some(own)
+    }
+}
+
+/// The answer to every revocation request that got past authentication (RFC 7009 §2.2).
+fn revoked_response() -> Response {
+    (
+        StatusCode::OK,
+        [(CACHE_CONTROL, "no-store"), (PRAGMA, "no-cache")],
+    )
+        .into_response()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The client-authenticated endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Token,
+    Revoke,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Revoke => "revocation",
+        }
+    }
+}
+
+/// The client authentication methods of both endpoints.
+const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+/// The router: token and revocation endpoints, JWKS, metadata; bodies capped at
+/// [`MAX_BODY`].
 pub fn app(issuer: Issuer) -> Router {
     Router::new()
         .route(TOKEN_PATH, post(token))
+        .route(REVOKE_PATH, post(revoke))
         .route(JWKS_PATH, get(jwks))
         .route(METADATA_PATH, get(metadata))
         .route(OIDC_METADATA_PATH, get(metadata))
@@ -726,22 +936,37 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return OAuthError::new(
+    match read_body(body) {
+        Ok(body) => issuer.token(&headers, body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn revoke(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.revoke(&headers, body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "request body too large",
             )
-            .into_response();
+        } else {
+            OAuthError::invalid_request("unreadable request body")
         }
-        Err(_) => return OAuthError::invalid_request("unreadable request body").into_response(),
-    };
-    match issuer.token(&headers, body).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    })
 }
 
 async fn jwks(State(issuer): State<Issuer>) -> Response {
@@ -785,6 +1010,7 @@ struct OAuthError {
     code: &'static str,
     description: String,
     challenge: bool,
+    retry_after: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -794,6 +1020,7 @@ impl OAuthError {
             code,
             description: description.into(),
             challenge: false,
+            retry_after: None,
         }
     }
 
@@ -822,6 +1049,18 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
     }
 
+    /// RFC 7009 §2.2.1 / RFC 6749 §4.1.2.1: the revocation store cannot be written now.
+    fn temporarily_unavailable() -> Self {
+        OAuthError {
+            retry_after: Some("1"),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the token cannot be revoked now; retry later",
+            )
+        }
+    }
+
     fn server_error() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -840,6 +1079,11 @@ impl IntoResponse for OAuthError {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
         response
     }
 }
@@ -856,6 +1100,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A request to the token endpoint or (`token`, `token_type_hint`) the revocation endpoint.
 #[derive(Debug, Default)]
 struct TokenRequest {
     grant_type: Option<String>,
@@ -863,6 +1108,9 @@ struct TokenRequest {
     client_secret: Option<Secret>,
     scope: Option<String>,
     resources: Vec<String>,
+    /// RFC 7009 `token`: never printed, like a secret.
+    token: Option<Secret>,
+    token_type_hint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -890,7 +1138,7 @@ impl TokenRequest {
         };
         let media_type = content_type.split(';').next().unwrap_or("").trim();
         if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            TokenRequest::from_form(body)
+            TokenRequest::from_form(body, Endpoint::Token)
         } else if media_type.eq_ignore_ascii_case("application/json") {
             TokenRequest::from_json(body)
         } else {
@@ -900,7 +1148,29 @@ impl TokenRequest {
         }
     }
 
-    fn from_form(body: &[u8]) -> Result<TokenRequest, OAuthError> {
+    /// RFC 7009 §2.1: form-encoded only.
+    fn parse_revocation(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, OAuthError> {
+        let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+        let is_form = match (content_types.next(), content_types.next()) {
+            (Some(v), None) => v
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded"),
+            _ => false,
+        };
+        if !is_form {
+            return Err(OAuthError::invalid_request(
+                "Content-Type must be application/x-www-form-urlencoded",
+            ));
+        }
+        TokenRequest::from_form(body, Endpoint::Revoke)
+    }
+
+    fn from_form(body: &[u8], endpoint: Endpoint) -> Result<TokenRequest, OAuthError> {
         let body = std::str::from_utf8(body)
             .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
         let mut request = TokenRequest::default();
@@ -927,6 +1197,13 @@ impl TokenRequest {
                     }
                     continue;
                 }
+                "token" if endpoint == Endpoint::Revoke => {
+                    if request.token.replace(Secret(value)).is_some() {
+                        return Err(repeated("token"));
+                    }
+                    continue;
+                }
+                "token_type_hint" if endpoint == Endpoint::Revoke => &mut request.token_type_hint,
                 // RFC 6749 §3.2: unrecognised parameters are ignored.
                 _ => continue,
             };
@@ -951,6 +1228,8 @@ impl TokenRequest {
             client_id: present(json.client_id),
             client_secret: present(json.client_secret).map(Secret),
             scope: present(json.scope),
+            token: None,
+            token_type_hint: None,
             resources: match json.resource {
                 None => Vec::new(),
                 Some(OneOrMany::One(r)) => vec![r],

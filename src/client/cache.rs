@@ -108,10 +108,10 @@ impl Tokens {
         }
         if slots.len() >= self.max_slots {
             slots.retain(|_, slot| slot.is_live(now));
-            if slots.len() >= self.max_slots {
-                if let Some(victim) = slots.keys().next().cloned() {
-                    slots.remove(&victim);
-                }
+            if slots.len() >= self.max_slots
+                && let Some(victim) = slots.keys().next().cloned()
+            {
+                slots.remove(&victim);
             }
         }
         let slot = Arc::new(Slot {
@@ -184,7 +184,6 @@ impl Slot {
         let refresh = Refresh {
             slot: Arc::clone(self),
             tx: Some(tx),
-            after_rejection: state.rejected,
         };
         (refresh, rx)
     }
@@ -229,7 +228,6 @@ impl Slot {
 pub(crate) struct Refresh {
     slot: Arc<Slot>,
     tx: Option<watch::Sender<Option<Outcome>>>,
-    after_rejection: bool,
 }
 
 impl Refresh {
@@ -244,10 +242,12 @@ impl Refresh {
         refresh_ahead: Duration,
         now: Instant,
     ) {
-        let outcome = fetched.map(|f| Arc::new(Token::new(f, refresh_ahead, self.after_rejection)));
-        {
+        let outcome = {
             let mut state = lock(&self.slot.state);
             state.inflight = None;
+            // A token that arrives after the previous one was refused (even if it was asked
+            // for before) is its replacement.
+            let outcome = fetched.map(|f| Arc::new(Token::new(f, refresh_ahead, state.rejected)));
             match &outcome {
                 Ok(token) => {
                     state.token = Some(Arc::clone(token));
@@ -260,7 +260,8 @@ impl Refresh {
                     }
                 }
             }
-        }
+            outcome
+        };
         if let Some(tx) = self.tx.take() {
             tx.send_replace(Some(outcome));
         }

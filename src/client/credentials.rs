@@ -232,10 +232,10 @@ impl ClientCredentialsBuilder {
     ///   not loopback, without [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<ClientCredentials, ConfigError> {
         let token_endpoint = checked_endpoint(&self.token_endpoint, self.allow_insecure_http)?;
-        if let Some(resource) = &self.resource {
-            if !is_resource_uri(resource) {
-                return Err(ConfigError::InvalidUrl(resource.clone()));
-            }
+        if let Some(resource) = &self.resource
+            && !is_resource_uri(resource)
+        {
+            return Err(ConfigError::InvalidUrl(resource.clone()));
         }
         Ok(ClientCredentials {
             token_endpoint,

@@ -1,3 +1,6 @@
+//! The outgoing side (feature `client`): fetch, cache and send client-credentials access
+//! tokens on calls to other services.
+//!
 //! [`AddAccessTokenLayer`] goes around the HTTP client a service calls another service's
 //! API with. It obtains access tokens by the OAuth 2.0 client-credentials grant
 //! (RFC 6749 §4.4), caches them, and sends each request with `Authorization: Bearer`.
@@ -23,7 +26,7 @@
 //! let http_client = service_fn(move |req: Request<Full<Bytes>>| {
 //!     let counter = Arc::clone(&counter);
 //!     async move {
-//!         let response = if req.uri().path() == "/oauth/token" {
+//!         let response: Response<Full<Bytes>> = if req.uri().path() == "/oauth/token" {
 //!             counter.fetch_add(1, Ordering::SeqCst);
 //!             Response::new(Full::from(
 //!                 r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#,
