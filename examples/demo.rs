@@ -246,7 +246,11 @@ impl Demo {
 
 /// `200` for a success line of [`Demo::call`], else the line itself.
 fn status_only(call: &str) -> &str {
-    if call.starts_with("200 ") { "200" } else { call }
+    if call.starts_with("200 ") {
+        "200"
+    } else {
+        call
+    }
 }
 
 /// Changes one character in the middle of the token's payload.

@@ -12,7 +12,7 @@ use crate::claims::{AccessClaims, Claims};
 use crate::error::{AuthError, ErrorKind};
 use crate::scope::RequiredScopes;
 use crate::service::RequireScopeService;
-use crate::validator::{Step, Validator, Verified, insufficient_scope_challenge};
+use crate::validator::{Refused, Step, Validator, Verified, insufficient_scope_challenge};
 
 /// A [`Layer`] that admits a request only with a valid bearer token granting the route's
 /// scopes, and puts the token's [`Claims`] into the request's extensions.
@@ -114,6 +114,16 @@ impl From<AuthError> for Denial {
         Denial {
             error,
             client_id: None,
+            custom: None,
+        }
+    }
+}
+
+impl From<Refused> for Denial {
+    fn from(refused: Refused) -> Self {
+        Denial {
+            error: refused.error,
+            client_id: refused.client_id,
             custom: None,
         }
     }

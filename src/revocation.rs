@@ -34,8 +34,9 @@ pub type RevocationFuture<'a, T> =
 
 /// A store of revoked tokens, keyed by issuer and `jti`.
 ///
-/// Entries carry the token's `exp` (seconds since the epoch): once the token has expired the
-/// entry is useless, and stores drop it by themselves (a TTL in Redis).
+/// Entries carry the token's `exp` (seconds since the epoch): once the token has expired (and
+/// the largest leeway a validator may grant has passed) the entry is useless, and stores drop
+/// it by themselves (a TTL in Redis).
 pub trait Revocations: Send + Sync + 'static {
     /// Whether the token `jti` of `issuer` is revoked.
     fn is_revoked<'a>(&'a self, issuer: &'a str, jti: &'a str) -> RevocationFuture<'a, bool>;
@@ -107,7 +108,10 @@ impl MemoryRevocations {
     #[must_use]
     pub fn len(&self) -> usize {
         let now = unix_now();
-        self.lock().values().filter(|&&exp| exp > now).count()
+        self.lock()
+            .values()
+            .filter(|&&exp| exp.saturating_add(KEEP_PAST_EXP) > now)
+            .count()
     }
 
     /// Whether no unexpired token is revoked.
@@ -137,7 +141,7 @@ impl Revocations for MemoryRevocations {
         let revoked = self
             .lock()
             .get(&(issuer.to_owned(), jti.to_owned()))
-            .is_some_and(|&exp| exp > now);
+            .is_some_and(|&exp| exp.saturating_add(KEEP_PAST_EXP) > now);
         Box::pin(std::future::ready(Ok(revoked)))
     }
 
@@ -149,13 +153,17 @@ impl Revocations for MemoryRevocations {
     ) -> RevocationFuture<'a, ()> {
         let now = unix_now();
         let mut map = self.lock();
-        map.retain(|_, exp| *exp > now);
-        if expires_at > now {
+        map.retain(|_, exp| exp.saturating_add(KEEP_PAST_EXP) > now);
+        if expires_at.saturating_add(KEEP_PAST_EXP) > now {
             map.insert((issuer.to_owned(), jti.to_owned()), expires_at);
         }
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+/// How long past `exp` a revocation is kept: a validator accepts a token until `exp` plus
+/// its leeway, which is at most [`MAX_LEEWAY`](crate::MAX_LEEWAY).
+pub(crate) const KEEP_PAST_EXP: i64 = crate::MAX_LEEWAY.as_secs() as i64;
 
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
@@ -230,7 +238,8 @@ impl RevocationCheck {
                 // A revoked answer holds until the token expires (at most an hour here);
                 // a clean one for the memo time.
                 let ttl = if revoked {
-                    Duration::from_secs(u64::try_from(exp - unix_now()).unwrap_or(0).min(3600))
+                    let left = exp.saturating_add(KEEP_PAST_EXP).saturating_sub(unix_now());
+                    Duration::from_secs(u64::try_from(left).unwrap_or(0).min(3600))
                 } else {
                     self.memo_ttl
                 };
@@ -486,9 +495,15 @@ mod tests {
     async fn memory_store_forgets_expired_entries() {
         let store = MemoryRevocations::new();
         store
-            .revoke(ISSUER, "old", mint::now() - 1)
+            .revoke(ISSUER, "old", mint::now() - 301)
             .await
             .expect("revoke");
+        // Expired, but a validator may still accept it within its leeway: kept.
+        store
+            .revoke(ISSUER, "recent", mint::now() - 1)
+            .await
+            .expect("revoke");
+        assert!(store.is_revoked(ISSUER, "recent").await.expect("ask"));
         store
             .revoke(ISSUER, "new", mint::now() + 60)
             .await
@@ -501,6 +516,6 @@ mod tests {
                 .await
                 .expect("ask")
         );
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.len(), 2);
     }
 }

@@ -112,9 +112,40 @@ impl fmt::Debug for KeySource {
     }
 }
 
+/// A refusal, with the client when the token itself was valid (revoked, revocation store
+/// down), for the security event.
+pub(crate) struct Refused {
+    pub(crate) error: AuthError,
+    pub(crate) client_id: Option<Box<str>>,
+}
+
+impl From<AuthError> for Refused {
+    fn from(error: AuthError) -> Self {
+        Refused {
+            error,
+            client_id: None,
+        }
+    }
+}
+
+impl From<ErrorKind> for Refused {
+    fn from(kind: ErrorKind) -> Self {
+        AuthError::from(kind).into()
+    }
+}
+
+impl Refused {
+    fn of<T>(kind: ErrorKind, verified: &Verified<T>) -> Self {
+        Refused {
+            error: kind.into(),
+            client_id: verified.client_id.clone(),
+        }
+    }
+}
+
 /// The outcome of checking a token without waiting.
 pub(crate) enum Step<T> {
-    Done(Result<Arc<Verified<T>>, AuthError>),
+    Done(Result<Arc<Verified<T>>, Refused>),
     /// Something must be awaited first.
     Wait(Pending<T>),
 }
@@ -178,7 +209,9 @@ where
     /// # Errors
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed.
     pub fn validate(&self, token: &str) -> Result<Claims<T>, AuthError> {
-        self.verify_now(token).map(|v| v.claims.clone())
+        self.verify_now(token)
+            .map(|v| v.claims.clone())
+            .map_err(|r| r.error)
     }
 
     /// Validates a token as [`validate`](Self::validate) does, waiting for a key-set fetch
@@ -189,7 +222,10 @@ where
     /// As [`validate`](Self::validate); [`ErrorKind::KeysUnavailable`] when no keys could
     /// be fetched.
     pub async fn validate_async(&self, token: &str) -> Result<Claims<T>, AuthError> {
-        self.verify_async(token).await.map(|v| v.claims.clone())
+        self.verify_async(token)
+            .await
+            .map(|v| v.claims.clone())
+            .map_err(|r| r.error)
     }
 
     /// Validates a token as [`validate`](Self::validate) does, then checks that it grants
@@ -198,7 +234,7 @@ where
     /// # Errors
     /// As [`validate`](Self::validate), or [`ErrorKind::InsufficientScope`].
     pub fn authorize(&self, token: &str, scopes: &RequiredScopes) -> Result<Claims<T>, AuthError> {
-        let verified = self.verify_now(token)?;
+        let verified = self.verify_now(token).map_err(|r| r.error)?;
         scopes.check(verified.scopes.iter())?;
         Ok(verified.claims.clone())
     }
@@ -206,7 +242,7 @@ where
     /// Verifies with what is at hand; when a key fetch or a revocation answer is missing,
     /// starts getting it in the background (if a Tokio runtime is running) instead of
     /// waiting.
-    fn verify_now(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
+    fn verify_now(&self, token: &str) -> Result<Arc<Verified<T>>, Refused> {
         let pending = match self.verify(token, true) {
             Step::Done(result) => return result,
             Step::Wait(pending) => pending,
@@ -235,14 +271,14 @@ where
                 spawn(async move { drop(this.resolve_revocation(pending).await) });
                 match &self.inner.revocation {
                     Some(check) if check.fail_open() => Ok(verified),
-                    _ => Err(ErrorKind::RevocationUnavailable.into()),
+                    _ => Err(Refused::of(ErrorKind::RevocationUnavailable, &verified)),
                 }
             }
             Pending::Keys(_) => Err(ErrorKind::KeysUnavailable.into()),
         }
     }
 
-    pub(crate) async fn verify_async(&self, token: &str) -> Result<Arc<Verified<T>>, AuthError> {
+    pub(crate) async fn verify_async(&self, token: &str) -> Result<Arc<Verified<T>>, Refused> {
         let mut may_fetch = true;
         loop {
             match self.verify(token, may_fetch) {
@@ -266,7 +302,7 @@ where
     async fn resolve_revocation(
         &self,
         verified: Arc<Verified<T>>,
-    ) -> Result<Arc<Verified<T>>, AuthError> {
+    ) -> Result<Arc<Verified<T>>, Refused> {
         let (Some(check), Some(jti)) = (&self.inner.revocation, verified.jti.as_deref()) else {
             return Ok(verified);
         };
@@ -280,8 +316,8 @@ where
             .await
         {
             Ok(false) => Ok(verified),
-            Ok(true) => Err(ErrorKind::Revoked.into()),
-            Err(_) => Err(ErrorKind::RevocationUnavailable.into()),
+            Ok(true) => Err(Refused::of(ErrorKind::Revoked, &verified)),
+            Err(_) => Err(Refused::of(ErrorKind::RevocationUnavailable, &verified)),
         }
     }
 
@@ -301,7 +337,15 @@ where
         };
         match check.known(jti) {
             Known::NotRevoked => Step::Done(Ok(verified)),
-            Known::Revoked => Step::Done(Err(ErrorKind::Revoked.into())),
+            Known::Revoked => {
+                tracing::info!(
+                    target: "bearer_guard::revocation",
+                    reason = "revoked",
+                    client_id = verified.client_id.as_deref(),
+                    "revoked token refused"
+                );
+                Step::Done(Err(Refused::of(ErrorKind::Revoked, &verified)))
+            }
             Known::Unknown => Step::Wait(Pending::Revocation(verified)),
         }
     }
@@ -344,14 +388,16 @@ where
     #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     fn verify_uncached(&self, token: &str, may_fetch: bool) -> Step<T> {
         match &self.inner.keys {
-            KeySource::Static(keys) => Step::Done(self.verify_with(keys, token)),
+            KeySource::Static(keys) => {
+                Step::Done(self.verify_with(keys, token).map_err(Refused::from))
+            }
             #[cfg(feature = "remote")]
             KeySource::Remote(cache) => {
                 let generation = cache.generation();
                 match cache.keys() {
                     Keys::Ready(snapshot) => {
                         let Some(snapshot) = snapshot.as_ref() else {
-                            return Step::Done(Err(crate::remote::unavailable()));
+                            return Step::Done(Err(crate::remote::unavailable().into()));
                         };
                         match self.verify_with(snapshot.keys(), token) {
                             Err(e)
@@ -361,12 +407,12 @@ where
                             {
                                 Step::Wait(Pending::Keys(generation))
                             }
-                            result => Step::Done(result),
+                            result => Step::Done(result.map_err(Refused::from)),
                         }
                     }
                     Keys::Fetch(generation) if may_fetch => Step::Wait(Pending::Keys(generation)),
                     Keys::Fetch(_) | Keys::Unavailable => {
-                        Step::Done(Err(crate::remote::unavailable()))
+                        Step::Done(Err(crate::remote::unavailable().into()))
                     }
                 }
             }

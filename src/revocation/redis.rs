@@ -6,12 +6,13 @@ use std::time::Duration;
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{RevocationError, RevocationFuture, Revocations, unix_now};
+use super::{KEEP_PAST_EXP, RevocationError, RevocationFuture, Revocations, unix_now};
 
 /// A [`Revocations`] store in Redis, shared by every replica that points at it.
 ///
 /// Each revoked token is one key, `<prefix><issuer>#<jti>`, whose TTL is the token's
-/// remaining life: Redis forgets it when it no longer matters. The connection is a
+/// remaining life plus the largest leeway (5 minutes): Redis forgets it when it no longer
+/// matters. The connection is a
 /// [`ConnectionManager`] that reconnects by itself; commands time out after 500 ms by
 /// default so that an unreachable Redis fails requests quickly (closed, unless the validator
 /// fails open) instead of hanging them.
@@ -103,7 +104,10 @@ impl Revocations for RedisRevocations {
         let mut conn = self.conn.clone();
         let key = self.key(issuer, jti);
         Box::pin(async move {
-            let ttl = expires_at.saturating_sub(unix_now());
+            // Kept through the largest leeway a validator may grant past `exp`.
+            let ttl = expires_at
+                .saturating_add(KEEP_PAST_EXP)
+                .saturating_sub(unix_now());
             if ttl <= 0 {
                 return Ok(());
             }
