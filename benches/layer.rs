@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench layer                                              # aws-lc-rs (default)
 //! cargo bench --bench layer --no-default-features --features rust_crypto # RustCrypto
+//! cargo bench --bench layer --features rust_crypto   # aws-lc-rs, plus both backends compared
 //! ```
 //!
 //! All cases of one algorithm run interleaved, round after round, and each figure is the
@@ -55,6 +56,64 @@ fn main() {
     );
     for kid in ["rsa-1", "ec-1", "ed-1"] {
         bench_alg(kid);
+    }
+    #[cfg(all(feature = "aws_lc_rs", feature = "rust_crypto"))]
+    compare_backends();
+}
+
+/// Both backends verifying the same signatures in one run (`--features rust_crypto` on top
+/// of the default): the figures behind the choice of the default backend.
+#[cfg(all(feature = "aws_lc_rs", feature = "rust_crypto"))]
+fn compare_backends() {
+    use jsonwebtoken::crypto::CryptoProvider;
+    let providers: [(&str, &CryptoProvider); 2] = [
+        ("aws_lc_rs", &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER),
+        ("rust_crypto", &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER),
+    ];
+    println!("\nsignature verification alone, both backends in one run:");
+    println!("{:<8} {:>14} {:>14} {:>16}", "alg", "aws_lc_rs (us)", "rust_crypto (us)", "rust_crypto/aws");
+    for kid in ["rsa-1", "ec-1", "ed-1"] {
+        let (_, alg, _, public) = mint::KEYS.iter().find(|k| k.0 == kid).expect("test kid");
+        let token = mint::token(kid, json!({}));
+        let (message, signature) = token.rsplit_once('.').expect("jws");
+        let signature = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).expect("b64")
+        };
+        let key = match alg {
+            jsonwebtoken::Algorithm::RS256 => DecodingKey::from_rsa_pem(public),
+            jsonwebtoken::Algorithm::ES256 => DecodingKey::from_ec_pem(public),
+            _ => DecodingKey::from_ed_pem(public),
+        }
+        .expect("decoding key");
+        let mut cases: Vec<Case> = providers
+            .iter()
+            .map(|(_, provider)| {
+                let (key, signature, message) = (&key, &signature, message);
+                Case::new(Box::new(move |n| {
+                    for _ in 0..n {
+                        let verifier = (provider.verifier_factory)(alg, key).expect("verifier");
+                        assert!(verifier.verify(message.as_bytes(), signature).is_ok());
+                    }
+                }))
+            })
+            .collect();
+        for case in &mut cases {
+            case.calibrate();
+        }
+        for _ in 0..ROUNDS {
+            for case in &mut cases {
+                case.round();
+            }
+        }
+        let (aws, rc) = (cases[0].median_ns(), cases[1].median_ns());
+        println!(
+            "{:<8} {:>14.2} {:>14.2} {:>15.2}x",
+            mint::alg_name(*alg),
+            aws / 1e3,
+            rc / 1e3,
+            rc / aws
+        );
     }
 }
 
