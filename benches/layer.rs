@@ -68,17 +68,25 @@ fn compare_backends() {
     use jsonwebtoken::crypto::CryptoProvider;
     let providers: [(&str, &CryptoProvider); 2] = [
         ("aws_lc_rs", &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER),
-        ("rust_crypto", &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER),
+        (
+            "rust_crypto",
+            &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER,
+        ),
     ];
     println!("\nsignature verification alone, both backends in one run:");
-    println!("{:<8} {:>14} {:>14} {:>16}", "alg", "aws_lc_rs (us)", "rust_crypto (us)", "rust_crypto/aws");
+    println!(
+        "{:<8} {:>14} {:>14} {:>16}",
+        "alg", "aws_lc_rs (us)", "rust_crypto (us)", "rust_crypto/aws"
+    );
     for kid in ["rsa-1", "ec-1", "ed-1"] {
         let (_, alg, _, public) = mint::KEYS.iter().find(|k| k.0 == kid).expect("test kid");
         let token = mint::token(kid, json!({}));
         let (message, signature) = token.rsplit_once('.').expect("jws");
         let signature = {
             use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).expect("b64")
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(signature)
+                .expect("b64")
         };
         let key = match alg {
             jsonwebtoken::Algorithm::RS256 => DecodingKey::from_rsa_pem(public),

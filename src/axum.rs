@@ -88,23 +88,10 @@ mod tests {
 
     use super::ClaimsRejection;
     use crate::mint::{self, AUDIENCE, ISSUER, token};
-    use crate::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
-
-    fn keys() -> KeySet {
-        KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-            Key::from_pem(public, *alg)
-                .expect("test key")
-                .with_kid(*kid)
-        }))
-    }
+    use crate::{AccessClaims, Claims, RequireScope, Validator};
 
     fn validator() -> Validator {
-        Validator::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .keys(keys())
-            .build()
-            .expect("validator")
+        mint::validator()
     }
 
     fn claims() -> Claims<AccessClaims> {
@@ -169,7 +156,7 @@ mod tests {
             .claims::<Mine>()
             .issuer(ISSUER)
             .audience(AUDIENCE)
-            .keys(keys())
+            .keys(mint::key_set())
             .build()
             .expect("validator")
             .validate(&token("ec-1", json!({})))

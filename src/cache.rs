@@ -78,19 +78,11 @@ mod tests {
 
     use serde_json::json;
 
-    use crate::mint::{self, AUDIENCE, ISSUER, now, token};
-    use crate::{ErrorKind, Key, KeySet, RequiredScopes, Validator};
+    use crate::mint::{self, now, token};
+    use crate::{ErrorKind, RequiredScopes};
 
     fn builder() -> crate::ValidatorBuilder {
-        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-            Key::from_pem(public, *alg)
-                .expect("test key")
-                .with_kid(*kid)
-        }));
-        Validator::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .keys(keys)
+        mint::builder()
     }
 
     #[test]

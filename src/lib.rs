@@ -110,6 +110,9 @@ mod scope;
 mod service;
 mod validator;
 
+// The test helpers shared with the integration tests name the crate `bearer_guard`.
+#[cfg(test)]
+extern crate self as bearer_guard;
 #[cfg(test)]
 #[path = "../tests/common/mint.rs"]
 mod mint;

@@ -309,15 +309,7 @@ mod tests {
     use crate::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
 
     fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {
-        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-            Key::from_pem(public, *alg)
-                .expect("test key")
-                .with_kid(*kid)
-        }));
-        Validator::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .keys(keys)
+        mint::builder()
             .revocation(store)
             .revocation_memo(memo)
             .build()

@@ -53,21 +53,11 @@ mod tests {
     use tonic::Code;
 
     use super::RequestClaimsExt;
-    use crate::mint::{self, AUDIENCE, ISSUER, now, token};
-    use crate::{AccessClaims, AuthError, ErrorKind, Key, KeySet, RequiredScopes, Validator};
+    use crate::mint::{self, now, token};
+    use crate::{AccessClaims, AuthError, ErrorKind, RequiredScopes, Validator};
 
     fn validator() -> Validator {
-        let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-            Key::from_pem(public, *alg)
-                .expect("test key")
-                .with_kid(*kid)
-        }));
-        Validator::builder()
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .keys(keys)
-            .build()
-            .expect("validator")
+        mint::builder().build().expect("validator")
     }
 
     fn status_of(err: AuthError) -> tonic::Status {

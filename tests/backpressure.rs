@@ -7,11 +7,9 @@ mod mint;
 
 use std::task::Poll;
 
-use bearer_guard::{
-    AccessClaims, AuthError, Claims, ErrorKind, Key, KeySet, RequireScope, Validator,
-};
+use bearer_guard::{AccessClaims, AuthError, Claims, ErrorKind, RequireScope, Validator};
 use http::{Request, Response, StatusCode};
-use mint::{AUDIENCE, ISSUER, token};
+use mint::token;
 use serde_json::json;
 use tower_test::mock;
 
@@ -19,17 +17,7 @@ type Req = Request<()>;
 type Res = Response<&'static str>;
 
 fn validator() -> Validator {
-    let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-        Key::from_pem(public, *alg)
-            .expect("test key")
-            .with_kid(*kid)
-    }));
-    Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(keys)
-        .build()
-        .expect("validator")
+    mint::builder().build().expect("validator")
 }
 
 fn request(auth: Option<String>) -> Req {

@@ -7,8 +7,8 @@ mod mint;
 
 use std::net::SocketAddr;
 
-use bearer_guard::{AccessClaims, Key, KeySet, RequestClaimsExt, RequireScope, Validator};
-use mint::{AUDIENCE, ISSUER, now, token};
+use bearer_guard::{AccessClaims, RequestClaimsExt, RequireScope, Validator};
+use mint::{now, token};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataValue;
@@ -24,17 +24,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 const SERVICE: &str = "bank.Ledger";
 
 fn validator() -> Validator {
-    let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-        Key::from_pem(public, *alg)
-            .expect("test key")
-            .with_kid(*kid)
-    }));
-    Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(keys)
-        .build()
-        .expect("validator")
+    mint::builder().build().expect("validator")
 }
 
 /// Serves `svc` behind `layer` on an ephemeral port of 127.0.0.1, and connects a channel.

@@ -11,30 +11,20 @@ use axum::body::Bytes;
 use axum::handler::Handler;
 use axum::routing::get;
 use base64::Engine as _;
-use bearer_guard::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
+use bearer_guard::{AccessClaims, Claims, RequireScope, Validator};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mint::{AUDIENCE, ISSUER, now, token};
+use mint::{now, token};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 fn validator() -> Validator {
-    let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-        Key::from_pem(public, *alg)
-            .expect("test key")
-            .with_kid(*kid)
-    }));
-    Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(keys)
-        .build()
-        .expect("validator")
+    mint::builder().build().expect("validator")
 }
 
 async fn client_of(claims: Claims<AccessClaims>) -> String {

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::revocation::{RedisRevocations, RevocationFuture, Revocations};
-use bearer_guard::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
+use bearer_guard::{AuthError, ErrorKind, RequireScope, Validator};
 use http::{Request, Response, StatusCode};
-use mint::{AUDIENCE, ISSUER, now, token};
+use mint::{ISSUER, now, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::{Layer as _, ServiceExt as _, service_fn};
@@ -201,17 +201,7 @@ async fn connect(server: &RedisServer) -> RedisRevocations {
 // Validators and requests
 
 fn builder(store: Arc<dyn Revocations>, memo: Duration) -> bearer_guard::ValidatorBuilder {
-    let keys = KeySet::new(mint::KEYS.iter().map(|(kid, alg, _, public)| {
-        Key::from_pem(public, *alg)
-            .expect("test key")
-            .with_kid(*kid)
-    }));
-    Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(keys)
-        .revocation(store)
-        .revocation_memo(memo)
+    mint::builder().revocation(store).revocation_memo(memo)
 }
 
 fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {

@@ -38,6 +38,28 @@ pub const KEYS: &[(&str, Algorithm, &[u8], &[u8])] = &[
     ("ed-1", Algorithm::EdDSA, ED_PRIVATE, ED_PUBLIC),
 ];
 
+/// The test keys' public halves, each pinned to its algorithm and kid.
+pub fn key_set() -> bearer_guard::KeySet {
+    bearer_guard::KeySet::new(KEYS.iter().map(|(kid, alg, _, public)| {
+        bearer_guard::Key::from_pem(public, *alg)
+            .expect("test key")
+            .with_kid(*kid)
+    }))
+}
+
+/// A validator builder for [`ISSUER`] and [`AUDIENCE`] with the test keys.
+pub fn builder() -> bearer_guard::ValidatorBuilder {
+    bearer_guard::Validator::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .keys(key_set())
+}
+
+/// [`builder`], built.
+pub fn validator() -> bearer_guard::Validator {
+    builder().build().expect("validator")
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
