@@ -133,13 +133,29 @@ where
     A: MapAccess<'de>,
     F: FnMut(Cow<'de, str>, &mut A) -> Result<(), A::Error>,
 {
-    // Linear search: the inputs are capped in size before parsing, and JOSE objects are small.
+    // JOSE objects are small: a linear search, without allocating a hash table, until an
+    // object grows past `LINEAR` members (a hostile key set, say), then a hash set.
+    const LINEAR: usize = 16;
     let mut seen: Vec<Cow<'de, str>> = Vec::new();
+    let mut many: Option<std::collections::HashSet<Cow<'de, str>>> = None;
     while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-        if seen.contains(&name) {
+        let repeated = match &mut many {
+            Some(set) => !set.insert(name.clone()),
+            None if seen.len() < LINEAR => {
+                let repeated = seen.contains(&name);
+                seen.push(name.clone());
+                repeated
+            }
+            None => {
+                let mut set: std::collections::HashSet<_> = seen.drain(..).collect();
+                let repeated = !set.insert(name.clone());
+                many = Some(set);
+                repeated
+            }
+        };
+        if repeated {
             return Err(de::Error::custom(DUPLICATE_MEMBER));
         }
-        seen.push(name.clone());
         member(name, &mut map)?;
     }
     Ok(())
@@ -227,6 +243,17 @@ mod tests {
             let err = read_object(input, ["a"]).expect_err("duplicate must fail");
             assert!(is_duplicate(&err), "{err}");
             assert!(is_duplicate(&check_strict(input).expect_err("strict")));
+        }
+    }
+
+    #[test]
+    fn large_objects_are_checked_completely() {
+        let members: Vec<String> = (0..20_000).map(|i| format!("\"m{i}\":{i}")).collect();
+        let doc = format!("{{{}}}", members.join(","));
+        check_strict(doc.as_bytes()).expect("distinct members");
+        for dup in ["m3", "m19999"] {
+            let doc = format!("{{{},\"{dup}\":0}}", members.join(","));
+            assert!(is_duplicate(&check_strict(doc.as_bytes()).expect_err(dup)));
         }
     }
 
