@@ -5,11 +5,13 @@
 //! request at a time, the retry after a 401 (and no retry for a request that cannot be
 //! replayed), token endpoint errors, and that the secret never prints or logs.
 
+#[path = "common/logs.rs"]
+mod logs;
+use logs::LogBuffer;
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -623,36 +625,12 @@ async fn post_authentication_and_per_request_scope() {
     assert_eq!(err.oauth_error(), Some("invalid_scope"));
 }
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
-}
-
 /// Everything logged on both sides while tokens are fetched, used, refused and retried: no
 /// secret and no token.
 #[tokio::test]
 async fn logs_hold_neither_secrets_nor_tokens() {
     let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = logs.subscriber();
     // The test runtime is single-threaded: every task logs on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
 
@@ -667,7 +645,7 @@ async fn logs_hold_neither_secrets_nor_tokens() {
     let bad = caller(&AddAccessTokenLayer::new(world.credentials("svc", wrong)));
     assert!(bad.oneshot(world.get("/data")).await.is_err());
 
-    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = logs.text();
     assert!(logs.contains("access token obtained"), "{logs}");
     assert!(logs.contains("retrying once"), "{logs}");
     assert!(logs.contains("token request failed"), "{logs}");

@@ -4,14 +4,19 @@
 //! and through a real Redis shared with a validator), metadata, body limit, and logs free of
 //! secrets and tokens.
 
+#[path = "common/logs.rs"]
+mod logs;
+use logs::LogBuffer;
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
-use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, Params};
@@ -909,10 +914,7 @@ async fn a_client_revokes_its_own_token_and_validators_refuse_it() {
 #[tokio::test]
 async fn another_clients_token_gets_200_but_is_not_revoked() {
     let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = logs.subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let store = Arc::new(MemoryRevocations::new());
@@ -931,7 +933,7 @@ async fn another_clients_token_gets_200_but_is_not_revoked() {
         .await
         .expect("still valid");
 
-    let logs_text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs_text = logs.text();
     let refusal = logs_text
         .lines()
         .find(|l| l.contains("revoke_refused_foreign"))
@@ -1104,81 +1106,22 @@ async fn an_unavailable_store_is_503_temporarily_unavailable() {
         .assert_revoke_ok();
 }
 
-/// `redis-server` on a free loopback port, without persistence; killed on drop.
-struct RedisServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl RedisServer {
-    /// `None` (after a loud message) when there is no `redis-server`; under CI that fails.
-    fn start() -> Option<RedisServer> {
-        let binary = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-            .map(|dir| dir.join("redis-server"))
-            .chain([std::path::PathBuf::from("/usr/bin/redis-server")])
-            .find(|p| p.is_file());
-        let Some(binary) = binary else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed, and CI does not allow skipping the Redis test"
-            );
-            eprintln!(
-                "\n********************************************************************\n\
-                 SKIPPED: redis-server not found; the Redis revocation test did not run.\n\
-                 Install redis-server (CI does) to run it.\n\
-                 ********************************************************************\n"
-            );
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = std::process::Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        Some(RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        })
-    }
-
-    /// A store on this server, once it accepts connections.
-    async fn store(&self) -> RedisRevocations {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match RedisRevocations::connect(&self.url).await {
-                Ok(store) => return store,
-                Err(e) if Instant::now() > deadline => panic!("redis-server not ready: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A store on `redis`, once it accepts connections.
+async fn redis_store(redis: &RedisServer) -> RedisRevocations {
+    RedisRevocations::connect(&redis.url())
+        .await
+        .expect("RedisRevocations::connect")
 }
 
 /// The issuer revokes into a real Redis; a resource-side validator with its own connection to
 /// it refuses the token.
 #[tokio::test]
 async fn revocations_reach_a_validator_through_redis() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let issuer_store: Arc<dyn Revocations> = Arc::new(redis.store().await);
-    let resource_store: Arc<dyn Revocations> = Arc::new(redis.store().await);
+    let issuer_store: Arc<dyn Revocations> = Arc::new(redis_store(&redis).await);
+    let resource_store: Arc<dyn Revocations> = Arc::new(redis_store(&redis).await);
     let server = start_with(issuer_store).await;
     let validator = server.revoking_validator(resource_store).await;
 
@@ -1449,36 +1392,12 @@ fn bad_clients_files_are_refused() {
 // ---------------------------------------------------------------------------------------------
 // Logs
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
-}
-
 /// Everything the issuer logs, at every level, while it issues and refuses tokens: no secret,
 /// no token, no Authorization header.
 #[tokio::test]
 async fn logs_never_contain_secrets_or_tokens() {
     let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = logs.subscriber();
     // The test runtime is single-threaded: the server's tasks log on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
 
@@ -1553,7 +1472,7 @@ async fn logs_never_contain_secrets_or_tokens() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
-    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = logs.text();
     // The capture works: issuance and refusals are logged, with the client and scope.
     assert!(logs.contains("access token issued"), "{logs}");
     assert!(logs.contains("client_id=svc"), "{logs}");

@@ -12,8 +12,6 @@
 mod mint;
 
 use std::convert::Infallible;
-use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,152 +23,14 @@ use bearer_guard::{AuthError, ErrorKind, RequireScope, Validator};
 use http::{Request, Response, StatusCode};
 use mint::{ISSUER, now, token};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::{Layer as _, ServiceExt as _, service_fn};
 
 /// How long one request may take while Redis is down (the store's timeouts are 500 ms).
 const BOUNDED: Duration = Duration::from_secs(2);
 
-// ---------------------------------------------------------------------------------------------
-// A redis-server of our own
-
-/// A `redis-server` child process on 127.0.0.1, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts a server on a free port; `None` (after a loud message) when no binary exists
-    /// outside CI.
-    async fn start() -> Option<RedisServer> {
-        if !redis_server_installed() {
-            return None;
-        }
-        let mut last = String::new();
-        // A free port can be taken by someone else between our probe and redis' bind.
-        for _ in 0..5 {
-            match RedisServer::start_on(free_port()).await {
-                Ok(server) => return Some(server),
-                Err(e) => last = e,
-            }
-        }
-        panic!("could not start redis-server: {last}");
-    }
-
-    /// Starts a server on `port`, waiting until it answers PING.
-    async fn start_on(port: u16) -> Result<RedisServer, String> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn redis-server: {e}"))?;
-        let mut server = RedisServer {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if ping(port).await {
-                return Ok(server);
-            }
-            if let Some(status) = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                server.child = None;
-                return Err(format!("redis-server on port {port} exited: {status}"));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("redis-server on port {port}: no PONG within 5 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to the clients) and reaps it.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn redis_server_installed() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is not installed; CI never skips the Redis tests \
-             (`.ci/run` installs it with apt-get install redis-server)"
-        );
-        // Straight to the process' stderr: libtest captures `eprintln!` of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n\
-             ##################################################################\n\
-             ## SKIPPED: redis-server not found on PATH.                      ##\n\
-             ## The Redis revocation tests did NOT run.                       ##\n\
-             ## Install it (apt-get install redis-server) to run them.        ##\n\
-             ##################################################################\n"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-async fn ping(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(b"PING\r\n").await?;
-        let mut buf = [0u8; 16];
-        let n = stream.read(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf[..n].starts_with(b"+PONG"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), attempt).await,
-        Ok(Ok(true))
-    )
-}
+#[path = "common/redis_server.rs"]
+mod redis_server;
+use redis_server::{RedisServer, ping};
 
 /// Starts a server for the test, or returns from it (skip) when no binary exists.
 macro_rules! redis_or_skip {
@@ -461,7 +321,7 @@ async fn a_revoked_token_stays_refused_through_the_leeway() {
 #[tokio::test]
 async fn redis_going_away_fails_closed_or_open_and_recovers_when_it_returns() {
     let mut redis = redis_or_skip!();
-    let port = redis.port;
+    let port = redis.port();
     let closed = validator(Arc::new(connect(&redis).await), Duration::ZERO);
     let open = builder(Arc::new(connect(&redis).await), Duration::ZERO)
         .revocation_fail_open()

@@ -7,15 +7,17 @@
 //! the tests of this binary share one buffer: each uses material no other test logs.
 #![cfg(all(feature = "axum", feature = "remote"))]
 
+#[path = "common/logs.rs"]
+mod logs;
+use logs::LogBuffer;
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
 #[path = "common/mint.rs"]
 mod mint;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use argon2::password_hash::PasswordHasher as _;
@@ -45,47 +47,12 @@ const ISSUER_KID: &str = "issuer-ed-1";
 // ---------------------------------------------------------------------------------------------
 // The captured log
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
-}
-
 /// The buffer behind the global subscriber, installed on first use.
 fn logs() -> &'static LogBuffer {
     static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .finish();
+        let subscriber = logs.subscriber();
         tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
         logs
     })
