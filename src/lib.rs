@@ -108,6 +108,8 @@ mod remote;
 pub mod revocation;
 mod scope;
 mod service;
+#[cfg(any(feature = "remote", feature = "client"))]
+mod url;
 mod validator;
 
 // The test helpers shared with the integration tests name the crate `bearer_guard`.

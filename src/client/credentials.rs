@@ -231,7 +231,8 @@ impl ClientCredentialsBuilder {
     /// - [`ConfigError::InsecureUrl`]: the token endpoint is plain `http` to a host that is
     ///   not loopback, without [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<ClientCredentials, ConfigError> {
-        let token_endpoint = checked_endpoint(&self.token_endpoint, self.allow_insecure_http)?;
+        let token_endpoint =
+            crate::url::checked_uri(&self.token_endpoint, self.allow_insecure_http)?;
         if let Some(resource) = &self.resource
             && !is_resource_uri(resource)
         {
@@ -312,27 +313,6 @@ pub(crate) fn normalize_scope(scope: &str) -> Option<String> {
     tokens.sort_unstable();
     tokens.dedup();
     (!tokens.is_empty()).then(|| tokens.join(" "))
-}
-
-/// An absolute `http(s)` URL with a host; plain `http` only to loopback unless allowed.
-fn checked_endpoint(url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
-    let invalid = || ConfigError::InvalidUrl(url.to_owned());
-    let uri: Uri = url.parse().map_err(|_| invalid())?;
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(invalid)?;
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if allow_http || is_loopback(host) => Ok(uri),
-        Some("http") => Err(ConfigError::InsecureUrl(url.to_owned())),
-        _ => Err(invalid()),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// RFC 8707 §2: an absolute URI (a scheme, something after it), no fragment, visible ASCII.

@@ -121,7 +121,7 @@ impl KeyCache {
         // Refuse insecure URLs at build time, before anything is fetched.
         match &settings.source {
             Source::Jwks(url) | Source::Discover(url) => {
-                http::checked_uri(url, settings.allow_http)?;
+                crate::url::checked_uri(url, settings.allow_http)?;
             }
         }
         let client = client
@@ -385,7 +385,7 @@ impl fmt::Debug for KeyCache {
 }
 
 fn checked(url: &str, allow_http: bool) -> Result<Uri, FetchError> {
-    http::checked_uri(url, allow_http).map_err(|e| FetchError::Invalid(e.to_string()))
+    crate::url::checked_uri(url, allow_http).map_err(|e| FetchError::Invalid(e.to_string()))
 }
 
 /// RFC 8414 §3.1 inserts the well-known segment between host and path; OpenID Connect
