@@ -173,6 +173,8 @@ pub(crate) fn unix_now() -> i64 {
 
 /// Default time a store's answer is trusted without asking again.
 pub const DEFAULT_REVOCATION_MEMO: Duration = Duration::from_millis(500);
+/// Longest memo accepted; longer settings are shortened to it.
+pub const MAX_REVOCATION_MEMO: Duration = Duration::from_secs(3600);
 
 /// The validator's view of a store: the store, and the memo of its recent answers.
 pub(crate) struct RevocationCheck {
@@ -201,7 +203,9 @@ impl RevocationCheck {
         RevocationCheck {
             store,
             memo: quick_cache::sync::Cache::new(65_536),
-            memo_ttl,
+            // A memo longer than an hour would defeat revocation; it also keeps `Instant`
+            // arithmetic far from overflow.
+            memo_ttl: memo_ttl.min(MAX_REVOCATION_MEMO),
             fail_open,
         }
     }
@@ -461,8 +465,9 @@ mod tests {
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .keys(keys)
-            .revocation(store.clone())
+            // Settings apply whatever their order.
             .revocation_fail_open()
+            .revocation(store.clone())
             .build()
             .expect("validator");
         assert_eq!(

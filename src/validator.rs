@@ -188,7 +188,11 @@ impl Validator<AccessClaims> {
             realm: None,
             resource_metadata: None,
             cache: Some((DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES)),
-            revocation: None,
+            revocation: RevocationSettings {
+                store: None,
+                memo: DEFAULT_REVOCATION_MEMO,
+                fail_open: false,
+            },
             _claims: PhantomData,
         }
     }
@@ -603,8 +607,15 @@ pub struct ValidatorBuilder<T = AccessClaims, K = StaticKeys> {
     realm: Option<String>,
     resource_metadata: Option<String>,
     cache: Option<(usize, u64)>,
-    revocation: Option<(Arc<dyn Revocations>, Duration, bool)>,
+    revocation: RevocationSettings,
     _claims: PhantomData<fn() -> T>,
+}
+
+/// The builder's revocation settings, independent of the order they are given in.
+struct RevocationSettings {
+    store: Option<Arc<dyn Revocations>>,
+    memo: Duration,
+    fail_open: bool,
 }
 
 /// [`ValidatorBuilder`] state: keys given in code ([`KeySet`]).
@@ -713,30 +724,22 @@ impl<T, K> ValidatorBuilder<T, K> {
     /// let builder = Validator::builder().revocation(store.clone());
     /// ```
     pub fn revocation(mut self, store: Arc<dyn Revocations>) -> Self {
-        let (memo, fail_open) = self
-            .revocation
-            .as_ref()
-            .map_or((DEFAULT_REVOCATION_MEMO, false), |r| (r.1, r.2));
-        self.revocation = Some((store, memo, fail_open));
+        self.revocation.store = Some(store);
         self
     }
 
     /// How long a revocation answer is trusted without asking the store again (default
-    /// 500 ms): the longest a revoked token can still be accepted after the store has it.
-    /// Zero asks on every request. Takes effect with [`revocation`](Self::revocation).
+    /// 500 ms, at most an hour): the longest a revoked token can still be accepted after the
+    /// store has it. Zero asks on every request. Used with [`revocation`](Self::revocation).
     pub fn revocation_memo(mut self, memo: Duration) -> Self {
-        if let Some(r) = &mut self.revocation {
-            r.1 = memo;
-        }
+        self.revocation.memo = memo;
         self
     }
 
     /// When the revocation store cannot be reached, accept tokens (logging a warning)
-    /// instead of answering 503. Takes effect with [`revocation`](Self::revocation).
+    /// instead of answering 503. Used with [`revocation`](Self::revocation).
     pub fn revocation_fail_open(mut self) -> Self {
-        if let Some(r) = &mut self.revocation {
-            r.2 = true;
-        }
+        self.revocation.fail_open = true;
         self
     }
 
@@ -798,9 +801,9 @@ impl<T, K> ValidatorBuilder<T, K> {
                 cache: self
                     .cache
                     .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
-                revocation: self
-                    .revocation
-                    .map(|(store, memo, fail_open)| RevocationCheck::new(store, memo, fail_open)),
+                revocation: self.revocation.store.map(|store| {
+                    RevocationCheck::new(store, self.revocation.memo, self.revocation.fail_open)
+                }),
                 issuer: issuer.into(),
                 audiences: self.audiences.into_iter().map(Into::into).collect(),
                 keys,
