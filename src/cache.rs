@@ -7,6 +7,7 @@
 //! evicts older entries.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use quick_cache::Weighter;
 
@@ -19,7 +20,13 @@ pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(crate) struct TokenCache<T> {
     cache: quick_cache::sync::Cache<Box<str>, Arc<Verified<T>>, Weight>,
+    /// Unix second at or after which the next sweep of expired entries runs.
+    next_sweep: AtomicI64,
 }
+
+/// How often expired entries are swept out, at most. Expired entries are never served in
+/// between (every hit checks `exp`); the sweep only returns their memory early.
+const SWEEP_EVERY: i64 = if cfg!(test) { 1 } else { 5 };
 
 /// Weight of an entry: its estimated size in bytes, but at least `floor` =
 /// `max_bytes / max_entries`, so that neither bound can be exceeded.
@@ -47,7 +54,23 @@ impl<T> TokenCache<T> {
                 max_bytes,
                 Weight { floor },
             ),
+            next_sweep: AtomicI64::new(0),
         }
+    }
+
+    /// Drops the entries whose token has expired (`exp + leeway <= now`), at most once per
+    /// [`SWEEP_EVERY`] seconds; one caller sweeps, the others go on at once.
+    pub(crate) fn sweep_expired(&self, now: i64, leeway: i64) {
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .next_sweep
+                .compare_exchange(due, now + SWEEP_EVERY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.cache.retain(|_, v| now.saturating_sub(leeway) < v.exp);
     }
 
     /// The entry for exactly this token. No allocation.
@@ -135,6 +158,23 @@ mod tests {
             Some(0),
             "expired entry is dropped"
         );
+    }
+
+    #[test]
+    fn expired_entries_are_swept_out_without_being_asked_for() {
+        let v = mint::builder()
+            .leeway(Duration::ZERO)
+            .build()
+            .expect("validator");
+        let short = token("ed-1", json!({"exp": now() + 1}));
+        let long = token("ed-1", json!({}));
+        assert!(v.validate(&short).is_ok());
+        assert!(v.validate(&long).is_ok());
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(2));
+        std::thread::sleep(Duration::from_millis(2100));
+        // Only the long-lived token is asked for; the sweep it triggers drops the other.
+        assert!(v.validate(&long).is_ok());
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));
     }
 
     #[test]

@@ -359,8 +359,9 @@ where
         let Some(cache) = &self.inner.cache else {
             return self.verify_uncached(token, may_fetch);
         };
+        let now = now();
+        cache.sweep_expired(now, self.inner.leeway);
         if let Some(hit) = cache.get(token) {
-            let now = now();
             if now.saturating_sub(self.inner.leeway) < hit.exp
                 && hit
                     .nbf
