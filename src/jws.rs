@@ -83,7 +83,15 @@ pub(crate) fn verify<'k>(
             .verify(signing_input.as_bytes(), &signature)
             .is_err()
     {
-        return Err(ErrorKind::InvalidSignature.into());
+        // A token naming a kid we do not have, tried against a key without a kid: what failed
+        // is finding its key (and, with remote keys, that is what a refetch can fix).
+        let fell_back = kid.is_some() && key.kid().is_none();
+        return Err(if fell_back {
+            ErrorKind::UnknownKey
+        } else {
+            ErrorKind::InvalidSignature
+        }
+        .into());
     }
     Ok(Verified {
         key,

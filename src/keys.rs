@@ -398,8 +398,9 @@ impl KeySet {
     /// Finds the key for a token's `kid` and `alg`.
     ///
     /// With a `kid`: the key with that id and algorithm; failing any key with that id, the
-    /// single key without an id that pins `alg`. Without a `kid`: the single key that pins
-    /// `alg`. Never a key of another algorithm.
+    /// single key without an id that pins `alg` (a signature that key does not verify is
+    /// then reported as an unknown key). Without a `kid`: the single key that pins `alg`.
+    /// Never a key of another algorithm.
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Lookup<'_> {
         if let Some(kid) = kid {
             let mut named = self.keys.iter().filter(|k| k.kid() == Some(kid)).peekable();

@@ -500,6 +500,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_kid_may_fall_back_to_the_one_kid_less_key() {
+        let kidless =
+            KeySet::new([Key::from_pem(mint::RSA2_PUBLIC, crate::Algorithm::RS256).expect("key")]);
+        let v = Validator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(kidless)
+            .build()
+            .expect("v");
+        // Signed by that key, naming a kid the set does not have: accepted.
+        let (alg, key) = (
+            crate::Algorithm::RS256,
+            mint::encoding_key_for(crate::Algorithm::RS256, mint::RSA2_PRIVATE),
+        );
+        let header = mint::header(alg, "rotated-away", json!({})).to_string();
+        let t = mint::sign_raw(alg, &key, &header, &mint::claims(json!({})).to_string());
+        assert!(v.validate(&t).is_ok());
+        // Signed by another key: its key is unknown here, not merely a bad signature.
+        let err = v
+            .validate(&token("rsa-1", json!({})))
+            .expect_err("other key");
+        assert_eq!(err.kind(), ErrorKind::UnknownKey);
+    }
+
+    #[tokio::test]
     async fn token_without_kid_needs_exactly_one_key_of_its_algorithm() {
         let t = token_with("ec-1", json!({"kid": null}), json!({}));
         assert!(validator().validate(&t).is_ok());

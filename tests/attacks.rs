@@ -422,7 +422,8 @@ fn key_confusion_with_a_real_hmac_key_in_the_set() {
     );
 
     // Same with an HMAC key that has no kid: a token naming the RSA kid still cannot fall
-    // through to it; an unknown kid falls through to the kid-less HMAC key and fails its MAC.
+    // through to it; an unknown kid falls through to the kid-less HMAC key, fails its MAC, and
+    // is reported as an unknown key (no key of its kid verified it).
     let v = validator_with(KeySet::new([rsa, hmac]));
     refused(
         &v,
@@ -433,7 +434,7 @@ fn key_confusion_with_a_real_hmac_key_in_the_set() {
     refused(
         &v,
         &hs(Some("nope"), &rsa_pem),
-        ErrorKind::InvalidSignature,
+        ErrorKind::UnknownKey,
         "kid-less HMAC key, unknown kid",
     );
     refused(
