@@ -182,6 +182,13 @@ mod tests {
         let v = builder().build().expect("validator");
         let t = token("ec-1", json!({"scope": "read"}));
         assert!(v.authorize(&t, &RequiredScopes::all(["read"])).is_ok());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let err = rt
+            .block_on(v.authorize_async(&t, &RequiredScopes::any(["admin", "write"])))
+            .expect_err("cached, but neither scope");
+        assert_eq!(err.kind(), ErrorKind::InsufficientScope);
         let err = v
             .authorize(&t, &RequiredScopes::all(["admin"]))
             .expect_err("cached, but no admin");

@@ -206,9 +206,11 @@ where
     /// `aud`; then deserializes the claims into `T`. No scope is required.
     ///
     /// Never waits: with remote keys it uses the key set fetched so far, so a token signed
-    /// with a key published since is refused with [`ErrorKind::UnknownKey`] (a refetch is
-    /// started in the background). In async code prefer
-    /// [`validate_async`](Self::validate_async).
+    /// with a key published since is refused with [`ErrorKind::UnknownKey`]; with a
+    /// revocation store, a token whose answer is not memoised yet is refused with
+    /// [`ErrorKind::RevocationUnavailable`] (accepted when failing open). Either way the
+    /// missing piece is fetched in the background when a Tokio runtime is running. In async
+    /// code use [`validate_async`](Self::validate_async), which waits for them.
     ///
     /// # Errors
     /// An [`AuthError`] whose [`kind`](AuthError::kind) says what failed.
@@ -220,11 +222,11 @@ where
 
     /// Validates a token as [`validate`](Self::validate) does, waiting for a key-set fetch
     /// when the token names a key not seen yet (remote keys only; at most one fetch per
-    /// cooldown, shared by all waiting requests).
+    /// cooldown, shared by all waiting requests) and for the revocation store's answer.
     ///
     /// # Errors
     /// As [`validate`](Self::validate); [`ErrorKind::KeysUnavailable`] when no keys could
-    /// be fetched.
+    /// be fetched, [`ErrorKind::RevocationUnavailable`] when the store could not answer.
     pub async fn validate_async(&self, token: &str) -> Result<Claims<T>, AuthError> {
         self.verify_async(token)
             .await
@@ -239,6 +241,21 @@ where
     /// As [`validate`](Self::validate), or [`ErrorKind::InsufficientScope`].
     pub fn authorize(&self, token: &str, scopes: &RequiredScopes) -> Result<Claims<T>, AuthError> {
         let verified = self.verify_now(token).map_err(|r| r.error)?;
+        scopes.check(verified.scopes.iter())?;
+        Ok(verified.claims.clone())
+    }
+
+    /// As [`validate_async`](Self::validate_async), then checks that the token grants
+    /// `scopes`.
+    ///
+    /// # Errors
+    /// As [`validate_async`](Self::validate_async), or [`ErrorKind::InsufficientScope`].
+    pub async fn authorize_async(
+        &self,
+        token: &str,
+        scopes: &RequiredScopes,
+    ) -> Result<Claims<T>, AuthError> {
+        let verified = self.verify_async(token).await.map_err(|r| r.error)?;
         scopes.check(verified.scopes.iter())?;
         Ok(verified.claims.clone())
     }
