@@ -321,15 +321,7 @@ mod tests {
     }
 
     fn jti_of(t: &str) -> String {
-        use base64::Engine as _;
-        let payload = t.split('.').nth(1).expect("jws");
-        let claims: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("b64"),
-        )
-        .expect("json");
-        claims["jti"].as_str().expect("jti").to_owned()
+        mint::claims_of(t)["jti"].as_str().expect("jti").to_owned()
     }
 
     async fn status(v: &Validator, t: &str) -> (StatusCode, Option<ErrorKind>, Option<String>) {

@@ -7,7 +7,10 @@
 
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/oauth.rs"]
+mod oauth;
 use logs::LogBuffer;
+use oauth::cheap_hash;
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
 
@@ -17,8 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHasher;
-use argon2::{Argon2, Params};
 use axum::Router;
 use axum::extract::{Request as AxumRequest, State};
 use axum::middleware::{Next, from_fn_with_state};
@@ -43,15 +44,6 @@ use tower::{Service, ServiceExt};
 const API: &str = "https://api.test";
 const SVC_SECRET: &str = "svc-secret-0123456789";
 const SHORT_SECRET: &str = "short-lived-secret-0123456789";
-
-/// Argon2id with the smallest parameters: the tests run unoptimised.
-fn cheap_hash(secret: &str) -> String {
-    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-        .hash_password(secret.as_bytes())
-        .expect("hash")
-        .to_string()
-}
 
 fn clients_toml() -> String {
     format!(

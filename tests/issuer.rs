@@ -6,7 +6,10 @@
 
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/oauth.rs"]
+mod oauth;
 use logs::LogBuffer;
+use oauth::{basic_header, cheap_hash, urlencode};
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
 #[path = "common/redis_server.rs"]
@@ -18,8 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHasher;
-use argon2::{Argon2, Params};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bearer_guard::revocation::{
@@ -43,15 +44,6 @@ const READER_SECRET: &str = "reader-secret-0123456789";
 /// A client id and secret that need form-urlencoding in a Basic header (RFC 6749 §2.3.1).
 const ODD_ID: &str = "svc:2 é";
 const ODD_SECRET: &str = "p@ss word:+%&=";
-
-/// Argon2id with the smallest parameters: the tests run unoptimised.
-fn cheap_hash(secret: &str) -> String {
-    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-        .hash_password(secret.as_bytes())
-        .expect("hash")
-        .to_string()
-}
 
 fn clients_toml() -> String {
     format!(
@@ -332,23 +324,6 @@ impl Server {
             .await
             .assert_token()
     }
-}
-
-fn basic_header(id: &str, secret: &str) -> String {
-    let pair = format!("{}:{}", urlencode(id), urlencode(secret));
-    format!("Basic {}", STANDARD.encode(pair))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The token's `jti`.

@@ -16,13 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::revocation::{RedisRevocations, RevocationFuture, Revocations};
 use bearer_guard::{AuthError, ErrorKind, RequireScope, Validator};
 use http::{Request, Response, StatusCode};
-use mint::{ISSUER, now, token};
-use serde_json::{Value, json};
+use mint::{ISSUER, claims_of, now, token};
+use serde_json::json;
 use tower::{Layer as _, ServiceExt as _, service_fn};
 
 /// How long one request may take while Redis is down (the store's timeouts are 500 ms).
@@ -140,11 +138,6 @@ fn assert_fails_closed(outcome: &Outcome) {
         .parse()
         .expect("Retry-After in seconds");
     assert!((1..=60).contains(&retry), "{outcome:?}");
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("jws");
-    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
 }
 
 fn jti_of(token: &str) -> String {

@@ -9,19 +9,21 @@
 
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/oauth.rs"]
+mod oauth;
 use logs::LogBuffer;
+use oauth::{basic_header, cheap_hash, urlencode};
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
 #[path = "common/mint.rs"]
 mod mint;
+use mint::claims_of;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHasher as _;
-use argon2::{Argon2, Params};
 use axum::Router;
 use axum::handler::Handler as _;
 use axum::routing::get;
@@ -138,14 +140,6 @@ fn lines_with<'a>(logs: &'a str, name: &str, value: &str) -> Vec<&'a str> {
 // ---------------------------------------------------------------------------------------------
 // The issuer and the protected service
 
-fn cheap_hash(secret: &str) -> String {
-    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-        .hash_password(secret.as_bytes())
-        .expect("hash")
-        .to_string()
-}
-
 fn clients_toml() -> String {
     format!(
         r#"
@@ -260,28 +254,6 @@ async fn serve(app: Router) -> SocketAddr {
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-fn basic_header(id: &str, secret: &str) -> String {
-    let pair = format!("{}:{}", urlencode(id), urlencode(secret));
-    format!("Basic {}", STANDARD.encode(pair))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("jws");
-    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
 }
 
 fn now() -> i64 {

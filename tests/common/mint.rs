@@ -172,6 +172,12 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The claims of a compact JWS, unverified (tests only).
+pub fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("jws");
+    serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json")
+}
+
 /// JWKS JSON (public keys) for the given test kids, built from the keys' public PEMs.
 pub fn jwks(kids: &[&str]) -> String {
     let keys: Vec<Value> = kids.iter().map(|kid| jwk(kid)).collect();
