@@ -7,6 +7,10 @@ use std::fmt;
 
 use http::StatusCode;
 
+/// A boxed error: what the crate's services return when an inner service or an HTTP client
+/// fails, and what a custom [`HttpClient`](crate::HttpClient) may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a request was refused.
 ///
 /// The layer answers every failure with a response, never with an `Err` from the service; the
@@ -305,6 +309,10 @@ pub enum ConfigError {
     InvalidJson(String),
     /// A URL that does not parse, or has no host, or a scheme other than `http(s)`.
     InvalidUrl(String),
+    /// A URL with credentials in it (`https://user:password@host/..`), refused so that they
+    /// never reach logs or `Debug` output. The URL is held with its userinfo replaced by
+    /// `***`.
+    CredentialsInUrl(String),
     /// An `http://` URL to a host that is not loopback, without
     /// [`allow_insecure_http`](crate::ValidatorBuilder::allow_insecure_http).
     InsecureUrl(String),
@@ -338,6 +346,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::InvalidJson(reason) => write!(f, "invalid JSON: {reason}"),
             ConfigError::InvalidUrl(url) => write!(f, "invalid URL `{url}`"),
+            ConfigError::CredentialsInUrl(url) => write!(
+                f,
+                "refusing URL `{url}` with credentials in it: configure them separately"
+            ),
             ConfigError::InsecureUrl(url) => {
                 write!(f, "refusing plain-http URL `{url}` to a non-loopback host")
             }

@@ -128,12 +128,12 @@ mod tonic;
 pub use crate::axum::ClaimsRejection;
 pub use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 pub use crate::claims::{AccessClaims, Audience, Claims};
-pub use crate::error::{AuthError, ConfigError, ErrorKind};
+pub use crate::error::{AuthError, BoxError, ConfigError, ErrorKind};
 pub use crate::future::ResponseFuture;
 pub use crate::keys::{JwksOptions, Key, KeySet};
 pub use crate::layer::RequireScope;
 #[cfg(feature = "remote")]
-pub use crate::remote::http::{BoxError, HttpClient, ResponseFuture as HttpResponseFuture};
+pub use crate::remote::http::{HttpClient, ResponseFuture as HttpResponseFuture};
 pub use crate::scope::RequiredScopes;
 pub use crate::service::RequireScopeService;
 #[cfg(feature = "tonic")]

@@ -1,21 +1,44 @@
-//! The URL rule shared by everything that fetches over HTTP (key sets, discovery, token
-//! endpoints): `https`, or plain `http` to a loopback host, unless explicitly allowed.
+//! The URL rule shared by everything that fetches over HTTP (key sets, discovery, token and
+//! introspection endpoints): `https`, or plain `http` to a loopback host, unless explicitly
+//! allowed; never credentials in the URL itself.
+
+use std::borrow::Cow;
 
 use http::Uri;
 
 use crate::error::ConfigError;
 
 /// Parses `url` and refuses anything but `https`, or `http` to a loopback host, unless
-/// `allow_http` is set.
+/// `allow_http` is set. A URL carrying credentials (`https://user:pass@host/..`) is refused:
+/// they would end up in logs and `Debug` output; give credentials through the setting made
+/// for them.
 pub(crate) fn checked_uri(url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
-    let invalid = || ConfigError::InvalidUrl(url.to_owned());
+    let invalid = || ConfigError::InvalidUrl(redact(url).into_owned());
     let uri: Uri = url.parse().map_err(|_| invalid())?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(ConfigError::CredentialsInUrl(redact(url).into_owned()));
+    }
     let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(invalid)?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") if allow_http || is_loopback(host) => Ok(uri),
         Some("http") => Err(ConfigError::InsecureUrl(url.to_owned())),
         _ => Err(invalid()),
+    }
+}
+
+/// `url` without the userinfo of its authority (`https://user:pass@host/p` becomes
+/// `https://***@host/p`), for printing. Anything that does not look like a URL is returned
+/// as it is, but cut at the first `@` of what would be its authority.
+pub(crate) fn redact(url: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let rest = &url[scheme_end..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}***{}", &url[..scheme_end], &rest[at..])),
+        None => Cow::Borrowed(url),
     }
 }
 
@@ -46,5 +69,32 @@ mod tests {
         assert!(checked_uri("http://issuer.example/jwks", true).is_ok());
         assert!(checked_uri("ftp://issuer.example/jwks", true).is_err());
         assert!(checked_uri("/relative", false).is_err());
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_and_never_printed() {
+        for url in [
+            "https://user:hunter2@issuer.example/jwks",
+            "https://hunter2@issuer.example/jwks",
+            "http://user:hunter2@127.0.0.1:8000/jwks",
+        ] {
+            let err = checked_uri(url, true).expect_err("credentials");
+            assert!(matches!(err, ConfigError::CredentialsInUrl(_)), "{err:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        }
+        // Unparseable URLs are printed redacted too.
+        let err = checked_uri("https://u:hunter2@exa mple/", false).expect_err("invalid");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn redact_removes_userinfo_only() {
+        assert_eq!(
+            redact("https://u:p@host:8/a@b?c@d"),
+            "https://***@host:8/a@b?c@d"
+        );
+        assert_eq!(redact("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact("no scheme"), "no scheme");
     }
 }

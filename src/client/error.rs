@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-/// A boxed error, as the [`AddAccessToken`](super::AddAccessToken) service returns it.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub use crate::error::BoxError;
 
 /// Why no access token could be obtained. The caller's request was not sent.
 ///

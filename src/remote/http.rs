@@ -13,8 +13,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
-/// An error from an [`HttpClient`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::error::BoxError;
 
 /// The future an [`HttpClient`] returns.
 pub type ResponseFuture<'a> =
