@@ -87,7 +87,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::ClaimsRejection;
-    use crate::mint::{self, AUDIENCE, ISSUER, token};
+    use crate::testkit::{self as mint, AUDIENCE, ISSUER, token};
     use crate::{AccessClaims, Claims, RequireScope, Validator};
 
     fn validator() -> Validator {
@@ -208,7 +208,7 @@ mod tests {
         let app = Router::new()
             .route(
                 "/required",
-                get(client).layer(RequireScope::all(&v, ["read"])),
+                get(client).layer(RequireScope::all(&v, ["read"]).expect("scopes")),
             )
             .route(
                 "/optional",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use quick_cache::Weighter;
 
-use crate::validator::Verified;
+use crate::token::Verified;
 
 /// Default bound on cached tokens.
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
@@ -70,7 +70,8 @@ impl<T> TokenCache<T> {
         {
             return;
         }
-        self.cache.retain(|_, v| now.saturating_sub(leeway) < v.exp);
+        self.cache
+            .retain(|_, v| now.saturating_sub(leeway) < v.facts().exp);
     }
 
     /// The entry for exactly this token. No allocation.
@@ -101,7 +102,7 @@ mod tests {
 
     use serde_json::json;
 
-    use crate::mint::{self, now, token};
+    use crate::testkit::{self as mint, now, token};
     use crate::{ErrorKind, RequiredScopes};
 
     fn builder() -> crate::ValidatorBuilder {
@@ -181,16 +182,22 @@ mod tests {
     fn scopes_are_checked_on_every_hit() {
         let v = builder().build().expect("validator");
         let t = token("ec-1", json!({"scope": "read"}));
-        assert!(v.authorize(&t, &RequiredScopes::all(["read"])).is_ok());
+        assert!(
+            v.authorize(&t, &RequiredScopes::all(["read"]).expect("scopes"))
+                .is_ok()
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
         let err = rt
-            .block_on(v.authorize_async(&t, &RequiredScopes::any(["admin", "write"])))
+            .block_on(v.authorize_async(
+                &t,
+                &RequiredScopes::any(["admin", "write"]).expect("scopes"),
+            ))
             .expect_err("cached, but neither scope");
         assert_eq!(err.kind(), ErrorKind::InsufficientScope);
         let err = v
-            .authorize(&t, &RequiredScopes::all(["admin"]))
+            .authorize(&t, &RequiredScopes::all(["admin"]).expect("scopes"))
             .expect_err("cached, but no admin");
         assert_eq!(err.kind(), ErrorKind::InsufficientScope);
     }

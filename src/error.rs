@@ -13,9 +13,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request was refused.
 ///
-/// The layer answers every failure with a response, never with an `Err` from the service; the
-/// `AuthError` is inserted into that response's extensions so that callers, middleware further
-/// out and tests can see the reason:
+/// The layers answer every failure with a response, never with an `Err` from the service;
+/// the `AuthError` is inserted into that response's extensions so that callers, middleware
+/// further out and tests can see the reason:
 ///
 /// ```
 /// use bearer_guard::{AuthError, ErrorKind};
@@ -30,7 +30,9 @@ pub struct AuthError {
     claim: Option<&'static str>,
 }
 
-/// The reason behind an [`AuthError`].
+/// The reason behind a refusal: what is logged as `reason`, counted in metrics, and looked
+/// up in the one table that gives each its HTTP status, RFC 6750 error code and gRPC code
+/// (see [`ErrorKind::status`], [`ErrorKind::oauth_error`], [`ErrorKind::grpc_code`]).
 ///
 /// New reasons may be added in minor releases; match with a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,12 +41,14 @@ pub enum ErrorKind {
     /// No `Authorization: Bearer` credentials (RFC 6750 §3.1: 401 with no error code).
     MissingToken,
     /// The `Authorization` header is malformed: several headers, several tokens, characters
-    /// outside `token68`, or not visible ASCII (400 `invalid_request`).
+    /// outside `token68`, whitespace other than spaces after the scheme (400
+    /// `invalid_request`).
     InvalidRequest,
     /// The token is longer than the configured maximum; it was not parsed.
     TokenTooLarge,
-    /// Not a compact JWS: wrong number of parts, bad base64url, or JSON that does not parse
-    /// or is not an object.
+    /// Not a compact JWS: wrong number of parts, bad base64url, JSON that does not parse or
+    /// is not an object, or a NumericDate claim that is not a plain number within range
+    /// (an exponent, a value past `i64::MAX`); [`AuthError::claim_name`] names such a claim.
     Malformed,
     /// A JSON object in the header or the claims repeats a member name.
     DuplicateMember,
@@ -72,131 +76,41 @@ pub enum ErrorKind {
     NotYetValid,
     /// The token claims to be issued in the future (`iat`, beyond the leeway).
     IssuedInFuture,
-    /// `iss` is not the configured issuer.
+    /// The token lives longer than the configured
+    /// [`max_token_lifetime`](crate::ValidatorBuilder::max_token_lifetime) (`exp - iat`, or
+    /// `exp - now`).
+    LifetimeTooLong,
+    /// `iss` is not the configured issuer (or none of the configured issuers).
     InvalidIssuer,
     /// `aud` does not contain the configured audience.
     InvalidAudience,
     /// The claims do not deserialize into the application's claims type.
     InvalidClaims,
+    /// The token is bound to a key its presenter must prove (a `cnf` claim: DPoP `jkt`,
+    /// mTLS `x5t#S256`, or another confirmation method), and the request carries no such
+    /// proof: a sender-constrained token presented as a plain bearer token is refused (RFC
+    /// 9449 §7.2, RFC 8705 §3).
+    SenderConstrained,
     /// The token is valid but lacks the scopes the route requires (403 `insufficient_scope`).
     InsufficientScope,
-    /// No verification keys are available (for example the issuer's key set could not be
-    /// fetched): a server-side problem, answered with 503.
-    KeysUnavailable,
     /// The token is valid and has the scopes, but a claims requirement of the route
     /// ([`RequireScope::require`](crate::RequireScope::require)) refused it (403
     /// `insufficient_scope`).
     Forbidden,
     /// The token has been revoked (its `jti` is in the revocation store).
     Revoked,
-    /// The revocation store could not be asked: 503 with `Retry-After` (fail closed).
+    /// No verification keys are available (for example the issuer's key set could not be
+    /// fetched): a server-side problem, answered with 503.
+    KeysUnavailable,
+    /// The revocation store could not be asked: 503 with `Retry-After` (fail closed). A
+    /// synchronous [`Validator::validate`](crate::Validator::validate) that would have to
+    /// wait for the store answers this too, and starts asking it in the background.
     RevocationUnavailable,
-}
-
-impl ErrorKind {
-    /// A stable, short, lower-case name for logs and metrics (`"expired"`, `"unknown_key"`).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::MissingToken => "missing_token",
-            ErrorKind::InvalidRequest => "invalid_request",
-            ErrorKind::TokenTooLarge => "token_too_large",
-            ErrorKind::Malformed => "malformed",
-            ErrorKind::DuplicateMember => "duplicate_member",
-            ErrorKind::UnsupportedAlgorithm => "unsupported_algorithm",
-            ErrorKind::AlgorithmMismatch => "algorithm_mismatch",
-            ErrorKind::UnknownKey => "unknown_key",
-            ErrorKind::UnsupportedCritical => "unsupported_critical",
-            ErrorKind::InvalidSignature => "invalid_signature",
-            ErrorKind::InvalidType => "invalid_type",
-            ErrorKind::MissingClaim => "missing_claim",
-            ErrorKind::InvalidClaimType => "invalid_claim_type",
-            ErrorKind::Expired => "expired",
-            ErrorKind::NotYetValid => "not_yet_valid",
-            ErrorKind::IssuedInFuture => "issued_in_future",
-            ErrorKind::InvalidIssuer => "invalid_issuer",
-            ErrorKind::InvalidAudience => "invalid_audience",
-            ErrorKind::InvalidClaims => "invalid_claims",
-            ErrorKind::InsufficientScope => "insufficient_scope",
-            ErrorKind::KeysUnavailable => "keys_unavailable",
-            ErrorKind::Forbidden => "forbidden",
-            ErrorKind::Revoked => "revoked",
-            ErrorKind::RevocationUnavailable => "revocation_unavailable",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            ErrorKind::MissingToken => "no bearer token",
-            ErrorKind::InvalidRequest => "malformed Authorization header",
-            ErrorKind::TokenTooLarge => "token exceeds the size limit",
-            ErrorKind::Malformed => "token is not a well-formed compact JWS",
-            ErrorKind::DuplicateMember => "token repeats a JSON member name",
-            ErrorKind::UnsupportedAlgorithm => "token algorithm is not accepted",
-            ErrorKind::AlgorithmMismatch => "token algorithm differs from the key's algorithm",
-            ErrorKind::UnknownKey => "no key matches the token",
-            ErrorKind::UnsupportedCritical => "token has critical header parameters",
-            ErrorKind::InvalidSignature => "token signature is invalid",
-            ErrorKind::InvalidType => "token type is not at+jwt",
-            ErrorKind::MissingClaim => "token lacks a required claim",
-            ErrorKind::InvalidClaimType => "token claim has the wrong type",
-            ErrorKind::Expired => "token has expired",
-            ErrorKind::NotYetValid => "token is not valid yet",
-            ErrorKind::IssuedInFuture => "token is issued in the future",
-            ErrorKind::InvalidIssuer => "token issuer is not accepted",
-            ErrorKind::InvalidAudience => "token audience is not accepted",
-            ErrorKind::InvalidClaims => "token claims do not match the expected shape",
-            ErrorKind::InsufficientScope => "token lacks the required scope",
-            ErrorKind::KeysUnavailable => "verification keys are unavailable",
-            ErrorKind::Forbidden => "token is not allowed here",
-            ErrorKind::Revoked => "token has been revoked",
-            ErrorKind::RevocationUnavailable => "revocation status is unavailable",
-        }
-    }
-
-    /// The HTTP status this failure is answered with.
-    #[must_use]
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorKind::MissingToken => StatusCode::UNAUTHORIZED,
-            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::InsufficientScope | ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The RFC 6750 §3.1 `error` code, if the failure has one.
-    #[must_use]
-    pub fn oauth_error(self) -> Option<&'static str> {
-        match self {
-            ErrorKind::MissingToken
-            | ErrorKind::KeysUnavailable
-            | ErrorKind::RevocationUnavailable => None,
-            ErrorKind::InvalidRequest => Some("invalid_request"),
-            ErrorKind::InsufficientScope | ErrorKind::Forbidden => Some("insufficient_scope"),
-            _ => Some("invalid_token"),
-        }
-    }
-
-    /// The gRPC status code this failure is answered with on a gRPC request:
-    /// 16 `UNAUTHENTICATED`, 7 `PERMISSION_DENIED` or 14 `UNAVAILABLE`.
-    #[must_use]
-    pub fn grpc_code(self) -> u8 {
-        match self {
-            ErrorKind::InsufficientScope | ErrorKind::Forbidden => 7,
-            ErrorKind::KeysUnavailable | ErrorKind::RevocationUnavailable => 14,
-            _ => 16,
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())
-    }
+    /// The client is over its rate limit (429 with `Retry-After`; gRPC
+    /// `RESOURCE_EXHAUSTED`).
+    RateLimited,
+    /// The shared quota store could not be asked and the rate limit fails closed (503).
+    QuotaUnavailable,
 }
 
 impl AuthError {
@@ -254,6 +168,12 @@ impl fmt::Display for AuthError {
             Some(claim) => write!(f, "{} (`{claim}`)", self.kind.description()),
             None => f.write_str(self.kind.description()),
         }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
     }
 }
 
@@ -322,6 +242,14 @@ pub enum ConfigError {
     /// A value that goes into `WWW-Authenticate` (realm, resource metadata URL) holds a
     /// character that cannot be sent in a quoted string.
     InvalidHeaderValue(&'static str),
+    /// A required scope is not a valid RFC 6749 §3.3 `scope-token` (printable ASCII without
+    /// space, `"` or `\\`): no token could ever grant it.
+    InvalidScope(String),
+    /// [`RequireScope::all`](crate::RequireScope::all) or
+    /// [`RequireScope::any`](crate::RequireScope::any) was given no scope. A route that
+    /// needs only a valid token says so with
+    /// [`RequireScope::authenticated`](crate::RequireScope::authenticated).
+    EmptyScopes,
 }
 
 impl fmt::Display for ConfigError {
@@ -359,6 +287,14 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidHeaderValue(what) => {
                 write!(f, "{what} holds characters not allowed in WWW-Authenticate")
             }
+            ConfigError::InvalidScope(scope) => write!(
+                f,
+                "required scope `{}` is not a valid scope-token (RFC 6749 §3.3)",
+                scope.escape_debug()
+            ),
+            ConfigError::EmptyScopes => f.write_str(
+                "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
+            ),
         }
     }
 }
@@ -374,6 +310,7 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::GrpcCode;
 
     #[test]
     fn statuses_follow_rfc_6750() {
@@ -382,8 +319,12 @@ mod tests {
         assert_eq!(ErrorKind::InvalidRequest.status(), StatusCode::BAD_REQUEST);
         assert_eq!(ErrorKind::Expired.oauth_error(), Some("invalid_token"));
         assert_eq!(ErrorKind::InsufficientScope.status(), StatusCode::FORBIDDEN);
-        assert_eq!(ErrorKind::InsufficientScope.grpc_code(), 7);
-        assert_eq!(ErrorKind::Expired.grpc_code(), 16);
+        assert_eq!(
+            ErrorKind::InsufficientScope.grpc_code(),
+            GrpcCode::PermissionDenied
+        );
+        assert_eq!(GrpcCode::PermissionDenied.as_u16(), 7);
+        assert_eq!(ErrorKind::Expired.grpc_code(), GrpcCode::Unauthenticated);
         assert_eq!(
             ErrorKind::KeysUnavailable.status(),
             StatusCode::SERVICE_UNAVAILABLE

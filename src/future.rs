@@ -1,4 +1,5 @@
-//! The response future of [`RequireScopeService`](crate::RequireScopeService).
+//! The response future of the crate's services ([`RequireScopeService`](crate::RequireScopeService),
+//! and the rate limit's).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,15 +8,16 @@ use std::task::{Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-/// The boxed branch: a request that waits for a key-set fetch before the inner service.
+/// The boxed branch: a request that waits (for keys, a store's answer) before the inner
+/// service.
 pub(crate) type Waiting<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
-    /// Response future of [`RequireScopeService`](crate::RequireScopeService).
+    /// Response future of the crate's services.
     ///
     /// The inner service's future, or the rejection the layer answered with: neither
-    /// allocates. Only a request that must wait for the issuer's keys (remote keys, unknown
-    /// `kid`) goes through a boxed future.
+    /// allocates. Only a request that must wait (for the issuer's keys, a revocation or quota
+    /// store's answer) goes through a boxed future.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         kind: Kind<F, B, E>,

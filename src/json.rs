@@ -35,6 +35,8 @@ pub(crate) enum Value<'a> {
     Str(Cow<'a, str>),
     Array(Vec<Value<'a>>),
     Object,
+    /// A member's JSON text, from [`read_object_raw`].
+    Raw(&'a str),
 }
 
 impl<'a> Value<'a> {
@@ -169,7 +171,18 @@ pub(crate) fn read_object<'de, const N: usize>(
     input: &'de [u8],
     wanted: [&str; N],
 ) -> Result<[Option<Value<'de>>; N], serde_json::Error> {
-    struct Seed<'w, const N: usize>(&'w [&'w str; N]);
+    read_object_raw(input, wanted, [false; N])
+}
+
+/// As [`read_object`], but the members whose `raw` flag is set come back as
+/// [`Value::Raw`]: their JSON text, unparsed (a number's exact digits, an object's members).
+/// Duplicates inside a raw member are not looked for here.
+pub(crate) fn read_object_raw<'de, const N: usize>(
+    input: &'de [u8],
+    wanted: [&str; N],
+    raw: [bool; N],
+) -> Result<[Option<Value<'de>>; N], serde_json::Error> {
+    struct Seed<'w, const N: usize>(&'w [&'w str; N], [bool; N]);
 
     impl<'de, const N: usize> DeserializeSeed<'de> for Seed<'_, N> {
         type Value = [Option<Value<'de>>; N];
@@ -186,9 +199,13 @@ pub(crate) fn read_object<'de, const N: usize>(
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
             let mut slots: [Option<Value<'de>>; N] = std::array::from_fn(|_| None);
             visit_object(map, |name, map| {
-                let value = map.next_value::<Value<'de>>()?;
-                if let Some(i) = self.0.iter().position(|w| *w == name) {
-                    slots[i] = Some(value);
+                match self.0.iter().position(|w| *w == name) {
+                    Some(i) if self.1[i] => {
+                        let text: &'de serde_json::value::RawValue = map.next_value()?;
+                        slots[i] = Some(Value::Raw(text.get()));
+                    }
+                    Some(i) => slots[i] = Some(map.next_value::<Value<'de>>()?),
+                    None => map.next_value::<Value<'de>>().map(drop)?,
                 }
                 Ok(())
             })?;
@@ -197,7 +214,7 @@ pub(crate) fn read_object<'de, const N: usize>(
     }
 
     let mut de = serde_json::Deserializer::from_slice(input);
-    let slots = Seed(&wanted).deserialize(&mut de)?;
+    let slots = Seed(&wanted, raw).deserialize(&mut de)?;
     de.end()?;
     Ok(slots)
 }
@@ -263,6 +280,20 @@ mod tests {
             let err = read_object(input, ["a"]).expect_err("must fail");
             assert!(!is_duplicate(&err));
         }
+    }
+
+    #[test]
+    fn raw_members_keep_their_text() {
+        let [a, b] = read_object_raw(
+            br#"{"a": 1.5e3 , "b":{"x":[1]},"c":1}"#,
+            ["a", "b"],
+            [true, true],
+        )
+        .expect("valid");
+        assert_eq!(a, Some(Value::Raw("1.5e3")));
+        assert_eq!(b, Some(Value::Raw(r#"{"x":[1]}"#)));
+        let err = read_object_raw(br#"{"a":1,"a":2}"#, ["a"], [true]).expect_err("dup");
+        assert!(is_duplicate(&err));
     }
 
     #[test]

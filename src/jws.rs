@@ -23,28 +23,26 @@ pub(crate) enum Typ {
     Other,
 }
 
-/// A verified JWS: the key that verified it and the decoded payload.
-pub(crate) struct Verified<'k> {
-    pub(crate) key: &'k Key,
-    pub(crate) payload: Vec<u8>,
+/// A compact JWS whose header was read: what it claims, not yet verified.
+pub(crate) struct Jws<'t> {
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+    alg: Algorithm,
+    kid: Option<Box<str>>,
+    typ: Typ,
 }
 
-/// Verifies `token` against `keys` and returns its payload.
-///
-/// `check_typ` runs on the header's `typ` before the signature is checked, so that tokens of
-/// the wrong type are refused without spending a signature verification on them.
-pub(crate) fn verify<'k>(
-    keys: &'k KeySet,
-    token: &str,
-    check_typ: impl FnOnce(Typ) -> Result<(), AuthError>,
-) -> Result<Verified<'k>, AuthError> {
+/// Splits `token` and reads its header strictly: `alg` (exact names, never `none`), `kid`,
+/// `typ`; any `crit` is refused. Nothing else in the header is looked at.
+pub(crate) fn parse(token: &str) -> Result<Jws<'_>, AuthError> {
     let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+    let (Some(header_b64), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ErrorKind::Malformed.into());
     };
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    let signing_input = &token[..header_b64.len() + 1 + payload.len()];
 
     let header = b64(header_b64)?;
     let [alg, kid, typ, crit] =
@@ -58,9 +56,9 @@ pub(crate) fn verify<'k>(
         .and_then(Value::as_str)
         .and_then(algorithm)
         .ok_or(AuthError::new(ErrorKind::UnsupportedAlgorithm))?;
-    let kid = match &kid {
+    let kid = match kid {
         None => None,
-        Some(Value::Str(kid)) => Some(kid.as_ref()),
+        Some(Value::Str(kid)) => Some(Box::from(kid.as_ref())),
         Some(_) => return Err(ErrorKind::Malformed.into()),
     };
     let typ = match &typ {
@@ -68,38 +66,74 @@ pub(crate) fn verify<'k>(
         Some(Value::Str(t)) => classify_typ(t),
         Some(_) => Typ::Other,
     };
-    check_typ(typ)?;
-
-    let key = match keys.find(kid, alg) {
-        Lookup::Found(key) => key,
-        Lookup::AlgorithmMismatch => return Err(ErrorKind::AlgorithmMismatch.into()),
-        Lookup::Unknown => return Err(ErrorKind::UnknownKey.into()),
-    };
-    let signature = b64(signature_b64)?;
-    let verifier = (provider().verifier_factory)(&key.algorithm(), key.decoding_key())
-        .map_err(|_| AuthError::new(ErrorKind::InvalidSignature))?;
-    if signature.is_empty()
-        || verifier
-            .verify(signing_input.as_bytes(), &signature)
-            .is_err()
-    {
-        // A token naming a kid we do not have, tried against a key without a kid: what failed
-        // is finding its key (and, with remote keys, that is what a refetch can fix).
-        let fell_back = kid.is_some() && key.kid().is_none();
-        return Err(if fell_back {
-            ErrorKind::UnknownKey
-        } else {
-            ErrorKind::InvalidSignature
-        }
-        .into());
-    }
-    Ok(Verified {
-        key,
-        payload: b64(payload_b64)?,
+    Ok(Jws {
+        signing_input,
+        payload,
+        signature,
+        alg,
+        kid,
+        typ,
     })
 }
 
-fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
+impl Jws<'_> {
+    /// What the header's `typ` says.
+    pub(crate) fn typ(&self) -> Typ {
+        self.typ
+    }
+
+    /// Finds the key (by `kid`, pinned to `alg`) in `keys` and checks the signature with it.
+    pub(crate) fn verify<'k>(&self, keys: &'k KeySet) -> Result<&'k Key, AuthError> {
+        let kid = self.kid.as_deref();
+        let key = match keys.find(kid, self.alg) {
+            Lookup::Found(key) => key,
+            Lookup::AlgorithmMismatch => return Err(ErrorKind::AlgorithmMismatch.into()),
+            Lookup::Unknown => return Err(ErrorKind::UnknownKey.into()),
+        };
+        let signature = b64(self.signature)?;
+        let verifier = (provider().verifier_factory)(&key.algorithm(), key.decoding_key())
+            .map_err(|_| AuthError::new(ErrorKind::InvalidSignature))?;
+        if signature.is_empty()
+            || verifier
+                .verify(self.signing_input.as_bytes(), &signature)
+                .is_err()
+        {
+            // A token naming a kid we do not have, tried against a key without a kid: what
+            // failed is finding its key (and, with remote keys, that is what a refetch can
+            // fix).
+            let fell_back = kid.is_some() && key.kid().is_none();
+            return Err(if fell_back {
+                ErrorKind::UnknownKey
+            } else {
+                ErrorKind::InvalidSignature
+            }
+            .into());
+        }
+        Ok(key)
+    }
+
+    /// The decoded payload (not yet verified unless [`verify`](Self::verify) said so).
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
+        b64(self.payload)
+    }
+}
+
+impl KeySet {
+    /// Verifies the signature of a compact JWS and returns its decoded payload. Only the
+    /// JOSE layer is checked (header, pinned algorithm, key, signature); the payload may be
+    /// anything, and no claim, `typ` or time is looked at. Use a [`Validator`](crate::Validator)
+    /// for access tokens.
+    ///
+    /// # Errors
+    /// An [`AuthError`] saying why the JWS is refused.
+    pub fn verify_signature(&self, jws: &str) -> Result<Vec<u8>, AuthError> {
+        let jws = parse(jws)?;
+        jws.verify(self)?;
+        jws.payload()
+    }
+}
+
+pub(crate) fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| ErrorKind::Malformed.into())

@@ -1,25 +1,200 @@
-//! [`RequireScope`]: the per-route layer.
+//! [`RequireScope`], the per-route layer, and [`Guard`], the settings an API's routes share
+//! for answering refusals.
 
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Response};
-use serde::de::DeserializeOwned;
+use http::Response;
+use http::request::Parts;
 use tower_layer::Layer;
 
-use crate::bearer;
-use crate::claims::{AccessClaims, Claims};
-use crate::error::{AuthError, ErrorKind};
+use crate::authorize::{Policy, Requirement, Route};
+use crate::claims::AccessClaims;
+use crate::error::ConfigError;
+use crate::response::{self, Challenges, Refusal, Rejection, StandardRejection};
 use crate::scope::RequiredScopes;
 use crate::service::RequireScopeService;
-use crate::validator::{Refused, Step, Validator, Verified, insufficient_scope_challenge};
+use crate::validator::Validator;
+
+/// How an API answers refusals, shared by its routes: the `WWW-Authenticate` `realm`, the
+/// RFC 9728 `resource_metadata` URL, and the [`Rejection`] that builds the responses. The
+/// [`Validator`] knows tokens; the guard knows HTTP.
+///
+/// ```
+/// use bearer_guard::{Guard, KeySet, Validator};
+/// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+/// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+/// let validator = Validator::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .keys(KeySet::from_jwks_json(jwks)?)
+///     .build()?;
+/// let guard = Guard::new(&validator)
+///     .realm("transactions")?
+///     .resource_metadata("https://api.example/.well-known/oauth-protected-resource")?;
+/// let read = guard.all(["read:transactions"])?;   // a RequireScope layer
+/// let any_token = guard.authenticated();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Guard<T = AccessClaims, R = StandardRejection> {
+    validator: Validator<T>,
+    realm: Option<String>,
+    resource_metadata: Option<String>,
+    challenges: Arc<Challenges>,
+    rejection: Arc<R>,
+}
+
+impl<T> Guard<T> {
+    /// A guard for `validator`'s tokens, with plain `Bearer` challenges and the standard
+    /// answers.
+    pub fn new(validator: &Validator<T>) -> Self {
+        Guard {
+            validator: validator.clone(),
+            realm: None,
+            resource_metadata: None,
+            challenges: Arc::new(Challenges::default()),
+            rejection: Arc::new(StandardRejection),
+        }
+    }
+}
+
+impl<T> From<&Validator<T>> for Guard<T> {
+    fn from(validator: &Validator<T>) -> Self {
+        Guard::new(validator)
+    }
+}
+
+impl<T, R> From<&Guard<T, R>> for Guard<T, R> {
+    fn from(guard: &Guard<T, R>) -> Self {
+        guard.clone()
+    }
+}
+
+impl<T, R> Guard<T, R> {
+    /// A `realm` for every challenge.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidHeaderValue`] for a value that cannot be sent as a quoted string.
+    pub fn realm(mut self, realm: impl Into<String>) -> Result<Self, ConfigError> {
+        self.realm = Some(realm.into());
+        self.rebuild()
+    }
+
+    /// The URL of this resource's RFC 9728 Protected Resource Metadata, sent as
+    /// `resource_metadata` in every challenge so that clients (MCP clients, agents) can
+    /// discover the authorization server.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidHeaderValue`] for a value that cannot be sent as a quoted string.
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        self.resource_metadata = Some(url.into());
+        self.rebuild()
+    }
+
+    fn rebuild(mut self) -> Result<Self, ConfigError> {
+        self.challenges = Arc::new(Challenges::new(
+            self.realm.as_deref(),
+            self.resource_metadata.as_deref(),
+        )?);
+        Ok(self)
+    }
+
+    /// Answers refusals with `rejection` instead of the standard answers.
+    pub fn rejection<R2>(self, rejection: R2) -> Guard<T, R2> {
+        Guard {
+            validator: self.validator,
+            realm: self.realm,
+            resource_metadata: self.resource_metadata,
+            challenges: self.challenges,
+            rejection: Arc::new(rejection),
+        }
+    }
+
+    /// The validator.
+    #[must_use]
+    pub fn validator(&self) -> &Validator<T> {
+        &self.validator
+    }
+
+    /// A layer requiring a valid token granting `scopes`.
+    pub fn require(&self, scopes: RequiredScopes) -> RequireScope<T, R> {
+        let challenges = Arc::new(self.challenges.for_scopes(scopes.iter()));
+        RequireScope {
+            state: Arc::new(State {
+                route: Route {
+                    validator: self.validator.clone(),
+                    policy: Policy {
+                        scopes,
+                        requirements: Vec::new(),
+                        optional: false,
+                    },
+                },
+                challenges,
+                rejection: Arc::clone(&self.rejection),
+            }),
+        }
+    }
+
+    /// A layer requiring a valid token granting every one of `scopes`.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyScopes`], [`ConfigError::InvalidScope`]: see
+    /// [`RequiredScopes::all`].
+    pub fn all<I, S>(&self, scopes: I) -> Result<RequireScope<T, R>, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Ok(self.require(RequiredScopes::all(scopes)?))
+    }
+
+    /// A layer requiring a valid token granting at least one of `scopes`.
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn any<I, S>(&self, scopes: I) -> Result<RequireScope<T, R>, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Ok(self.require(RequiredScopes::any(scopes)?))
+    }
+
+    /// A layer requiring a valid token, whatever its scopes.
+    pub fn authenticated(&self) -> RequireScope<T, R> {
+        self.require(RequiredScopes::none())
+    }
+}
+
+impl<T, R> Clone for Guard<T, R> {
+    fn clone(&self) -> Self {
+        Guard {
+            validator: self.validator.clone(),
+            realm: self.realm.clone(),
+            resource_metadata: self.resource_metadata.clone(),
+            challenges: Arc::clone(&self.challenges),
+            rejection: Arc::clone(&self.rejection),
+        }
+    }
+}
+
+impl<T, R> fmt::Debug for Guard<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("realm", &self.realm)
+            .field("resource_metadata", &self.resource_metadata)
+            .field("validator", &self.validator)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A [`Layer`] that admits a request only with a valid bearer token granting the route's
-/// scopes, and puts the token's [`Claims`] into the request's extensions.
+/// scopes, and puts the token's [`Claims`](crate::Claims) and [`VerifiedToken`] into the
+/// request's extensions.
 ///
 /// Failures are answered by the layer itself, never passed on as an `Err`:
 ///
-/// | failure | HTTP | gRPC (`content-type: application/grpc`) |
+/// | failure | HTTP | gRPC (HTTP/2, `content-type: application/grpc`) |
 /// |---|---|---|
 /// | no `Authorization: Bearer` | 401, `WWW-Authenticate: Bearer` | 200, `grpc-status: 16` |
 /// | malformed header | 400, `error="invalid_request"` | 200, `grpc-status: 16` |
@@ -27,8 +202,9 @@ use crate::validator::{Refused, Step, Validator, Verified, insufficient_scope_ch
 /// | missing scope, failed [`require`](Self::require) | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
 /// | keys or revocation store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
-/// The [`AuthError`] is in each rejection's extensions. Cloning the layer or its service is
-/// one reference-count increment.
+/// The [`AuthError`](crate::AuthError) is in each rejection's extensions; a
+/// [`Rejection`] given to the [`Guard`] (or to [`rejection`](Self::rejection)) can answer
+/// differently. Cloning the layer or its service is one reference-count increment.
 ///
 /// # Example
 /// ```
@@ -45,7 +221,7 @@ use crate::validator::{Refused, Step, Validator, Verified, insufficient_scope_ch
 ///     .build()?;
 ///
 /// let svc = ServiceBuilder::new()
-///     .layer(RequireScope::all(&validator, ["read:transactions"]))
+///     .layer(RequireScope::all(&validator, ["read:transactions"])?)
 ///     .service(service_fn(|_req: Request<()>| async {
 ///         Ok::<_, std::convert::Infallible>(Response::new(()))
 ///     }));
@@ -60,256 +236,155 @@ use crate::validator::{Refused, Step, Validator, Verified, insufficient_scope_ch
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RequireScope<T = AccessClaims> {
-    state: Arc<State<T>>,
+///
+/// [`VerifiedToken`]: crate::VerifiedToken
+pub struct RequireScope<T = AccessClaims, R = StandardRejection> {
+    state: Arc<State<T, R>>,
 }
 
-pub(crate) struct State<T> {
-    validator: Validator<T>,
-    required: RequiredScopes,
-    optional: bool,
-    insufficient_scope: HeaderValue,
-    checks: Vec<ClaimCheck<T>>,
+/// The layer's state, shared by its services: the route, and how it answers.
+pub(crate) struct State<T, R> {
+    pub(crate) route: Route<T>,
+    challenges: Arc<Challenges>,
+    rejection: Arc<R>,
 }
 
-/// A requirement on the claims beyond scopes, and what to answer when it fails.
-struct ClaimCheck<T> {
-    predicate: Arc<dyn Fn(&T) -> bool + Send + Sync>,
-    deny: Option<DenyFn<T>>,
-}
-
-type DenyFn<T> = Arc<dyn Fn(&T) -> Response<()> + Send + Sync>;
-
-impl<T> Clone for ClaimCheck<T> {
-    fn clone(&self) -> Self {
-        ClaimCheck {
-            predicate: Arc::clone(&self.predicate),
-            deny: self.deny.clone(),
-        }
-    }
-}
-
-impl<T> Clone for State<T> {
-    fn clone(&self) -> Self {
-        State {
-            validator: self.validator.clone(),
-            required: self.required.clone(),
-            optional: self.optional,
-            insufficient_scope: self.insufficient_scope.clone(),
-            checks: self.checks.clone(),
-        }
-    }
-}
-
-/// Why the layer refused a request: the error, the client when known (for the security
-/// event), and a custom answer from [`RequireScope::require_or`].
-pub(crate) struct Denial {
-    pub(crate) error: AuthError,
-    pub(crate) client_id: Option<Box<str>>,
-    custom: Option<Box<Response<()>>>,
-}
-
-impl From<AuthError> for Denial {
-    fn from(error: AuthError) -> Self {
-        Denial {
-            error,
-            client_id: None,
-            custom: None,
-        }
-    }
-}
-
-impl From<Refused> for Denial {
-    fn from(refused: Refused) -> Self {
-        Denial {
-            error: refused.error,
-            client_id: refused.client_id,
-            custom: None,
-        }
+impl<T, R> State<T, R> {
+    /// The response to `refusal` for the request `parts`, logged.
+    pub(crate) fn reject<B>(&self, refusal: Refusal, parts: &Parts) -> Response<B>
+    where
+        R: Rejection<B>,
+    {
+        let refusal = refusal.answering(Some(&self.challenges), parts.version, &parts.headers);
+        response::answer(&*self.rejection, &refusal)
     }
 }
 
 impl<T> RequireScope<T> {
-    /// Requires a valid token granting the given scopes.
-    pub fn new(validator: &Validator<T>, required: RequiredScopes) -> Self {
-        let insufficient_scope = insufficient_scope_challenge(validator, &required);
-        RequireScope {
-            state: Arc::new(State {
-                validator: validator.clone(),
-                required,
-                optional: false,
-                insufficient_scope,
-                checks: Vec::new(),
-            }),
-        }
+    /// Requires a valid token granting `scopes`.
+    pub fn new(guard: impl Into<Guard<T>>, scopes: RequiredScopes) -> Self {
+        guard.into().require(scopes)
     }
 
-    /// Requires a valid token granting every one of `scopes`.
-    pub fn all<I, S>(validator: &Validator<T>, scopes: I) -> Self
+    /// Requires a valid token granting every one of `scopes`. `guard` is a
+    /// [`&Validator`](Validator) or a [`&Guard`](Guard).
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyScopes`] for an empty list (use
+    /// [`authenticated`](Self::authenticated) to require only a valid token),
+    /// [`ConfigError::InvalidScope`] for a scope no token could be granted.
+    pub fn all<I, S>(guard: impl Into<Guard<T>>, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::new(validator, RequiredScopes::all(scopes))
+        guard.into().all(scopes)
     }
 
     /// Requires a valid token granting at least one of `scopes`.
-    pub fn any<I, S>(validator: &Validator<T>, scopes: I) -> Self
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn any<I, S>(guard: impl Into<Guard<T>>, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::new(validator, RequiredScopes::any(scopes))
+        guard.into().any(scopes)
     }
 
     /// Requires a valid token, whatever its scopes.
-    pub fn authenticated(validator: &Validator<T>) -> Self {
-        Self::new(validator, RequiredScopes::none())
+    pub fn authenticated(guard: impl Into<Guard<T>>) -> Self {
+        guard.into().authenticated()
     }
+}
 
-    /// Lets requests without a bearer token through, without claims (the handler sees
-    /// `Option<Claims<T>>` as `None`). A token that is present is still checked in full: an
-    /// invalid one, or one without the required scopes, is refused as usual.
+impl<T, R> RequireScope<T, R> {
+    /// Lets requests without credentials through, without claims (the handler sees
+    /// `Option<Claims<T>>` as `None`). Credentials that are present are still checked in
+    /// full: a malformed header, an invalid token, or one without the required scopes is
+    /// refused as usual.
     #[must_use]
     pub fn optional(self) -> Self {
-        self.with_state(|s| s.optional = true)
+        self.with_policy(|p| p.optional = true)
     }
 
     /// Also requires `predicate` to hold for the token's claims: a claim value, a "trusted
     /// client" flag, anything. When it does not, the answer is 403 `insufficient_scope`
-    /// ([`ErrorKind::Forbidden`]). Several requirements must all hold.
+    /// ([`ErrorKind::Forbidden`](crate::ErrorKind::Forbidden)). Several requirements must
+    /// all hold; they are checked after the scopes.
     ///
     /// ```
     /// use bearer_guard::{AccessClaims, RequireScope};
-    /// # fn f(validator: &bearer_guard::Validator) {
-    /// let billing_only = RequireScope::all(validator, ["invoices:write"])
+    /// # fn f(validator: &bearer_guard::Validator) -> Result<(), bearer_guard::ConfigError> {
+    /// let billing_only = RequireScope::all(validator, ["invoices:write"])?
     ///     .require(|c: &AccessClaims| c.client_id() == Some("billing-service"));
-    /// # }
+    /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn require<F>(self, predicate: F) -> Self
     where
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
-        self.with_state(|s| {
-            s.checks.push(ClaimCheck {
-                predicate: Arc::new(predicate),
-                deny: None,
-            })
-        })
+        self.with_requirement(None, Arc::new(predicate))
     }
 
-    /// As [`require`](Self::require), answering with `deny(claims)` instead: its status and
-    /// headers, with an empty body (the [`AuthError`] is in its extensions).
-    pub fn require_or<F, D>(self, predicate: F, deny: D) -> Self
+    /// As [`require`](Self::require), naming the requirement: a failure's [`Refusal`]
+    /// carries the name ([`Refusal::requirement`]), for a [`Rejection`] that answers it in
+    /// its own way, and for the log.
+    #[must_use]
+    pub fn require_named<F>(self, name: &'static str, predicate: F) -> Self
     where
         F: Fn(&T) -> bool + Send + Sync + 'static,
-        D: Fn(&T) -> Response<()> + Send + Sync + 'static,
     {
-        self.with_state(|s| {
-            s.checks.push(ClaimCheck {
-                predicate: Arc::new(predicate),
-                deny: Some(Arc::new(deny)),
-            });
-        })
+        self.with_requirement(Some(name), Arc::new(predicate))
     }
 
-    fn with_state(self, change: impl FnOnce(&mut State<T>)) -> Self {
-        let mut state = State::clone(&self.state);
-        change(&mut state);
+    fn with_requirement(
+        self,
+        name: Option<&'static str>,
+        predicate: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+    ) -> Self {
+        self.with_policy(|p| p.requirements.push(Requirement { name, predicate }))
+    }
+
+    fn with_policy(self, change: impl FnOnce(&mut Policy<T>)) -> Self {
+        let mut policy = self.state.route.policy.clone();
+        change(&mut policy);
         RequireScope {
-            state: Arc::new(state),
+            state: Arc::new(State {
+                route: Route {
+                    validator: self.state.route.validator.clone(),
+                    policy,
+                },
+                challenges: Arc::clone(&self.state.challenges),
+                rejection: Arc::clone(&self.state.rejection),
+            }),
+        }
+    }
+
+    /// Answers this route's refusals with `rejection`.
+    pub fn rejection<R2>(self, rejection: R2) -> RequireScope<T, R2> {
+        RequireScope {
+            state: Arc::new(State {
+                route: Route {
+                    validator: self.state.route.validator.clone(),
+                    policy: self.state.route.policy.clone(),
+                },
+                challenges: Arc::clone(&self.state.challenges),
+                rejection: Arc::new(rejection),
+            }),
         }
     }
 
     /// The scopes this layer requires.
     #[must_use]
     pub fn required_scopes(&self) -> &RequiredScopes {
-        &self.state.required
+        &self.state.route.policy.scopes
     }
 }
 
-/// The outcome of checking a request without waiting.
-pub(crate) enum Authz<T> {
-    /// `Ok(None)`: no token, and the layer is optional.
-    Done(Result<Option<Claims<T>>, Denial>),
-    /// The keys or the revocation status must be fetched first: call
-    /// [`State::authorize_async`].
-    Wait,
-}
-
-impl<T> State<T>
-where
-    T: DeserializeOwned + Send + Sync + 'static,
-{
-    fn token<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, AuthError> {
-        match bearer::extract(headers, self.validator.max_token_len())? {
-            Some(token) => Ok(Some(token)),
-            None if self.optional => Ok(None),
-            None => Err(ErrorKind::MissingToken.into()),
-        }
-    }
-
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Authz<T> {
-        let token = match self.token(headers) {
-            Ok(Some(token)) => token,
-            Ok(None) => return Authz::Done(Ok(None)),
-            Err(err) => return Authz::Done(Err(err.into())),
-        };
-        match self.validator.verify(token, true) {
-            Step::Done(Ok(verified)) => Authz::Done(self.admit(&verified)),
-            Step::Done(Err(err)) => Authz::Done(Err(err.into())),
-            Step::Wait(_) => Authz::Wait,
-        }
-    }
-
-    /// As [`authorize`](Self::authorize), waiting for what it asked for.
-    pub(crate) async fn authorize_async(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Option<Claims<T>>, Denial> {
-        let Some(token) = self.token(headers)? else {
-            return Ok(None);
-        };
-        let verified = self.validator.verify_async(token).await?;
-        self.admit(&verified)
-    }
-
-    /// The route's own checks on a valid token: scopes, then claim requirements.
-    fn admit(&self, verified: &Verified<T>) -> Result<Option<Claims<T>>, Denial> {
-        let deny = |error: AuthError, custom| Denial {
-            error,
-            client_id: verified.client_id.clone(),
-            custom,
-        };
-        if let Err(err) = self.required.check(verified.scopes.iter()) {
-            return Err(deny(err, None));
-        }
-        let claims = &*verified.claims;
-        if let Some(check) = self.checks.iter().find(|c| !(c.predicate)(claims)) {
-            let custom = check.deny.as_ref().map(|deny| Box::new(deny(claims)));
-            return Err(deny(ErrorKind::Forbidden.into(), custom));
-        }
-        Ok(Some(verified.claims.clone()))
-    }
-
-    pub(crate) fn reject<B: Default>(&self, denial: Denial, grpc: bool) -> Response<B> {
-        match denial.custom {
-            Some(custom) => {
-                let (mut parts, ()) = (*custom).into_parts();
-                parts.extensions.insert(denial.error);
-                Response::from_parts(parts, B::default())
-            }
-            None => crate::challenge::reject(
-                denial.error,
-                self.validator.challenges(),
-                &self.insufficient_scope,
-                grpc,
-            ),
-        }
-    }
-}
-
-impl<T> Clone for RequireScope<T> {
+impl<T, R> Clone for RequireScope<T, R> {
     fn clone(&self) -> Self {
         RequireScope {
             state: Arc::clone(&self.state),
@@ -317,19 +392,17 @@ impl<T> Clone for RequireScope<T> {
     }
 }
 
-impl<T> fmt::Debug for RequireScope<T> {
+impl<T, R> fmt::Debug for RequireScope<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScope")
-            .field("required", &self.state.required)
-            .field("optional", &self.state.optional)
-            .field("claim_requirements", &self.state.checks.len())
-            .field("validator", &self.state.validator)
-            .finish()
+            .field("policy", &self.state.route.policy)
+            .field("validator", &self.state.route.validator)
+            .finish_non_exhaustive()
     }
 }
 
-impl<S, T> Layer<S> for RequireScope<T> {
-    type Service = RequireScopeService<S, T>;
+impl<S, T, R> Layer<S> for RequireScope<T, R> {
+    type Service = RequireScopeService<S, T, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequireScopeService::new(inner, Arc::clone(&self.state))

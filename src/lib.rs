@@ -87,37 +87,36 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod bearer;
+mod authorize;
 mod cache;
-mod challenge;
 mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+mod credentials;
 mod error;
 mod future;
 mod json;
 mod jws;
 mod keys;
 mod layer;
+mod metrics;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 #[cfg(feature = "remote")]
 mod remote;
+mod response;
 pub mod revocation;
 mod scope;
 mod service;
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub mod testkit;
+mod token;
 #[cfg(any(feature = "remote", feature = "client"))]
 mod url;
 mod validator;
-
-// The test helpers shared with the integration tests name the crate `bearer_guard`.
-#[cfg(test)]
-extern crate self as bearer_guard;
-#[cfg(test)]
-#[path = "../tests/common/mint.rs"]
-mod mint;
 
 #[cfg(feature = "axum")]
 mod axum;
@@ -131,16 +130,19 @@ pub use crate::claims::{AccessClaims, Audience, Claims};
 pub use crate::error::{AuthError, BoxError, ConfigError, ErrorKind};
 pub use crate::future::ResponseFuture;
 pub use crate::keys::{JwksOptions, Key, KeySet};
-pub use crate::layer::RequireScope;
+pub use crate::layer::{Guard, RequireScope};
+#[cfg(feature = "remote")]
+pub use crate::remote::RemoteKeys;
 #[cfg(feature = "remote")]
 pub use crate::remote::http::{HttpClient, ResponseFuture as HttpResponseFuture};
+pub use crate::response::{GrpcCode, Refusal, Rejection, StandardRejection};
 pub use crate::scope::RequiredScopes;
 pub use crate::service::RequireScopeService;
+pub use crate::token::{Confirmation, VerifiedToken};
 #[cfg(feature = "tonic")]
 pub use crate::tonic::RequestClaimsExt;
-#[cfg(feature = "remote")]
-pub use crate::validator::RemoteKeys;
 pub use crate::validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, MAX_LEEWAY, StaticKeys, Validator, ValidatorBuilder,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, KeySource, MAX_LEEWAY, Profile, Validator,
+    ValidatorBuilder,
 };
 pub use jsonwebtoken::Algorithm;

@@ -179,9 +179,34 @@ pub const MAX_REVOCATION_MEMO: Duration = Duration::from_secs(3600);
 /// The validator's view of a store: the store, and the memo of its recent answers.
 pub(crate) struct RevocationCheck {
     store: Arc<dyn Revocations>,
-    memo: quick_cache::sync::Cache<Box<str>, Memo>,
+    memo: quick_cache::sync::Cache<MemoKey, Memo>,
     memo_ttl: Duration,
     fail_open: bool,
+    /// When the store last failed to answer (`None`: not recently). Lets a synchronous
+    /// check that cannot wait tell "the store is down" (fail open may accept) from "the
+    /// store was not asked yet" (never accepted).
+    last_failure: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A memo entry's key: the issuer (its index in the validator) and the `jti`, so that the
+/// same `jti` from two issuers never shares an answer.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct MemoKey {
+    issuer: usize,
+    jti: Box<str>,
+}
+
+/// [`MemoKey`] borrowed, for allocation-free lookups.
+#[derive(Hash)]
+struct MemoRef<'a> {
+    issuer: usize,
+    jti: &'a str,
+}
+
+impl quick_cache::Equivalent<MemoKey> for MemoRef<'_> {
+    fn equivalent(&self, key: &MemoKey) -> bool {
+        self.issuer == key.issuer && self.jti == &*key.jti
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -196,6 +221,8 @@ pub(crate) enum Known {
     Revoked,
     /// Ask the store.
     Unknown,
+    /// Not known, and the store failed to answer moments ago.
+    StoreDown,
 }
 
 impl RevocationCheck {
@@ -207,6 +234,7 @@ impl RevocationCheck {
             // arithmetic far from overflow.
             memo_ttl: memo_ttl.min(MAX_REVOCATION_MEMO),
             fail_open,
+            last_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -214,29 +242,36 @@ impl RevocationCheck {
         self.fail_open
     }
 
-    /// The memoised answer for `jti`. Allocation-free.
-    pub(crate) fn known(&self, jti: &str) -> Known {
-        match self.memo.get(jti) {
-            Some(m) if m.until > Instant::now() => {
-                if m.revoked {
-                    Known::Revoked
-                } else {
-                    Known::NotRevoked
-                }
-            }
+    /// The memoised answer for `jti` of `issuer`. Allocation-free.
+    pub(crate) fn known(&self, issuer: usize, jti: &str) -> Known {
+        let now = Instant::now();
+        match self.memo.get(&MemoRef { issuer, jti }) {
+            Some(m) if m.until > now && m.revoked => Known::Revoked,
+            Some(m) if m.until > now => Known::NotRevoked,
+            _ if self.failed_recently(now) => Known::StoreDown,
             _ => Known::Unknown,
         }
+    }
+
+    /// Whether the store failed within the last memo period (at least a second).
+    fn failed_recently(&self, now: Instant) -> bool {
+        let last = *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.is_some_and(|at| now.duration_since(at) < self.memo_ttl.max(Duration::from_secs(1)))
     }
 
     /// Asks the store. `Ok(true)`: revoked. On a store failure, `Ok(false)` when failing
     /// open, else the error.
     pub(crate) async fn ask(
         &self,
-        issuer: &str,
+        (issuer_index, issuer): (usize, &str),
         jti: &str,
         exp: i64,
         client_id: Option<&str>,
     ) -> Result<bool, RevocationError> {
+        crate::metrics::revocation_lookup();
         match self.store.is_revoked(issuer, jti).await {
             Ok(revoked) => {
                 // A revoked answer holds until the token expires (at most an hour here);
@@ -249,42 +284,36 @@ impl RevocationCheck {
                 };
                 if !ttl.is_zero() {
                     self.memo.insert(
-                        jti.into(),
+                        MemoKey {
+                            issuer: issuer_index,
+                            jti: jti.into(),
+                        },
                         Memo {
                             until: Instant::now() + ttl,
                             revoked,
                         },
                     );
                 }
-                if revoked {
-                    tracing::info!(
-                        target: "bearer_guard::revocation",
-                        reason = "revoked",
-                        client_id,
-                        "revoked token refused"
-                    );
-                }
                 Ok(revoked)
             }
-            Err(err) if self.fail_open => {
-                tracing::warn!(
-                    target: "bearer_guard::revocation",
-                    reason = "revocation_unavailable",
-                    client_id,
-                    error = %err,
-                    "revocation store unreachable; failing open as configured"
-                );
-                Ok(false)
-            }
             Err(err) => {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                let action = if self.fail_open {
+                    "failing open as configured"
+                } else {
+                    "refusing the request"
+                };
                 tracing::warn!(
                     target: "bearer_guard::revocation",
                     reason = "revocation_unavailable",
                     client_id,
                     error = %err,
-                    "revocation store unreachable; refusing the request"
+                    "revocation store unreachable; {action}"
                 );
-                Err(err)
+                if self.fail_open { Ok(false) } else { Err(err) }
             }
         }
     }
@@ -309,7 +338,7 @@ mod tests {
     use tower::{Layer as _, ServiceExt as _, service_fn};
 
     use super::*;
-    use crate::mint::{self, AUDIENCE, ISSUER, token};
+    use crate::testkit::{self as mint, AUDIENCE, ISSUER, token};
     use crate::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
 
     fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {

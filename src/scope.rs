@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::error::{AuthError, ErrorKind};
+use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,26 +19,30 @@ enum Mode {
 /// ("authenticated only").
 ///
 /// Each scope must be a valid RFC 6749 §3.3 `scope-token` (printable ASCII without space,
-/// `"` or `\`). A requirement naming an invalid token can never be met: every request is
-/// refused with 403, and an error is logged when the requirement is built. Use
-/// [`RequiredScopes::is_valid`] to check a requirement built from configuration.
+/// `"` or `\`), and a list must not be empty: such a requirement is refused when it is
+/// built, never turned into a route that refuses every request or none.
 ///
 /// ```
-/// use bearer_guard::RequiredScopes;
-/// let reports = RequiredScopes::any(["reports:read", "admin"]);
-/// assert!(reports.is_valid());
-/// assert!(!RequiredScopes::all(["two words"]).is_valid());
+/// use bearer_guard::{ConfigError, RequiredScopes};
+/// let reports = RequiredScopes::any(["reports:read", "admin"])?;
+/// assert_eq!(reports.iter().count(), 2);
+/// assert!(RequiredScopes::all(["two words"]).is_err());
+/// assert_eq!(RequiredScopes::any(Vec::<String>::new()), Err(ConfigError::EmptyScopes));
+/// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RequiredScopes {
     mode: Mode,
     scopes: Box<[Box<str>]>,
-    valid: bool,
 }
 
 impl RequiredScopes {
-    /// Every one of `scopes` must be granted. An empty list requires none.
-    pub fn all<I, S>(scopes: I) -> Self
+    /// Every one of `scopes` must be granted.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyScopes`] for an empty list, [`ConfigError::InvalidScope`] for a
+    /// scope that is not a `scope-token`.
+    pub fn all<I, S>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -46,8 +50,11 @@ impl RequiredScopes {
         Self::new(Mode::All, scopes)
     }
 
-    /// At least one of `scopes` must be granted. An empty list requires none.
-    pub fn any<I, S>(scopes: I) -> Self
+    /// At least one of `scopes` must be granted.
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn any<I, S>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -58,10 +65,13 @@ impl RequiredScopes {
     /// No scope is required: any valid token passes.
     #[must_use]
     pub fn none() -> Self {
-        Self::new(Mode::All, std::iter::empty::<String>())
+        RequiredScopes {
+            mode: Mode::All,
+            scopes: Box::new([]),
+        }
     }
 
-    fn new<I, S>(mode: Mode, scopes: I) -> Self
+    fn new<I, S>(mode: Mode, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -70,25 +80,13 @@ impl RequiredScopes {
             .into_iter()
             .map(|s| s.into().into_boxed_str())
             .collect();
-        let valid = scopes.iter().all(|s| is_scope_token(s));
-        if !valid {
-            tracing::error!(
-                target: "bearer_guard",
-                "a required scope is not a valid scope-token (RFC 6749 §3.3); \
-                 the route will refuse every request"
-            );
+        if scopes.is_empty() {
+            return Err(ConfigError::EmptyScopes);
         }
-        RequiredScopes {
-            mode,
-            scopes,
-            valid,
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(ConfigError::InvalidScope(bad.to_string()));
         }
-    }
-
-    /// Whether every required scope is a valid `scope-token`.
-    #[must_use]
-    pub fn is_valid(&self) -> bool {
-        self.valid
+        Ok(RequiredScopes { mode, scopes })
     }
 
     /// Whether nothing beyond a valid token is required.
@@ -111,12 +109,11 @@ impl RequiredScopes {
         granted: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Result<(), AuthError> {
         let has = |want: &str| granted.clone().into_iter().any(|g| g == want);
-        let ok = self.valid
-            && (self.scopes.is_empty()
-                || match self.mode {
-                    Mode::All => self.scopes.iter().all(|s| has(s)),
-                    Mode::Any => self.scopes.iter().any(|s| has(s)),
-                });
+        let ok = self.scopes.is_empty()
+            || match self.mode {
+                Mode::All => self.scopes.iter().all(|s| has(s)),
+                Mode::Any => self.scopes.iter().any(|s| has(s)),
+            };
         if ok {
             Ok(())
         } else {
@@ -193,50 +190,54 @@ mod tests {
         Granted::from_claims(Some(&Value::Str(scope.into())), None).expect("scope")
     }
 
+    fn all<const N: usize>(scopes: [&str; N]) -> RequiredScopes {
+        RequiredScopes::all(scopes).expect("valid")
+    }
+
+    fn any<const N: usize>(scopes: [&str; N]) -> RequiredScopes {
+        RequiredScopes::any(scopes).expect("valid")
+    }
+
     #[test]
     fn all_any_and_none() {
         let g = granted("read  write");
-        assert!(
-            RequiredScopes::all(["read", "write"])
-                .check(g.iter())
-                .is_ok()
-        );
-        assert!(
-            RequiredScopes::all(["read", "admin"])
-                .check(g.iter())
-                .is_err()
-        );
-        assert!(
-            RequiredScopes::any(["admin", "write"])
-                .check(g.iter())
-                .is_ok()
-        );
-        assert!(RequiredScopes::any(["admin"]).check(g.iter()).is_err());
+        assert!(all(["read", "write"]).check(g.iter()).is_ok());
+        assert!(all(["read", "admin"]).check(g.iter()).is_err());
+        assert!(any(["admin", "write"]).check(g.iter()).is_ok());
+        assert!(any(["admin"]).check(g.iter()).is_err());
         assert!(RequiredScopes::none().check(granted("").iter()).is_ok());
-        assert!(
-            RequiredScopes::any(Vec::<String>::new())
-                .check(g.iter())
-                .is_ok()
-        );
+        assert!(RequiredScopes::none().check(g.iter()).is_ok());
     }
 
     #[test]
     fn scope_prefixes_do_not_match() {
         let g = granted("read:transactions");
-        assert!(RequiredScopes::all(["read"]).check(g.iter()).is_err());
-        assert!(
-            RequiredScopes::all(["read:transaction"])
-                .check(g.iter())
-                .is_err()
-        );
+        assert!(all(["read"]).check(g.iter()).is_err());
+        assert!(all(["read:transaction"]).check(g.iter()).is_err());
     }
 
     #[test]
-    fn invalid_requirements_are_never_met() {
-        let bad = RequiredScopes::all(["a\"b"]);
-        assert!(!bad.is_valid());
-        assert!(bad.check(granted("a\"b").iter()).is_err());
-        assert!(!RequiredScopes::any(["ok", ""]).is_valid());
+    fn invalid_or_empty_requirements_are_refused_when_built() {
+        assert_eq!(
+            RequiredScopes::all(["a\"b"]),
+            Err(ConfigError::InvalidScope("a\"b".into()))
+        );
+        assert_eq!(
+            RequiredScopes::any(["ok", ""]),
+            Err(ConfigError::InvalidScope(String::new()))
+        );
+        assert_eq!(
+            RequiredScopes::all(["two words"]),
+            Err(ConfigError::InvalidScope("two words".into()))
+        );
+        assert_eq!(
+            RequiredScopes::any(Vec::<String>::new()),
+            Err(ConfigError::EmptyScopes)
+        );
+        assert_eq!(
+            RequiredScopes::all(Vec::<String>::new()),
+            Err(ConfigError::EmptyScopes)
+        );
     }
 
     #[test]

@@ -38,12 +38,7 @@ impl<M> RequestClaimsExt for tonic::Request<M> {
 
 impl From<AuthError> for tonic::Status {
     fn from(err: AuthError) -> Self {
-        let code = match err.kind().grpc_code() {
-            7 => tonic::Code::PermissionDenied,
-            14 => tonic::Code::Unavailable,
-            _ => tonic::Code::Unauthenticated,
-        };
-        tonic::Status::new(code, err.to_string())
+        tonic::Status::new(err.kind().grpc_code().into(), err.to_string())
     }
 }
 
@@ -53,7 +48,7 @@ mod tests {
     use tonic::Code;
 
     use super::RequestClaimsExt;
-    use crate::mint::{self, now, token};
+    use crate::testkit::{self as mint, now, token};
     use crate::{AccessClaims, AuthError, ErrorKind, RequiredScopes, Validator};
 
     fn validator() -> Validator {
@@ -69,7 +64,7 @@ mod tests {
         let err = validator()
             .authorize(
                 &token("ec-1", json!({"scope": "read"})),
-                &RequiredScopes::all(["admin"]),
+                &RequiredScopes::all(["admin"]).expect("scopes"),
             )
             .expect_err("no admin");
         assert_eq!(err.kind(), ErrorKind::InsufficientScope);
@@ -140,7 +135,7 @@ mod tests {
             let status = status_of(AuthError::from(kind));
             assert_eq!(
                 status.code() as i32,
-                i32::from(kind.grpc_code()),
+                i32::from(kind.grpc_code().as_u16()),
                 "{kind:?}"
             );
         }

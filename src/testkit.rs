@@ -1,9 +1,15 @@
-//! Token minting for tests: hand-written header and claims JSON, signed with the RustCrypto
-//! provider called directly (so it works whichever backend features are on).
+//! Test support, not part of the API: token minting with hand-written header and claims JSON,
+//! signed with the crate's own signature backend, and the test-only keys of `tests/keys/`.
 //!
-//! Shared by the unit tests (`#[path]`-included from `src/`), the integration tests and the
-//! benchmarks. Keys are the test-only keys in `tests/keys/`.
-#![allow(dead_code, unreachable_pub)]
+//! Compiled for the unit tests, and for the integration tests, benchmarks and fuzz targets
+//! through the hidden `test-util` feature (the dev-dependency on the crate itself enables
+//! it). Never enable it in an application.
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::missing_panics_doc,
+    clippy::unwrap_used
+)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,18 +21,18 @@ use serde_json::{Map, Value, json};
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "https://api.test";
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("../keys/rsa_private_pkcs1.pem");
-pub const RSA_PUBLIC: &[u8] = include_bytes!("../keys/rsa_public.pem");
-pub const RSA_PUBLIC_PKCS1: &[u8] = include_bytes!("../keys/rsa_public_pkcs1.pem");
-pub const RSA2_PRIVATE: &[u8] = include_bytes!("../keys/rsa2_private_pkcs1.pem");
-pub const RSA2_PUBLIC: &[u8] = include_bytes!("../keys/rsa2_public.pem");
-pub const RSA1024_PUBLIC: &[u8] = include_bytes!("../keys/rsa1024_public.pem");
-pub const EC256_PRIVATE: &[u8] = include_bytes!("../keys/ec256_private.pem");
-pub const EC256_PUBLIC: &[u8] = include_bytes!("../keys/ec256_public.pem");
-pub const EC384_PRIVATE: &[u8] = include_bytes!("../keys/ec384_private.pem");
-pub const EC384_PUBLIC: &[u8] = include_bytes!("../keys/ec384_public.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("../keys/ed25519_private.pem");
-pub const ED_PUBLIC: &[u8] = include_bytes!("../keys/ed25519_public.pem");
+pub const RSA_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa_private_pkcs1.pem");
+pub const RSA_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa_public.pem");
+pub const RSA_PUBLIC_PKCS1: &[u8] = include_bytes!("../tests/keys/rsa_public_pkcs1.pem");
+pub const RSA2_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa2_private_pkcs1.pem");
+pub const RSA2_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa2_public.pem");
+pub const RSA1024_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa1024_public.pem");
+pub const EC256_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec256_private.pem");
+pub const EC256_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec256_public.pem");
+pub const EC384_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec384_private.pem");
+pub const EC384_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec384_public.pem");
+pub const ED_PRIVATE: &[u8] = include_bytes!("../tests/keys/ed25519_private.pem");
+pub const ED_PUBLIC: &[u8] = include_bytes!("../tests/keys/ed25519_public.pem");
 pub const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 /// The test keys: (kid, alg, private PEM or HMAC secret, public PEM).
@@ -39,24 +45,24 @@ pub const KEYS: &[(&str, Algorithm, &[u8], &[u8])] = &[
 ];
 
 /// The test keys' public halves, each pinned to its algorithm and kid.
-pub fn key_set() -> bearer_guard::KeySet {
-    bearer_guard::KeySet::new(KEYS.iter().map(|(kid, alg, _, public)| {
-        bearer_guard::Key::from_pem(public, *alg)
+pub fn key_set() -> crate::KeySet {
+    crate::KeySet::new(KEYS.iter().map(|(kid, alg, _, public)| {
+        crate::Key::from_pem(public, *alg)
             .expect("test key")
             .with_kid(*kid)
     }))
 }
 
 /// A validator builder for [`ISSUER`] and [`AUDIENCE`] with the test keys.
-pub fn builder() -> bearer_guard::ValidatorBuilder {
-    bearer_guard::Validator::builder()
+pub fn builder() -> crate::ValidatorBuilder {
+    crate::Validator::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .keys(key_set())
 }
 
 /// [`builder`], built.
-pub fn validator() -> bearer_guard::Validator {
+pub fn validator() -> crate::Validator {
     builder().build().expect("validator")
 }
 
@@ -90,8 +96,7 @@ pub fn encoding_key_for(alg: Algorithm, private: &[u8]) -> EncodingKey {
 /// Signs `header` and `claims` (raw JSON text) with `alg` and `key`.
 pub fn sign_raw(alg: Algorithm, key: &EncodingKey, header: &str, claims: &str) -> String {
     let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
-    let signer = (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.signer_factory)(&alg, key)
-        .expect("signer");
+    let signer = (crate::keys::provider().signer_factory)(&alg, key).expect("signer");
     let sig = signer.try_sign(input.as_bytes()).expect("sign");
     format!("{input}.{}", B64.encode(sig))
 }

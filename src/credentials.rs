@@ -1,0 +1,210 @@
+//! Reading the request's credentials: the `Authorization` header (RFC 6750 §2.1).
+//!
+//! ```text
+//! credentials = "Bearer" 1*SP b64token
+//! b64token    = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+//! ```
+//!
+//! Only the `Authorization` header is read: form-body and URI-query tokens (§2.2, §2.3) are
+//! not supported, as RFC 9700 advises.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::{AuthError, ErrorKind};
+
+/// The authentication scheme the token came with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750): whoever holds the token may use it.
+    Bearer,
+}
+
+/// A token as the request presented it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Credentials<'h> {
+    pub(crate) scheme: Scheme,
+    pub(crate) token: &'h str,
+}
+
+/// Extracts the credentials from `headers`, and marks the `Authorization` header sensitive
+/// (out of `Debug` output and HPACK tables further in).
+///
+/// `Ok(None)` when there is no `Authorization` header or it uses a scheme this crate does
+/// not serve (the request carries no bearer credentials). One header lookup; allocates
+/// nothing; the size cap is applied before any byte of the token is looked at.
+pub(crate) fn extract(
+    headers: &mut HeaderMap,
+    max_token_len: usize,
+) -> Result<Option<Credentials<'_>>, AuthError> {
+    // Several values are rare enough to look for only when some header has several.
+    if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+    {
+        return Err(ErrorKind::InvalidRequest.into());
+    }
+    let Some(value) = headers.get_mut(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value.set_sensitive(true);
+    let value: &_ = value;
+    parse(value.as_bytes(), max_token_len)
+}
+
+fn parse(value: &[u8], max_token_len: usize) -> Result<Option<Credentials<'_>>, AuthError> {
+    let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
+    let scheme = if value[..scheme_len].eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else {
+        // Another scheme (Basic, Digest ...) carries no token of ours.
+        return Ok(None);
+    };
+    // `1*SP`, then the token: nothing else, and no other whitespace (a tab, a line fold).
+    let rest = &value[scheme_len..];
+    let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+    let token = &rest[spaces..];
+    if token.len() > max_token_len {
+        return Err(ErrorKind::TokenTooLarge.into());
+    }
+    if spaces == 0 || !is_b64token(token) {
+        return Err(ErrorKind::InvalidRequest.into());
+    }
+    // `is_b64token` admits ASCII only, so this cannot fail.
+    let token = std::str::from_utf8(token).map_err(|_| ErrorKind::InvalidRequest)?;
+    Ok(Some(Credentials { scheme, token }))
+}
+
+/// RFC 9110 `tchar`: what an auth-scheme is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `b64token`, checked 32 bytes at a time without an early exit inside a block, so that the
+/// compiler turns each block into a few vector comparisons: a JWT is hundreds of bytes, and
+/// this check runs on every request.
+fn is_b64token(token: &[u8]) -> bool {
+    let body = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    if body == 0 {
+        return false;
+    }
+    token[..body]
+        .chunks(32)
+        .all(|block| block.iter().fold(true, |ok, &b| ok & is_b64token_char(b)))
+}
+
+#[inline(always)]
+fn is_b64token_char(b: u8) -> bool {
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                AUTHORIZATION,
+                HeaderValue::from_bytes(v).expect("valid header value"),
+            );
+        }
+        h
+    }
+
+    /// The token extracted from `values`, or the error kind.
+    fn token(values: &[&[u8]], max: usize) -> Result<Option<String>, ErrorKind> {
+        let mut h = headers(values);
+        extract(&mut h, max)
+            .map(|c| c.map(|c| c.token.to_owned()))
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn accepts_any_scheme_case_and_extra_spaces() {
+        for v in [
+            &b"Bearer abc.def.ghi"[..],
+            b"bearer abc.def.ghi",
+            b"BEARER   abc.def.ghi",
+        ] {
+            assert_eq!(token(&[v], 8192), Ok(Some("abc.def.ghi".into())));
+        }
+        assert_eq!(
+            token(&[b"Bearer a-_~+/=="], 8192),
+            Ok(Some("a-_~+/==".into()))
+        );
+        // A long token crosses several 32-byte blocks.
+        let long = format!("Bearer {}.{}==", "A".repeat(700), "z9".repeat(40));
+        assert!(token(&[long.as_bytes()], 8192).expect("ok").is_some());
+    }
+
+    #[test]
+    fn no_header_or_other_scheme_is_no_token() {
+        assert_eq!(
+            extract(&mut HeaderMap::new(), 8192).map(|c| c.is_none()),
+            Ok(true)
+        );
+        assert_eq!(token(&[b"Basic dXNlcjpwYXNz"], 8192), Ok(None));
+        assert_eq!(token(&[b"Bearerx abc"], 8192), Ok(None));
+    }
+
+    #[test]
+    fn malformed_credentials_are_invalid_request() {
+        for v in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer a\tb",
+            b"Bearer\tabc",
+            b"Bearer \tabc",
+            b"bearer\t\tabc.def",
+            b"Bearer \"abc\"",
+            b"Bearer abc,def",
+            b"Bearer =abc",
+            b"Bearer ab=c",
+            b"Bearer ===",
+            b"Bearer \xc3\xa9",
+        ] {
+            assert_eq!(token(&[v], 8192), Err(ErrorKind::InvalidRequest), "{v:?}");
+        }
+        assert_eq!(
+            token(&[b"Bearer a", b"Bearer a"], 8192),
+            Err(ErrorKind::InvalidRequest)
+        );
+        // Every character outside the alphabet, wherever it sits in a long token.
+        for bad in (0u8..=255).filter(|b| !is_b64token_char(*b) && *b != b'=') {
+            for at in [0, 31, 32, 500] {
+                let mut t = vec![b'a'; 600];
+                t[at] = bad;
+                assert!(!is_b64token(&t), "{bad:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_header_is_marked_sensitive() {
+        let mut h = headers(&[b"Bearer abc"]);
+        extract(&mut h, 8192).expect("ok");
+        assert!(h[AUTHORIZATION].is_sensitive());
+    }
+
+    #[test]
+    fn oversized_token_is_refused_before_parsing() {
+        let mut v = b"Bearer ".to_vec();
+        v.extend(std::iter::repeat_n(b'a', 65));
+        assert_eq!(token(&[&v], 64), Err(ErrorKind::TokenTooLarge));
+        // Even if the oversized part would be malformed.
+        v.push(b' ');
+        v.push(b'x');
+        assert_eq!(token(&[&v], 64), Err(ErrorKind::TokenTooLarge));
+        assert!(token(&[&v[..7 + 64]], 64).expect("ok").is_some());
+    }
+}

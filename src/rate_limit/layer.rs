@@ -1,0 +1,227 @@
+//! [`RateLimitByClient`] and its builder.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::key::{ClaimsKey, ClientOrSubject};
+use super::memory::Buckets;
+use super::quota::Quota;
+use super::service::RateLimitByClientService;
+
+/// How many requests to callers without a named quota pass between two sweeps of the keyed
+/// store ([`RateLimitByClientBuilder::retain_recent_every`]).
+pub const DEFAULT_RETAIN_RECENT_EVERY: u64 = 4096;
+
+/// Marks a response the rate limit answered with (`429`, or `grpc-status: 8`); it is in the
+/// response's extensions, beside the [`AuthError`](crate::AuthError) of kind
+/// [`RateLimited`](crate::ErrorKind::RateLimited).
+///
+/// ```
+/// use bearer_guard::rate_limit::RateLimited;
+/// # let response = http::Response::new(());
+/// if let Some(limited) = response.extensions().get::<RateLimited>() {
+///     let _wait = limited.retry_after();
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    pub(crate) retry_after: Duration,
+}
+
+impl RateLimited {
+    /// How long until the caller's next request can pass, exactly. The `Retry-After` header
+    /// carries it in whole seconds, rounded up, and at least 1.
+    #[must_use]
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+/// A [`Layer`] that limits each caller's request rate, answering `429 Too Many Requests`
+/// with `Retry-After` (or `grpc-status: 8`) over quota. See the [module docs](super).
+///
+/// Place it inside [`RequireScope`](crate::RequireScope), so that it sees the verified token.
+/// Cloning the layer or its service is one reference-count increment; all clones share the
+/// same buckets.
+pub struct RateLimitByClient<K = ClientOrSubject> {
+    state: Arc<State<K>>,
+}
+
+pub(crate) struct State<K> {
+    pub(crate) key: K,
+    pub(crate) buckets: Buckets,
+}
+
+impl RateLimitByClient {
+    /// Starts a rate limit with `default` as every caller's quota, keyed by
+    /// [`ClientOrSubject`].
+    pub fn builder(default: Quota) -> RateLimitByClientBuilder {
+        RateLimitByClientBuilder {
+            key: ClientOrSubject,
+            default,
+            clients: HashMap::new(),
+            anonymous: Some(default),
+            retain_every: DEFAULT_RETAIN_RECENT_EVERY,
+        }
+    }
+
+    /// The same quota for every caller, keyed by [`ClientOrSubject`]; anonymous requests
+    /// share one bucket with that quota.
+    pub fn new(default: Quota) -> Self {
+        Self::builder(default).build()
+    }
+}
+
+impl<K> RateLimitByClient<K> {
+    /// The number of buckets currently held for callers without a named quota.
+    #[must_use]
+    pub fn tracked_clients(&self) -> usize {
+        self.state.buckets.tracked()
+    }
+}
+
+/// Configures a [`RateLimitByClient`]; from [`RateLimitByClient::builder`].
+#[must_use]
+pub struct RateLimitByClientBuilder<K = ClientOrSubject> {
+    key: K,
+    default: Quota,
+    clients: HashMap<String, Quota>,
+    anonymous: Option<Quota>,
+    retain_every: u64,
+}
+
+impl<K> RateLimitByClientBuilder<K> {
+    /// Gives the client `client_id` its own quota instead of the default one. Only tokens
+    /// whose `client_id` is this id draw from it (never one whose `sub` merely equals it).
+    /// Setting a client twice keeps the last quota.
+    pub fn client(mut self, client_id: impl Into<String>, quota: Quota) -> Self {
+        self.clients.insert(client_id.into(), quota);
+        self
+    }
+
+    /// Limits requests without a key (no verified token) under one shared bucket with
+    /// `quota`. The default is one shared bucket with the default quota.
+    pub fn anonymous(mut self, quota: Quota) -> Self {
+        self.anonymous = Some(quota);
+        self
+    }
+
+    /// Lets requests without a key (no verified token) through without any limit.
+    pub fn anonymous_unlimited(mut self) -> Self {
+        self.anonymous = None;
+        self
+    }
+
+    /// Sweeps fully replenished buckets out of the keyed store once every `calls` requests
+    /// that use it (callers without a named quota). `0` counts as 1. Default:
+    /// [`DEFAULT_RETAIN_RECENT_EVERY`].
+    pub fn retain_recent_every(mut self, calls: u64) -> Self {
+        self.retain_every = calls.max(1);
+        self
+    }
+
+    /// Keys requests with a closure over the request, for example a header. `None` means
+    /// anonymous. A key over unauthenticated input (an IP address, a header) is chosen by
+    /// the caller: the keyed store grows with it until swept.
+    ///
+    /// ```
+    /// use bearer_guard::rate_limit::{Quota, RateLimitByClient};
+    /// # let quota = Quota::per_second(std::num::NonZeroU32::MIN);
+    /// let layer = RateLimitByClient::builder(quota)
+    ///     .key(|req: &http::Request<()>| {
+    ///         let tenant = req.headers().get("x-tenant")?.to_str().ok()?;
+    ///         Some(format!("tenant:{tenant}"))
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn key<F>(self, f: F) -> RateLimitByClientBuilder<F> {
+        RateLimitByClientBuilder {
+            key: f,
+            default: self.default,
+            clients: self.clients,
+            anonymous: self.anonymous,
+            retain_every: self.retain_every,
+        }
+    }
+
+    /// Keys requests with a function of their [`Claims<T>`](crate::Claims), for a claim of
+    /// your own (a tenant). Requests without `Claims<T>`, or for which `f` returns `None`,
+    /// are anonymous.
+    ///
+    /// ```
+    /// use bearer_guard::rate_limit::{Quota, RateLimitByClient};
+    /// #[derive(serde::Deserialize)]
+    /// struct Mine { tenant: String }
+    /// # let quota = Quota::per_second(std::num::NonZeroU32::MIN);
+    /// let layer = RateLimitByClient::builder(quota)
+    ///     .key_from_claims(|c: &Mine| Some(c.tenant.as_str()))
+    ///     .build();
+    /// ```
+    pub fn key_from_claims<T, F>(self, f: F) -> RateLimitByClientBuilder<ClaimsKey<T, F>>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(&T) -> Option<&str>,
+    {
+        self.key(ClaimsKey {
+            f,
+            claims: PhantomData,
+        })
+    }
+
+    /// Builds the layer and its buckets.
+    pub fn build(self) -> RateLimitByClient<K> {
+        RateLimitByClient {
+            state: Arc::new(State {
+                key: self.key,
+                buckets: Buckets::new(
+                    self.default,
+                    self.clients,
+                    self.anonymous,
+                    self.retain_every,
+                ),
+            }),
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for RateLimitByClientBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitByClientBuilder")
+            .field("key", &self.key)
+            .field("default", &self.default)
+            .field("clients", &self.clients)
+            .field("anonymous", &self.anonymous)
+            .field("retain_recent_every", &self.retain_every)
+            .finish()
+    }
+}
+
+impl<K> Clone for RateLimitByClient<K> {
+    fn clone(&self) -> Self {
+        RateLimitByClient {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for RateLimitByClient<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitByClient")
+            .field("key", &self.state.key)
+            .field("buckets", &self.state.buckets)
+            .finish()
+    }
+}
+
+impl<S, K> Layer<S> for RateLimitByClient<K> {
+    type Service = RateLimitByClientService<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitByClientService::new(inner, Arc::clone(&self.state))
+    }
+}

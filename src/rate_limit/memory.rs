@@ -1,0 +1,119 @@
+//! The buckets in process memory: one per named client, one per other caller (created on
+//! its first request, swept out once refilled), one shared by anonymous requests.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, NotUntil};
+
+use super::key::Caller;
+use super::quota::Quota;
+
+/// A bucket of its own, for a named client or the anonymous requests.
+struct Bucket {
+    quota: Quota,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Bucket {
+    fn new(quota: Quota) -> Self {
+        Bucket {
+            quota,
+            limiter: DefaultDirectRateLimiter::direct(quota.governor()),
+        }
+    }
+
+    fn check(&self) -> Result<(), Duration> {
+        waited(self.limiter.check(), self.limiter.clock())
+    }
+}
+
+impl fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.quota.fmt(f)
+    }
+}
+
+/// The wait until the next conforming request, from governor's answer.
+fn waited(
+    outcome: Result<(), NotUntil<<DefaultClock as Clock>::Instant>>,
+    clock: &DefaultClock,
+) -> Result<(), Duration> {
+    outcome.map_err(|not_until| not_until.wait_time_from(clock.now()))
+}
+
+/// Every bucket of a rate limit.
+pub(crate) struct Buckets {
+    default_quota: Quota,
+    /// Callers without a named quota, one bucket each.
+    default: DefaultKeyedRateLimiter<Caller<'static>>,
+    /// Clients with a named quota; fixed after building, so lookups take no lock.
+    clients: HashMap<String, Bucket>,
+    /// `None`: anonymous requests are not limited.
+    anonymous: Option<Bucket>,
+    calls: AtomicU64,
+    retain_every: u64,
+}
+
+impl Buckets {
+    pub(crate) fn new(
+        default: Quota,
+        clients: HashMap<String, Quota>,
+        anonymous: Option<Quota>,
+        retain_every: u64,
+    ) -> Self {
+        Buckets {
+            default_quota: default,
+            default: DefaultKeyedRateLimiter::keyed(default.governor()),
+            clients: clients
+                .into_iter()
+                .map(|(client, quota)| (client, Bucket::new(quota)))
+                .collect(),
+            anonymous: anonymous.map(Bucket::new),
+            calls: AtomicU64::new(0),
+            retain_every,
+        }
+    }
+
+    /// Takes one request from `caller`'s bucket (the anonymous bucket for `None`);
+    /// `Err(wait)` when it is over quota.
+    pub(crate) fn check(&self, caller: Option<&Caller<'_>>) -> Result<(), Duration> {
+        let Some(caller) = caller else {
+            return self.anonymous.as_ref().map_or(Ok(()), Bucket::check);
+        };
+        if let Some(bucket) = caller.client_id().and_then(|id| self.clients.get(id)) {
+            return bucket.check();
+        }
+        self.sweep();
+        let caller = caller.clone().into_owned();
+        waited(self.default.check_key(&caller), self.default.clock())
+    }
+
+    /// Once every `retain_every` calls, drops the keyed buckets that have fully refilled.
+    fn sweep(&self) {
+        let calls = self.calls.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if calls.is_multiple_of(self.retain_every) {
+            self.default.retain_recent();
+            self.default.shrink_to_fit();
+        }
+    }
+
+    /// The number of buckets held for callers without a named quota.
+    pub(crate) fn tracked(&self) -> usize {
+        self.default.len()
+    }
+}
+
+impl fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buckets")
+            .field("default", &self.default_quota)
+            .field("clients", &self.clients)
+            .field("anonymous", &self.anonymous)
+            .field("retain_recent_every", &self.retain_every)
+            .finish()
+    }
+}

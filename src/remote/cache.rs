@@ -1,0 +1,463 @@
+//! [`KeyCache`]: one issuer's keys, fetched, swapped atomically, refreshed when due.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ::http::Uri;
+use arc_swap::ArcSwapOption;
+use serde::Deserialize;
+
+use super::http::{self, FetchError, FetchLimits, HttpClient};
+use super::{RemoteKeys, Settings, Source};
+use crate::error::ConfigError;
+use crate::keys::{Key, KeySet};
+use crate::url::redact;
+
+/// Refresh interval when the issuer sends no `max-age`.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+/// Retry interval after a failed refresh (capped by the refresh bounds).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// One fetched key set.
+pub(crate) struct Snapshot {
+    keys: KeySet,
+    fetched_at: Instant,
+}
+
+impl Snapshot {
+    pub(crate) fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+}
+
+/// The cache of an issuer's keys, shared by every clone of a validator.
+pub(crate) struct KeyCache {
+    settings: Settings,
+    issuer: String,
+    client: Arc<dyn HttpClient>,
+    limits: FetchLimits,
+    current: ArcSwapOption<Snapshot>,
+    jwks_uri: ArcSwapOption<Uri>,
+    /// Bumped on every successful fetch; waiters use it to see that someone else fetched.
+    generation: AtomicU64,
+    /// Milliseconds since `epoch` of the last fetch an unknown `kid` triggered (0: never).
+    last_on_demand: AtomicU64,
+    /// Milliseconds since `epoch` at which the next refresh is due (0: after the first
+    /// fetch).
+    next_due: AtomicU64,
+    /// A refresh started by the request path or the background task is running.
+    refreshing: AtomicBool,
+    epoch: Instant,
+    fetch_lock: tokio::sync::Mutex<()>,
+    background_started: AtomicBool,
+}
+
+/// What the request path should do about keys.
+pub(crate) enum Keys {
+    /// Verify with these (always `Some`).
+    Ready(arc_swap::Guard<Option<Arc<Snapshot>>>),
+    /// None usable (never fetched, or stale beyond the limit), and a fetch may be tried.
+    Fetch(u64),
+    /// None usable and no fetch allowed now.
+    Unavailable,
+}
+
+impl KeyCache {
+    pub(crate) fn new(remote: RemoteKeys, issuer: String) -> Result<Self, ConfigError> {
+        let RemoteKeys {
+            settings,
+            client,
+            tls,
+        } = remote;
+        // Refuse insecure URLs at build time, before anything is fetched.
+        match &settings.source {
+            Source::Jwks(url) | Source::Discover(url) => {
+                crate::url::checked_uri(url, settings.allow_http)?;
+            }
+        }
+        let client = client
+            .unwrap_or_else(|| Arc::new(http::HyperClient::new(tls, settings.connect_timeout)));
+        Ok(KeyCache {
+            limits: FetchLimits {
+                timeout: settings.timeout,
+                max_body: settings.max_body,
+            },
+            settings,
+            issuer,
+            client,
+            current: ArcSwapOption::empty(),
+            jwks_uri: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            last_on_demand: AtomicU64::new(0),
+            next_due: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            epoch: Instant::now(),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            background_started: AtomicBool::new(false),
+        })
+    }
+
+    /// The current keys, or what to do instead. Lock-free and allocation-free, except when
+    /// a refresh is due and has to be started.
+    pub(crate) fn keys(self: &Arc<Self>) -> Keys {
+        self.start_background();
+        let snapshot = self.current.load();
+        match &*snapshot {
+            Some(s) if s.fetched_at.elapsed() <= self.settings.max_staleness => {
+                self.refresh_if_due();
+                Keys::Ready(snapshot)
+            }
+            _ if self.may_fetch_on_demand() => Keys::Fetch(self.generation()),
+            _ => Keys::Unavailable,
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1 so that 0 keeps meaning "never".
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether an unknown `kid` (or a missing key set) may trigger a fetch now.
+    pub(crate) fn may_fetch_on_demand(&self) -> bool {
+        let last = self.last_on_demand.load(Ordering::Acquire);
+        last == 0 || self.now_ms().saturating_sub(last) >= self.settings.cooldown.as_millis() as u64
+    }
+
+    /// Fetches because a request found no key (or no key set). One fetch at a time; requests
+    /// that waited on someone else's fetch return without fetching again, and none fetches
+    /// within the cooldown of the last on-demand fetch.
+    pub(crate) async fn refresh_on_demand(&self, seen_generation: u64) {
+        let _guard = self.fetch_lock.lock().await;
+        if self.generation() != seen_generation || !self.may_fetch_on_demand() {
+            return;
+        }
+        let had_keys = self.current.load().is_some();
+        self.last_on_demand.store(self.now_ms(), Ordering::Release);
+        match self.fetch_and_install().await {
+            // The first fetch of a lazy start is not an unknown-kid fetch: no cooldown.
+            Ok(()) if !had_keys => self.last_on_demand.store(0, Ordering::Release),
+            Ok(()) => {}
+            Err(err) => {
+                tracing::warn!(
+                    target: "bearer_guard::remote",
+                    reason = err.reason(),
+                    error = %err,
+                    "on-demand key refresh failed; keeping the last good key set"
+                );
+            }
+        }
+    }
+
+    /// Fetches the keys unless a fetch already succeeded: for `Validator::ready`.
+    pub(crate) async fn ready(self: &Arc<Self>) -> Result<(), ConfigError> {
+        let _guard = self.fetch_lock.lock().await;
+        if self.current.load().is_some() {
+            return Ok(());
+        }
+        self.fetch_and_install()
+            .await
+            .map_err(|e| ConfigError::KeyFetch(e.to_string()))
+    }
+
+    /// Starts a refresh when one is due and none is running. It runs on the caller's Tokio
+    /// runtime, whichever that is: the background task of the runtime the validator was
+    /// first used on may be gone.
+    fn refresh_if_due(self: &Arc<Self>) {
+        let due = self.next_due.load(Ordering::Acquire);
+        if due == 0 || self.now_ms() < due || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let cache = Arc::clone(self);
+                runtime.spawn(async move { cache.refresh_when_due().await });
+            }
+            Err(_) => {
+                self.schedule(RETRY_AFTER_FAILURE.min(self.settings.refresh_min));
+                self.refreshing.store(false, Ordering::Release);
+                tracing::warn!(
+                    target: "bearer_guard::remote",
+                    reason = "refresh_not_running",
+                    "key refresh is due but no Tokio runtime is running to fetch it; \
+                     serving the current key set"
+                );
+            }
+        }
+    }
+
+    /// The refresh itself: the caller set `refreshing`; this clears it.
+    async fn refresh_when_due(&self) {
+        let guard = self.fetch_lock.lock().await;
+        if self.now_ms() >= self.next_due.load(Ordering::Acquire)
+            && let Err(err) = self.fetch_and_install().await
+        {
+            tracing::warn!(
+                target: "bearer_guard::remote",
+                reason = err.reason(),
+                error = %err,
+                "key refresh failed; keeping the last good key set"
+            );
+            self.schedule(RETRY_AFTER_FAILURE.min(self.settings.refresh_min));
+        }
+        drop(guard);
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    fn schedule(&self, after: Duration) {
+        let after = u64::try_from(after.as_millis()).unwrap_or(u64::MAX / 2);
+        self.next_due
+            .store(self.now_ms().saturating_add(after), Ordering::Release);
+    }
+
+    /// Fetches the key set and swaps it in; schedules the next refresh after the response's
+    /// `max-age`, within the bounds.
+    async fn fetch_and_install(&self) -> Result<(), Failure> {
+        let uri = self.jwks_uri().await?;
+        let fetched = http::get(&*self.client, &uri, &self.limits)
+            .await
+            .map_err(|e| Failure::at(&uri, e))?;
+        let mut keys = KeySet::from_jwks_json_with(&fetched.body, &self.settings.jwks)
+            .map_err(|e| Failure::at(&uri, FetchError::Invalid(format!("key set refused: {e}"))))?;
+        if let Some(old) = &*self.current.load() {
+            // Unchanged keys keep their identity, so cached tokens they verified stay valid.
+            keys.reuse_identical(&old.keys);
+        }
+        let count = keys.len();
+        self.current.store(Some(Arc::new(Snapshot {
+            keys,
+            fetched_at: Instant::now(),
+        })));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let next = fetched
+            .max_age
+            .unwrap_or(DEFAULT_REFRESH)
+            .clamp(self.settings.refresh_min, self.settings.refresh_max);
+        self.schedule(next);
+        tracing::info!(
+            target: "bearer_guard::remote",
+            reason = "keys_refreshed",
+            keys = count,
+            next_refresh_s = next.as_secs(),
+            "key set fetched"
+        );
+        Ok(())
+    }
+
+    /// The JWKS URL: configured, or read from the discovery document once.
+    async fn jwks_uri(&self) -> Result<Uri, Failure> {
+        if let Some(uri) = &*self.jwks_uri.load() {
+            return Ok(Uri::clone(uri));
+        }
+        let uri = match &self.settings.source {
+            Source::Jwks(url) => checked(url, self.settings.allow_http).map_err(Failure::from)?,
+            Source::Discover(issuer) => self.discover(issuer).await?,
+        };
+        self.jwks_uri.store(Some(Arc::new(uri.clone())));
+        Ok(uri)
+    }
+
+    /// RFC 8414 metadata, falling back to OpenID Connect discovery. The document's `issuer`
+    /// must equal ours exactly (RFC 8414 §3.3).
+    async fn discover(&self, issuer: &str) -> Result<Uri, Failure> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: Option<String>,
+        }
+        let mut last_err = None;
+        for url in discovery_urls(issuer) {
+            let uri = checked(&url, self.settings.allow_http)?;
+            let fetched = match http::get(&*self.client, &uri, &self.limits).await {
+                Ok(f) => f,
+                Err(e) => {
+                    // Keep the first failure: the RFC 8414 one is the more telling.
+                    last_err.get_or_insert(Failure::at(&uri, e));
+                    continue;
+                }
+            };
+            // A catch-all web app may answer the first URL with HTML: try the next one.
+            let parsed = crate::json::check_strict(&fetched.body)
+                .and_then(|()| serde_json::from_slice::<Metadata>(&fetched.body));
+            let meta = match parsed {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let err = FetchError::Invalid(format!("not a discovery document: {e}"));
+                    last_err.get_or_insert(Failure::at(&uri, err));
+                    continue;
+                }
+            };
+            let invalid = |msg: String| Failure::at(&uri, FetchError::Invalid(msg));
+            if meta.issuer != self.issuer {
+                return Err(invalid(format!(
+                    "the document names issuer `{}`, expected `{}`",
+                    redact(&meta.issuer),
+                    redact(&self.issuer)
+                )));
+            }
+            let jwks = meta
+                .jwks_uri
+                .ok_or_else(|| invalid("the document has no `jwks_uri`".into()))?;
+            let jwks_uri = checked(&jwks, self.settings.allow_http)?;
+            let downgrade = uri.scheme_str() == Some("https")
+                && jwks_uri.scheme_str() != Some("https")
+                && !self.settings.allow_http;
+            if downgrade {
+                return Err(invalid(format!(
+                    "an https issuer names the plain-http `jwks_uri` `{}`; refused (see \
+                     `allow_insecure_http`)",
+                    redact(&jwks)
+                )));
+            }
+            return Ok(jwks_uri);
+        }
+        Err(last_err.unwrap_or(FetchError::Invalid("no discovery URL".into()).into()))
+    }
+
+    /// Starts the background refresher once, if a Tokio runtime is running. It holds only a
+    /// weak reference and ends when the last validator is dropped, or with its runtime (the
+    /// request path then starts refreshes itself).
+    fn start_background(self: &Arc<Self>) {
+        if self.background_started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.background_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let wait = match weak.upgrade() {
+                    Some(cache) => cache.until_due(),
+                    None => return,
+                };
+                tokio::time::sleep(wait).await;
+                let Some(cache) = weak.upgrade() else { return };
+                if cache.next_due.load(Ordering::Acquire) != 0
+                    && cache.now_ms() >= cache.next_due.load(Ordering::Acquire)
+                    && !cache.refreshing.swap(true, Ordering::AcqRel)
+                {
+                    cache.refresh_when_due().await;
+                }
+            }
+        });
+    }
+
+    /// How long until the next refresh is due (a while, before the first fetch).
+    fn until_due(&self) -> Duration {
+        match self.next_due.load(Ordering::Acquire) {
+            0 => RETRY_AFTER_FAILURE.min(self.settings.refresh_min),
+            due => Duration::from_millis(due.saturating_sub(self.now_ms())),
+        }
+    }
+
+    /// Whether `key` is in the current key set (a cached token stays valid only as long as
+    /// the key that verified it).
+    pub(crate) fn contains(&self, key: &Key) -> bool {
+        self.current.load().as_ref().is_some_and(|s| {
+            s.fetched_at.elapsed() <= self.settings.max_staleness
+                && s.keys.iter().any(|k| k.same(key))
+        })
+    }
+
+    /// The last fetched key set, if any.
+    pub(crate) fn current(&self) -> Option<KeySet> {
+        self.current.load().as_ref().map(|s| s.keys.clone())
+    }
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("source", &self.settings.source)
+            .field("keys", &self.current.load().as_ref().map(|s| s.keys.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failed fetch, with the (redacted) URL it concerned.
+#[derive(Debug)]
+struct Failure {
+    url: Option<String>,
+    error: FetchError,
+}
+
+impl Failure {
+    fn at(uri: &Uri, error: FetchError) -> Self {
+        Failure {
+            url: Some(redact(&uri.to_string()).into_owned()),
+            error,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        self.error.reason()
+    }
+}
+
+impl From<FetchError> for Failure {
+    fn from(error: FetchError) -> Self {
+        Failure { url: None, error }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.url {
+            Some(url) => write!(f, "GET {url}: {}", self.error),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+fn checked(url: &str, allow_http: bool) -> Result<Uri, FetchError> {
+    crate::url::checked_uri(url, allow_http).map_err(|e| FetchError::Invalid(e.to_string()))
+}
+
+/// RFC 8414 §3.1 inserts the well-known segment between host and path; OpenID Connect
+/// Discovery appends it to the issuer.
+fn discovery_urls(issuer: &str) -> [String; 2] {
+    let trimmed = issuer.trim_end_matches('/');
+    let (origin, path) = match trimmed.find("://").map(|i| i + 3) {
+        Some(start) => match trimmed[start..].find('/') {
+            Some(slash) => trimmed.split_at(start + slash),
+            None => (trimmed, ""),
+        },
+        None => (trimmed, ""),
+    };
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{trimmed}/.well-known/openid-configuration"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_urls_follow_rfc_8414_and_oidc() {
+        assert_eq!(
+            discovery_urls("https://issuer.example"),
+            [
+                "https://issuer.example/.well-known/oauth-authorization-server",
+                "https://issuer.example/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            discovery_urls("https://issuer.example/tenant/1/"),
+            [
+                "https://issuer.example/.well-known/oauth-authorization-server/tenant/1",
+                "https://issuer.example/tenant/1/.well-known/openid-configuration"
+            ]
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! [`ValidatorBuilder`]: a validator's configuration, checked when it is built.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::checks::{Checks, Profile};
+use super::source::KeySource;
+use super::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Inner, MAX_LEEWAY, Trusted, Validator};
+use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, TokenCache};
+use crate::claims::AccessClaims;
+use crate::error::ConfigError;
+use crate::revocation::{DEFAULT_REVOCATION_MEMO, RevocationCheck, Revocations};
+
+impl Validator<AccessClaims> {
+    /// Starts a builder. An audience and keys are required, and an issuer (which
+    /// [`RemoteKeys::discover`](crate::RemoteKeys::discover) provides).
+    pub fn builder() -> ValidatorBuilder<AccessClaims> {
+        ValidatorBuilder {
+            issuer: None,
+            audiences: Vec::new(),
+            keys: None,
+            leeway: DEFAULT_LEEWAY,
+            profile: Profile::Rfc9068,
+            max_lifetime: None,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            cache: Some((DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES)),
+            revocation: RevocationSettings {
+                store: None,
+                memo: DEFAULT_REVOCATION_MEMO,
+                fail_open: false,
+            },
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// Builds a [`Validator`]. Obtained from [`Validator::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use bearer_guard::{KeySet, Profile, Validator};
+/// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+/// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+/// let validator = Validator::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .keys(KeySet::from_jwks_json(jwks)?)
+///     .profile(Profile::Rfc9068)                       // the default
+///     .leeway(Duration::from_secs(30))
+///     .max_token_lifetime(Duration::from_secs(3600))   // optional
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct ValidatorBuilder<T = AccessClaims> {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    keys: Option<KeySource>,
+    leeway: Duration,
+    profile: Profile,
+    max_lifetime: Option<Duration>,
+    max_token_len: usize,
+    cache: Option<(usize, u64)>,
+    revocation: RevocationSettings,
+    _claims: PhantomData<fn() -> T>,
+}
+
+/// The builder's revocation settings, independent of the order they are given in.
+struct RevocationSettings {
+    store: Option<Arc<dyn Revocations>>,
+    memo: Duration,
+    fail_open: bool,
+}
+
+impl<T> fmt::Debug for ValidatorBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatorBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("keys", &self.keys)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> ValidatorBuilder<T> {
+    /// The issuer: a token's `iss` must equal it exactly (no normalisation, no trailing-slash
+    /// games).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// An audience this API answers to, usually its RFC 8707 resource URI. A token's `aud`
+    /// (string or array) must contain one of them. Call again to accept several (an API
+    /// known under more than one name).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Where the verification keys come from: a [`KeySet`](crate::KeySet) given in code, or
+    /// (feature `remote`) [`RemoteKeys`](crate::RemoteKeys) fetched from the issuer. A
+    /// discovery source also sets the issuer, unless [`issuer`](Self::issuer) is given.
+    pub fn keys(mut self, keys: impl Into<KeySource>) -> Self {
+        self.keys = Some(keys.into());
+        self
+    }
+
+    /// Which `typ` and claims a token must have: [`Profile::Rfc9068`] (the default) or
+    /// [`Profile::Jwt`] for issuers that do not follow RFC 9068. See [`Profile`] for the
+    /// checks each makes.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`. Default 60 s, at most 300 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Refuses tokens meant to live longer than `max` ([`ErrorKind::LifetimeTooLong`]):
+    /// `exp - iat` and `exp - now` must both be at most `max`. Off by default. Short-lived
+    /// tokens are what make a stolen token worth little; this holds an issuer to it.
+    ///
+    /// [`ErrorKind::LifetimeTooLong`]: crate::ErrorKind::LifetimeTooLong
+    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// Caps a token's length in bytes; longer ones are refused before parsing. Default 8 KiB.
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.max_token_len = bytes;
+        self
+    }
+
+    /// Bounds the verified-token cache (default 4096 tokens and 8 MiB, estimated).
+    ///
+    /// A token seen before is served from the cache without checking its signature or
+    /// parsing it again; its `exp`/`nbf`, its key, its binding and the route's scopes are
+    /// still checked on every request. Only tokens that passed every check are cached.
+    pub fn token_cache(mut self, max_entries: usize, max_bytes: u64) -> Self {
+        self.cache = Some((max_entries, max_bytes));
+        self
+    }
+
+    /// Turns the verified-token cache off: every request verifies the signature.
+    pub fn without_token_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// Checks every token against a revocation store, keyed by issuer and `jti`; tokens
+    /// without `jti` are refused. See [`revocation`](crate::revocation) for the memo and
+    /// failure behaviour.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bearer_guard::{Validator, revocation::MemoryRevocations};
+    /// let store = Arc::new(MemoryRevocations::new());
+    /// let builder = Validator::builder().revocation(store.clone());
+    /// ```
+    pub fn revocation(mut self, store: Arc<dyn Revocations>) -> Self {
+        self.revocation.store = Some(store);
+        self
+    }
+
+    /// How long a revocation answer is trusted without asking the store again (default
+    /// 500 ms, at most an hour): the longest a revoked token can still be accepted after the
+    /// store has it. Zero asks on every request. Used with [`revocation`](Self::revocation).
+    pub fn revocation_memo(mut self, memo: Duration) -> Self {
+        self.revocation.memo = memo;
+        self
+    }
+
+    /// When the revocation store cannot be reached, accept tokens (logging a warning)
+    /// instead of answering 503. Only "could not be asked" fails open: a token the store
+    /// has answered for is never accepted on that account. Used with
+    /// [`revocation`](Self::revocation).
+    pub fn revocation_fail_open(mut self) -> Self {
+        self.revocation.fail_open = true;
+        self
+    }
+
+    /// Chooses the type the claims are deserialized into (default [`AccessClaims`]).
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize)]
+    /// struct MyClaims { sub: String, tenant: String }
+    /// let builder = bearer_guard::Validator::builder().claims::<MyClaims>();
+    /// ```
+    pub fn claims<U>(self) -> ValidatorBuilder<U> {
+        ValidatorBuilder {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            keys: self.keys,
+            leeway: self.leeway,
+            profile: self.profile,
+            max_lifetime: self.max_lifetime,
+            max_token_len: self.max_token_len,
+            cache: self.cache,
+            revocation: self.revocation,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Builds the validator. Remote keys are not fetched here: call
+    /// [`Validator::ready`] to fetch them now, or the first request will.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingIssuer`], [`ConfigError::MissingAudience`],
+    /// [`ConfigError::MissingKeys`] when a required setting is absent (or empty),
+    /// [`ConfigError::LeewayTooLarge`]; for remote keys [`ConfigError::InvalidUrl`],
+    /// [`ConfigError::InsecureUrl`], [`ConfigError::CredentialsInUrl`].
+    pub fn build(self) -> Result<Validator<T>, ConfigError> {
+        let keys = self.keys.ok_or(ConfigError::MissingKeys)?;
+        let issuer = self
+            .issuer
+            .or_else(|| keys.discovery_issuer().map(str::to_owned))
+            .filter(|i| !i.is_empty())
+            .ok_or(ConfigError::MissingIssuer)?;
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::MissingAudience);
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(ConfigError::LeewayTooLarge {
+                requested: self.leeway.as_secs(),
+                max: MAX_LEEWAY.as_secs(),
+            });
+        }
+        let revocation = self.revocation.store.map(|store| {
+            RevocationCheck::new(store, self.revocation.memo, self.revocation.fail_open)
+        });
+        let keys = keys.start(&issuer)?;
+        let checks = Checks::new(
+            issuer.into(),
+            self.audiences.into_iter().map(Into::into).collect(),
+            self.leeway,
+            self.profile,
+            self.max_lifetime,
+            revocation.is_some(),
+        );
+        let max_leeway = checks.leeway;
+        Ok(Validator {
+            inner: Arc::new(Inner {
+                issuers: Box::new([Trusted { checks, keys }]),
+                cache: self
+                    .cache
+                    .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
+                revocation,
+                max_token_len: self.max_token_len,
+                max_leeway,
+            }),
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! The claim checks of one issuer: the profile (RFC 9068 or a plain JWT), times, issuer,
+//! audience, confirmation, and what the token grants. Configuration, not code paths: every
+//! token of an issuer goes through the same [`Checks`].
+
+use std::time::Duration;
+
+use crate::error::{AuthError, ErrorKind};
+use crate::json::{self, Value};
+use crate::jws::{self, Typ};
+use crate::scope::Granted;
+use crate::token::{Confirmation, Facts};
+
+/// Which type a token must declare and which claims it must carry.
+///
+/// | | [`Rfc9068`](Profile::Rfc9068) (default) | [`Jwt`](Profile::Jwt) |
+/// |---|---|---|
+/// | `typ` | `at+jwt` / `application/at+jwt` | absent, `JWT`, or `at+jwt` |
+/// | required claims | `iss`, `exp`, `aud`, `sub`, `client_id`, `iat`, `jti` | `iss`, `exp`, `aud` |
+/// | client | `client_id` | `client_id`, else `azp` |
+///
+/// Under both, `iss` must equal the configured issuer, `aud` must name a configured
+/// audience, `exp`/`nbf`/`iat` must be plain numbers within range and are checked against
+/// the clock with the leeway, and every claim that is present must have its JSON type.
+/// `jti` is also required whenever [revocation](crate::ValidatorBuilder::revocation) is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// JWT access tokens per RFC 9068 §2: the profile for OAuth 2.0 authorization servers
+    /// that follow it.
+    #[default]
+    Rfc9068,
+    /// Plain RFC 7519 JWTs, for issuers that do not follow RFC 9068 (no `typ: at+jwt`, no
+    /// `client_id`). Without the type check, an ID token or another JWT of the same issuer
+    /// could pass for an access token when its `aud` matches: keep audiences distinct.
+    Jwt,
+}
+
+/// RFC 9068 §2.2's required claims, in the order a missing one is reported.
+const RFC_9068_REQUIRED: [&str; 7] = ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"];
+
+/// How one issuer's tokens are checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Checks {
+    pub(crate) issuer: Box<str>,
+    pub(crate) audiences: Box<[Box<str>]>,
+    pub(crate) leeway: i64,
+    pub(crate) profile: Profile,
+    pub(crate) max_lifetime: Option<i64>,
+    /// Revocation is on: `jti` is required whatever the profile.
+    pub(crate) require_jti: bool,
+}
+
+/// The members read from a token's claims.
+const MEMBERS: [&str; 12] = [
+    "iss",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "sub",
+    "client_id",
+    "azp",
+    "jti",
+    "scope",
+    "scp",
+    "cnf",
+];
+/// Read as raw JSON text: the dates (their exact digits) and `cnf` (an object).
+const RAW: [bool; 12] = [
+    false, false, true, true, true, false, false, false, false, false, false, true,
+];
+
+impl Checks {
+    pub(crate) fn new(
+        issuer: Box<str>,
+        audiences: Box<[Box<str>]>,
+        leeway: Duration,
+        profile: Profile,
+        max_lifetime: Option<Duration>,
+        require_jti: bool,
+    ) -> Self {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Checks {
+            issuer,
+            audiences,
+            leeway: secs(leeway),
+            profile,
+            max_lifetime: max_lifetime.map(secs),
+            require_jti,
+        }
+    }
+
+    /// Whether the header's `typ` is acceptable under the profile. Checked before the
+    /// signature, so tokens of the wrong type cost no signature verification.
+    pub(crate) fn check_typ(&self, typ: Typ) -> Result<(), AuthError> {
+        match (typ, self.profile) {
+            (Typ::AccessToken, _) | (Typ::Absent | Typ::Jwt, Profile::Jwt) => Ok(()),
+            _ => Err(ErrorKind::InvalidType.into()),
+        }
+    }
+
+    /// Checks the claims JSON against the profile, the clock at `now`, the issuer and the
+    /// audiences, and returns what the token says about its client, scopes and binding.
+    pub(crate) fn check(&self, payload: &[u8], now: i64) -> Result<Facts, AuthError> {
+        let members = json::read_object_raw(payload, MEMBERS, RAW).map_err(jws::json_error)?;
+        if self.profile == Profile::Rfc9068 {
+            if let Some(i) = RFC_9068_REQUIRED
+                .iter()
+                .position(|name| members[member(name)].is_none())
+            {
+                return Err(AuthError::claim(
+                    ErrorKind::MissingClaim,
+                    RFC_9068_REQUIRED[i],
+                ));
+            }
+        }
+        let [
+            iss,
+            aud,
+            exp,
+            nbf,
+            iat,
+            sub,
+            client_id,
+            azp,
+            jti,
+            scope,
+            scp,
+            cnf,
+        ] = members;
+
+        let exp = numeric_date(exp.as_ref(), "exp", Round::Down)?
+            .ok_or(AuthError::claim(ErrorKind::MissingClaim, "exp"))?;
+        let nbf = numeric_date(nbf.as_ref(), "nbf", Round::Up)?;
+        let iat = numeric_date(iat.as_ref(), "iat", Round::Up)?;
+        self.check_times(exp, nbf, iat, now)?;
+        match &iss {
+            Some(Value::Str(iss)) if **iss == *self.issuer => {}
+            Some(Value::Str(_)) => return Err(AuthError::claim(ErrorKind::InvalidIssuer, "iss")),
+            Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "iss")),
+            None => return Err(AuthError::claim(ErrorKind::MissingClaim, "iss")),
+        }
+        check_audience(aud.as_ref(), &self.audiences)?;
+
+        let client_id = match (optional_str(client_id, "client_id")?, self.profile) {
+            (Some(id), _) => Some(id),
+            (None, Profile::Jwt) => optional_str(azp, "azp")?,
+            (None, Profile::Rfc9068) => None,
+        };
+        let jti = optional_str(jti, "jti")?;
+        if self.require_jti && jti.is_none() {
+            return Err(AuthError::claim(ErrorKind::MissingClaim, "jti"));
+        }
+        Ok(Facts {
+            issuer: self.issuer.clone(),
+            client_id,
+            subject: optional_str(sub, "sub")?,
+            scopes: Granted::from_claims(scope.as_ref(), scp.as_ref())?,
+            jti,
+            exp,
+            nbf,
+            iat,
+            cnf: cnf.map(|c| confirmation(&c)).transpose()?,
+        })
+    }
+
+    /// `exp`, `nbf`, `iat` against the clock (with the leeway) and the lifetime cap.
+    pub(crate) fn check_times(
+        &self,
+        exp: i64,
+        nbf: Option<i64>,
+        iat: Option<i64>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if now.saturating_sub(self.leeway) >= exp {
+            return Err(AuthError::claim(ErrorKind::Expired, "exp"));
+        }
+        let latest = now.saturating_add(self.leeway);
+        if nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(AuthError::claim(ErrorKind::NotYetValid, "nbf"));
+        }
+        if iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::claim(ErrorKind::IssuedInFuture, "iat"));
+        }
+        if let Some(max) = self.max_lifetime {
+            let too_long = |from: i64| exp.saturating_sub(from) > max;
+            if iat.is_some_and(too_long) || too_long(now) {
+                return Err(AuthError::claim(ErrorKind::LifetimeTooLong, "exp"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a cached token is still within its times (`exp`, `nbf`) at `now`.
+    pub(crate) fn still_valid(&self, facts: &Facts, now: i64) -> bool {
+        now.saturating_sub(self.leeway) < facts.exp
+            && facts
+                .nbf
+                .is_none_or(|nbf| nbf <= now.saturating_add(self.leeway))
+    }
+}
+
+fn member(name: &str) -> usize {
+    MEMBERS
+        .iter()
+        .position(|m| *m == name)
+        .unwrap_or_else(|| unreachable!("every required claim is read"))
+}
+
+fn optional_str(
+    value: Option<Value<'_>>,
+    claim: &'static str,
+) -> Result<Option<Box<str>>, AuthError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(Box::from(s.as_ref()))),
+        Some(_) => Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// A NumericDate (RFC 7519 §2) from the claim's JSON text: a plain number
+/// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?`) whose integer part fits an `i64` count of seconds.
+/// Fractions are rounded in the direction that makes the check stricter. Other JSON types
+/// are [`ErrorKind::InvalidClaimType`]; exponents and out-of-range numbers are
+/// [`ErrorKind::Malformed`]: never "far future".
+fn numeric_date(
+    value: Option<&Value<'_>>,
+    claim: &'static str,
+    round: Round,
+) -> Result<Option<i64>, AuthError> {
+    let text = match value {
+        None => return Ok(None),
+        Some(Value::Raw(text)) => text.as_bytes(),
+        Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
+    };
+    let malformed = AuthError::claim(ErrorKind::Malformed, claim);
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'0'..=b'9', _)) => (false, text),
+        _ => return Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
+    };
+    let int_len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (int, rest) = digits.split_at(int_len);
+    let fraction = match rest {
+        [] => &[][..],
+        [b'.', frac @ ..] if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) => frac,
+        _ => return Err(malformed),
+    };
+    if int.is_empty() || (int.len() > 1 && int[0] == b'0') {
+        return Err(malformed);
+    }
+    // At most 19 digits: i64::MAX has 19; parse with overflow checks.
+    let mut value: i64 = 0;
+    for &d in int {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i64::from(d - b'0')))
+            .ok_or(malformed)?;
+    }
+    let value = if negative { -value } else { value };
+    let has_fraction = fraction.iter().any(|&d| d != b'0');
+    // Truncation went towards zero; step away from it when the rounding asks.
+    let adjust = match (has_fraction, negative, round) {
+        (true, false, Round::Up) => 1,
+        (true, true, Round::Down) => -1,
+        _ => 0,
+    };
+    value.checked_add(adjust).map(Some).ok_or(malformed)
+}
+
+fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), AuthError> {
+    let is_ours = |a: &str| ours.iter().any(|o| **o == *a);
+    let found = match aud {
+        None => return Err(AuthError::claim(ErrorKind::MissingClaim, "aud")),
+        Some(Value::Str(a)) => is_ours(a),
+        Some(Value::Array(items)) => {
+            let mut found = false;
+            for item in items {
+                match item {
+                    Value::Str(a) => found |= is_ours(a),
+                    _ => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "aud")),
+                }
+            }
+            found
+        }
+        Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "aud")),
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(AuthError::claim(ErrorKind::InvalidAudience, "aud"))
+    }
+}
+
+/// The `cnf` claim (RFC 7800): an object naming the key the presenter must prove. `jkt`
+/// (DPoP) and `x5t#S256` (mTLS) are understood; any other confirmation method, or none, is
+/// [`Confirmation::Other`], which no request can satisfy.
+fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError> {
+    let invalid = || AuthError::claim(ErrorKind::InvalidClaimType, "cnf");
+    let Value::Raw(text) = value else {
+        return Err(invalid());
+    };
+    if !text.starts_with('{') {
+        return Err(invalid());
+    }
+    let [jkt, x5t] =
+        json::read_object(text.as_bytes(), ["jkt", "x5t#S256"]).map_err(jws::json_error)?;
+    let thumbprint = |v: Value<'_>| match v {
+        Value::Str(s) if !s.is_empty() => Ok(Box::<str>::from(s.as_ref())),
+        _ => Err(invalid()),
+    };
+    Ok(match (jkt, x5t) {
+        (Some(jkt), None) => Confirmation::Jkt(thumbprint(jkt)?),
+        (None, Some(x5t)) => Confirmation::X5tS256(thumbprint(x5t)?),
+        // Both, or neither: nothing this crate can prove as one binding.
+        _ => Confirmation::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str, round: Round) -> Result<Option<i64>, ErrorKind> {
+        numeric_date(Some(&Value::Raw(text)), "exp", round).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn numeric_dates_are_plain_numbers_within_i64() {
+        assert_eq!(date("1700000000", Round::Down), Ok(Some(1_700_000_000)));
+        assert_eq!(date("10.5", Round::Down), Ok(Some(10)));
+        assert_eq!(date("10.5", Round::Up), Ok(Some(11)));
+        assert_eq!(date("10.000", Round::Up), Ok(Some(10)));
+        assert_eq!(date("-10.5", Round::Down), Ok(Some(-11)));
+        assert_eq!(date("-10.5", Round::Up), Ok(Some(-10)));
+        assert_eq!(date("0", Round::Up), Ok(Some(0)));
+        assert_eq!(date("9223372036854775807", Round::Down), Ok(Some(i64::MAX)));
+        for bad in [
+            "9223372036854775808",
+            "99999999999999999999999",
+            "1e10",
+            "1E3",
+            "1.5e300",
+            "1e400",
+            "01",
+            "1.",
+            "-",
+            "9223372036854775807.5",
+        ] {
+            let kind = if bad == "9223372036854775807.5" {
+                date(bad, Round::Up)
+            } else {
+                date(bad, Round::Down)
+            };
+            assert_eq!(kind, Err(ErrorKind::Malformed), "{bad}");
+        }
+        for wrong in ["\"1\"", "true", "null", "[1]", "{}"] {
+            assert_eq!(
+                date(wrong, Round::Down),
+                Err(ErrorKind::InvalidClaimType),
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn confirmation_methods() {
+        let cnf = |t: &str| confirmation(&Value::Raw(t)).map_err(|e| e.kind());
+        assert_eq!(cnf(r#"{"jkt":"abc"}"#), Ok(Confirmation::Jkt("abc".into())));
+        assert_eq!(
+            cnf(r#"{"x5t#S256":"xyz"}"#),
+            Ok(Confirmation::X5tS256("xyz".into()))
+        );
+        assert_eq!(cnf(r#"{"jwk":{"kty":"EC"}}"#), Ok(Confirmation::Other));
+        assert_eq!(cnf("{}"), Ok(Confirmation::Other));
+        assert_eq!(
+            cnf(r#"{"jkt":"a","x5t#S256":"b"}"#),
+            Ok(Confirmation::Other)
+        );
+        assert_eq!(cnf(r#"{"jkt":1}"#), Err(ErrorKind::InvalidClaimType));
+        assert_eq!(cnf(r#""jkt""#), Err(ErrorKind::InvalidClaimType));
+        assert_eq!(
+            cnf(r#"{"jkt":"a","jkt":"b"}"#),
+            Err(ErrorKind::DuplicateMember)
+        );
+    }
+
+    #[test]
+    fn lifetime_cap_applies_to_exp_minus_iat_and_exp_minus_now() {
+        let checks = Checks::new(
+            "i".into(),
+            Box::new(["a".into()]),
+            Duration::ZERO,
+            Profile::Rfc9068,
+            Some(Duration::from_secs(600)),
+            false,
+        );
+        let now = 1_000_000;
+        assert!(checks.check_times(now + 600, None, Some(now), now).is_ok());
+        let too_long = checks.check_times(now + 601, None, Some(now), now);
+        assert_eq!(
+            too_long.map_err(|e| e.kind()),
+            Err(ErrorKind::LifetimeTooLong)
+        );
+        // An old `iat` with a far `exp`.
+        assert!(
+            checks
+                .check_times(now + 300, None, Some(now - 400), now)
+                .is_err()
+        );
+        // No `iat`: measured from now.
+        assert!(checks.check_times(now + 601, None, None, now).is_err());
+        assert!(checks.check_times(now + 599, None, None, now).is_ok());
+    }
+}

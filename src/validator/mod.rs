@@ -1,0 +1,187 @@
+//! The [`Validator`]: verifies access tokens for the issuers it trusts, shared by every route
+//! layer. It knows tokens, not HTTP: challenges and status codes are the response side's.
+//!
+//! - [`builder`]: configuration ([`ValidatorBuilder`]).
+//! - [`checks`]: the claim checks of one issuer ([`Profile`]).
+//! - [`source`]: where the keys come from ([`KeySource`]).
+//! - [`verify`]: one token, from the cache or from its signature and claims.
+//!
+//! The public `validate`/`authorize` methods are in `crate::authorize`, beside the layer's
+//! decision, so that every way into a decision goes through the same stages.
+
+mod builder;
+mod checks;
+mod source;
+mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::builder::ValidatorBuilder;
+pub(crate) use self::checks::Checks;
+pub use self::checks::Profile;
+pub(crate) use self::source::IssuerKeys;
+pub use self::source::KeySource;
+pub(crate) use self::verify::Verify;
+use crate::cache::TokenCache;
+use crate::claims::AccessClaims;
+use crate::error::ConfigError;
+use crate::keys::KeySet;
+use crate::revocation::RevocationCheck;
+
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Largest leeway [`ValidatorBuilder::leeway`] accepts.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Default cap on a token's length in bytes, checked before any parsing.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Validates JWT access tokens.
+///
+/// Cheap to clone (one `Arc`), `Send` and `Sync`: build it once and share it between route
+/// layers, extractors, GraphQL resolvers or anything else that holds a token.
+///
+/// `T` is the claims type the payload is deserialized into: [`AccessClaims`] unless chosen
+/// with [`ValidatorBuilder::claims`].
+///
+/// # Example
+/// ```
+/// use bearer_guard::{KeySet, Validator};
+/// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+/// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+/// let validator = Validator::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .keys(KeySet::from_jwks_json(jwks)?)
+///     .build()?;
+///
+/// let err = validator.validate("not-a-jwt").unwrap_err();
+/// assert_eq!(err.kind(), bearer_guard::ErrorKind::Malformed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Validator<T = AccessClaims> {
+    pub(crate) inner: Arc<Inner<T>>,
+}
+
+pub(crate) struct Inner<T> {
+    /// The trusted issuers; a token is checked by the one its `iss` names.
+    pub(crate) issuers: Box<[Trusted]>,
+    pub(crate) cache: Option<TokenCache<T>>,
+    pub(crate) revocation: Option<RevocationCheck>,
+    pub(crate) max_token_len: usize,
+    /// The largest leeway of any issuer: how long past `exp` a cached token may matter.
+    pub(crate) max_leeway: i64,
+}
+
+/// One trusted issuer: how its tokens are checked, and its keys.
+pub(crate) struct Trusted {
+    pub(crate) checks: Checks,
+    pub(crate) keys: IssuerKeys,
+}
+
+impl<T> Clone for Validator<T> {
+    fn clone(&self) -> Self {
+        Validator {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Validator<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Validator");
+        for trusted in &*self.inner.issuers {
+            d.field("issuer", &trusted.checks.issuer)
+                .field("audiences", &trusted.checks.audiences)
+                .field("profile", &trusted.checks.profile)
+                .field("leeway", &trusted.checks.leeway)
+                .field("keys", &trusted.keys);
+        }
+        d.field("max_token_len", &self.inner.max_token_len)
+            .field(
+                "cached_tokens",
+                &self.inner.cache.as_ref().map(TokenCache::len),
+            )
+            .field("revocation", &self.inner.revocation)
+            .finish()
+    }
+}
+
+impl<T> Validator<T> {
+    /// The issuer (the first one, when several are trusted).
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuers[0].checks.issuer
+    }
+
+    /// The keys in use (the first issuer's, when several are trusted): the configured set,
+    /// or the last fetched one (empty before the first fetch).
+    #[must_use]
+    pub fn keys(&self) -> KeySet {
+        self.inner.issuers[0].keys.current()
+    }
+
+    /// How full the verified-token cache is: `(entries, estimated bytes)`, or `None` when
+    /// it is off.
+    #[must_use]
+    pub fn token_cache_usage(&self) -> Option<(usize, u64)> {
+        self.inner.cache.as_ref().map(|c| (c.len(), c.weight()))
+    }
+
+    /// Fetches the keys of every remote source now (concurrently), unless a fetch already
+    /// succeeded, so that a service that starts is a service that can authenticate. Static
+    /// keys are ready at once. Without this call, the first request that needs keys
+    /// fetches them. Needs a Tokio runtime for remote keys.
+    ///
+    /// # Errors
+    /// [`ConfigError::KeyFetch`] naming the URL and what failed (connect, status, body too
+    /// large, invalid JSON, issuer mismatch, no usable key ...).
+    pub async fn ready(&self) -> Result<(), ConfigError> {
+        let mut pending: Vec<_> = self
+            .inner
+            .issuers
+            .iter()
+            .map(|t| Box::pin(t.keys.ready()))
+            .collect();
+        // Poll them together: one slow issuer does not delay the others' fetches.
+        std::future::poll_fn(|cx| {
+            let mut first_err = None;
+            pending.retain_mut(|fut| match fut.as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(())) => false,
+                std::task::Poll::Ready(Err(e)) => {
+                    first_err.get_or_insert(e);
+                    false
+                }
+                std::task::Poll::Pending => true,
+            });
+            match first_err {
+                Some(err) => std::task::Poll::Ready(Err(err)),
+                None if pending.is_empty() => std::task::Poll::Ready(Ok(())),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    pub(crate) fn max_token_len(&self) -> usize {
+        self.inner.max_token_len
+    }
+
+    pub(crate) fn revocation(&self) -> Option<&RevocationCheck> {
+        self.inner.revocation.as_ref()
+    }
+
+    pub(crate) fn trusted(&self, issuer: usize) -> &Trusted {
+        &self.inner.issuers[issuer]
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

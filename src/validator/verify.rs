@@ -1,0 +1,162 @@
+//! One token, verified: from the cache when it is there and still good, else from its
+//! signature (with its issuer's keys only) and its claims.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::{IssuerKeys, Validator, now};
+use crate::claims::Claims;
+use crate::error::{AuthError, ErrorKind};
+use crate::json::{self, Value};
+use crate::jws::{self, Jws};
+use crate::keys::Key;
+use crate::token::{Verified, VerifiedToken};
+
+/// The outcome of verifying a token without waiting.
+pub(crate) enum Verify<T> {
+    Done(Result<Arc<Verified<T>>, AuthError>),
+    /// The token's issuer has no usable key set yet, or does not know the token's `kid`:
+    /// fetch its keys (`Validator::fetch_keys`), then verify again.
+    Fetch {
+        issuer: usize,
+        generation: u64,
+    },
+}
+
+impl<T> Validator<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    /// Verifies `token` with what is at hand. With `may_fetch`, asks for a key fetch when
+    /// it could help (remote keys: none yet, or an unknown `kid`).
+    pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Verify<T> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_len {
+            return Verify::Done(Err(ErrorKind::TokenTooLarge.into()));
+        }
+        let now = now();
+        let Some(cache) = &inner.cache else {
+            return self.verify_uncached(token, now, may_fetch);
+        };
+        cache.sweep_expired(now, inner.max_leeway);
+        if let Some(hit) = cache.get(token) {
+            let trusted = self.trusted(hit.issuer);
+            if trusted.checks.still_valid(hit.facts(), now) && trusted.keys.contains(&hit.key) {
+                crate::metrics::cache_hit();
+                return Verify::Done(Ok(hit));
+            }
+            // Expired, or its key has left the set: check it in full (and fail) again.
+            cache.remove(token);
+        }
+        crate::metrics::cache_miss();
+        let step = self.verify_uncached(token, now, may_fetch);
+        if let Verify::Done(Ok(verified)) = &step {
+            cache.insert(token, Arc::clone(verified));
+        }
+        step
+    }
+
+    /// Waits for the fetch a [`Verify::Fetch`] asked for (at most one per cooldown, shared
+    /// by every waiting request).
+    pub(crate) async fn fetch_keys(&self, issuer: usize, generation: u64) {
+        self.trusted(issuer).keys.fetch(generation).await;
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64, may_fetch: bool) -> Verify<T> {
+        let started = crate::metrics::Timer::start();
+        let outcome = (|| {
+            let jws = jws::parse(token)?;
+            let (issuer, peeked) = self.select_issuer(&jws)?;
+            let trusted = self.trusted(issuer);
+            trusted.checks.check_typ(jws.typ())?;
+            let key = match self.verify_signature(&jws, issuer, may_fetch)? {
+                Ok(key) => key,
+                Err(fetch) => return Ok(Err(fetch)),
+            };
+            let payload = match peeked {
+                Some(payload) => payload,
+                None => jws.payload()?,
+            };
+            let facts = trusted.checks.check(&payload, now)?;
+            let claims: T = serde_json::from_slice(&payload)
+                .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?;
+            let size = payload.len() as u64 + facts.scopes.size() + 128;
+            Ok(Ok(Arc::new(Verified {
+                claims: Claims(Arc::new(claims)),
+                token: VerifiedToken::new(facts),
+                key,
+                issuer,
+                size,
+            })))
+        })();
+        started.verified();
+        match outcome {
+            Ok(Ok(verified)) => Verify::Done(Ok(verified)),
+            Ok(Err(fetch)) => fetch,
+            Err(err) => Verify::Done(Err(err)),
+        }
+    }
+
+    /// Which trusted issuer's keys and checks apply. With one issuer, that one (its `iss`
+    /// is checked with the other claims, after the signature). With several, the token's
+    /// unverified `iss` only *selects* among them: an unknown one is refused at once, with
+    /// no fetch, and the token is then verified with that issuer's keys alone. The decoded
+    /// payload is returned so it is not decoded twice.
+    fn select_issuer(&self, jws: &Jws<'_>) -> Result<(usize, Option<Vec<u8>>), AuthError> {
+        let issuers = &self.inner.issuers;
+        if issuers.len() == 1 {
+            return Ok((0, None));
+        }
+        let payload = jws.payload()?;
+        let [iss] = json::read_object(&payload, ["iss"]).map_err(jws::json_error)?;
+        let index = match &iss {
+            Some(Value::Str(iss)) => issuers.iter().position(|t| *t.checks.issuer == **iss),
+            Some(_) => return Err(AuthError::claim(ErrorKind::InvalidClaimType, "iss")),
+            None => return Err(AuthError::claim(ErrorKind::MissingClaim, "iss")),
+        };
+        let index = index.ok_or(AuthError::claim(ErrorKind::InvalidIssuer, "iss"))?;
+        Ok((index, Some(payload)))
+    }
+
+    /// The signature, checked with `issuer`'s keys; `Ok(Err(fetch))` when a key fetch could
+    /// help and is allowed.
+    fn verify_signature(
+        &self,
+        jws: &Jws<'_>,
+        issuer: usize,
+        may_fetch: bool,
+    ) -> Result<Result<Key, Verify<T>>, AuthError> {
+        let _ = may_fetch;
+        match &self.trusted(issuer).keys {
+            IssuerKeys::Static(keys) => jws.verify(keys).cloned().map(Ok),
+            #[cfg(feature = "remote")]
+            IssuerKeys::Remote(cache) => {
+                use crate::remote::KeyCache;
+                let generation = cache.generation();
+                let fetch = Verify::Fetch { issuer, generation };
+                match KeyCache::keys(cache) {
+                    crate::remote::Keys::Ready(snapshot) => {
+                        let Some(snapshot) = snapshot.as_ref() else {
+                            return Err(ErrorKind::KeysUnavailable.into());
+                        };
+                        match jws.verify(snapshot.keys()) {
+                            Err(e)
+                                if e.kind() == ErrorKind::UnknownKey
+                                    && may_fetch
+                                    && cache.may_fetch_on_demand() =>
+                            {
+                                Ok(Err(fetch))
+                            }
+                            result => result.cloned().map(Ok),
+                        }
+                    }
+                    crate::remote::Keys::Fetch(generation) if may_fetch => {
+                        Ok(Err(Verify::Fetch { issuer, generation }))
+                    }
+                    _ => Err(ErrorKind::KeysUnavailable.into()),
+                }
+            }
+        }
+    }
+}
