@@ -5,8 +5,7 @@
 //! cargo bench --bench flood
 //! ```
 
-#[path = "../tests/common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;

@@ -10,8 +10,7 @@
 //! All cases of one algorithm run interleaved, round after round, and each figure is the
 //! median over the rounds, so that the ratios come from one run on the same (noisy) machine.
 
-#[path = "../tests/common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -196,8 +195,9 @@ fn bench_alg(kid: &str) {
 type Svc = Box<dyn FnMut(Request<()>) -> Response<String>>;
 
 fn service(validator: &Validator) -> Svc {
-    let mut svc =
-        RequireScope::all(validator, ["read"]).layer(service_fn(|req: Request<()>| async move {
+    let mut svc = RequireScope::all(validator, ["read"])
+        .expect("scopes")
+        .layer(service_fn(|req: Request<()>| async move {
             let claims = req
                 .extensions()
                 .get::<Claims<AccessClaims>>()

@@ -25,8 +25,8 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bearer_guard::Validator;
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
+use bearer_guard::{RemoteKeys, Validator};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -346,10 +346,13 @@ impl Demo {
             .audience(api_url.as_str())
             .revocation(revocations)
             .revocation_memo(Duration::ZERO)
-            .jwks_url(format!("{issuer_url}{}", issuer::JWKS_PATH))
-            .build()
-            .await?;
-        let app = support::resource_server::app(&validator, ROUTE_SCOPE);
+            .keys(RemoteKeys::jwks_url(format!(
+                "{issuer_url}{}",
+                issuer::JWKS_PATH
+            )))
+            .build()?;
+        validator.ready().await?;
+        let app = support::resource_server::app(&validator, ROUTE_SCOPE)?;
         tokio::spawn(async move { axum::serve(api_listener, app).await });
 
         Ok(Demo {

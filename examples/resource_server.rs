@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bearer_guard::revocation::RedisRevocations;
-use bearer_guard::{KeySet, Validator};
+use bearer_guard::{KeySet, RemoteKeys, Validator};
 
 mod support {
     pub mod resource_server;
@@ -58,14 +58,15 @@ async fn main() -> Result<(), Error> {
         tracing::info!("revoked tokens are looked up in Redis (REDIS_URL)");
     }
     let validator = match (optional("JWKS_FILE"), optional("JWKS_URL")) {
-        (Some(path), _) => builder
-            .keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?)
-            .build()?,
-        (None, Some(url)) => builder.jwks_url(url).build().await?,
-        (None, None) => builder.discover(issuer).build().await?,
-    };
+        (Some(path), _) => builder.keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?),
+        (None, Some(url)) => builder.keys(RemoteKeys::jwks_url(url)),
+        (None, None) => builder.keys(RemoteKeys::discover(issuer)),
+    }
+    .build()?;
+    // Fetch remote keys now: a service that starts is a service that can authenticate.
+    validator.ready().await?;
 
-    let app = support::resource_server::app(&validator, &scope);
+    let app = support::resource_server::app(&validator, &scope)?;
 
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("listening on {}", listener.local_addr()?);

@@ -234,7 +234,7 @@ pub enum ConfigError {
     /// `***`.
     CredentialsInUrl(String),
     /// An `http://` URL to a host that is not loopback, without
-    /// [`allow_insecure_http`](crate::ValidatorBuilder::allow_insecure_http).
+    /// `RemoteKeys::allow_insecure_http`.
     InsecureUrl(String),
     /// The issuer's keys could not be fetched at start-up (eager `build`); the reason says
     /// why (timeout, HTTP status, issuer mismatch, unusable key set ...).

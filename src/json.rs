@@ -175,8 +175,8 @@ pub(crate) fn read_object<'de, const N: usize>(
 }
 
 /// As [`read_object`], but the members whose `raw` flag is set come back as
-/// [`Value::Raw`]: their JSON text, unparsed (a number's exact digits, an object's members).
-/// Duplicates inside a raw member are not looked for here.
+/// [`Value::Raw`]: their JSON text (a number's exact digits, an object's members), checked
+/// as strictly as the rest.
 pub(crate) fn read_object_raw<'de, const N: usize>(
     input: &'de [u8],
     wanted: [&str; N],
@@ -202,6 +202,8 @@ pub(crate) fn read_object_raw<'de, const N: usize>(
                 match self.0.iter().position(|w| *w == name) {
                     Some(i) if self.1[i] => {
                         let text: &'de serde_json::value::RawValue = map.next_value()?;
+                        // As strict as the rest: no duplicates inside, the same depth limit.
+                        check_strict(text.get().as_bytes()).map_err(de::Error::custom)?;
                         slots[i] = Some(Value::Raw(text.get()));
                     }
                     Some(i) => slots[i] = Some(map.next_value::<Value<'de>>()?),
@@ -294,6 +296,11 @@ mod tests {
         assert_eq!(b, Some(Value::Raw(r#"{"x":[1]}"#)));
         let err = read_object_raw(br#"{"a":1,"a":2}"#, ["a"], [true]).expect_err("dup");
         assert!(is_duplicate(&err));
+        let err = read_object_raw(br#"{"a":{"b":1,"b":2}}"#, ["a"], [true]).expect_err("inner");
+        assert!(is_duplicate(&err), "{err}");
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let err = read_object_raw(deep.as_bytes(), ["a"], [true]).expect_err("deep");
+        assert!(!is_duplicate(&err));
     }
 
     #[test]

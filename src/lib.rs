@@ -1,41 +1,59 @@
 //! Tower middleware for OAuth 2.0 resource servers.
 //!
-//! `bearer-guard` checks the `Authorization: Bearer` token of each request: a JWT access
-//! token (RFC 9068) whose signature, type, lifetime, issuer, audience and scopes it
-//! verifies, before the request reaches your handler. The typed claims go into the request's
-//! extensions. Failures are answered per RFC 6750 (`401`/`403` with `WWW-Authenticate`) or,
-//! on gRPC requests, with `grpc-status` 16 / 7.
+//! `bearer-guard` checks the access token of each request before your handler runs: a JWT
+//! access token (RFC 9068) whose signature, type, lifetime, issuer, audience and scopes it
+//! verifies. The typed claims go into the request's extensions. Failures are answered per
+//! RFC 6750 (`401`/`403` with `WWW-Authenticate`) or, on gRPC requests, with a
+//! `grpc-status`. It is a plain [`tower::Layer`](tower_layer::Layer): axum, tonic and hyper
+//! take it with `.layer(..)`.
 //!
-//! It is a plain [`tower::Layer`](tower_layer::Layer): use it with axum, tonic, hyper or
-//! anything else built on tower.
+//! # Quick start
 //!
-//! # Example
-//!
+//! ```sh
+//! cargo add bearer-guard --features axum,remote
 //! ```
-//! use axum::{Extension, Router, routing::get};
-//! use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
-//! # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
-//! #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
 //!
-//! // One validator per issuer and audience, shared by every route.
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use bearer_guard::{AccessClaims, Claims, RemoteKeys, RequireScope, Validator};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // One validator per API, shared by every route.
 //! let validator = Validator::builder()
-//!     .issuer("https://issuer.example")
-//!     .audience("https://api.example")
-//!     .keys(KeySet::from_jwks_json(jwks)?)
+//!     .audience("https://api.example")                   // the RFC 8707 resource this API is
+//!     .keys(RemoteKeys::discover("https://issuer.example")) // RFC 8414 metadata -> jwks_uri
 //!     .build()?;
+//! validator.ready().await?;                               // fetch the keys now, fail fast
 //!
-//! async fn list(Extension(claims): Extension<Claims<AccessClaims>>) -> String {
-//!     claims.client_id().unwrap_or_default().to_owned()
+//! async fn list(claims: Claims<AccessClaims>) -> String {
+//!     format!("hello, {}", claims.client_id().unwrap_or("?"))
 //! }
 //!
 //! let app: Router = Router::new()
-//!     .route("/transactions", get(list).layer(RequireScope::all(&validator, ["read:transactions"])))
-//!     .route("/reports", get(list).layer(RequireScope::any(&validator, ["reports:read", "admin"])));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!     .route("/transactions", get(list).layer(RequireScope::all(&validator, ["read:transactions"])?))
+//!     .route("/reports", get(list).layer(RequireScope::any(&validator, ["reports:read", "admin"])?));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
 //! ```
 //!
-//! With the `axum` feature, `Claims<AccessClaims>` is itself an extractor, and
-//! `Option<Claims<AccessClaims>>` one for [optional](RequireScope::optional) authentication.
+//! With static keys, `.keys(KeySet::from_jwks_json(bytes)?)` and no `ready()`. Without the
+//! `axum` feature, read `req.extensions().get::<Claims<AccessClaims>>()`; whatever the
+//! claims type, the [`VerifiedToken`] beside them says who the client is and what it may do.
+//! [`Validator::validate`] and [`Validator::validate_async`] work on their own, for GraphQL
+//! resolvers, WebSocket handshakes or custom extractors.
+//!
+//! # The request's way
+//!
+//! [`RequireScope`] decides in five stages (`extract -> verify -> bind -> policy ->
+//! revocation`): the `Authorization` header is read, the token verified (from the
+//! verified-token cache, else its signature and claims), a sender-constrained token's binding
+//! checked, the route's scopes and requirements applied, then the revocation store asked.
+//! Only a fetch of the issuer's keys or a revocation answer makes a request wait; a refusal
+//! is built from one table ([`ErrorKind::status`], [`ErrorKind::oauth_error`],
+//! [`ErrorKind::grpc_code`]) and can be answered your way with a [`Rejection`]. A [`Guard`]
+//! holds what the routes of one API share on the HTTP side (`realm`, RFC 9728
+//! `resource_metadata`, the rejection).
 //!
 //! # What is checked
 //!
@@ -45,11 +63,15 @@
 //!   one algorithm and the token's `alg` must equal it. `none` is never accepted, HMAC only
 //!   with a secret added through [`Key::hmac`], and `jku`, `x5u`, `jwk`, `x5c` are ignored:
 //!   a token never chooses its key. Any `crit` header is refused.
-//! - **Type**: `typ` must be `at+jwt` (RFC 9068), unless
-//!   [`allow_untyped_tokens`](ValidatorBuilder::allow_untyped_tokens) is set.
-//! - **Claims**: `exp` required; `nbf`, `iat` checked when present, with one leeway (60 s by
-//!   default, 300 s at most); `iss` exact; `aud` must contain the configured audience. A
-//!   claim of the wrong JSON type is refused, and so is any repeated member name.
+//! - **Profile** ([`Profile`]): by default RFC 9068: `typ` must be `at+jwt`, and `iss`,
+//!   `exp`, `aud`, `sub`, `client_id`, `iat`, `jti` are required; [`Profile::Jwt`] for
+//!   issuers that do not follow it.
+//! - **Claims**: `nbf`, `iat` checked when present, with one leeway (60 s by default, 300 s
+//!   at most); dates must be plain numbers within `i64` seconds; `iss` exact; `aud` must
+//!   contain a configured audience; an optional maximum lifetime. A claim of the wrong JSON
+//!   type is refused, and so is any repeated member name.
+//! - **Binding**: a token with a `cnf` claim (DPoP, mTLS) is bound to a key its presenter
+//!   must prove; presented as a plain bearer token, it is refused.
 //! - **Scopes**: `scope` (space-delimited) and `scp` (array or string) against the route's
 //!   [`RequiredScopes`]; then any [claim requirement](RequireScope::require) of the route.
 //! - **Revocation** (when configured): issuer and `jti` against a [`revocation`] store.
@@ -82,6 +104,7 @@
 //! | `redis` | no | [`revocation`] shared through Redis |
 //! | `client` | no | the outgoing side: fetch, cache and send client-credentials tokens |
 //! | `rate-limit` | no | `rate_limit::RateLimitByClient`: per-client quotas (governor), 429 with `Retry-After` |
+//! | `metrics` | no | counters and histograms through the `metrics` facade |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

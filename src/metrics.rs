@@ -15,13 +15,67 @@ use crate::error::ErrorKind;
 #[cfg(feature = "metrics")]
 use std::time::Instant;
 
-/// A request refused for `kind`.
+/// A request refused for `kind`. Without an allocation: the key and its labels are
+/// statics, one per kind.
 pub(crate) fn refused(kind: ErrorKind) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("bearer_guard_requests_total", "outcome" => "refused", "reason" => kind.as_str())
-        .increment(1);
+    {
+        static METADATA: metrics::Metadata<'static> =
+            metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+        let key =
+            metrics::Key::from_static_parts("bearer_guard_requests_total", refused_labels(kind));
+        metrics::with_recorder(|recorder| recorder.register_counter(&key, &METADATA).increment(1));
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = kind;
+}
+
+/// `outcome="refused"` and `reason=<kind>`, as a static per kind.
+#[cfg(feature = "metrics")]
+fn refused_labels(kind: ErrorKind) -> &'static [metrics::Label] {
+    macro_rules! labels {
+        ($($kind:ident),* $(,)?) => {
+            match kind {
+                $(ErrorKind::$kind => {
+                    static LABELS: [metrics::Label; 2] = [
+                        metrics::Label::from_static_parts("outcome", "refused"),
+                        metrics::Label::from_static_parts("reason", ErrorKind::$kind.as_str()),
+                    ];
+                    &LABELS
+                })*
+            }
+        };
+    }
+    labels!(
+        MissingToken,
+        InvalidRequest,
+        TokenTooLarge,
+        Malformed,
+        DuplicateMember,
+        UnsupportedAlgorithm,
+        AlgorithmMismatch,
+        UnknownKey,
+        UnsupportedCritical,
+        InvalidSignature,
+        InvalidType,
+        MissingClaim,
+        InvalidClaimType,
+        Expired,
+        NotYetValid,
+        IssuedInFuture,
+        LifetimeTooLong,
+        InvalidIssuer,
+        InvalidAudience,
+        InvalidClaims,
+        SenderConstrained,
+        InsufficientScope,
+        Forbidden,
+        Revoked,
+        KeysUnavailable,
+        RevocationUnavailable,
+        RateLimited,
+        QuotaUnavailable,
+    )
 }
 
 /// A request admitted.

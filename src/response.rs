@@ -379,6 +379,7 @@ impl Refusal {
         self
     }
 
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
         self
@@ -587,7 +588,9 @@ where
 pub(crate) fn answer<B, R: Rejection<B> + ?Sized>(rejection: &R, refusal: &Refusal) -> Response<B> {
     refusal.log();
     let mut res = rejection.reject(refusal);
-    res.extensions_mut().insert(refusal.error);
+    if res.extensions().get::<AuthError>() != Some(&refusal.error) {
+        res.extensions_mut().insert(refusal.error);
+    }
     res
 }
 

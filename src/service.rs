@@ -18,7 +18,7 @@ use crate::token::Verified;
 
 /// Decides on the request, then calls the inner service with the claims in the request's
 /// extensions, or answers with the rejection. Built by [`RequireScope`](crate::RequireScope).
-pub struct RequireScopeService<S, T, R> {
+pub struct RequireScopeService<S, T = crate::AccessClaims, R = crate::StandardRejection> {
     inner: S,
     state: Arc<State<T, R>>,
 }

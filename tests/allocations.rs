@@ -1,11 +1,11 @@
-//! The request path on a cache hit allocates nothing beyond inserting the claims into the
-//! request's extensions; the bearer parse and the response future allocate nothing.
+//! The request path on a cache hit allocates nothing beyond inserting the claims and the
+//! verified token into the request's extensions; the bearer parse and the response future
+//! allocate nothing.
 //!
 //! Counted with a global allocator, per thread, so that other tests running in parallel
 //! threads do not disturb the count.
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -69,6 +69,28 @@ fn validate_on_a_cache_hit_allocates_nothing() {
     assert_eq!(n, 0, "a cache hit allocated {n} times");
 }
 
+/// The `VerifiedToken` the layer records for `t`, read back from a layered call.
+fn verified_token(v: &Validator, t: &str) -> bearer_guard::VerifiedToken {
+    let mut svc = RequireScope::authenticated(v).layer(service_fn(|req: Request<()>| {
+        let token = req
+            .extensions()
+            .get::<bearer_guard::VerifiedToken>()
+            .cloned();
+        std::future::ready(Ok::<_, Infallible>(Response::new(token)))
+    }));
+    let mut req = Request::new(());
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::try_from(format!("Bearer {t}")).expect("header"),
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut fut = pin!(svc.call(req));
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(res)) => res.into_body().expect("verified"),
+        _ => unreachable!("completes at once"),
+    }
+}
+
 #[test]
 fn the_layer_on_a_cache_hit_allocates_only_for_the_extension() {
     let v = validator();
@@ -76,17 +98,22 @@ fn the_layer_on_a_cache_hit_allocates_only_for_the_extension() {
     let claims = v.validate(&t).expect("cached");
     let header = HeaderValue::try_from(format!("Bearer {t}")).expect("header");
 
-    // What inserting the claims into an empty `Extensions` costs on its own.
+    // What inserting the claims and the verified token into an empty `Extensions` costs on
+    // its own.
+    let token = verified_token(&v, &t);
     let (extension_cost, _) = allocations_in(|| {
         let mut ext = http::Extensions::new();
         ext.insert(claims.clone());
+        ext.insert(token.clone());
         ext
     });
 
-    let mut svc = RequireScope::all(&v, ["read"]).layer(service_fn(|req: Request<()>| {
-        let ok = req.extensions().get::<Claims<AccessClaims>>().is_some();
-        std::future::ready(Ok::<_, Infallible>(Response::new(ok)))
-    }));
+    let mut svc = RequireScope::all(&v, ["read"])
+        .expect("scopes")
+        .layer(service_fn(|req: Request<()>| {
+            let ok = req.extensions().get::<Claims<AccessClaims>>().is_some();
+            std::future::ready(Ok::<_, Infallible>(Response::new(ok)))
+        }));
     let mut cx = Context::from_waker(Waker::noop());
     let mut call = |req: Request<()>| {
         assert!(svc.poll_ready(&mut cx).is_ready());
@@ -104,7 +131,7 @@ fn the_layer_on_a_cache_hit_allocates_only_for_the_extension() {
         assert!(*res.body(), "claims reached the handler");
         assert_eq!(
             n, extension_cost,
-            "the layer allocated {n} times; inserting the extension alone costs {extension_cost}"
+            "the layer allocated {n} times; inserting the extensions alone costs {extension_cost}"
         );
     }
 }
@@ -112,9 +139,11 @@ fn the_layer_on_a_cache_hit_allocates_only_for_the_extension() {
 #[test]
 fn a_rejection_allocates_nothing_in_the_layer() {
     let v = validator();
-    let mut svc = RequireScope::all(&v, ["read"]).layer(service_fn(|_req: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(Response::new(())))
-    }));
+    let mut svc = RequireScope::all(&v, ["read"])
+        .expect("scopes")
+        .layer(service_fn(|_req: Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(Response::new(())))
+        }));
     let mut cx = Context::from_waker(Waker::noop());
     // A missing token: no parse, no allocation but the response's own header map entry.
     let (with_header, _) = allocations_in(|| {

@@ -1,8 +1,7 @@
 //! Attack tokens: every known way of getting a forged JWT past a verifier, each asserting the
 //! exact [`ErrorKind`] it must be refused with.
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::io::ErrorKind as IoErrorKind;
 use std::net::TcpListener;
@@ -74,7 +73,7 @@ fn untyped_validator() -> Validator {
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .keys(keys())
-        .allow_untyped_tokens()
+        .profile(bearer_guard::Profile::Jwt)
         .build()
         .expect("validator")
 }
@@ -1030,7 +1029,7 @@ fn wrong_typ_is_refused_by_the_default_validator() {
         refused(&v, &t, ErrorKind::InvalidType, &format!("typ {typ}"));
         untyped
             .validate(&t)
-            .unwrap_or_else(|e| panic!("typ {typ} with allow_untyped_tokens: {e:?}"));
+            .unwrap_or_else(|e| panic!("typ {typ} with Profile::Jwt: {e:?}"));
     }
     for typ in [
         json!("id_token+jwt"),

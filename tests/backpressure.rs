@@ -2,8 +2,7 @@
 //! readiness (and its wake-ups and errors), answers rejections without touching the inner
 //! service, and hands accepted requests on with their claims.
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::task::Poll;
 
@@ -37,8 +36,9 @@ fn good() -> Option<String> {
 
 #[tokio::test]
 async fn poll_ready_forwards_the_inner_readiness_and_its_wakeup() {
-    let (mut svc, mut handle) =
-        mock::spawn_layer::<Req, Res, _>(RequireScope::all(&validator(), ["read"]));
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Res, _>(
+        RequireScope::all(&validator(), ["read"]).expect("scopes"),
+    );
 
     handle.allow(0);
     assert!(svc.poll_ready().is_pending(), "inner not ready");
@@ -62,8 +62,9 @@ async fn poll_ready_forwards_the_inner_readiness_and_its_wakeup() {
 
 #[tokio::test]
 async fn poll_ready_forwards_inner_errors() {
-    let (mut svc, mut handle) =
-        mock::spawn_layer::<Req, Res, _>(RequireScope::all(&validator(), ["read"]));
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Res, _>(
+        RequireScope::all(&validator(), ["read"]).expect("scopes"),
+    );
     handle.send_error("inner failed");
     match svc.poll_ready() {
         Poll::Ready(Err(e)) => assert_eq!(e.to_string(), "inner failed"),
@@ -73,8 +74,9 @@ async fn poll_ready_forwards_inner_errors() {
 
 #[tokio::test]
 async fn rejected_requests_never_reach_the_inner_service() {
-    let (mut svc, mut handle) =
-        mock::spawn_layer::<Req, Res, _>(RequireScope::all(&validator(), ["admin"]));
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Res, _>(
+        RequireScope::all(&validator(), ["admin"]).expect("scopes"),
+    );
     handle.allow(10);
     let expired = Some(format!(
         "Bearer {}",
@@ -110,8 +112,9 @@ async fn rejected_requests_never_reach_the_inner_service() {
 
 #[tokio::test]
 async fn accepted_request_reaches_the_inner_service_with_claims() {
-    let (mut svc, mut handle) =
-        mock::spawn_layer::<Req, Res, _>(RequireScope::all(&validator(), ["read"]));
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Res, _>(
+        RequireScope::all(&validator(), ["read"]).expect("scopes"),
+    );
     handle.allow(1);
     assert!(matches!(svc.poll_ready(), Poll::Ready(Ok(()))));
     let t = token("ed-1", json!({ "scope": "read", "client_id": "client-z" }));

@@ -142,11 +142,11 @@ async fn start() -> World {
             "/data",
             get(data)
                 .post(echo)
-                .layer(RequireScope::all(&validator, ["read"])),
+                .layer(RequireScope::all(&validator, ["read"]).expect("scopes")),
         )
         .route(
             "/write",
-            get(data).layer(RequireScope::all(&validator, ["write"])),
+            get(data).layer(RequireScope::all(&validator, ["write"]).expect("scopes")),
         )
         .layer(from_fn_with_state(Arc::clone(&state), gate))
         .with_state(Arc::clone(&state));

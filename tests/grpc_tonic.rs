@@ -2,8 +2,7 @@
 //! client: gRPC rejections arrive as `Status` codes, and the claims reach the gRPC method.
 #![cfg(feature = "tonic")]
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::net::SocketAddr;
 
@@ -86,8 +85,9 @@ fn bearer(token: &str) -> String {
 
 #[tokio::test]
 async fn call_without_token_is_unauthenticated() {
-    let mut client =
-        HealthClient::new(health_channel(RequireScope::all(&validator(), ["health:read"])).await);
+    let mut client = HealthClient::new(
+        health_channel(RequireScope::all(&validator(), ["health:read"]).expect("scopes")).await,
+    );
     let status = check(&mut client, None).await.expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(status.message(), "no bearer token");
@@ -99,8 +99,9 @@ async fn call_without_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn expired_or_forged_token_is_unauthenticated() {
-    let mut client =
-        HealthClient::new(health_channel(RequireScope::all(&validator(), ["health:read"])).await);
+    let mut client = HealthClient::new(
+        health_channel(RequireScope::all(&validator(), ["health:read"]).expect("scopes")).await,
+    );
     let expired = token(
         "ec-1",
         json!({ "scope": "health:read", "exp": now() - 3600 }),
@@ -123,8 +124,9 @@ async fn expired_or_forged_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn token_without_the_scope_is_permission_denied() {
-    let mut client =
-        HealthClient::new(health_channel(RequireScope::all(&validator(), ["health:read"])).await);
+    let mut client = HealthClient::new(
+        health_channel(RequireScope::all(&validator(), ["health:read"]).expect("scopes")).await,
+    );
     let t = token("ec-1", json!({ "scope": "read write" }));
     let status = check(&mut client, Some(&bearer(&t)))
         .await
@@ -135,7 +137,8 @@ async fn token_without_the_scope_is_permission_denied() {
 
 #[tokio::test]
 async fn token_with_the_scope_gets_the_real_answer() {
-    let channel = health_channel(RequireScope::all(&validator(), ["health:read"])).await;
+    let channel =
+        health_channel(RequireScope::all(&validator(), ["health:read"]).expect("scopes")).await;
     let mut client = HealthClient::new(channel.clone());
     let t = token("ed-1", json!({ "scope": "health:read" }));
     let res = check(&mut client, Some(&bearer(&t))).await.expect("ok");
@@ -214,7 +217,7 @@ fn client_id(res: &Response<HealthCheckResponse>) -> &str {
 #[tokio::test]
 async fn claims_reach_the_grpc_method() {
     let channel = serve(
-        RequireScope::all(&validator(), ["health:read"]),
+        RequireScope::all(&validator(), ["health:read"]).expect("scopes"),
         HealthServer::new(WhoAmI),
     )
     .await;

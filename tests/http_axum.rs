@@ -1,8 +1,7 @@
 //! The layer in an axum app over a real TCP socket, driven by a real hyper client.
 #![cfg(feature = "axum")]
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::net::SocketAddr;
 
@@ -56,12 +55,14 @@ fn app() -> Router {
     Router::new()
         .route(
             "/transactions",
-            get(client_of.layer(RequireScope::all(&v, ["read:transactions"])))
-                .post(created.layer(RequireScope::all(&v, ["write:transactions"]))),
+            get(client_of.layer(RequireScope::all(&v, ["read:transactions"]).expect("scopes")))
+                .post(
+                    created.layer(RequireScope::all(&v, ["write:transactions"]).expect("scopes")),
+                ),
         )
         .route(
             "/reports",
-            get(client_of).layer(RequireScope::any(&v, ["reports:read", "admin"])),
+            get(client_of).layer(RequireScope::any(&v, ["reports:read", "admin"]).expect("scopes")),
         )
         .route(
             "/me",

@@ -2,8 +2,7 @@
 //! concurrent load from a real hyper client.
 #![cfg(all(feature = "axum", feature = "rate-limit"))]
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -56,7 +55,7 @@ fn app(limit: RateLimitByClient) -> Router {
             "/data",
             get(whoami).layer(
                 ServiceBuilder::new()
-                    .layer(RequireScope::all(&v, ["read"]))
+                    .layer(RequireScope::all(&v, ["read"]).expect("scopes"))
                     .layer(limit.clone()),
             ),
         )
@@ -105,6 +104,16 @@ async fn get_(
     if grpc {
         req = req.header("content-type", "application/grpc");
     }
+    // gRPC is HTTP/2: a gRPC request goes over a prior-knowledge HTTP/2 connection.
+    let h2;
+    let client = if grpc {
+        h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+        &h2
+    } else {
+        client
+    };
     let res = client
         .request(req.body(Empty::new()).expect("request"))
         .await
@@ -299,6 +308,16 @@ async fn grpc_requests_over_quota_get_resource_exhausted() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.grpc_status.as_deref(), Some("8"), "{reply:?}");
     assert!(reply.retry_after.is_some_and(|s| s >= 1), "{reply:?}");
+    // The gRPC content type over HTTP/1.1 is not a gRPC request: a plain 429.
+    let mut req = Request::get(format!("http://{addr}/data"))
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/grpc")
+        .body(Empty::new())
+        .expect("request");
+    *req.version_mut() = http::Version::HTTP_11;
+    let res = http.request(req).await.expect("response");
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().get("grpc-status").is_none());
 }
 
 #[tokio::test]

@@ -8,8 +8,7 @@
 //! (env `CI` set), where they fail: CI never skips them.
 #![cfg(feature = "redis")]
 
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::convert::Infallible;
 use std::sync::Arc;

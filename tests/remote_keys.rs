@@ -6,8 +6,7 @@
 
 #[path = "common/jwks_server.rs"]
 mod jwks_server;
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -48,13 +47,70 @@ async fn serving(kids: &[&str]) -> JwksServer {
     server
 }
 
-/// A builder for `server`'s `/jwks`, with short timeouts.
-fn remote(server: &JwksServer) -> ValidatorBuilder<AccessClaims, RemoteKeys> {
-    Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .jwks_url(server.url(JWKS))
-        .fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300))
+/// A validator with remote keys, as these tests build it: the key-source settings go to
+/// [`RemoteKeys`]; [`build`](Self::build) builds and fetches at once ([`Validator::ready`]),
+/// [`build_lazy`](Self::build_lazy) only builds, so that the first request fetches.
+struct Remote {
+    builder: ValidatorBuilder,
+    keys: RemoteKeys,
+}
+
+/// Remote keys from `server`'s `/jwks`, with short timeouts.
+fn remote(server: &JwksServer) -> Remote {
+    Remote::new(
+        Validator::builder().issuer(ISSUER).audience(AUDIENCE),
+        RemoteKeys::jwks_url(server.url(JWKS)),
+    )
+}
+
+impl Remote {
+    fn new(builder: ValidatorBuilder, keys: RemoteKeys) -> Self {
+        let keys = keys.fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300));
+        Remote { builder, keys }
+    }
+
+    fn with(mut self, f: impl FnOnce(RemoteKeys) -> RemoteKeys) -> Self {
+        self.keys = f(self.keys);
+        self
+    }
+
+    fn max_response_size(self, bytes: usize) -> Self {
+        self.with(|k| k.max_response_size(bytes))
+    }
+
+    fn refresh_interval(self, min: Duration, max: Duration) -> Self {
+        self.with(|k| k.refresh_interval(min, max))
+    }
+
+    fn unknown_kid_cooldown(self, cooldown: Duration) -> Self {
+        self.with(|k| k.unknown_kid_cooldown(cooldown))
+    }
+
+    fn max_staleness(self, max: Duration) -> Self {
+        self.with(|k| k.max_staleness(max))
+    }
+
+    fn fetch_timeouts(self, connect: Duration, total: Duration) -> Self {
+        self.with(|k| k.fetch_timeouts(connect, total))
+    }
+
+    fn http_client(self, client: impl HttpClient) -> Self {
+        self.with(|k| k.http_client(client))
+    }
+
+    fn allow_insecure_http(self) -> Self {
+        self.with(RemoteKeys::allow_insecure_http)
+    }
+
+    async fn build(self) -> Result<Validator, ConfigError> {
+        let validator = self.build_lazy()?;
+        validator.ready().await?;
+        Ok(validator)
+    }
+
+    fn build_lazy(self) -> Result<Validator, ConfigError> {
+        self.builder.keys(self.keys).build()
+    }
 }
 
 /// The reason of a `ConfigError::KeyFetch`, failing on anything else.
@@ -219,12 +275,11 @@ async fn eager_build_fails_when_nobody_listens() {
             .expect("bind");
         l.local_addr().expect("addr")
     };
-    let result = Validator::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .jwks_url(format!("http://{addr}/jwks"))
-        .fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300))
-        .build();
+    let result = Remote::new(
+        Validator::builder().issuer(ISSUER).audience(AUDIENCE),
+        RemoteKeys::jwks_url(format!("http://{addr}/jwks")),
+    )
+    .build();
     let result = tokio::time::timeout(Duration::from_secs(2), result)
         .await
         .expect("no hang");
@@ -758,11 +813,11 @@ async fn background_refresh_follows_max_age_of_the_eager_fetch() {
 // ---------------------------------------------------------------------------------------
 // discovery
 
-fn discovering(issuer: &str) -> ValidatorBuilder<AccessClaims, RemoteKeys> {
-    Validator::builder()
-        .audience(AUDIENCE)
-        .discover(issuer)
-        .fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300))
+fn discovering(issuer: &str) -> Remote {
+    Remote::new(
+        Validator::builder().audience(AUDIENCE),
+        RemoteKeys::discover(issuer),
+    )
 }
 
 /// A token from the local issuer `iss`.
@@ -878,12 +933,14 @@ async fn discovery_issuer_trailing_slash_is_a_mismatch() {
 
     // Explicit issuer differing from the discovery URL by a slash.
     server.discovery(RFC8414, &base, &server.url(JWKS));
-    let result = Validator::builder()
-        .issuer(format!("{base}/"))
-        .audience(AUDIENCE)
-        .discover(&base)
-        .build()
-        .await;
+    let result = Remote::new(
+        Validator::builder()
+            .issuer(format!("{base}/"))
+            .audience(AUDIENCE),
+        RemoteKeys::discover(&base),
+    )
+    .build()
+    .await;
     assert!(key_fetch_reason(result).contains("issuer"));
     assert_eq!(server.hits(JWKS), 0);
 }
@@ -947,59 +1004,50 @@ async fn discovery_refuses_document_without_jwks_uri_or_invalid() {
 #[tokio::test]
 async fn plain_http_to_non_loopback_needs_the_opt_in() {
     let url = "http://issuer.example/jwks";
-    let base = || Validator::builder().issuer(ISSUER).audience(AUDIENCE);
+    let base = |url: &str| {
+        Remote::new(
+            Validator::builder().issuer(ISSUER).audience(AUDIENCE),
+            RemoteKeys::jwks_url(url),
+        )
+    };
 
-    let err = base().jwks_url(url).build_lazy().unwrap_err();
+    let err = base(url).build_lazy().unwrap_err();
     assert_eq!(err, ConfigError::InsecureUrl(url.into()));
-    let err = base().jwks_url(url).build().await.unwrap_err();
+    let err = base(url).build().await.unwrap_err();
     assert_eq!(err, ConfigError::InsecureUrl(url.into()));
     for other in ["http://10.0.0.1/jwks", "http://127.0.0.1.nip.io/jwks"] {
         assert_eq!(
-            base().jwks_url(other).build_lazy().unwrap_err(),
+            base(other).build_lazy().unwrap_err(),
             ConfigError::InsecureUrl(other.into())
         );
     }
 
     let issuer = "http://issuer.example";
-    let err = Validator::builder()
-        .audience(AUDIENCE)
-        .discover(issuer)
-        .build_lazy()
-        .unwrap_err();
+    let err = discovering(issuer).build_lazy().unwrap_err();
     assert_eq!(err, ConfigError::InsecureUrl(issuer.into()));
-    let err = Validator::builder()
-        .audience(AUDIENCE)
-        .discover(issuer)
-        .build()
-        .await
-        .unwrap_err();
+    let err = discovering(issuer).build().await.unwrap_err();
     assert_eq!(err, ConfigError::InsecureUrl(issuer.into()));
 
     // With the opt-in both build (lazily: nothing is fetched).
-    let v = base()
-        .jwks_url(url)
+    let v = base(url)
         .allow_insecure_http()
         .build_lazy()
         .expect("opted in");
     assert!(v.keys().is_empty());
-    Validator::builder()
-        .audience(AUDIENCE)
-        .discover(issuer)
+    discovering(issuer)
         .allow_insecure_http()
         .build_lazy()
         .expect("opted in");
 
     // https and loopback http need nothing.
-    base()
-        .jwks_url("https://issuer.example/jwks")
+    base("https://issuer.example/jwks")
         .build_lazy()
         .expect("https");
-    base()
-        .jwks_url("http://localhost:1/jwks")
+    base("http://localhost:1/jwks")
         .build_lazy()
         .expect("loopback");
     assert!(matches!(
-        base().jwks_url("ftp://issuer.example/jwks").build_lazy(),
+        base("ftp://issuer.example/jwks").build_lazy(),
         Err(ConfigError::InvalidUrl(_))
     ));
 }
@@ -1173,4 +1221,172 @@ async fn redirects_are_not_followed() {
         "{reason}"
     );
     assert_eq!(server.hits("/elsewhere"), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// refresh whatever the runtime; no scheme downgrade in discovery
+
+#[path = "common/logs.rs"]
+mod logs;
+
+#[test]
+fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
+    // The issuer runs on a runtime of its own, for the whole test.
+    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = issuer_runtime.block_on(serving(&["ec-1", "ed-1"]));
+    let removed = token("ed-1", json!({}));
+
+    // Built (and used once) on a runtime that is then shut down, as a setup runtime or a
+    // `#[tokio::test]` would be: its background refresher dies with it.
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let validator = setup.block_on(async {
+        let v = remote(&server)
+            .refresh_interval(Duration::from_millis(200), Duration::from_millis(200))
+            .build()
+            .await
+            .expect("build");
+        assert!(v.validate_async(&removed).await.is_ok());
+        v
+    });
+    drop(setup);
+
+    // The issuer removes the key.
+    server.json(JWKS, mint::jwks(&["ec-1"]));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Outside any runtime, a due refresh cannot run: it is said in the log.
+    let logs = logs::LogBuffer::default();
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        let _ = validator.validate(&token("ec-1", json!({})));
+    });
+    assert!(
+        logs.text().contains("refresh_not_running"),
+        "{}",
+        logs.text()
+    );
+
+    // Used on another runtime, the validator refreshes there: the removed key stops
+    // verifying within a moment, cached tokens included.
+    let serving_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let refused = serving_runtime.block_on(async {
+        for _ in 0..40 {
+            if validator.validate_async(&removed).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(refused, "a key removed from the JWKS kept verifying");
+    let err = serving_runtime
+        .block_on(validator.validate_async(&removed))
+        .expect_err("removed");
+    assert_eq!(err.kind(), ErrorKind::UnknownKey);
+    assert!(
+        serving_runtime
+            .block_on(validator.validate_async(&token("ec-1", json!({}))))
+            .is_ok()
+    );
+    drop(server);
+}
+
+/// Sends every request to `server`, whatever its scheme and host: an `https://` issuer
+/// played by the local plain-http server.
+struct Rewriting {
+    inner: Client<HttpConnector, Empty<Bytes>>,
+    authority: http::uri::Authority,
+}
+
+impl Rewriting {
+    fn to(server: &JwksServer) -> Self {
+        let base: http::Uri = server.base().parse().expect("base");
+        Rewriting {
+            inner: Client::builder(TokioExecutor::new()).build_http(),
+            authority: base.authority().expect("authority").clone(),
+        }
+    }
+}
+
+impl HttpClient for Rewriting {
+    fn send(&self, mut request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        *request.uri_mut() = http::Uri::from_parts(parts).expect("uri");
+        let fut = self.inner.request(request);
+        Box::pin(async move {
+            let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;
+            Ok(res.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn discovery_from_an_https_issuer_refuses_a_plain_http_jwks_uri() {
+    let server = serving(&["ec-1"]).await;
+    let issuer = "https://issuer.example";
+    // An https issuer whose metadata names a plain-http (even loopback) key set.
+    server.discovery(RFC8414, issuer, &server.url(JWKS));
+    let discover = || RemoteKeys::discover(issuer).http_client(Rewriting::to(&server));
+    let reason = key_fetch_reason(
+        Remote::new(Validator::builder().audience(AUDIENCE), discover())
+            .build()
+            .await,
+    );
+    assert!(reason.contains("plain-http"), "{reason}");
+    assert!(
+        reason.contains("https://issuer.example/.well-known"),
+        "names the URL: {reason}"
+    );
+    assert_eq!(
+        server.hits(JWKS),
+        0,
+        "the downgraded key set is never fetched"
+    );
+
+    // With the explicit opt-in, the document is followed.
+    let validator = Remote::new(
+        Validator::builder().audience(AUDIENCE),
+        discover().allow_insecure_http(),
+    )
+    .build()
+    .await
+    .expect("opted in");
+    assert_eq!(server.hits(JWKS), 1);
+    assert!(
+        validator
+            .validate_async(&token("ec-1", json!({"iss": issuer})))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn key_fetch_errors_name_the_url_without_credentials() {
+    let server = JwksServer::start().await;
+    server.set(JWKS, Behaviour::Status(503));
+    let reason = key_fetch_reason(remote(&server).build().await);
+    assert!(reason.contains(&server.url(JWKS)), "{reason}");
+    assert!(reason.contains("503"), "{reason}");
+    // Credentials in a configured URL are refused before anything is fetched, and the
+    // error does not repeat them.
+    let url = server.url(JWKS).replace("http://", "http://user:hunter2@");
+    let err = Remote::new(
+        Validator::builder().issuer(ISSUER).audience(AUDIENCE),
+        RemoteKeys::jwks_url(url),
+    )
+    .build_lazy()
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::CredentialsInUrl(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"));
 }

@@ -15,8 +15,7 @@ use logs::LogBuffer;
 use oauth::{basic_header, cheap_hash, urlencode};
 #[path = "../examples/support/issuer.rs"]
 mod issuer;
-#[path = "common/mint.rs"]
-mod mint;
+use bearer_guard::testkit as mint;
 use mint::claims_of;
 
 use std::net::SocketAddr;
@@ -30,7 +29,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use bearer_guard::revocation::{MemoryRevocations, Revocations as _};
-use bearer_guard::{AccessClaims, Claims, RequireScope, Validator};
+use bearer_guard::{AccessClaims, Claims, RemoteKeys, RequireScope, Validator};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -322,20 +321,20 @@ async fn security_events_carry_reasons_and_never_secrets() {
     let validator = Validator::builder()
         .issuer(base.clone())
         .audience(API)
-        .jwks_url(format!("{base}{}", issuer::JWKS_PATH))
+        .keys(RemoteKeys::jwks_url(format!("{base}{}", issuer::JWKS_PATH)))
         .revocation(revocations.clone())
         .build()
-        .await
         .expect("validator");
+    validator.ready().await.expect("keys");
     let api = serve(
         Router::new()
             .route(
                 "/read",
-                get(client_id.layer(RequireScope::all(&validator, ["read"]))),
+                get(client_id.layer(RequireScope::all(&validator, ["read"]).expect("scopes"))),
             )
             .route(
                 "/write",
-                get(client_id.layer(RequireScope::all(&validator, ["write"]))),
+                get(client_id.layer(RequireScope::all(&validator, ["write"]).expect("scopes"))),
             ),
     )
     .await;

@@ -3,17 +3,17 @@
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use bearer_guard::{AccessClaims, Claims, RequireScope, Validator};
+use bearer_guard::{AccessClaims, Claims, ConfigError, RequireScope, Validator};
 use serde_json::{Value, json};
 
 /// `GET /protected-resource` (needs `scope`) and `GET /healthz` (open).
-pub fn app(validator: &Validator, scope: &str) -> Router {
-    Router::new()
+pub fn app(validator: &Validator, scope: &str) -> Result<Router, ConfigError> {
+    Ok(Router::new()
         .route(
             "/protected-resource",
-            get(protected).layer(RequireScope::all(validator, [scope])),
+            get(protected).layer(RequireScope::all(validator, [scope])?),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { "ok" })))
 }
 
 async fn protected(Extension(claims): Extension<Claims<AccessClaims>>) -> Json<Value> {

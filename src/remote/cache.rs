@@ -156,6 +156,7 @@ impl KeyCache {
 
     /// Fetches the keys unless a fetch already succeeded: for `Validator::ready`.
     pub(crate) async fn ready(self: &Arc<Self>) -> Result<(), ConfigError> {
+        self.start_background();
         let _guard = self.fetch_lock.lock().await;
         if self.current.load().is_some() {
             return Ok(());
@@ -360,8 +361,10 @@ impl KeyCache {
     }
 
     /// Whether `key` is in the current key set (a cached token stays valid only as long as
-    /// the key that verified it).
-    pub(crate) fn contains(&self, key: &Key) -> bool {
+    /// the key that verified it). Starts a refresh when one is due, as [`keys`](Self::keys)
+    /// does: cache hits must not keep a removed key alive.
+    pub(crate) fn contains(self: &Arc<Self>, key: &Key) -> bool {
+        self.refresh_if_due();
         self.current.load().as_ref().is_some_and(|s| {
             s.fetched_at.elapsed() <= self.settings.max_staleness
                 && s.keys.iter().any(|k| k.same(key))

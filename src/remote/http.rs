@@ -22,7 +22,7 @@ pub type ResponseFuture<'a> =
 /// The HTTP client that fetches discovery documents and key sets.
 ///
 /// The default is hyper with rustls (system roots, or your
-/// [`tls_config`](crate::ValidatorBuilder::tls_config) for a private CA or mTLS). Implement
+/// [`tls_config`](crate::RemoteKeys::tls_config) for a private CA or mTLS). Implement
 /// this trait to bring your own (a proxy-aware client, reqwest, a test double). Whatever the
 /// client, timeouts, the body-size cap and the status check are applied around it, and
 /// redirects are never followed: a client that follows them must stay on the same origin.

@@ -1,23 +1,4 @@
-//! Keys from the issuer (feature `remote`): [`RemoteKeys`], a JWKS URL or an RFC 8414 /
-//! OpenID discovery document, cached, refreshed, and refetched once on an unknown `kid`.
-//!
-//! # How the cache behaves
-//!
-//! - The key set lives behind one `Arc`, swapped atomically: a request reads it without a
-//!   lock or an allocation.
-//! - It is refreshed after `Cache-Control: max-age`, clamped to
-//!   [`refresh_interval`](RemoteKeys::refresh_interval)'s bounds (5 minutes when the issuer
-//!   sends none). A background task refreshes on time; when it cannot run (the Tokio runtime
-//!   that started it is gone), the first request after the due time starts the refresh on
-//!   its own runtime, and a refresh that cannot run at all (no runtime) is logged.
-//! - A token whose `kid` is unknown triggers one refetch, shared by every request waiting on
-//!   it; then, for the [`unknown_kid_cooldown`](RemoteKeys::unknown_kid_cooldown) (30 s),
-//!   unknown kids are refused at once without fetching. A flood of forged kids causes at
-//!   most one fetch per cooldown.
-//! - When fetching fails, the last good set keeps serving for up to
-//!   [`max_staleness`](RemoteKeys::max_staleness) (1 hour) after its last successful fetch;
-//!   after that requests get 503 ([`ErrorKind::KeysUnavailable`](crate::ErrorKind)) until
-//!   the issuer answers again. Every failure is logged with a `reason`.
+//! Keys from the issuer (feature `remote`): [`RemoteKeys`], cached in a `KeyCache`.
 
 mod cache;
 pub(crate) mod http;
@@ -55,11 +36,31 @@ pub(crate) struct Settings {
 /// Keys fetched from the issuer (feature `remote`), for
 /// [`ValidatorBuilder::keys`](crate::ValidatorBuilder::keys).
 ///
-/// `https` is required, except for loopback hosts or with
-/// [`allow_insecure_http`](Self::allow_insecure_http). Nothing is fetched when the validator
-/// is built: the first request that needs the keys fetches them (503 until a fetch
-/// succeeds), or call [`Validator::ready`](crate::Validator::ready) to fetch them now and
-/// fail fast. See the [`remote` module docs](self) for the refresh rules.
+/// A JWKS URL or an RFC 8414 / OpenID discovery document. `https` is required, except for
+/// loopback hosts or with [`allow_insecure_http`](Self::allow_insecure_http). Nothing is
+/// fetched when the validator is built: the first request that needs the keys fetches them
+/// (503 until a fetch succeeds), or call [`Validator::ready`](crate::Validator::ready) to
+/// fetch them now and fail fast.
+///
+/// # How the keys are kept
+///
+/// - The key set lives behind one `Arc`, swapped atomically: a request reads it without a
+///   lock or an allocation.
+/// - It is refreshed after `Cache-Control: max-age`, clamped to
+///   [`refresh_interval`](Self::refresh_interval)'s bounds (5 minutes when the issuer sends
+///   none). A background task refreshes on time; when it cannot run (the Tokio runtime that
+///   started it is gone), the first request after the due time starts the refresh on its own
+///   runtime, and a refresh that cannot run at all (no runtime) is logged.
+/// - A token whose `kid` is unknown triggers one refetch, shared by every request waiting
+///   on it; then, for the [`unknown_kid_cooldown`](Self::unknown_kid_cooldown) (30 s),
+///   unknown kids are refused at once without fetching. A flood of forged kids causes at
+///   most one fetch per cooldown.
+/// - When fetching fails, the last good set keeps serving for up to
+///   [`max_staleness`](Self::max_staleness) (1 hour) after its last successful fetch; after
+///   that requests get 503 ([`ErrorKind::KeysUnavailable`](crate::ErrorKind)) until the
+///   issuer answers again. Every failure is logged with a `reason` and the URL.
+/// - Timeouts, a response size cap, a key count cap; redirects are never followed; invalid
+///   JSON or a set without a usable key is an error, never an empty set.
 ///
 /// ```no_run
 /// use std::time::Duration;

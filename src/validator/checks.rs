@@ -103,16 +103,12 @@ impl Checks {
     /// audiences, and returns what the token says about its client, scopes and binding.
     pub(crate) fn check(&self, payload: &[u8], now: i64) -> Result<Facts, AuthError> {
         let members = json::read_object_raw(payload, MEMBERS, RAW).map_err(jws::json_error)?;
-        if self.profile == Profile::Rfc9068 {
-            if let Some(i) = RFC_9068_REQUIRED
+        if self.profile == Profile::Rfc9068
+            && let Some(missing) = RFC_9068_REQUIRED
                 .iter()
-                .position(|name| members[member(name)].is_none())
-            {
-                return Err(AuthError::claim(
-                    ErrorKind::MissingClaim,
-                    RFC_9068_REQUIRED[i],
-                ));
-            }
+                .find(|name| members[member(name)].is_none())
+        {
+            return Err(AuthError::claim(ErrorKind::MissingClaim, missing));
         }
         let [
             iss,

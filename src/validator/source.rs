@@ -18,7 +18,7 @@ pub struct KeySource(Kind);
 enum Kind {
     Static(KeySet),
     #[cfg(feature = "remote")]
-    Remote(RemoteKeys),
+    Remote(Box<RemoteKeys>),
 }
 
 impl From<KeySet> for KeySource {
@@ -30,7 +30,7 @@ impl From<KeySet> for KeySource {
 #[cfg(feature = "remote")]
 impl From<RemoteKeys> for KeySource {
     fn from(keys: RemoteKeys) -> Self {
-        KeySource(Kind::Remote(keys))
+        KeySource(Kind::Remote(Box::new(keys)))
     }
 }
 
@@ -53,7 +53,7 @@ impl KeySource {
             Kind::Static(keys) => Ok(IssuerKeys::Static(keys)),
             #[cfg(feature = "remote")]
             Kind::Remote(remote) => Ok(IssuerKeys::Remote(Arc::new(KeyCache::new(
-                remote,
+                *remote,
                 issuer.to_owned(),
             )?))),
         }

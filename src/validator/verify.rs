@@ -18,6 +18,7 @@ pub(crate) enum Verify<T> {
     Done(Result<Arc<Verified<T>>, AuthError>),
     /// The token's issuer has no usable key set yet, or does not know the token's `kid`:
     /// fetch its keys (`Validator::fetch_keys`), then verify again.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Fetch {
         issuer: usize,
         generation: u64,
