@@ -336,8 +336,7 @@ impl Demo {
             }
         })
         .await??;
-        let app = issuer::app(issuer.clone());
-        tokio::spawn(async move { axum::serve(issuer_listener, app).await });
+        tokio::spawn(issuer::serve(issuer_listener, issuer.clone()));
 
         // The resource server gets its keys the way a deployed one would: over HTTP. It asks
         // the store on every request (no memo), so a revocation counts from the next one.

@@ -11,7 +11,7 @@ mod logs;
 mod oauth;
 use logs::LogBuffer;
 use oauth::cheap_hash;
-#[path = "../examples/support/issuer.rs"]
+#[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
 
 use std::collections::HashSet;
