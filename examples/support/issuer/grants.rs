@@ -141,8 +141,7 @@ impl Issuer {
                     "resource was not authorized with this code",
                 ));
             }
-            grant.aud = resources;
-            grant.aud.dedup();
+            grant.aud.retain(|a| resources.contains(a));
         }
 
         let redeemed = Redeemed {

@@ -115,15 +115,9 @@ impl Issuer {
             .map_err(|r| self.refused(r, "registration", peer))?;
         let client_id = format!("dyn-{}", random_token(16)?);
         let mut entry = policy.entry(client_id.clone(), metadata.client_name, redirect_uris);
+        // The client has the scopes it asked for; its default is all of them.
         entry.scopes = scopes;
-        if entry
-            .default_scope
-            .as_deref()
-            .and_then(super::scope::parse_scope)
-            .is_some_and(|d| d.iter().any(|s| !entry.scopes.contains(s)))
-        {
-            entry.default_scope = None;
-        }
+        entry.default_scope = None;
         let json = serde_json::to_string(&entry).map_err(|_| OAuthError::server_error())?;
         let client = client_from_entry(entry)
             .map_err(|e| invalid("invalid_client_metadata", e.to_string()))?;
