@@ -1187,6 +1187,19 @@ fn bad_clients_files_are_refused() {
         client("token_lifetime = 0"),
         client("token_lifetime = 999999"),
         client("typo = 1"),
+        // The id form of registered clients.
+        client("").replace("client_id = \"a\"", "client_id = \"dyn-a\""),
+        // A public client with a secret, or without redirect URIs; a confidential one
+        // without a secret; an unknown method; redirect URIs that are not https or loopback.
+        client("token_endpoint_auth_method = \"none\"\nredirect_uris = [\"https://a.test/cb\"]"),
+        client("").replace(
+            &format!("secret_hash = \"{hash}\"\n"),
+            "token_endpoint_auth_method = \"none\"\n",
+        ),
+        client("").replace(&format!("secret_hash = \"{hash}\"\n"), ""),
+        client("token_endpoint_auth_method = \"private_key_jwt\""),
+        client("redirect_uris = [\"http://a.test/cb\"]"),
+        client("redirect_uris = [\"https://a.test/cb#f\"]"),
         client("").replace(&format!("[\"{API}\"]"), "[]"),
         client("").replace(API, "/relative"),
         client("").replace("[\"read\"]", "[\"re ad\"]"),
@@ -1200,6 +1213,29 @@ fn bad_clients_files_are_refused() {
         );
     }
     assert!(issuer::parse_clients("{\"clients\": 1}", Format::Json).is_err());
+    // A public client with redirect URIs is fine.
+    let public = client("").replace(&format!("secret_hash = \"{hash}\"\n"), "")
+        + "token_endpoint_auth_method = \"none\"\nredirect_uris = [\"http://127.0.0.1:1/cb\"]\n";
+    assert!(
+        issuer::parse_clients(&public, Format::Toml).is_ok(),
+        "{public}"
+    );
+
+    // Users: argon2id hashes only, each name once.
+    let user = |name: &str, hash: &str| {
+        format!("[[users]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\n")
+    };
+    assert!(issuer::parse_users(&user("alice", &hash)).is_ok());
+    assert!(issuer::parse_users("").is_ok_and(|u| u.is_empty()));
+    for bad in [
+        user("alice", "alice-password"),
+        user("", &hash),
+        user("alice", &hash.replace("argon2id", "argon2i")),
+        format!("{}{}", user("alice", &hash), user("alice", &hash)),
+        format!("{}extra = 1\n", user("alice", &hash)),
+    ] {
+        assert!(issuer::parse_users(&bad).is_err(), "accepted:\n{bad}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

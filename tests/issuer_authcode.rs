@@ -412,6 +412,7 @@ async fn clients_register_themselves_and_use_the_flow() {
     reply.assert_no_store();
     let body = reply.json();
     let client_id = body["client_id"].as_str().expect("client_id").to_owned();
+    assert!(client_id.starts_with("dyn-"), "{client_id}");
     assert_eq!(body["token_endpoint_auth_method"], "none");
     assert_eq!(body["redirect_uris"], json!([redirect]));
     assert_eq!(body["scope"], "read");

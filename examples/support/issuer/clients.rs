@@ -18,6 +18,8 @@ pub const MAX_LIFETIME: u64 = 86_400;
 const MAX_M_COST: u32 = 256 * 1024;
 const MAX_T_COST: u32 = 16;
 const MAX_P_COST: u32 = 16;
+/// The prefix of the ids of self-registered clients; clients of the file may not use it.
+pub const REGISTERED_PREFIX: &str = "dyn-";
 /// Most redirect URIs one client may have.
 pub const MAX_REDIRECT_URIS: usize = 10;
 
@@ -173,6 +175,11 @@ pub fn parse_clients(text: &str, format: Format) -> Result<Clients, Error> {
         let id = entry.client_id.clone();
         if list.iter().any(|c| c.id == id) {
             return Err(format!("client {id:?} appears twice").into());
+        }
+        if id.starts_with(REGISTERED_PREFIX) {
+            return Err(
+                format!("client {id:?}: {REGISTERED_PREFIX} is for registered clients").into(),
+            );
         }
         list.push(client_from_entry(entry).map_err(|e| format!("client {id:?}: {e}"))?);
     }

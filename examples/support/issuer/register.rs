@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::clients::{MAX_REDIRECT_URIS, client_from_entry};
+use super::clients::{MAX_REDIRECT_URIS, REGISTERED_PREFIX, client_from_entry};
 use super::error::{OAuthError, no_store_json};
 use super::scope::{check_redirect_uri, grant_scope};
 use super::server::{Issuer, random_token, store_failed, unix_now};
@@ -113,7 +113,7 @@ impl Issuer {
             .gate
             .register_attempt(peer)
             .map_err(|r| self.refused(r, "registration", peer))?;
-        let client_id = format!("dyn-{}", random_token(16)?);
+        let client_id = format!("{REGISTERED_PREFIX}{}", random_token(16)?);
         let mut entry = policy.entry(client_id.clone(), metadata.client_name, redirect_uris);
         // The client has the scopes it asked for; its default is all of them.
         entry.scopes = scopes;
