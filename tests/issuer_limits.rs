@@ -8,6 +8,8 @@
 //! time: the assertions count answers and hashes, and a full queue is made on purpose by
 //! holding the verification slots.
 
+#[path = "common/logs.rs"]
+mod logs;
 #[path = "common/oauth.rs"]
 mod oauth;
 use oauth::{basic_header, urlencode};
@@ -211,6 +213,8 @@ async fn failed_attempts_are_limited_per_client_id_known_or_not() {
 
 #[tokio::test]
 async fn failed_attempts_are_limited_per_peer() {
+    let logs = logs::LogBuffer::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
     let server = start(Limits {
         max_attempts: 3,
         ..Limits::default()
@@ -222,7 +226,17 @@ async fn failed_attempts_are_limited_per_peer() {
             .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     // 127.0.0.2 has used its budget, on any client id; 127.0.0.3 has not.
-    assert_too_many(&token_from(&server, 2, "reader", READER_SECRET).await);
+    for _ in 0..5 {
+        assert_too_many(&token_from(&server, 2, "reader", READER_SECRET).await);
+    }
+    // One security event for the peer, not one per refused request.
+    let text = logs.text();
+    assert_eq!(
+        text.matches("event=\"too_many_attempts\" peer=\"127.0.0.2\"")
+            .count(),
+        1,
+        "{text}"
+    );
     token_from(&server, 3, "reader", READER_SECRET)
         .await
         .assert_token();

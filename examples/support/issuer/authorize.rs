@@ -112,8 +112,8 @@ impl Issuer {
                 let message = "Wrong username or password.";
                 return self.page(&request, StatusCode::OK, Some(message), &username);
             }
-            Err(Refused::TooManyAttempts(retry)) => {
-                let refusal = self.refused(Refused::TooManyAttempts(retry), "authorization", peer);
+            Err(refused @ Refused::TooManyAttempts { .. }) => {
+                let refusal = self.refused(refused, "authorization", peer);
                 let message = "Too many attempts: try again later.";
                 let mut page = self.page(
                     &request,

@@ -57,7 +57,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     /// The peer or the name is over its budget: retry after this many seconds (429).
-    TooManyAttempts(u64),
+    /// `first` is the first such refusal of the key in its window (worth a log line; the
+    /// rest of a flood is not).
+    TooManyAttempts { retry: u64, first: bool },
     /// The queue is full or the wait too long (503).
     Busy,
 }
@@ -216,6 +218,7 @@ struct Counter {
     since: Instant,
     failures: u32,
     in_flight: u32,
+    refusals: u32,
 }
 
 impl Attempts {
@@ -249,11 +252,13 @@ impl Attempts {
             since: now,
             failures: 0,
             in_flight: 0,
+            refusals: 0,
         });
         let elapsed = now.duration_since(counter.since);
         if elapsed >= self.window {
             counter.since = now;
             counter.failures = 0;
+            counter.refusals = 0;
         }
         if counter.failures + counter.in_flight >= self.max {
             let left = self
@@ -264,7 +269,11 @@ impl Attempts {
             } else {
                 left.as_secs() + 1
             };
-            return Err(Refused::TooManyAttempts(retry));
+            counter.refusals = counter.refusals.saturating_add(1);
+            return Err(Refused::TooManyAttempts {
+                retry,
+                first: counter.refusals == 1,
+            });
         }
         counter.in_flight += 1;
         Ok(true)
@@ -311,7 +320,11 @@ mod unit {
         // One failure and two in flight: full.
         assert!(matches!(
             attempts.begin("a"),
-            Err(Refused::TooManyAttempts(_))
+            Err(Refused::TooManyAttempts { first: true, .. })
+        ));
+        assert!(matches!(
+            attempts.begin("a"),
+            Err(Refused::TooManyAttempts { first: false, .. })
         ));
         // Successes free their place; failures keep it.
         attempts.end("a", false);

@@ -317,13 +317,16 @@ impl Issuer {
     /// The answer to a verification that did not run.
     pub(super) fn refused(&self, refused: Refused, endpoint: &str, peer: &str) -> OAuthError {
         match refused {
-            Refused::TooManyAttempts(retry) => {
-                tracing::warn!(
-                    target: "issuer::security",
-                    event = "too_many_attempts",
-                    peer,
-                    "{endpoint} request refused: too many attempts"
-                );
+            Refused::TooManyAttempts { retry, first } => {
+                // Once per key and window: a flood must not flood the log too.
+                if first {
+                    tracing::warn!(
+                        target: "issuer::security",
+                        event = "too_many_attempts",
+                        peer,
+                        "{endpoint} requests refused: too many attempts"
+                    );
+                }
                 OAuthError::too_many_attempts(retry)
             }
             Refused::Busy => {
