@@ -692,6 +692,11 @@ async fn another_clients_token_gets_200_but_is_not_revoked() {
     let logs = LogBuffer::default();
     let subscriber = logs.subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let store = Arc::new(MemoryRevocations::new());
     let server = start_with(store.clone()).await;
@@ -1249,6 +1254,11 @@ async fn logs_never_contain_secrets_or_tokens() {
     let subscriber = logs.subscriber();
     // The test runtime is single-threaded: the server's tasks log on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let server = start().await;
     let wrong_secret = "wrong-secret-that-must-not-be-logged";

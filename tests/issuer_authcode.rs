@@ -490,6 +490,11 @@ async fn clients_register_themselves_and_use_the_flow() {
 async fn security_events_are_logged_without_secrets() {
     let logs = LogBuffer::default();
     let _guard = tracing::subscriber::set_default(logs.subscriber());
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let (server, _) = start().await;
     let mut secrets: Vec<String> = vec![ALICE_PASSWORD.into(), "wrong-password-123".into()];
 

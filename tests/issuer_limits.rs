@@ -215,6 +215,11 @@ async fn failed_attempts_are_limited_per_client_id_known_or_not() {
 async fn failed_attempts_are_limited_per_peer() {
     let logs = logs::LogBuffer::default();
     let _guard = tracing::subscriber::set_default(logs.subscriber());
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let server = start(Limits {
         max_attempts: 3,
         ..Limits::default()
