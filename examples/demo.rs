@@ -11,8 +11,10 @@
 //! share one in-memory revocation store (in production, a Redis both point at with
 //! `REDIS_URL`): what `POST /oauth/revoke` writes, the validator refuses on the next request.
 //! Then, as a plain HTTP client, the demo asks for tokens, revokes one, and calls the resource
-//! in nine situations, prints what it expected and what it got, and exits with status 1 if any
-//! case differs.
+//! in nine situations; then, as the public client `demo-app` posting the login form for
+//! `alice` itself (no browser), runs the authorization code flow with PKCE, rotates a refresh
+//! token and replays the old one. It prints what it expected and what it got, and exits with
+//! status 1 if any case differs.
 //!
 //! The two clients and their secrets are demo-only and exist only in memory: their argon2id
 //! hashes are made at start. Neither secrets nor tokens are printed.
@@ -38,10 +40,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 mod support {
+    pub mod authcode_client;
     pub mod issuer;
     pub mod resource_server;
 }
 
+use support::authcode_client::{self, AuthCodeClient};
 use support::issuer::{self, Format, Issuer, SigningKey};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -97,7 +101,8 @@ async fn run() -> Result<Vec<Row>, Error> {
         "  resource server  {}  GET /protected-resource needs scope {ROUTE_SCOPE:?}",
         demo.api_url
     );
-    println!("  clients          demo-client (read write), reader (read); demo-only secrets\n");
+    println!("  clients          demo-client (read write), reader (read); demo-only secrets");
+    println!("                   demo-app (public, authorization code + PKCE) for user alice\n");
 
     let rows = demo.cases().await;
     print_table(&rows);
@@ -225,6 +230,55 @@ impl Demo {
             got,
         );
 
+        // 10-12. demo-app signs alice in (authorization code + PKCE), rotates its refresh
+        //    token, then presents the old one again: the whole family is revoked.
+        let app = AuthCodeClient {
+            http: &self.http,
+            issuer_url: &self.issuer_url,
+        };
+        let signed_in = app.sign_in("read write").await;
+        let got = match &signed_in {
+            Ok(tokens) => self.call(Some(&tokens.access)).await,
+            Err(refused) => refused.clone(),
+        };
+        row(
+            "authorization code + PKCE",
+            "200 \"Access granted!\" (alice)",
+            got,
+        );
+        let rotated = match &signed_in {
+            Ok(tokens) => app.refresh(&tokens.refresh).await.map(|new| (tokens, new)),
+            Err(refused) => Err(refused.clone()),
+        };
+        let got = match &rotated {
+            Ok((old, new)) if new.refresh != old.refresh => {
+                status_only(&self.call(Some(&new.access)).await).to_owned()
+            }
+            Ok(_) => "the same refresh token again".to_owned(),
+            Err(refused) => refused.clone(),
+        };
+        row("refresh token rotated", "200", got);
+        let got = match &rotated {
+            Ok((old, new)) => format!(
+                "{}; newest {}; API {}",
+                app.refresh(&old.refresh)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| "token 200".into()),
+                app.refresh(&new.refresh)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| "token 200".into()),
+                self.call(Some(&new.access)).await
+            ),
+            Err(refused) => refused.clone(),
+        };
+        row(
+            "refresh token reused",
+            "token 400 invalid_grant; newest token 400 invalid_grant; API 401 invalid_token",
+            got,
+        );
+
         rows
     }
 
@@ -279,18 +333,18 @@ fn print_table(rows: &[Row]) {
     let expected = width("expected", |r| &r.expected);
     let got = width("got", |r| &r.got);
     println!(
-        "  #  {:case$}  {:expected$}  {:got$}  result",
+        "   #  {:case$}  {:expected$}  {:got$}  result",
         "case", "expected", "got"
     );
     println!(
-        "  -  {}  {}  {}  ------",
+        "   -  {}  {}  {}  ------",
         "-".repeat(case),
         "-".repeat(expected),
         "-".repeat(got)
     );
     for (i, r) in rows.iter().enumerate() {
         println!(
-            "  {}  {:case$}  {:expected$}  {:got$}  {}",
+            "  {:>2}  {:case$}  {:expected$}  {:got$}  {}",
             i + 1,
             r.case,
             r.expected,
@@ -326,18 +380,20 @@ impl Demo {
             let (issuer_url, api_url) = (issuer_url.clone(), api_url.clone());
             let revocations = Arc::clone(&revocations);
             move || -> Result<Issuer, Error> {
-                let clients = issuer::parse_clients(&clients_toml(&api_url)?, Format::Toml)?;
-                Issuer::with_revocations(
-                    issuer_url,
-                    clients,
-                    SigningKey::generate(None)?,
-                    revocations,
-                )
+                let clients = format!(
+                    "{}{}",
+                    clients_toml(&api_url)?,
+                    authcode_client::client_toml(&api_url)
+                );
+                let clients = issuer::parse_clients(&clients, Format::Toml)?;
+                let mut config = issuer::Config::new(issuer_url);
+                config.revocations = Some(revocations);
+                let users = authcode_client::users()?;
+                Issuer::build(&config, clients, users, SigningKey::generate(None)?)
             }
         })
         .await??;
-        let app = issuer::app(issuer.clone());
-        tokio::spawn(async move { axum::serve(issuer_listener, app).await });
+        tokio::spawn(issuer::serve(issuer_listener, issuer.clone()));
 
         // The resource server gets its keys the way a deployed one would: over HTTP. It asks
         // the store on every request (no memo), so a revocation counts from the next one.

@@ -1,5 +1,6 @@
-//! Prints the argon2id hash (PHC string) of a client secret read from standard input, for the
-//! `secret_hash` of a client in `examples/clients.toml`.
+//! Prints the argon2id hash (PHC string) of a client secret or a user's password read from
+//! standard input, for the `secret_hash` of a client in `examples/clients.toml` or the
+//! `password_hash` of a user in `examples/users.toml`.
 //!
 //! ```text
 //! read -rs SECRET && printf %s "$SECRET" | cargo run --example hash_secret
@@ -11,8 +12,9 @@
 //! secret, e.g. `openssl rand -base64 32`.
 //!
 //! The hash uses argon2id with the crate's default parameters (m=19456 KiB, t=2, p=1, the
-//! OWASP recommendation). Use the same parameters for every client: the issuer answers an
-//! unknown client with a dummy verification using the parameters of the first client.
+//! OWASP recommendation). Use the same parameters for every client and every user: the
+//! issuer answers an unknown client (or username) with a dummy verification using the
+//! parameters of one of them, so that it costs what a wrong secret costs.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;

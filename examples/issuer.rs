@@ -1,14 +1,22 @@
-//! A small OAuth 2.0 authorization server for the client-credentials grant: issues RFC 9068
-//! JWT access tokens to the clients of a file, revokes them (RFC 7009), and serves its JWKS
-//! and RFC 8414 metadata.
+//! A small OAuth 2.1 authorization server: the authorization code flow with PKCE for the
+//! users of a file, refresh tokens rotated on every use, client credentials, RFC 9068 JWT (or
+//! opaque) access tokens, revocation (RFC 7009), introspection (RFC 7662), dynamic client
+//! registration (RFC 7591), its JWKS and RFC 8414 metadata.
 //!
 //! ```text
 //! cargo run --example issuer
+//! # Client credentials:
 //! curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d scope=read \
 //!     -d resource=http://127.0.0.1:8001 http://127.0.0.1:8000/oauth/token
-//! curl -s http://127.0.0.1:8000/.well-known/jwks.json > /tmp/jwks.json
-//! # A client revokes one of its own tokens (always 200, see RFC 7009 §2.2):
-//! curl -si -u demo-client:demo-secret -d token="$TOKEN" http://127.0.0.1:8000/oauth/revoke
+//! # Authorization code + PKCE: open this in a browser, sign in as alice / alice-password,
+//! # and read `code` from the address the browser is sent to (nothing listens there):
+//! #   http://127.0.0.1:8000/oauth/authorize?response_type=code&client_id=demo-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fcallback&scope=read&state=xyz&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256
+//! curl -s -d grant_type=authorization_code -d client_id=demo-app -d code="$CODE" \
+//!     -d redirect_uri=http://127.0.0.1:9999/callback \
+//!     -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk http://127.0.0.1:8000/oauth/token
+//! # A resource server asks about a token:
+//! curl -s -u demo-resource:demo-resource-secret -d token="$TOKEN" \
+//!     http://127.0.0.1:8000/oauth/introspect
 //! ```
 //!
 //! Revoked tokens are refused by resource servers that check the same store: run both with
@@ -17,23 +25,27 @@
 //! Environment:
 //! - `BIND` (default `127.0.0.1:8000`);
 //! - `ISSUER` (default `http://<BIND>`): the tokens' `iss`;
-//! - `CLIENTS_FILE` (default `examples/clients.toml`, whose secrets are public, demo only):
-//!   TOML or JSON, see that file; hash new secrets with `cargo run --example hash_secret`;
+//! - `CLIENTS_FILE` (default `examples/clients.toml`) and `USERS_FILE` (default
+//!   `examples/users.toml`), whose secrets and passwords are public, demo only; hash new ones
+//!   with `cargo run --example hash_secret`;
 //! - `SIGNING_KEY_FILE`: a PKCS#8 PEM private key (Ed25519, P-256 or P-384); without it an
 //!   Ed25519 key is generated at start, and tokens die with the process;
 //! - `SIGNING_KEY_ID`: the key's `kid` (default: its RFC 7638 thumbprint);
-//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): `POST /oauth/revoke` writes to this Redis
-//!   (`bearer_guard::revocation::RedisRevocations`), where resource servers look revoked
-//!   tokens up; without it revocations stay in this process's memory, where no resource
-//!   server sees them.
+//! - `TOKEN_FORMAT`: `jwt` (default) or `opaque` (resource servers then introspect);
+//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): revocations go to this Redis
+//!   (`bearer_guard::revocation::RedisRevocations`), where resource servers look them up, and
+//!   so do codes, refresh tokens, opaque tokens and registered clients, so that replicas with
+//!   the same `ISSUER`, key and Redis share them; without it all of that stays in memory;
+//! - `RUST_LOG` (default `info`): the log filter, e.g. `issuer::security=warn`.
 //!
-//! Prints `listening on <addr>` once it accepts connections. See `examples/support/issuer.rs`
-//! for the endpoints.
+//! Prints `listening on <addr>` once it accepts connections; logs go to stderr. See
+//! `examples/support/issuer/mod.rs` for the endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bearer_guard::revocation::RedisRevocations;
+use tracing_subscriber::EnvFilter;
 
 mod support {
     pub mod issuer;
@@ -45,6 +57,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Error> {
     // Logs on stderr: stdout carries only the `listening on` line.
     tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_target(true)
         .with_writer(std::io::stderr)
         .init();
@@ -55,22 +70,29 @@ async fn main() -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
 
-    let mut config = support::issuer::Config::from_env(addr);
+    let mut config = support::issuer::Config::from_env(addr)?;
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) {
         // The URL may carry a password: it is not logged, and neither is a connection error's
-        // (RedisRevocations leaves it out).
-        let store = RedisRevocations::connect(&url)
+        // (both stores leave it out).
+        let revocations = RedisRevocations::connect(&url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        tracing::info!("revocations go to Redis (REDIS_URL)");
-        config.revocations = Some(Arc::new(store));
+        let store = support::issuer::Store::redis(&url)
+            .await
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        tracing::info!("revocations, codes and refresh tokens go to Redis (REDIS_URL)");
+        config.revocations = Some(Arc::new(revocations));
+        config.store = Some(store);
     } else {
-        tracing::info!("revocations stay in memory (set REDIS_URL to share them)");
+        tracing::info!(
+            "revocations, codes and refresh tokens stay in memory (set REDIS_URL to share them)"
+        );
     }
     let issuer = support::issuer::load(&config).await?;
-    let app = support::issuer::app(issuer);
 
     println!("listening on {addr}");
+    // Connection info: attempt budgets are per peer address.
+    let app = support::issuer::app(issuer).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

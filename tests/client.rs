@@ -11,7 +11,7 @@ mod logs;
 mod oauth;
 use logs::LogBuffer;
 use oauth::cheap_hash;
-#[path = "../examples/support/issuer.rs"]
+#[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
 
 use std::collections::HashSet;
@@ -625,6 +625,11 @@ async fn logs_hold_neither_secrets_nor_tokens() {
     let subscriber = logs.subscriber();
     // The test runtime is single-threaded: every task logs on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish (it failed about one run in six). A
+    // second, silent dispatcher makes it ask every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let world = start().await;
     let svc = caller(&AddAccessTokenLayer::new(

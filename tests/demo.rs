@@ -1,4 +1,4 @@
-//! `examples/demo.rs` as a real process: all nine cases pass, it exits 0, and its output
+//! `examples/demo.rs` as a real process: all twelve cases pass, it exits 0, and its output
 //! carries no token and no secret.
 //!
 //! Examples are not `CARGO_BIN_EXE_*` targets, and `cargo test --test demo` does not build
@@ -102,8 +102,8 @@ fn demo_passes_every_case() {
         output.status
     );
     assert!(
-        stdout.contains("9 passed, 0 failed"),
-        "no `9 passed, 0 failed` line:\n{stdout}"
+        stdout.contains("12 passed, 0 failed"),
+        "no `12 passed, 0 failed` line:\n{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(
@@ -113,7 +113,13 @@ fn demo_passes_every_case() {
 
     // Tokens (a JWS starts with `{"` = `eyJ`) and the demo's secrets never appear.
     let all = format!("{stdout}\n{stderr}");
-    for needle in ["eyJ", "demo-secret", "reader-secret", "guessed-secret"] {
+    for needle in [
+        "eyJ",
+        "demo-secret",
+        "reader-secret",
+        "guessed-secret",
+        "alice-password",
+    ] {
         assert!(
             !all.contains(needle),
             "the output contains {needle:?}:\n{all}"

@@ -1,8 +1,11 @@
-//! The example issuer (`examples/support/issuer.rs`) over real sockets: token issuance by
-//! every client authentication method, tokens checked with `bearer_guard::Validator` and the
-//! JWKS the issuer serves, the RFC 6749 / RFC 8707 errors, RFC 7009 revocation (in memory,
-//! and through a real Redis shared with a validator), metadata, body limit, and logs free of
-//! secrets and tokens.
+//! The example issuer (`examples/support/issuer/`) over real sockets, client-credentials
+//! side: token issuance by every client authentication method, tokens checked with
+//! `bearer_guard::Validator` and the JWKS the issuer serves, the RFC 6749 / RFC 8707 errors,
+//! RFC 7009 revocation (in memory, and through a real Redis shared with a validator),
+//! metadata, body limit, configuration files, and logs free of secrets and tokens.
+//!
+//! The other `tests/issuer_*.rs` cover the limits under load, the authorization code flow,
+//! introspection and opaque tokens, and the login page in a real browser.
 
 #[path = "common/logs.rs"]
 mod logs;
@@ -10,13 +13,17 @@ mod logs;
 mod oauth;
 use logs::LogBuffer;
 use oauth::{basic_header, cheap_hash, urlencode};
-#[path = "../examples/support/issuer.rs"]
+#[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
+#[path = "common/issuer_server.rs"]
+mod issuer_server;
 #[path = "common/redis_server.rs"]
 mod redis_server;
+use issuer_server::{
+    API, ODD_ID, ODD_SECRET, OTHER_API, READER_SECRET, SVC_SECRET, Server, bind, clients_toml,
+};
 use redis_server::RedisServer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,204 +34,23 @@ use bearer_guard::revocation::{
     MemoryRevocations, RedisRevocations, RevocationError, RevocationFuture, Revocations,
 };
 use bearer_guard::{AccessClaims, Audience, ErrorKind, KeySet, Validator};
-use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{StatusCode, header};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use issuer::{Config, Format, Issuer, SigningKey};
+use issuer_server::Reply;
 use serde_json::{Value, json};
-
-const API: &str = "https://api.test";
-const OTHER_API: &str = "https://other.test";
-
-const SVC_SECRET: &str = "svc-secret-0123456789";
-const READER_SECRET: &str = "reader-secret-0123456789";
-/// A client id and secret that need form-urlencoding in a Basic header (RFC 6749 §2.3.1).
-const ODD_ID: &str = "svc:2 é";
-const ODD_SECRET: &str = "p@ss word:+%&=";
-
-fn clients_toml() -> String {
-    format!(
-        r#"
-[[clients]]
-client_id = "svc"
-secret_hash = "{svc}"
-scopes = ["read", "write"]
-default_scope = "read"
-resources = ["{API}", "{OTHER_API}"]
-
-[[clients]]
-client_id = "reader"
-secret_hash = "{reader}"
-scopes = ["read"]
-resources = ["{API}"]
-token_lifetime = 60
-
-[[clients]]
-client_id = "{ODD_ID}"
-secret_hash = "{odd}"
-scopes = ["read", "admin"]
-resources = ["{API}"]
-"#,
-        svc = cheap_hash(SVC_SECRET),
-        reader = cheap_hash(READER_SECRET),
-        odd = cheap_hash(ODD_SECRET),
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Harness
-
-struct Server {
-    base: String,
-    issuer: Issuer,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
-}
-
-async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
-fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Server {
-    let base = issuer.issuer().to_owned();
-    let app = issuer::app(issuer.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    Server {
-        base,
-        issuer,
-        http: HttpClient::builder(TokioExecutor::new()).build_http(),
-    }
-}
 
 /// The issuer on a free loopback port, with the test clients and a generated key.
 async fn start() -> Server {
-    let (listener, addr) = bind().await;
-    let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
-    let key = SigningKey::generate(None).expect("key");
-    let issuer = Issuer::new(format!("http://{addr}"), clients, key).expect("issuer");
-    serve(listener, issuer)
+    Server::start().await
 }
 
 /// As [`start`], revoking into `store`.
 async fn start_with(store: Arc<dyn Revocations>) -> Server {
-    let (listener, addr) = bind().await;
-    let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
-    let key = SigningKey::generate(None).expect("key");
-    let issuer =
-        Issuer::with_revocations(format!("http://{addr}"), clients, key, store).expect("issuer");
-    serve(listener, issuer)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn header(&self, name: header::HeaderName) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ascii"))
-    }
-
-    /// An RFC 6749 §5.2 error with the token endpoint's headers.
-    fn assert_error(&self, status: StatusCode, error: &str) {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let body = self.json();
-        assert_eq!(body["error"], error, "{body}");
-        assert!(body["error_description"].is_string(), "{body}");
-        self.assert_no_store();
-    }
-
-    /// The answer to a revocation that got past client authentication (RFC 7009 §2.2): 200,
-    /// nothing to read, nothing to cache.
-    fn assert_revoke_ok(&self) {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert!(self.body.is_empty(), "{:?}", self.body);
-        assert_eq!(self.header(header::CACHE_CONTROL), Some("no-store"));
-        assert_eq!(self.header(header::PRAGMA), Some("no-cache"));
-    }
-
-    fn assert_no_store(&self) {
-        assert_eq!(self.header(header::CACHE_CONTROL), Some("no-store"));
-        assert_eq!(self.header(header::PRAGMA), Some("no-cache"));
-        assert_eq!(self.header(header::CONTENT_TYPE), Some("application/json"));
-    }
-
-    /// A successful token response; returns the access token.
-    fn assert_token(&self) -> String {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        self.assert_no_store();
-        let body = self.json();
-        assert_eq!(body["token_type"], "Bearer");
-        assert!(body["expires_in"].is_u64(), "{body}");
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
-    }
+    Server::start_with(|config| config.revocations = Some(store)).await
 }
 
 impl Server {
-    async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
-        let res = self.http.request(req).await.expect("request");
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        let req = Request::get(format!("{}{path}", self.base))
-            .body(Full::default())
-            .expect("request");
-        self.send(req).await
-    }
-
-    /// `POST /oauth/token` with `body`, `content_type` and extra headers.
-    async fn post(
-        &self,
-        content_type: &str,
-        body: impl Into<Bytes>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        self.post_to("/oauth/token", content_type, body, headers)
-            .await
-    }
-
     /// `POST /oauth/revoke` with `body`, `content_type` and extra headers.
     async fn post_revoke(
         &self,
@@ -238,57 +64,12 @@ impl Server {
 
     /// A form for revocation with `client_secret_basic`.
     async fn revoke_basic(&self, id: &str, secret: &str, form: &str) -> Reply {
-        let auth = basic_header(id, secret);
-        self.post_revoke(
-            "application/x-www-form-urlencoded",
-            form.to_owned(),
-            &[("authorization", &auth)],
-        )
-        .await
+        self.basic_to("/oauth/revoke", id, secret, form).await
     }
 
     /// A form for revocation, credentials (if any) in it.
     async fn revoke_form(&self, form: &str) -> Reply {
-        self.post_revoke("application/x-www-form-urlencoded", form.to_owned(), &[])
-            .await
-    }
-
-    async fn post_to(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: impl Into<Bytes>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", self.base))
-            .header(header::CONTENT_TYPE, content_type);
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        self.send(req.body(Full::new(body.into())).expect("request"))
-            .await
-    }
-
-    async fn form(&self, form: &str) -> Reply {
-        self.post("application/x-www-form-urlencoded", form.to_owned(), &[])
-            .await
-    }
-
-    /// `client_secret_basic`, the id and secret form-urlencoded first (RFC 6749 §2.3.1).
-    async fn basic(&self, id: &str, secret: &str, form: &str) -> Reply {
-        let auth = basic_header(id, secret);
-        self.post(
-            "application/x-www-form-urlencoded",
-            form.to_owned(),
-            &[("authorization", &auth)],
-        )
-        .await
-    }
-
-    async fn json(&self, body: Value) -> Reply {
-        self.post("application/json", body.to_string(), &[]).await
+        self.form_to("/oauth/revoke", form).await
     }
 
     async fn jwks(&self) -> KeySet {
@@ -317,21 +98,14 @@ impl Server {
             .build()
             .expect("validator")
     }
-
-    /// A token for [`API`] by `client_secret_basic`.
-    async fn token(&self, id: &str, secret: &str) -> String {
-        self.basic(id, secret, "grant_type=client_credentials")
-            .await
-            .assert_token()
-    }
 }
 
 /// The token's `jti`.
 fn jti(token: &str) -> String {
-    let payload = token.split('.').nth(1).expect("payload");
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
-    claims["jti"].as_str().expect("jti").to_owned()
+    issuer_server::claims(token)["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned()
 }
 
 fn unix_now() -> i64 {
@@ -547,39 +321,54 @@ async fn wrong_secret_and_unknown_client_get_the_same_401() {
 
     let wrong = server.basic("svc", "not-the-secret", form).await;
     wrong.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    let challenge = wrong.header(header::WWW_AUTHENTICATE).expect("challenge");
-    assert!(challenge.starts_with("Basic realm="), "{challenge}");
 
     let before = server.issuer.secret_checks();
     let unknown = server.basic("nobody", "not-the-secret", form).await;
-    unknown.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
     // Same answer, and a (dummy) verification ran for the unknown client too.
-    assert_eq!(unknown.body, wrong.body);
-    assert_eq!(unknown.header(header::WWW_AUTHENTICATE), Some(challenge));
+    assert_same_answer(&unknown, &wrong);
     assert_eq!(server.issuer.secret_checks(), before + 1);
 
-    // client_secret_post: the same error, without a Basic challenge.
-    for id in ["svc", "nobody"] {
+    // client_secret_post and the JSON body: the same 401, challenge included (RFC 7235: a
+    // 401 always says how to authenticate). A public client has no secret to match.
+    for id in ["svc", "nobody", "app"] {
         let reply = server
             .form(&format!(
                 "{form}&client_id={id}&client_secret=not-the-secret"
             ))
             .await;
-        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
-        assert_eq!(reply.body, wrong.body);
-        assert_eq!(reply.header(header::WWW_AUTHENTICATE), None);
+        assert_same_answer(&reply, &wrong);
     }
     let reply = server
         .json(json!({ "client_id": "nobody", "client_secret": "x" }))
         .await;
-    reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    assert_eq!(reply.body, wrong.body);
+    assert_same_answer(&reply, &wrong);
+    // No secret at all, for a confidential client or an unknown one.
+    for id in ["svc", "nobody"] {
+        assert_same_answer(
+            &server.form(&format!("{form}&client_id={id}")).await,
+            &wrong,
+        );
+    }
 
     // Another client's secret is a wrong secret.
-    server
-        .basic("svc", READER_SECRET, form)
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_same_answer(&server.basic("svc", READER_SECRET, form).await, &wrong);
+}
+
+/// Same status, same body, same headers (but `date`).
+fn assert_same_answer(reply: &Reply, expected: &Reply) {
+    assert_eq!(reply.status, expected.status, "{}", reply.text());
+    assert_eq!(reply.body, expected.body);
+    let headers = |r: &Reply| {
+        let mut h: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != header::DATE)
+            .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(headers(reply), headers(expected));
 }
 
 #[tokio::test]
@@ -622,12 +411,24 @@ async fn missing_or_malformed_credentials_are_invalid_client() {
 #[tokio::test]
 async fn unsupported_or_missing_grant_type() {
     let server = start().await;
-    for grant in ["password", "authorization_code", "client_credentials%20"] {
+    for grant in ["password", "implicit", "client_credentials%20"] {
         server
             .basic("svc", SVC_SECRET, &format!("grant_type={grant}"))
             .await
             .assert_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
+    // Known grants this client may not use: no redirect URIs, no code flow; a public client
+    // has no client credentials.
+    for grant in ["authorization_code", "refresh_token"] {
+        server
+            .basic("svc", SVC_SECRET, &format!("grant_type={grant}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "unauthorized_client");
+    }
+    server
+        .form("grant_type=client_credentials&client_id=app")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "unauthorized_client");
     server
         .basic("svc", SVC_SECRET, "scope=read")
         .await
@@ -891,6 +692,11 @@ async fn another_clients_token_gets_200_but_is_not_revoked() {
     let logs = LogBuffer::default();
     let subscriber = logs.subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let store = Arc::new(MemoryRevocations::new());
     let server = start_with(store.clone()).await;
@@ -954,7 +760,7 @@ async fn revocation_needs_client_authentication() {
         reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
         assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(challenge));
     }
-    // client_secret_post: no Basic challenge.
+    // client_secret_post: the same 401, challenge included.
     let reply = server
         .revoke_form(&format!(
             "{form}&client_id=svc&client_secret=not-the-secret"
@@ -962,7 +768,7 @@ async fn revocation_needs_client_authentication() {
         .await;
     reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(reply.body, wrong.body);
-    assert_eq!(reply.header(header::WWW_AUTHENTICATE), None);
+    assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(challenge));
 
     assert!(store.is_empty(), "{store:?}");
 }
@@ -1153,21 +959,26 @@ async fn metadata_documents_describe_the_issuer() {
             doc["jwks_uri"],
             format!("{}/.well-known/jwks.json", server.base)
         );
-        assert_eq!(doc["grant_types_supported"], json!(["client_credentials"]));
+        let url = |path: &str| json!(format!("{}{path}", server.base));
+        assert_eq!(doc["authorization_endpoint"], url("/oauth/authorize"));
+        assert_eq!(doc["revocation_endpoint"], url("/oauth/revoke"));
+        assert_eq!(doc["introspection_endpoint"], url("/oauth/introspect"));
+        assert_eq!(doc["registration_endpoint"], url("/oauth/register"));
         assert_eq!(
-            doc["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            doc["grant_types_supported"],
+            json!(["authorization_code", "client_credentials", "refresh_token"])
         );
+        assert_eq!(doc["response_types_supported"], json!(["code"]));
+        assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+        let methods = json!(["client_secret_basic", "client_secret_post", "none"]);
+        assert_eq!(doc["token_endpoint_auth_methods_supported"], methods);
+        assert_eq!(doc["revocation_endpoint_auth_methods_supported"], methods);
         assert_eq!(
-            doc["revocation_endpoint"],
-            format!("{}/oauth/revoke", server.base)
-        );
-        assert_eq!(
-            doc["revocation_endpoint_auth_methods_supported"],
+            doc["introspection_endpoint_auth_methods_supported"],
             json!(["client_secret_basic", "client_secret_post"])
         );
         assert_eq!(doc["scopes_supported"], json!(["admin", "read", "write"]));
-        assert_eq!(doc["response_types_supported"], json!([]));
     }
 
     // The JWKS at jwks_uri: public parts only.
@@ -1217,7 +1028,7 @@ async fn shipped_demo_clients_work() {
     let issuer = issuer::load(&Config::new(format!("http://{addr}")))
         .await
         .expect("load examples/clients.toml");
-    let server = serve(listener, issuer);
+    let server = Server::serve(listener, issuer);
 
     let reply = server
         .basic(
@@ -1244,6 +1055,40 @@ async fn shipped_demo_clients_work() {
         .json(json!({ "client_id": "reader", "client_secret": "reader-secret", "scope": "write" }))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    // demo-app and alice (examples/users.toml): the code flow; demo-resource introspects.
+    let redirect = "http://127.0.0.1:9999/callback";
+    let verifier = issuer_server::new_verifier();
+    let query = issuer_server::authorize_query(
+        "demo-app",
+        redirect,
+        &issuer_server::challenge(&verifier),
+        "s",
+    );
+    let location = server
+        .form_to(
+            "/oauth/authorize",
+            &format!("{query}&username=alice&password=alice-password&approve=yes"),
+        )
+        .await
+        .location();
+    let callback = issuer_server::callback_query(&location, redirect);
+    let code = issuer_server::query_value(&callback, "code").expect("code");
+    let token = server
+        .form(&format!(
+            "grant_type=authorization_code&client_id=demo-app&code={code}&redirect_uri={}\
+             &code_verifier={verifier}",
+            urlencode(redirect)
+        ))
+        .await
+        .assert_token();
+    let active = server
+        .introspect("demo-resource", "demo-resource-secret", &token)
+        .await
+        .json();
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["sub"], "alice");
+    assert_eq!(active["client_id"], "demo-app");
 }
 
 /// A JSON clients file and the repository's test Ed25519 key with `kid` `ed-1`: the tokens
@@ -1262,14 +1107,12 @@ async fn json_clients_file_and_signing_key_file() {
     );
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (listener, addr) = bind().await;
-    let config = Config {
-        issuer: format!("http://{addr}"),
-        clients_file: clients.0.clone(),
-        signing_key_file: Some(root.join("tests/keys/ed25519_private.pem")),
-        signing_key_id: Some("ed-1".into()),
-        revocations: None,
-    };
-    let server = serve(listener, issuer::load(&config).await.expect("load"));
+    let mut config = Config::new(format!("http://{addr}"));
+    config.clients_file = clients.0.clone();
+    config.users_file = None;
+    config.signing_key_file = Some(root.join("tests/keys/ed25519_private.pem"));
+    config.signing_key_id = Some("ed-1".into());
+    let server = Server::serve(listener, issuer::load(&config).await.expect("load"));
 
     let served: Value = serde_json::from_str(server.issuer.jwks_json()).expect("jwks");
     let shipped: Value = serde_json::from_slice(
@@ -1304,7 +1147,7 @@ async fn ecdsa_signing_keys() {
         assert_eq!(key.public_jwk()["crv"], crv);
         let (listener, addr) = bind().await;
         let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
-        let server = serve(
+        let server = Server::serve(
             listener,
             Issuer::new(format!("http://{addr}"), clients, key).expect("issuer"),
         );
@@ -1349,6 +1192,19 @@ fn bad_clients_files_are_refused() {
         client("token_lifetime = 0"),
         client("token_lifetime = 999999"),
         client("typo = 1"),
+        // The id form of registered clients.
+        client("").replace("client_id = \"a\"", "client_id = \"dyn-a\""),
+        // A public client with a secret, or without redirect URIs; a confidential one
+        // without a secret; an unknown method; redirect URIs that are not https or loopback.
+        client("token_endpoint_auth_method = \"none\"\nredirect_uris = [\"https://a.test/cb\"]"),
+        client("").replace(
+            &format!("secret_hash = \"{hash}\"\n"),
+            "token_endpoint_auth_method = \"none\"\n",
+        ),
+        client("").replace(&format!("secret_hash = \"{hash}\"\n"), ""),
+        client("token_endpoint_auth_method = \"private_key_jwt\""),
+        client("redirect_uris = [\"http://a.test/cb\"]"),
+        client("redirect_uris = [\"https://a.test/cb#f\"]"),
         client("").replace(&format!("[\"{API}\"]"), "[]"),
         client("").replace(API, "/relative"),
         client("").replace("[\"read\"]", "[\"re ad\"]"),
@@ -1362,6 +1218,29 @@ fn bad_clients_files_are_refused() {
         );
     }
     assert!(issuer::parse_clients("{\"clients\": 1}", Format::Json).is_err());
+    // A public client with redirect URIs is fine.
+    let public = client("").replace(&format!("secret_hash = \"{hash}\"\n"), "")
+        + "token_endpoint_auth_method = \"none\"\nredirect_uris = [\"http://127.0.0.1:1/cb\"]\n";
+    assert!(
+        issuer::parse_clients(&public, Format::Toml).is_ok(),
+        "{public}"
+    );
+
+    // Users: argon2id hashes only, each name once.
+    let user = |name: &str, hash: &str| {
+        format!("[[users]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\n")
+    };
+    assert!(issuer::parse_users(&user("alice", &hash)).is_ok());
+    assert!(issuer::parse_users("").is_ok_and(|u| u.is_empty()));
+    for bad in [
+        user("alice", "alice-password"),
+        user("", &hash),
+        user("alice", &hash.replace("argon2id", "argon2i")),
+        format!("{}{}", user("alice", &hash), user("alice", &hash)),
+        format!("{}extra = 1\n", user("alice", &hash)),
+    ] {
+        assert!(issuer::parse_users(&bad).is_err(), "accepted:\n{bad}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1375,6 +1254,11 @@ async fn logs_never_contain_secrets_or_tokens() {
     let subscriber = logs.subscriber();
     // The test runtime is single-threaded: the server's tasks log on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While only one dispatcher exists, tracing caches a callsite's interest from the
+    // subscriber of the thread that hits it first: a parallel test's thread, which has
+    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
+    // every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let server = start().await;
     let wrong_secret = "wrong-secret-that-must-not-be-logged";

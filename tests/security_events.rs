@@ -13,7 +13,7 @@ mod logs;
 mod oauth;
 use logs::LogBuffer;
 use oauth::{basic_header, cheap_hash, urlencode};
-#[path = "../examples/support/issuer.rs"]
+#[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
 use bearer_guard::testkit as mint;
 use mint::claims_of;

@@ -1,0 +1,348 @@
+//! `GET /oauth/authorize` shows the login-and-consent page; `POST /oauth/authorize` (the
+//! page's form) checks the user's password and redirects back to the client with a code
+//! (RFC 6749 §4.1, OAuth 2.1 §4.1, RFC 9207 `iss`).
+//!
+//! Errors about the client or the redirect URI are shown on a page, never redirected (an
+//! attacker must not make this server redirect anywhere). Every other error goes back to the
+//! registered redirect URI as `error`, `state` and `iss`.
+
+use std::sync::Arc;
+
+use axum::http::header::{CACHE_CONTROL, LOCATION, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::clients::Client;
+use super::form::Params;
+use super::grants::CodeRecord;
+use super::limits::Refused;
+use super::page::{Consent, consent_page, error_page};
+use super::scope::{grant_audience, grant_scope};
+use super::server::{Issuer, unix_millis};
+use super::tokens::Grant;
+use super::users::MAX_USERNAME;
+
+/// Longest accepted `state`, in bytes.
+const MAX_STATE: usize = 1024;
+
+/// Why an authorization request is refused.
+enum Refusal {
+    /// Shown on a page, never redirected: the client or the redirect URI is wrong.
+    Page(StatusCode, &'static str),
+    /// Sent back to the client's redirect URI: `error` and `error_description`.
+    Redirect(Box<Checked>, &'static str, String),
+}
+
+/// An authorization request whose client and redirect URI are known good.
+#[derive(Clone)]
+struct Checked {
+    client: Arc<Client>,
+    redirect_uri: String,
+    state: Option<String>,
+    scope: Vec<String>,
+    aud: Vec<String>,
+    code_challenge: String,
+    /// The request's parameters, for the form's hidden fields.
+    hidden: Vec<(&'static str, String)>,
+}
+
+impl Issuer {
+    /// The page, or an error.
+    pub(super) async fn authorize_page(&self, query: &str) -> Response {
+        let params = match Params::from_form(query.as_bytes()) {
+            Ok(params) => params,
+            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+        };
+        match self.check_authorization(&params).await {
+            Ok(request) => self.page(&request, StatusCode::OK, None, ""),
+            Err(response) => response,
+        }
+    }
+
+    /// The form: log in, then a code for the client, or the page again.
+    pub(super) async fn authorize_submit(
+        &self,
+        peer: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
+        let mut params = match Params::from_form_request(headers, body) {
+            Ok(params) => params,
+            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+        };
+        let request = match self.check_authorization(&params).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        if params.one("approve").ok().flatten() != Some("yes") {
+            tracing::info!(client_id = %request.client.id, "the user denied the authorization request");
+            return self.redirect_error(&request, "access_denied", "the user denied the request");
+        }
+        let username = params
+            .one("username")
+            .ok()
+            .flatten()
+            .unwrap_or("")
+            .to_owned();
+        let password = params.take_secret("password").ok().flatten();
+        let (Some(password), false) = (password, username.is_empty()) else {
+            let message = "Enter your username and password.";
+            return self.page(&request, StatusCode::BAD_REQUEST, Some(message), &username);
+        };
+
+        let user = self.0.users.get(&username);
+        let hash = user.map_or_else(|| self.0.user_dummy.clone(), |u| u.password_hash.clone());
+        let name_key = if username.len() <= MAX_USERNAME {
+            format!("user:{username}")
+        } else {
+            "user:(too long)".to_owned()
+        };
+        match self.0.gate.verify(peer, &name_key, hash, password).await {
+            Ok(true) if user.is_some() => {}
+            Ok(_) => {
+                tracing::warn!(
+                    target: "issuer::security",
+                    event = "login_failure",
+                    client_id = %request.client.id,
+                    username = user.map(|u| u.username.as_str()),
+                    reason = if user.is_some() { "wrong_password" } else { "unknown_user" },
+                    peer,
+                    "login failed"
+                );
+                let message = "Wrong username or password.";
+                return self.page(&request, StatusCode::OK, Some(message), &username);
+            }
+            Err(refused @ Refused::TooManyAttempts { .. }) => {
+                let refusal = self.refused(refused, "authorization", peer);
+                let message = "Too many attempts: try again later.";
+                let mut page = self.page(
+                    &request,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some(message),
+                    &username,
+                );
+                page.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(refusal.retry_after.unwrap_or(1)),
+                );
+                return page;
+            }
+            Err(Refused::Busy) => {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy: try again.",
+                );
+            }
+        }
+
+        let record = CodeRecord {
+            grant: Grant {
+                client_id: request.client.id.clone(),
+                sub: username,
+                scope: request.scope.clone(),
+                aud: request.aud.clone(),
+                lifetime: request.client.lifetime,
+            },
+            redirect_uri: request.redirect_uri.clone(),
+            code_challenge: request.code_challenge.clone(),
+            expires_ms: unix_millis().saturating_add(
+                u64::try_from(self.0.code_lifetime.as_millis()).unwrap_or(u64::MAX),
+            ),
+        };
+        let code = match self.create_code(&record).await {
+            Ok(code) => code,
+            Err(e) => {
+                return self.redirect_error(&request, "temporarily_unavailable", &e.description);
+            }
+        };
+        tracing::info!(
+            client_id = %request.client.id,
+            sub = %record.grant.sub,
+            scope = %record.grant.scope.join(" "),
+            "authorization code issued"
+        );
+        self.redirect(&request, &[("code", &code)])
+    }
+
+    /// Checks the request: `Err` is the answer (a page, or a redirect with an error).
+    async fn check_authorization(&self, params: &Params) -> Result<Checked, Response> {
+        self.check(params).await.map_err(|refusal| match refusal {
+            Refusal::Page(status, message) => error_page(status, message),
+            Refusal::Redirect(request, code, description) => {
+                self.redirect_error(&request, code, &description)
+            }
+        })
+    }
+
+    async fn check(&self, params: &Params) -> Result<Checked, Refusal> {
+        let page = |message| Refusal::Page(StatusCode::BAD_REQUEST, message);
+        let (Ok(client_id), Ok(redirect_uri), Ok(state)) = (
+            params.one("client_id"),
+            params.one("redirect_uri"),
+            params.one("state"),
+        ) else {
+            return Err(page("A parameter is repeated."));
+        };
+        let client_id = client_id.ok_or_else(|| page("client_id is missing."))?;
+        let client = match self.client(client_id).await {
+            Ok(Some(client)) if client.may_use_authorization_code() => client,
+            Ok(_) => {
+                return Err(page(
+                    "Unknown client, or a client that may not use this flow.",
+                ));
+            }
+            Err(_) => {
+                return Err(Refusal::Page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again later.",
+                ));
+            }
+        };
+        let redirect_uri = redirect_uri.ok_or_else(|| page("redirect_uri is missing."))?;
+        if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+            tracing::warn!(target: "issuer::security", event = "redirect_uri_mismatch", client_id = %client.id, "authorization request with an unregistered redirect_uri");
+            return Err(page("redirect_uri is not registered for this client."));
+        }
+        if state.is_some_and(|s| s.len() > MAX_STATE) {
+            return Err(page("state is too long."));
+        }
+        let mut checked = Checked {
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.map(str::to_owned),
+            scope: Vec::new(),
+            aud: Vec::new(),
+            code_challenge: String::new(),
+            hidden: Vec::new(),
+            client,
+        };
+
+        // From here on, errors go back to the client.
+        let fail = |code, description: &str| {
+            Err(Refusal::Redirect(
+                Box::new(checked.clone()),
+                code,
+                description.to_owned(),
+            ))
+        };
+        match params.one("response_type") {
+            Ok(Some("code")) => {}
+            _ => return fail("unsupported_response_type", "response_type must be code"),
+        }
+        let (Ok(challenge), Ok(method), Ok(scope)) = (
+            params.one("code_challenge"),
+            params.one("code_challenge_method"),
+            params.one("scope"),
+        ) else {
+            return fail("invalid_request", "a parameter is repeated");
+        };
+        let Some(challenge) = challenge else {
+            tracing::warn!(target: "issuer::security", event = "pkce_missing", client_id = %checked.client.id, "authorization request without PKCE");
+            return fail("invalid_request", "code_challenge is required (PKCE)");
+        };
+        if method != Some("S256") {
+            tracing::warn!(target: "issuer::security", event = "pkce_method_refused", client_id = %checked.client.id, "authorization request without PKCE S256");
+            return fail("invalid_request", "code_challenge_method must be S256");
+        }
+        let well_formed = challenge.len() == 43
+            && challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return fail(
+                "invalid_request",
+                "code_challenge is not a base64url SHA-256",
+            );
+        }
+        let client = &checked.client;
+        let resources = params.all("resource");
+        let scope = match grant_scope(&client.scopes, &client.default_scope, scope) {
+            Ok(scope) => scope,
+            Err(e) => return fail(e.code, &e.description),
+        };
+        let aud = match grant_audience(&client.resources, &resources) {
+            Ok(aud) => aud,
+            Err(e) => return fail(e.code, &e.description),
+        };
+
+        let mut hidden: Vec<(&'static str, String)> = vec![
+            ("response_type", "code".into()),
+            ("client_id", client.id.clone()),
+            ("redirect_uri", checked.redirect_uri.clone()),
+            ("code_challenge", challenge.to_owned()),
+            ("code_challenge_method", "S256".into()),
+        ];
+        hidden.extend(
+            params
+                .one("scope")
+                .ok()
+                .flatten()
+                .map(|s| ("scope", s.to_owned())),
+        );
+        hidden.extend(checked.state.clone().map(|s| ("state", s)));
+        hidden.extend(resources.into_iter().map(|r| ("resource", r)));
+        checked.scope = scope;
+        checked.aud = aud;
+        checked.code_challenge = challenge.to_owned();
+        checked.hidden = hidden;
+        Ok(checked)
+    }
+
+    fn page(
+        &self,
+        request: &Checked,
+        status: StatusCode,
+        error: Option<&str>,
+        username: &str,
+    ) -> Response {
+        let origin = url::Url::parse(&request.redirect_uri)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        consent_page(
+            status,
+            &Consent {
+                client_name: request.client.display_name(),
+                scope: &request.scope,
+                resources: &request.aud,
+                hidden: &request.hidden,
+                redirect_origin: &origin,
+                error,
+                username,
+            },
+        )
+    }
+
+    fn redirect_error(&self, request: &Checked, error: &str, description: &str) -> Response {
+        self.redirect(
+            request,
+            &[("error", error), ("error_description", description)],
+        )
+    }
+
+    /// 302 to the registered redirect URI with `pairs`, `state` and `iss` added to its query.
+    fn redirect(&self, request: &Checked, pairs: &[(&str, &str)]) -> Response {
+        let Ok(mut url) = url::Url::parse(&request.redirect_uri) else {
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Bad redirect URI.");
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in pairs {
+                query.append_pair(name, value);
+            }
+            if let Some(state) = &request.state {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", &self.0.issuer);
+        }
+        let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Bad redirect URI.");
+        };
+        (
+            StatusCode::FOUND,
+            [
+                (LOCATION, location),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,115 @@
+//! The issuer's configuration: files, key, stores, lifetimes and limits.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bearer_guard::revocation::Revocations;
+
+use super::limits::Limits;
+use super::store::Store;
+
+/// What the token endpoint issues as access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenFormat {
+    /// RFC 9068 JWTs, checked by resource servers with the JWKS.
+    #[default]
+    Jwt,
+    /// 256 random bits; resource servers ask `POST /oauth/introspect` (RFC 7662).
+    Opaque,
+}
+
+/// Where the issuer's configuration comes from.
+#[derive(Clone)]
+pub struct Config {
+    /// The `iss` of every token and the metadata's `issuer`, e.g. `http://127.0.0.1:8000`.
+    pub issuer: String,
+    /// The clients file, TOML (`.toml`) or JSON (`.json`).
+    pub clients_file: PathBuf,
+    /// The users file (TOML); `None`: nobody can log in.
+    pub users_file: Option<PathBuf>,
+    /// A PKCS#8 PEM private key (Ed25519, P-256 or P-384); `None`: generate an Ed25519 key.
+    pub signing_key_file: Option<PathBuf>,
+    /// The `kid` of the signing key; `None`: its RFC 7638 thumbprint.
+    pub signing_key_id: Option<String>,
+    /// Where revoked tokens go; `None`: an in-memory store of this issuer's own.
+    pub revocations: Option<Arc<dyn Revocations>>,
+    /// Codes, refresh tokens, opaque tokens, registered clients; `None`: in memory.
+    pub store: Option<Store>,
+    /// JWT or opaque access tokens.
+    pub token_format: TokenFormat,
+    /// How long an authorization code may be redeemed (default 60 s).
+    pub code_lifetime: Duration,
+    /// How long a refresh token may be used (default one day); each use makes a new one.
+    pub refresh_lifetime: Duration,
+    /// Verification slots, queue and attempt budgets.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("clients_file", &self.clients_file)
+            .field("users_file", &self.users_file)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("signing_key_id", &self.signing_key_id)
+            .field("store", &self.store)
+            .field("token_format", &self.token_format)
+            .field("code_lifetime", &self.code_lifetime)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The shipped demo clients and users (`examples/clients.toml`, `examples/users.toml`),
+    /// a generated key, everything in memory.
+    pub fn new(issuer: impl Into<String>) -> Config {
+        Config {
+            issuer: issuer.into(),
+            clients_file: example_file("clients.toml"),
+            users_file: Some(example_file("users.toml")),
+            signing_key_file: None,
+            signing_key_id: None,
+            revocations: None,
+            store: None,
+            token_format: TokenFormat::Jwt,
+            code_lifetime: Duration::from_secs(60),
+            refresh_lifetime: Duration::from_secs(86_400),
+            limits: Limits::default(),
+        }
+    }
+
+    /// From the environment: `ISSUER` (default `http://<local_addr>`), `CLIENTS_FILE`,
+    /// `USERS_FILE` (defaults: the files in `examples/`), `SIGNING_KEY_FILE`,
+    /// `SIGNING_KEY_ID`, `TOKEN_FORMAT` (`jwt` or `opaque`). Redis (`REDIS_URL`) is left to
+    /// the caller: connecting is async.
+    pub fn from_env(local_addr: SocketAddr) -> Result<Config, String> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let mut config =
+            Config::new(var("ISSUER").unwrap_or_else(|| format!("http://{local_addr}")));
+        if let Some(path) = var("CLIENTS_FILE") {
+            config.clients_file = PathBuf::from(path);
+        }
+        if let Some(path) = var("USERS_FILE") {
+            config.users_file = Some(PathBuf::from(path));
+        }
+        config.signing_key_file = var("SIGNING_KEY_FILE").map(PathBuf::from);
+        config.signing_key_id = var("SIGNING_KEY_ID");
+        config.token_format = match var("TOKEN_FORMAT").as_deref() {
+            None | Some("jwt") => TokenFormat::Jwt,
+            Some("opaque") => TokenFormat::Opaque,
+            Some(_) => return Err("TOKEN_FORMAT must be jwt or opaque".into()),
+        };
+        Ok(config)
+    }
+}
+
+fn example_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}

@@ -1,0 +1,270 @@
+//! The OAuth 2.1 authorization server of `examples/issuer.rs`, shared with
+//! `examples/demo.rs` and the tests (`tests/issuer_*.rs`).
+//!
+//! - `GET|POST /oauth/authorize`: the authorization code flow with PKCE (S256 only) for the
+//!   users of `examples/users.toml`: a login-and-consent page, then a redirect with `code`,
+//!   `state` and `iss` (`authorize.rs`, `page.rs`).
+//! - `POST /oauth/token`: `authorization_code`, `refresh_token` (rotated on every use; reuse
+//!   revokes the family) and `client_credentials` (`token.rs`, `grants.rs`). RFC 8707
+//!   `resource` becomes `aud`. Client authentication: `client_secret_basic`,
+//!   `client_secret_post`, or `none` for public clients.
+//! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662), `POST
+//!   /oauth/register` (RFC 7591, public clients only).
+//! - `GET /.well-known/jwks.json` and the RFC 8414 metadata at
+//!   `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
+//!
+//! Access tokens are RFC 9068 JWTs signed with EdDSA (a key generated at start) or the key of
+//! `SIGNING_KEY_FILE`, or opaque (`TOKEN_FORMAT=opaque`, `tokens.rs`). Codes, refresh tokens,
+//! opaque tokens and registered clients live in a [`Store`]: memory, or Redis shared by
+//! replicas (`store.rs`); revoked access tokens go to a `bearer_guard` revocation store.
+//!
+//! Secrets and passwords exist only as argon2id hashes, verified on the blocking pool behind
+//! a bounded queue and per-peer and per-name attempt budgets (`limits.rs`). Nothing secret is
+//! ever logged: no secret, password, code, verifier or token. Security events (login
+//! failures, PKCE failures, code replays, refresh-token reuse, attempt limits) are `tracing`
+//! events with the target `issuer::security`.
+#![allow(dead_code, unreachable_pub)]
+
+mod authorize;
+mod clients;
+mod config;
+mod error;
+mod form;
+mod grants;
+mod introspect;
+mod limits;
+mod page;
+mod register;
+mod revoke;
+mod scope;
+mod server;
+mod signing;
+mod store;
+mod token;
+mod tokens;
+mod users;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+// Each user of this module (binary, demo, tests) needs a different part of it.
+#[allow(unused_imports)]
+pub use self::clients::{Client, Clients, Format, parse_clients};
+#[allow(unused_imports)]
+pub use self::config::{Config, TokenFormat};
+#[allow(unused_imports)]
+pub use self::grants::pkce_matches;
+#[allow(unused_imports)]
+pub use self::limits::Limits;
+#[allow(unused_imports)]
+pub use self::page::html_escape;
+#[allow(unused_imports)]
+pub use self::server::Issuer;
+#[allow(unused_imports)]
+pub use self::signing::SigningKey;
+#[allow(unused_imports)]
+pub use self::store::Store;
+#[allow(unused_imports)]
+pub use self::users::{User, parse_users};
+
+use self::error::{OAuthError, cacheable_json};
+use self::limits::peer_key;
+
+/// Boxed error of this module.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Path of the authorization endpoint.
+pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/oauth/token";
+/// Path of the RFC 7009 revocation endpoint.
+pub const REVOKE_PATH: &str = "/oauth/revoke";
+/// Path of the RFC 7662 introspection endpoint.
+pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+/// Path of the RFC 7591 registration endpoint.
+pub const REGISTER_PATH: &str = "/oauth/register";
+/// Path of the JWKS.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// Path of the RFC 8414 metadata document.
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// OpenID Connect discovery path, an alias of [`METADATA_PATH`].
+pub const OIDC_METADATA_PATH: &str = "/.well-known/openid-configuration";
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Reads the clients and users files and the signing key (or generates one) and builds the
+/// issuer.
+pub async fn load(config: &Config) -> Result<Issuer, Error> {
+    let path = &config.clients_file;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read clients file {}: {e}", path.display()))?;
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("toml") => Format::Toml,
+        Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
+        _ => return Err(format!("{}: expected a .toml or .json file", path.display()).into()),
+    };
+    let clients = parse_clients(&text, format)
+        .map_err(|e| format!("clients file {}: {e}", path.display()))?;
+    let users = match &config.users_file {
+        None => Default::default(),
+        Some(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("cannot read users file {}: {e}", path.display()))?;
+            parse_users(&text).map_err(|e| format!("users file {}: {e}", path.display()))?
+        }
+    };
+    let key = match &config.signing_key_file {
+        Some(path) => {
+            let pem = tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
+            SigningKey::from_pem(&pem, config.signing_key_id.clone())
+                .map_err(|e| format!("signing key {}: {e}", path.display()))?
+        }
+        None => {
+            let key = SigningKey::generate(config.signing_key_id.clone())?;
+            tracing::info!(kid = %key.kid(), "generated an ephemeral Ed25519 signing key");
+            key
+        }
+    };
+    let config = config.clone();
+    // Hashing the dummy secrets takes argon2 runs: keep them off the async threads.
+    tokio::task::spawn_blocking(move || Issuer::build(&config, clients, users, key)).await?
+}
+
+/// The router; bodies capped at [`MAX_BODY`]. Serve it with connection info (see [`serve`])
+/// so that attempt budgets are per peer; without it every peer shares one budget.
+pub fn app(issuer: Issuer) -> Router {
+    Router::new()
+        .route(AUTHORIZE_PATH, get(authorize_page).post(authorize_submit))
+        .route(TOKEN_PATH, post(token))
+        .route(REVOKE_PATH, post(revoke))
+        .route(INTROSPECT_PATH, post(introspect))
+        .route(REGISTER_PATH, post(register))
+        .route(JWKS_PATH, get(jwks))
+        .route(METADATA_PATH, get(metadata))
+        .route(OIDC_METADATA_PATH, get(metadata))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(issuer)
+}
+
+/// Serves the issuer on `listener` with each connection's peer address.
+pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> std::io::Result<()> {
+    let app = app(issuer).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+/// The peer's budget key (see `limits::peer_key`).
+struct Peer(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Ok(Peer(peer_key(addr)))
+    }
+}
+
+async fn authorize_page(State(issuer): State<Issuer>, RawQuery(query): RawQuery) -> Response {
+    issuer.authorize_page(query.as_deref().unwrap_or("")).await
+}
+
+async fn authorize_submit(
+    State(issuer): State<Issuer>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.authorize_submit(&peer, &headers, &body).await,
+        Err(error) => page::error_page(error.status, &error.description),
+    }
+}
+
+async fn token(
+    State(issuer): State<Issuer>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.token(&peer, &headers, &body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn revoke(
+    State(issuer): State<Issuer>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.revoke(&peer, &headers, &body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn introspect(
+    State(issuer): State<Issuer>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.introspect(&peer, &headers, &body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn register(
+    State(issuer): State<Issuer>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match read_body(body) {
+        Ok(body) => issuer.register(&peer, &headers, &body).await,
+        Err(error) => Err(error),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            )
+        } else {
+            OAuthError::invalid_request("unreadable request body")
+        }
+    })
+}
+
+async fn jwks(State(issuer): State<Issuer>) -> Response {
+    cacheable_json(issuer.jwks_json(), "application/jwk-set+json")
+}
+
+async fn metadata(State(issuer): State<Issuer>) -> Response {
+    cacheable_json(issuer.metadata_json(), "application/json")
+}

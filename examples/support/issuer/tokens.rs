@@ -1,0 +1,182 @@
+//! Access tokens: what a grant becomes (claims), how it is encoded (an RFC 9068 JWT, or an
+//! opaque handle whose claims stay in the store), and how a presented token is looked up
+//! again (introspection, revocation).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::config::TokenFormat;
+use super::error::OAuthError;
+use super::server::{Issuer, random_token, store_failed, unix_now};
+use super::store::digest;
+
+/// What one access token grants: to whom, for what, where, how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    pub client_id: String,
+    /// The user for authorization-code grants; the client itself for client credentials.
+    pub sub: String,
+    pub scope: Vec<String>,
+    pub aud: Vec<String>,
+    /// Seconds.
+    pub lifetime: u64,
+}
+
+/// An access token just issued.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+    pub exp: i64,
+}
+
+/// The claims of an access token, as issued (RFC 9068 §2.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub client_id: String,
+    pub aud: Value,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl AccessClaims {
+    /// Whether `aud` is or contains `audience`.
+    pub fn has_audience(&self, audience: &str) -> bool {
+        match &self.aud {
+            Value::String(one) => one == audience,
+            Value::Array(many) => many.iter().any(|a| a == audience),
+            _ => false,
+        }
+    }
+}
+
+impl Issuer {
+    /// Issues an access token for `grant`, with this `jti` (callers that must revoke it later
+    /// choose it first).
+    pub(super) async fn issue(&self, grant: &Grant, jti: String) -> Result<Issued, OAuthError> {
+        let now = unix_now();
+        let lifetime = i64::try_from(grant.lifetime).unwrap_or(i64::MAX);
+        let claims = AccessClaims {
+            iss: self.0.issuer.clone(),
+            sub: grant.sub.clone(),
+            client_id: grant.client_id.clone(),
+            aud: match grant.aud.as_slice() {
+                [one] => json!(one),
+                many => json!(many),
+            },
+            iat: now,
+            exp: now.saturating_add(lifetime),
+            jti,
+            scope: (!grant.scope.is_empty()).then(|| grant.scope.join(" ")),
+        };
+        // A token bound to a key (DPoP, RFC 9449) would get its `cnf` claim here, between
+        // the claims and their encoding.
+        let token = match self.0.token_format {
+            TokenFormat::Jwt => {
+                let claims =
+                    serde_json::to_value(&claims).map_err(|_| OAuthError::server_error())?;
+                self.0.key.sign(&claims).map_err(|e| {
+                    tracing::error!(error = %e, "cannot sign a token");
+                    OAuthError::server_error()
+                })?
+            }
+            TokenFormat::Opaque => {
+                let token = random_token(32)?;
+                let json =
+                    serde_json::to_string(&claims).map_err(|_| OAuthError::server_error())?;
+                self.0
+                    .store
+                    .put(
+                        &self.key("opaque", &digest(&token)),
+                        &json,
+                        Duration::from_secs(grant.lifetime),
+                    )
+                    .await
+                    .map_err(|e| store_failed(&e))?;
+                token
+            }
+        };
+        Ok(Issued {
+            token,
+            jti: claims.jti,
+            exp: claims.exp,
+        })
+    }
+
+    /// The claims of an access token of this issuer, JWT (its own key and `iss`) or opaque
+    /// (in the store); `None` for anything else. Expiry and revocation are the caller's.
+    pub(super) async fn access_claims(
+        &self,
+        token: &str,
+    ) -> Result<Option<AccessClaims>, OAuthError> {
+        if token.len() > 8192 {
+            return Ok(None);
+        }
+        if token.bytes().filter(|&b| b == b'.').count() == 2 {
+            let Ok(payload) = self.0.own_keys.verify_signature(token) else {
+                return Ok(None);
+            };
+            let claims = serde_json::from_slice::<AccessClaims>(&payload).ok();
+            return Ok(claims.filter(|c| c.iss == self.0.issuer));
+        }
+        let json = self
+            .0
+            .store
+            .get(&self.key("opaque", &digest(token)))
+            .await
+            .map_err(|e| store_failed(&e))?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Whether the token `jti` is revoked; a store failure is a 503.
+    pub(super) async fn is_revoked(&self, jti: &str) -> Result<bool, OAuthError> {
+        self.0
+            .revocations
+            .is_revoked(&self.0.issuer, jti)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "revocation store unavailable");
+                OAuthError::unavailable("the revocation store is unavailable; retry later")
+            })
+    }
+
+    /// Revokes the access token `jti` until `exp` (resource servers sharing the store refuse
+    /// it from then on).
+    pub(super) async fn revoke_jti(&self, jti: &str, exp: i64) -> Result<(), OAuthError> {
+        self.0
+            .revocations
+            .revoke(&self.0.issuer, jti, exp)
+            .await
+            .map_err(|e| {
+                tracing::warn!(
+                    reason = "revocation_unavailable",
+                    error = %e,
+                    "cannot revoke: the revocation store is unavailable"
+                );
+                OAuthError::unavailable("the token cannot be revoked now; retry later")
+            })
+    }
+}
+
+/// The token endpoint's success answer (RFC 6749 §5.1).
+pub fn token_response(issued: &Issued, grant: &Grant, refresh_token: Option<&str>) -> Value {
+    let mut body = json!({
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": grant.lifetime,
+    });
+    if !grant.scope.is_empty() {
+        body["scope"] = json!(grant.scope.join(" "));
+    }
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = json!(refresh);
+    }
+    body
+}
