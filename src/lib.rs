@@ -95,6 +95,11 @@ mod claims;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod error;
+// The bounded HTTP fetch of the token requests (and, next, of remote key sets); until those
+// move onto it, a `remote`-only build uses none of it.
+#[cfg(any(feature = "remote", feature = "client"))]
+#[cfg_attr(not(feature = "client"), allow(dead_code, unreachable_pub))]
+mod fetch;
 mod future;
 mod json;
 mod jws;

@@ -197,19 +197,27 @@
 
 mod cache;
 mod credentials;
+mod endpoint;
 mod error;
-mod fetch;
 mod future;
+mod http;
 mod layer;
+mod origin;
+mod replay;
+mod retry;
 mod service;
+mod shared;
 
 pub use self::credentials::{
     AuthMethod, ClientCredentials, ClientCredentialsBuilder, ClientSecret, TokenTarget,
 };
 pub use self::error::{BoxError, TokenError, TokenErrorKind};
 pub use self::future::ResponseFuture;
+pub use self::http::HttpService;
 pub use self::layer::{
-    AddAccessTokenLayer, CloneBody, DEFAULT_MAX_CACHED_TOKENS, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_TOKEN_TIMEOUT, NoReplay, Replay,
+    AddAccessTokenLayer, AddAccessTokenLayerBuilder, DEFAULT_MAX_CACHED_TOKENS,
+    DEFAULT_MIN_TOKEN_LIFETIME, DEFAULT_REFRESH_AHEAD, DEFAULT_TOKEN_TIMEOUT,
 };
+pub use self::replay::{CloneBody, NoReplay, Replay};
 pub use self::service::AddAccessToken;
+pub use crate::fetch::{FetchError, FetchErrorKind};
