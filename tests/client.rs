@@ -705,3 +705,159 @@ fn log_capture_sees_callsites_first_hit_on_other_threads() {
     assert!(text.contains("shared callsite n=2"), "{text:?}");
     assert!(!text.contains("n=1"), "{text:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Where tokens go, short lifetimes, and what token endpoint failures say: stub servers on
+// loopback ports.
+
+/// A layer whose tokens come from `token_endpoint` and are for `resource` (whose origin gets
+/// them).
+fn stub_layer(token_endpoint: &str, resource: &str) -> AddAccessTokenLayerBuilder {
+    let credentials = ClientCredentials::builder(token_endpoint, "svc", SVC_SECRET)
+        .resource(resource)
+        .build()
+        .expect("credentials");
+    AddAccessTokenLayer::builder(credentials)
+}
+
+fn has_token(head: &str) -> bool {
+    head.contains("\r\nauthorization:")
+}
+
+#[tokio::test]
+async fn tokens_go_to_allowed_origins_only_and_never_to_another_resource_origin() {
+    let world = start().await;
+    let elsewhere = Stub::start(Reply::json(200, "{}")).await;
+    let svc = caller(&world.layer("svc", SVC_SECRET));
+
+    // Another origin, through the same client: sent, without a token, and none fetched.
+    let req = Request::get(elsewhere.url("/collect"))
+        .body(Full::default())
+        .expect("request");
+    assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    assert_eq!(elsewhere.heads().len(), 1);
+    assert!(!has_token(&elsewhere.heads()[0]), "{:?}", elsewhere.heads());
+    assert_eq!(world.token_requests(), 0);
+
+    // The allowed origin gets one.
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!((world.token_requests(), world.hits()), (1, 1));
+
+    // A target whose resource is the other origin cannot make a token for it go to the API,
+    let mut req = world.get("/data");
+    req.extensions_mut()
+        .insert(TokenTarget::new().resource(elsewhere.url("/")));
+    let err = svc.clone().oneshot(req).await.expect_err("refused");
+    let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+    assert_eq!(err.kind(), TokenErrorKind::ResourceMismatch);
+    assert_eq!(
+        (world.token_requests(), world.hits()),
+        (1, 1),
+        "nothing sent"
+    );
+    // nor open the other origin to tokens.
+    let mut req = Request::get(elsewhere.url("/collect"))
+        .body(Full::default())
+        .expect("request");
+    req.extensions_mut()
+        .insert(TokenTarget::new().resource(elsewhere.url("/")));
+    assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    assert_eq!(elsewhere.heads().len(), 2);
+    assert!(elsewhere.heads().iter().all(|h| !has_token(h)));
+    assert_eq!(world.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn expires_in_zero_costs_one_token_request_for_many_calls_and_is_logged() {
+    let logs = log_capture::capture();
+    let issuer = Stub::start(Reply::json(
+        200,
+        r#"{"access_token":"stub-token","token_type":"Bearer","expires_in":0}"#,
+    ))
+    .await;
+    let api = Stub::start(Reply::json(200, "{}")).await;
+    let layer = stub_layer(&issuer.url("/token"), &api.url("/"))
+        .build()
+        .expect("layer");
+    let svc = caller(&layer);
+    for _ in 0..20 {
+        let req = Request::get(api.url("/data"))
+            .body(Full::default())
+            .expect("request");
+        assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    }
+    assert_eq!(issuer.heads().len(), 1, "one token request");
+    assert_eq!(api.heads().len(), 20);
+    assert!(
+        api.heads()
+            .iter()
+            .all(|h| h.contains("\r\nauthorization: bearer stub-token\r\n"))
+    );
+    let logs = logs.text();
+    assert!(logs.contains("reason=\"short_lifetime\""), "{logs}");
+    assert!(logs.contains("expires_in=0 used_for=10"), "{logs}");
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_name_the_url_and_what_to_check() {
+    let cases = [
+        (
+            Reply::json(200, "{}").after(Duration::from_secs(30)),
+            TokenErrorKind::Timeout,
+            "no complete answer from {url} within 300ms; check",
+        ),
+        (
+            Reply::empty(302, &["location: https://issuer.example/oauth/token/"]),
+            TokenErrorKind::Status,
+            "{url} answered HTTP 302 Found, a redirect to https://issuer.example/oauth/token/, \
+             which is not followed; configure the final URL",
+        ),
+        (
+            Reply::json(502, "<html>upstream down</html>"),
+            TokenErrorKind::Status,
+            "{url} answered HTTP 502 Bad Gateway; check",
+        ),
+        (
+            Reply::chunked(70_000),
+            TokenErrorKind::ResponseTooLarge,
+            "the answer of {url} is larger than 65536 bytes; check",
+        ),
+        (
+            Reply::json(200, "<html>login page</html>"),
+            TokenErrorKind::InvalidResponse,
+            "the answer of {url} is not the JSON expected (syntax at line 1, column 1); check",
+        ),
+        (
+            Reply::json(200, r#"{"token_type":"Bearer"}"#),
+            TokenErrorKind::InvalidResponse,
+            "the token response of {url} is invalid: no `access_token` member; check that the \
+             URL is the token endpoint",
+        ),
+        (
+            Reply::json(400, r#"{"error":"invalid_scope"}"#),
+            TokenErrorKind::Rejected,
+            "the token endpoint {url} refused the request (HTTP 400): invalid_scope; check the \
+             scope",
+        ),
+    ];
+    for (reply, kind, says) in cases {
+        let issuer = Stub::start(reply).await;
+        let api = Stub::start(Reply::json(200, "{}")).await;
+        let url = issuer.url("/oauth/token");
+        let layer = stub_layer(&url, &api.url("/"))
+            .token_timeout(Duration::from_millis(300))
+            .build()
+            .expect("layer");
+        let req = Request::get(api.url("/data"))
+            .body(Full::default())
+            .expect("request");
+        let err = caller(&layer).oneshot(req).await.expect_err("no token");
+        let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+        assert_eq!(err.kind(), kind, "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&says.replace("{url}", &url)), "{message}");
+        assert!(!message.contains(SVC_SECRET), "{message}");
+        assert_eq!(err.endpoint(), Some(url.as_str()));
+        assert!(api.heads().is_empty(), "the request never went out");
+    }
+}

@@ -39,7 +39,7 @@ pub struct TokenError {
     endpoint: Option<Arc<str>>,
     /// What is wrong, in words of this crate (never of the response body).
     detail: Option<Box<str>>,
-    fetch: Option<FetchError>,
+    fetch: Option<Arc<FetchError>>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -140,7 +140,7 @@ impl TokenError {
         let mut token_error = TokenError::new(kind);
         token_error.status = err.status();
         token_error.endpoint = Some(err.url().into());
-        token_error.fetch = Some(err);
+        token_error.fetch = Some(Arc::new(err));
         token_error
     }
 
@@ -225,7 +225,7 @@ impl TokenError {
     /// size, JSON), when that is what failed.
     #[must_use]
     pub fn fetch_error(&self) -> Option<&FetchError> {
-        self.fetch.as_ref()
+        self.fetch.as_deref()
     }
 }
 
@@ -341,7 +341,7 @@ fn rejection_hint(error: &str) -> Option<&'static str> {
 
 impl StdError for TokenError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.fetch {
+        match self.fetch.as_deref() {
             Some(fetch) => Some(fetch),
             None => self
                 .source

@@ -314,13 +314,8 @@ fn classify(err: &(dyn StdError + 'static)) -> FetchErrorKind {
     use std::io::ErrorKind as Io;
     let (mut connect, mut tls, mut invalid_data) = (false, false, false);
     for e in chain(err) {
-        #[cfg(feature = "remote")]
-        {
-            connect |= e
-                .downcast_ref::<hyper_util::client::legacy::Error>()
-                .is_some_and(hyper_util::client::legacy::Error::is_connect);
-            tls |= e.is::<rustls::Error>();
-        }
+        connect |= is_hyper_connect(e);
+        tls |= is_rustls(e);
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 Io::ConnectionRefused
@@ -341,6 +336,29 @@ fn classify(err: &(dyn StdError + 'static)) -> FetchErrorKind {
     } else {
         FetchErrorKind::Transport
     }
+}
+
+#[cfg(feature = "remote")]
+fn is_hyper_connect(e: &(dyn StdError + 'static)) -> bool {
+    e.downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect)
+}
+
+#[cfg(feature = "remote")]
+fn is_rustls(e: &(dyn StdError + 'static)) -> bool {
+    e.is::<rustls::Error>()
+}
+
+// Without `remote`, hyper-util and rustls are not dependencies: their errors are known by
+// their `io::Error` kinds and messages only.
+#[cfg(not(feature = "remote"))]
+fn is_hyper_connect(_: &(dyn StdError + 'static)) -> bool {
+    false
+}
+
+#[cfg(not(feature = "remote"))]
+fn is_rustls(_: &(dyn StdError + 'static)) -> bool {
+    false
 }
 
 /// The deepest error of the chain: the telling one ("Connection refused"), where the outer
