@@ -9,7 +9,7 @@
 //! # Example
 //!
 //! A stand-in for the HTTP client answers both the token endpoint and the API; three calls
-//! cost one token request:
+//! cost one token request, and a call to another origin goes without a token:
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -63,6 +63,11 @@
 //!     assert_eq!(res.status(), StatusCode::OK);
 //! }
 //! assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+//!
+//! // Another origin gets no token (the stand-in answers 401 to a request without one).
+//! let req = Request::get("https://elsewhere.example/transactions").body(Full::default())?;
+//! let res = api.clone().oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 //! # Ok::<(), BoxError>(())
 //! # })?;
 //! # Ok::<(), BoxError>(())
@@ -116,9 +121,10 @@
 //!   request.
 //! - **Errors**: when no token can be had, the service returns a [`TokenError`] (boxed in
 //!   [`BoxError`]; `downcast_ref` it) and the request is not sent. Its message names the
-//!   token endpoint's URL and says what failed and what to check ("could not connect to
-//!   https://issuer.example/oauth/token (connection refused); check that the server is
-//!   running ..."); [`TokenError::fetch_error`] gives the [`FetchError`] of a failed
+//!   token endpoint's URL and says what failed and what to check (`the token request failed:
+//!   could not connect to https://issuer.example/oauth/token (Connection refused (os error
+//!   111)); check that the server is running ...`); [`TokenError::fetch_error`] gives the
+//!   [`FetchError`] of a failed
 //!   exchange (connect, TLS, timeout, status, size, JSON). The inner client's own errors
 //!   pass through, boxed.
 //!
