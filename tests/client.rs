@@ -844,8 +844,15 @@ async fn token_endpoint_failures_name_the_url_and_what_to_check() {
         let issuer = Stub::start(reply).await;
         let api = Stub::start(Reply::json(200, "{}")).await;
         let url = issuer.url("/oauth/token");
+        // Only the slow stub meets the short timeout: a loaded machine must not turn the
+        // other cases into timeouts.
+        let timeout = if kind == TokenErrorKind::Timeout {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(30)
+        };
         let layer = stub_layer(&url, &api.url("/"))
-            .token_timeout(Duration::from_millis(300))
+            .token_timeout(timeout)
             .build()
             .expect("layer");
         let req = Request::get(api.url("/data"))
