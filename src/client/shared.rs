@@ -91,15 +91,18 @@ impl Shared {
     /// (the resource's, or one allowed explicitly), and a [`TokenTarget`]'s resource only to
     /// its own origin when it is an `http(s)` URL.
     pub(crate) fn decide(&self, uri: &Uri, target: Option<TokenTarget>) -> Decision {
-        let origin = Origin::of(uri);
-        let Some(origin) = origin.filter(|o| self.origins.contains(o)) else {
-            tracing::debug!(
-                target: "bearer_guard::client",
-                reason = "origin_not_allowed",
-                origin = %Origin::of(uri).map_or_else(|| "none".to_owned(), |o| o.to_string()),
-                "request sent without a token: its origin is not one this layer sends tokens to"
-            );
-            return Decision::Untouched;
+        let origin = match Origin::of(uri) {
+            Some(origin) if self.origins.contains(&origin) => origin,
+            other => {
+                tracing::debug!(
+                    target: "bearer_guard::client",
+                    reason = "origin_not_allowed",
+                    origin = %other.map_or_else(|| "none".to_owned(), |o| o.to_string()),
+                    "request sent without a token: its origin is not one this layer sends \
+                     tokens to"
+                );
+                return Decision::Untouched;
+            }
         };
         let target = target.unwrap_or_default();
         if let Some(resource) = target.resource.as_deref()
