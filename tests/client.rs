@@ -5,11 +5,13 @@
 //! request at a time, the retry after a 401 (and no retry for a request that cannot be
 //! replayed), token endpoint errors, and that the secret never prints or logs.
 
-#[path = "common/logs.rs"]
-mod logs;
+#[path = "common/http_stub.rs"]
+mod http_stub;
+#[path = "common/log_capture.rs"]
+mod log_capture;
 #[path = "common/oauth.rs"]
 mod oauth;
-use logs::LogBuffer;
+use http_stub::{Reply, Stub};
 use oauth::cheap_hash;
 #[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
@@ -26,8 +28,8 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::routing::get;
 use bearer_guard::client::{
-    AddAccessTokenLayer, AuthMethod, BoxError, ClientCredentials, NoReplay, Replay, TokenError,
-    TokenErrorKind, TokenTarget,
+    AddAccessTokenLayer, AddAccessTokenLayerBuilder, AuthMethod, BoxError, ClientCredentials,
+    FetchErrorKind, NoReplay, Replay, TokenError, TokenErrorKind, TokenTarget,
 };
 use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -114,6 +116,7 @@ async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
 /// The issuer (counting its token requests) and the protected API, each on a free loopback
 /// port.
 async fn start() -> World {
+    log_capture::install();
     let (listener, addr) = bind().await;
     let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
     let key = SigningKey::generate(None).expect("key");
@@ -218,6 +221,16 @@ impl World {
             .resource(API)
             .build()
             .expect("credentials")
+    }
+
+    /// A layer builder for `id`, whose tokens may also go to the API's loopback origin (their
+    /// resource, `API`, is only the audience name).
+    fn builder(&self, id: &str, secret: &str) -> AddAccessTokenLayerBuilder {
+        AddAccessTokenLayer::builder(self.credentials(id, secret)).allow_origin(self.api.clone())
+    }
+
+    fn layer(&self, id: &str, secret: &str) -> AddAccessTokenLayer {
+        self.builder(id, secret).build().expect("layer")
     }
 
     fn token_requests(&self) -> usize {
@@ -336,7 +349,7 @@ async fn plain_get(url: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn many_calls_through_a_calling_service_share_one_token() {
     let world = start().await;
-    let layer = AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET));
+    let layer = world.layer("svc", SVC_SECRET);
     let report = start_calling_service(&world, layer).await;
 
     for _ in 0..20 {
@@ -350,9 +363,7 @@ async fn many_calls_through_a_calling_service_share_one_token() {
 #[tokio::test]
 async fn concurrent_first_calls_wait_for_a_single_token_request() {
     let world = start().await;
-    let svc = caller(&AddAccessTokenLayer::new(
-        world.credentials("svc", SVC_SECRET),
-    ));
+    let svc = caller(&world.layer("svc", SVC_SECRET));
     let statuses = send_many(&svc, 20, || world.get("/data")).await;
     assert!(
         statuses.iter().all(|s| *s == StatusCode::OK),
@@ -367,14 +378,18 @@ async fn concurrent_first_calls_wait_for_a_single_token_request() {
     assert_eq!(world.hits(), 40);
 }
 
-/// Tokens of the `short` client live 2 s; with `refresh_ahead` 1 s the refresh is due after
-/// 1 s. Calls then keep the old token while one background request fetches the next; after
+/// Tokens of the `short` client live 2 s (below the default floor of the token lifetime,
+/// lowered here); with `refresh_ahead` 1 s the refresh is due after 1 s. Calls then keep the old token while one background request fetches the next; after
 /// expiry, concurrent calls wait for one token request.
 #[tokio::test]
 async fn refreshes_ahead_of_expiry_and_after_it_with_one_token_request() {
     let world = start().await;
-    let layer = AddAccessTokenLayer::new(world.credentials("short", SHORT_SECRET))
-        .refresh_ahead(Duration::from_secs(1));
+    let layer = world
+        .builder("short", SHORT_SECRET)
+        .min_token_lifetime(Duration::from_secs(1))
+        .refresh_ahead(Duration::from_secs(1))
+        .build()
+        .expect("layer");
     let svc = caller(&layer);
 
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
@@ -433,7 +448,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
 async fn retries_a_replayable_request_once_after_401_and_not_the_others() {
     let world = start().await;
     let get_only = |req: &Request<Full<Bytes>>| (req.method() == Method::GET).then(|| req.clone());
-    let layer = AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET)).replay(get_only);
+    let layer = world.layer("svc", SVC_SECRET).replay(get_only);
     let svc = caller(&layer);
 
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
@@ -470,9 +485,7 @@ async fn retries_a_replayable_request_once_after_401_and_not_the_others() {
     assert_eq!((world.token_requests(), world.hits()), (3, 5));
 
     // The default policy replays any request whose body can be cloned, bodies included.
-    let svc = caller(&AddAccessTokenLayer::new(
-        world.credentials("svc", SVC_SECRET),
-    ));
+    let svc = caller(&world.layer("svc", SVC_SECRET));
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
     world.state.revoke_next.store(true, Ordering::SeqCst);
     assert_eq!(
@@ -482,8 +495,7 @@ async fn retries_a_replayable_request_once_after_401_and_not_the_others() {
     assert_eq!(world.token_requests(), 5);
 
     // `NoReplay` never retries.
-    let svc =
-        caller(&AddAccessTokenLayer::new(world.credentials("svc", SVC_SECRET)).replay(NoReplay));
+    let svc = caller(&world.layer("svc", SVC_SECRET).replay(NoReplay));
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
     world.state.revoke_next.store(true, Ordering::SeqCst);
     assert_eq!(
@@ -498,9 +510,7 @@ async fn retries_a_replayable_request_once_after_401_and_not_the_others() {
 #[tokio::test]
 async fn an_upstream_refusing_every_token_does_not_cause_a_token_request_per_call() {
     let world = start().await;
-    let svc = caller(&AddAccessTokenLayer::new(
-        world.credentials("svc", SVC_SECRET),
-    ));
+    let svc = caller(&world.layer("svc", SVC_SECRET));
     world.state.refuse_all.store(true, Ordering::SeqCst);
     assert_eq!(
         send(&svc, world.get("/data")).await.0,
@@ -527,7 +537,7 @@ async fn an_upstream_refusing_every_token_does_not_cause_a_token_request_per_cal
 async fn wrong_secret_is_a_token_error_and_the_request_is_not_sent() {
     let world = start().await;
     let wrong = "wrong-secret-must-never-print";
-    let layer = AddAccessTokenLayer::new(world.credentials("svc", wrong));
+    let layer = world.layer("svc", wrong);
     let svc = caller(&layer);
     let err = svc
         .clone()
@@ -563,7 +573,11 @@ async fn wrong_secret_is_a_token_error_and_the_request_is_not_sent() {
     let credentials = ClientCredentials::builder(format!("http://{addr}/token"), "svc", SVC_SECRET)
         .build()
         .expect("credentials");
-    let err = caller(&AddAccessTokenLayer::new(credentials))
+    let layer = AddAccessTokenLayer::builder(credentials)
+        .allow_origin(world.api.clone())
+        .build()
+        .expect("layer");
+    let err = caller(&layer)
         .oneshot(world.get("/data"))
         .await
         .expect_err("no token");
@@ -572,6 +586,21 @@ async fn wrong_secret_is_a_token_error_and_the_request_is_not_sent() {
         Some(TokenErrorKind::Transport)
     );
     assert_eq!(world.hits(), 0);
+    // It names the URL, what failed and what to check (not "client error (Connect)").
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("could not connect to http://{addr}/token")),
+        "{message}"
+    );
+    assert!(
+        message.contains("check that the server is running"),
+        "{message}"
+    );
+    let fetch = err
+        .downcast_ref::<TokenError>()
+        .and_then(TokenError::fetch_error)
+        .expect("a fetch error");
+    assert_eq!(fetch.kind(), FetchErrorKind::Connect);
 }
 
 #[tokio::test]
@@ -587,7 +616,11 @@ async fn post_authentication_and_per_request_scope() {
     .scope("read")
     .build()
     .expect("credentials");
-    let svc = caller(&AddAccessTokenLayer::new(credentials));
+    let layer = AddAccessTokenLayer::builder(credentials)
+        .allow_origin(world.api.clone())
+        .build()
+        .expect("layer");
+    let svc = caller(&layer);
 
     // The default scope `read` is refused at the route that needs `write`.
     assert_eq!(
@@ -621,25 +654,16 @@ async fn post_authentication_and_per_request_scope() {
 /// secret and no token.
 #[tokio::test]
 async fn logs_hold_neither_secrets_nor_tokens() {
-    let logs = LogBuffer::default();
-    let subscriber = logs.subscriber();
     // The test runtime is single-threaded: every task logs on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // While only one dispatcher exists, tracing caches a callsite's interest from the
-    // subscriber of the thread that hits it first: a parallel test's thread, which has
-    // none, would make this test's events vanish (it failed about one run in six). A
-    // second, silent dispatcher makes it ask every subscriber.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    let logs = log_capture::capture();
 
     let world = start().await;
-    let svc = caller(&AddAccessTokenLayer::new(
-        world.credentials("svc", SVC_SECRET),
-    ));
+    let svc = caller(&world.layer("svc", SVC_SECRET));
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
     world.state.revoke_next.store(true, Ordering::SeqCst);
     assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
     let wrong = "wrong-secret-not-logged";
-    let bad = caller(&AddAccessTokenLayer::new(world.credentials("svc", wrong)));
+    let bad = caller(&world.layer("svc", wrong));
     assert!(bad.oneshot(world.get("/data")).await.is_err());
 
     let logs = logs.text();
@@ -665,4 +689,182 @@ fn replay_policies() {
     assert!(replays(&bearer_guard::client::CloneBody));
     assert!(!replays(&NoReplay));
     assert!(!replays(&|_: &Request<Full<Bytes>>| None));
+}
+
+/// The capture sees the events of callsites that another thread hit first (with a
+/// thread-local `set_default`, tracing caches such a callsite as disabled for every thread).
+#[test]
+fn log_capture_sees_callsites_first_hit_on_other_threads() {
+    fn event(n: u32) {
+        tracing::debug!(n, "shared callsite");
+    }
+    let logs = log_capture::capture();
+    std::thread::spawn(|| event(1)).join().expect("thread");
+    event(2);
+    let text = logs.text();
+    assert!(text.contains("shared callsite n=2"), "{text:?}");
+    assert!(!text.contains("n=1"), "{text:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where tokens go, short lifetimes, and what token endpoint failures say: stub servers on
+// loopback ports.
+
+/// A layer whose tokens come from `token_endpoint` and are for `resource` (whose origin gets
+/// them).
+fn stub_layer(token_endpoint: &str, resource: &str) -> AddAccessTokenLayerBuilder {
+    let credentials = ClientCredentials::builder(token_endpoint, "svc", SVC_SECRET)
+        .resource(resource)
+        .build()
+        .expect("credentials");
+    AddAccessTokenLayer::builder(credentials)
+}
+
+fn has_token(head: &str) -> bool {
+    head.contains("\r\nauthorization:")
+}
+
+#[tokio::test]
+async fn tokens_go_to_allowed_origins_only_and_never_to_another_resource_origin() {
+    let world = start().await;
+    let elsewhere = Stub::start(Reply::json(200, "{}")).await;
+    let svc = caller(&world.layer("svc", SVC_SECRET));
+
+    // Another origin, through the same client: sent, without a token, and none fetched.
+    let req = Request::get(elsewhere.url("/collect"))
+        .body(Full::default())
+        .expect("request");
+    assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    assert_eq!(elsewhere.heads().len(), 1);
+    assert!(!has_token(&elsewhere.heads()[0]), "{:?}", elsewhere.heads());
+    assert_eq!(world.token_requests(), 0);
+
+    // The allowed origin gets one.
+    assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    assert_eq!((world.token_requests(), world.hits()), (1, 1));
+
+    // A target whose resource is the other origin cannot make a token for it go to the API,
+    let mut req = world.get("/data");
+    req.extensions_mut()
+        .insert(TokenTarget::new().resource(elsewhere.url("/")));
+    let err = svc.clone().oneshot(req).await.expect_err("refused");
+    let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+    assert_eq!(err.kind(), TokenErrorKind::ResourceMismatch);
+    assert_eq!(
+        (world.token_requests(), world.hits()),
+        (1, 1),
+        "nothing sent"
+    );
+    // nor open the other origin to tokens.
+    let mut req = Request::get(elsewhere.url("/collect"))
+        .body(Full::default())
+        .expect("request");
+    req.extensions_mut()
+        .insert(TokenTarget::new().resource(elsewhere.url("/")));
+    assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    assert_eq!(elsewhere.heads().len(), 2);
+    assert!(elsewhere.heads().iter().all(|h| !has_token(h)));
+    assert_eq!(world.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn expires_in_zero_costs_one_token_request_for_many_calls_and_is_logged() {
+    let logs = log_capture::capture();
+    let issuer = Stub::start(Reply::json(
+        200,
+        r#"{"access_token":"stub-token","token_type":"Bearer","expires_in":0}"#,
+    ))
+    .await;
+    let api = Stub::start(Reply::json(200, "{}")).await;
+    let layer = stub_layer(&issuer.url("/token"), &api.url("/"))
+        .build()
+        .expect("layer");
+    let svc = caller(&layer);
+    for _ in 0..20 {
+        let req = Request::get(api.url("/data"))
+            .body(Full::default())
+            .expect("request");
+        assert_eq!(send(&svc, req).await.0, StatusCode::OK);
+    }
+    assert_eq!(issuer.heads().len(), 1, "one token request");
+    assert_eq!(api.heads().len(), 20);
+    assert!(
+        api.heads()
+            .iter()
+            .all(|h| h.contains("\r\nauthorization: bearer stub-token\r\n"))
+    );
+    let logs = logs.text();
+    assert!(logs.contains("reason=\"short_lifetime\""), "{logs}");
+    assert!(logs.contains("expires_in=0 used_for=10"), "{logs}");
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_name_the_url_and_what_to_check() {
+    let cases = [
+        (
+            Reply::json(200, "{}").after(Duration::from_secs(30)),
+            TokenErrorKind::Timeout,
+            "no complete answer from {url} within 300ms; check",
+        ),
+        (
+            Reply::empty(302, &["location: https://issuer.example/oauth/token/"]),
+            TokenErrorKind::Status,
+            "{url} answered HTTP 302 Found, a redirect to https://issuer.example/oauth/token/, \
+             which is not followed; configure the final URL",
+        ),
+        (
+            Reply::json(502, "<html>upstream down</html>"),
+            TokenErrorKind::Status,
+            "{url} answered HTTP 502 Bad Gateway; check",
+        ),
+        (
+            Reply::chunked(70_000),
+            TokenErrorKind::ResponseTooLarge,
+            "the answer of {url} is larger than 65536 bytes; check",
+        ),
+        (
+            Reply::json(200, "<html>login page</html>"),
+            TokenErrorKind::InvalidResponse,
+            "the answer of {url} is not the JSON expected (syntax at line 1, column 1); check",
+        ),
+        (
+            Reply::json(200, r#"{"token_type":"Bearer"}"#),
+            TokenErrorKind::InvalidResponse,
+            "the token response of {url} is invalid: no `access_token` member; check that the \
+             URL is the token endpoint",
+        ),
+        (
+            Reply::json(400, r#"{"error":"invalid_scope"}"#),
+            TokenErrorKind::Rejected,
+            "the token endpoint {url} refused the request (HTTP 400): invalid_scope; check the \
+             scope",
+        ),
+    ];
+    for (reply, kind, says) in cases {
+        let issuer = Stub::start(reply).await;
+        let api = Stub::start(Reply::json(200, "{}")).await;
+        let url = issuer.url("/oauth/token");
+        // Only the slow stub meets the short timeout: a loaded machine must not turn the
+        // other cases into timeouts.
+        let timeout = if kind == TokenErrorKind::Timeout {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(30)
+        };
+        let layer = stub_layer(&url, &api.url("/"))
+            .token_timeout(timeout)
+            .build()
+            .expect("layer");
+        let req = Request::get(api.url("/data"))
+            .body(Full::default())
+            .expect("request");
+        let err = caller(&layer).oneshot(req).await.expect_err("no token");
+        let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+        assert_eq!(err.kind(), kind, "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&says.replace("{url}", &url)), "{message}");
+        assert!(!message.contains(SVC_SECRET), "{message}");
+        assert_eq!(err.endpoint(), Some(url.as_str()));
+        assert!(api.heads().is_empty(), "the request never went out");
+    }
 }

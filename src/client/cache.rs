@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::endpoint::{Issued, TokenKey};
 use super::error::{TokenError, TokenErrorKind};
-use super::fetch::Fetched;
 
 /// What a token request ends with, as the waiters see it.
 pub(crate) type Outcome = Result<Arc<Token>, TokenError>;
@@ -30,13 +31,6 @@ const BACKGROUND_RETRY: Duration = Duration::from_secs(5);
 /// refuses fresh tokens (wrong audience, unknown issuer), and refetching on every request
 /// would only load the issuer.
 pub(crate) const REJECTION_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// The cache key: the normalised scope and the resource of a token request.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TokenKey {
-    pub(crate) scope: Option<String>,
-    pub(crate) resource: Option<String>,
-}
 
 /// A cached access token: the ready `Authorization` value and its times.
 pub(crate) struct Token {
@@ -52,7 +46,7 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    fn new(fetched: Fetched, refresh_ahead: Duration, after_rejection: bool) -> Token {
+    fn new(fetched: Issued, refresh_ahead: Duration, after_rejection: bool) -> Token {
         let lifetime = fetched.expires_in;
         // Refresh `refresh_ahead` before expiry, but never in the first half of the life: a
         // short-lived token would otherwise be due as soon as it arrives.
@@ -71,6 +65,11 @@ impl Token {
             after_rejection,
             accepted: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the token, marked sensitive, as the request's `Authorization`.
+    pub(crate) fn authorize<B>(&self, req: &mut Request<B>) {
+        req.headers_mut().insert(AUTHORIZATION, self.header.clone());
     }
 
     /// The upstream answered a request carrying this token with something other than 401.
@@ -238,7 +237,7 @@ impl Refresh {
     /// Stores the new token (or keeps the old one after a failure) and wakes the waiters.
     pub(crate) fn complete(
         mut self,
-        fetched: Result<Fetched, TokenError>,
+        fetched: Result<Issued, TokenError>,
         refresh_ahead: Duration,
         now: Instant,
     ) {
@@ -287,7 +286,10 @@ impl Wait {
             Ok(outcome) => outcome.clone(),
             Err(_) => None,
         };
-        outcome.unwrap_or_else(|| Err(TokenError::new(TokenErrorKind::Unavailable)))
+        outcome.unwrap_or_else(|| {
+            Err(TokenError::new(TokenErrorKind::Unavailable)
+                .with_detail("the token request was abandoned (is the runtime shutting down?)"))
+        })
     }
 }
 
@@ -299,10 +301,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn fetched(expires_in: u64) -> Fetched {
-        Fetched {
+    fn fetched(expires_in: u64) -> Issued {
+        Issued {
             header: HeaderValue::from_static("Bearer t"),
             expires_in: Duration::from_secs(expires_in),
+            raised_from: None,
             sent_at: Instant::now(),
         }
     }

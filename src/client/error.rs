@@ -7,13 +7,16 @@ use std::sync::Arc;
 use http::StatusCode;
 
 pub use crate::error::BoxError;
+use crate::fetch::{FetchError, FetchErrorKind};
 
-/// Why no access token could be obtained. The caller's request was not sent.
+/// Why no access token could be obtained, or sent. The caller's request was not sent.
 ///
 /// [`AddAccessToken`](super::AddAccessToken) returns it as its `Err`, boxed: find it with
-/// `err.downcast_ref::<TokenError>()`. It never holds the client secret or a token; the
-/// token endpoint's `error` code and description are kept (checked to be printable and
-/// capped in length), its body otherwise is not.
+/// `err.downcast_ref::<TokenError>()`. Its `Display` names the token endpoint's URL and says
+/// what failed and what to check. It never holds the client secret or a token; the token
+/// endpoint's `error` code and description are kept (checked to be printable and capped in
+/// length), its body otherwise is not. When the HTTP exchange itself failed,
+/// [`fetch_error`](Self::fetch_error) (also the [`source`](StdError::source)) says how.
 ///
 /// ```
 /// use bearer_guard::client::{BoxError, TokenError, TokenErrorKind};
@@ -32,6 +35,11 @@ pub struct TokenError {
     status: Option<StatusCode>,
     oauth_error: Option<Box<str>>,
     description: Option<Box<str>>,
+    /// The token endpoint, without userinfo.
+    endpoint: Option<Arc<str>>,
+    /// What is wrong, in words of this crate (never of the response body).
+    detail: Option<Box<str>>,
+    fetch: Option<Arc<FetchError>>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -45,10 +53,11 @@ pub enum TokenErrorKind {
     /// or secret), `invalid_scope`, `invalid_target`, `unauthorized_client` ...; see
     /// [`TokenError::oauth_error`].
     Rejected,
-    /// The token endpoint answered with an unexpected HTTP status and no OAuth error.
+    /// The token endpoint answered with an unexpected HTTP status (a redirect included:
+    /// redirects are not followed) and no OAuth error.
     Status,
-    /// The request could not be sent or the response not read (connection refused, reset,
-    /// TLS ...); see [`source`](std::error::Error::source).
+    /// The request could not be sent or the response not read (connection refused, TLS,
+    /// reset ...); [`TokenError::fetch_error`] says which.
     Transport,
     /// The token endpoint did not answer in time.
     Timeout,
@@ -63,6 +72,9 @@ pub enum TokenErrorKind {
     /// No Tokio runtime to run the token request on, or the refresh was abandoned (the
     /// runtime shut down).
     Unavailable,
+    /// The request's [`TokenTarget`](super::TokenTarget) names a resource on another origin
+    /// than the request's: its token must not go there, so none was fetched or sent.
+    ResourceMismatch,
 }
 
 impl TokenErrorKind {
@@ -78,6 +90,7 @@ impl TokenErrorKind {
             TokenErrorKind::InvalidResponse => "invalid_response",
             TokenErrorKind::UnsupportedTokenType => "unsupported_token_type",
             TokenErrorKind::Unavailable => "unavailable",
+            TokenErrorKind::ResourceMismatch => "resource_mismatch",
         }
     }
 }
@@ -93,6 +106,7 @@ impl fmt::Display for TokenErrorKind {
             TokenErrorKind::InvalidResponse => "the token response is invalid",
             TokenErrorKind::UnsupportedTokenType => "the token type is not Bearer",
             TokenErrorKind::Unavailable => "no token request could be run",
+            TokenErrorKind::ResourceMismatch => "the token's resource is on another origin",
         })
     }
 }
@@ -107,8 +121,27 @@ impl TokenError {
             status: None,
             oauth_error: None,
             description: None,
+            endpoint: None,
+            detail: None,
+            fetch: None,
             source: None,
         }
+    }
+
+    /// The HTTP exchange failed.
+    pub(crate) fn fetch(err: FetchError) -> Self {
+        let kind = match err.kind() {
+            FetchErrorKind::Timeout => TokenErrorKind::Timeout,
+            FetchErrorKind::Status(_) => TokenErrorKind::Status,
+            FetchErrorKind::TooLarge => TokenErrorKind::ResponseTooLarge,
+            FetchErrorKind::InvalidJson => TokenErrorKind::InvalidResponse,
+            _ => TokenErrorKind::Transport,
+        };
+        let mut token_error = TokenError::new(kind);
+        token_error.status = err.status();
+        token_error.endpoint = Some(err.url().into());
+        token_error.fetch = Some(Arc::new(err));
+        token_error
     }
 
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
@@ -119,6 +152,25 @@ impl TokenError {
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(Arc::from(source.into()));
         self
+    }
+
+    pub(crate) fn with_detail(mut self, detail: impl Into<Box<str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The token endpoint's URL (printed without userinfo).
+    pub(crate) fn at(mut self, endpoint: &Arc<str>) -> Self {
+        self.endpoint = Some(Arc::clone(endpoint));
+        self
+    }
+
+    /// The `token_type` the endpoint issued, kept when it is a short token of printable
+    /// characters.
+    pub(crate) fn with_token_type(self, token_type: &str) -> Self {
+        let printable = token_type.len() <= 32 && token_type.bytes().all(|b| b.is_ascii_graphic());
+        let shown = if printable { token_type } else { "?" };
+        self.with_detail(format!("`{shown}`"))
     }
 
     /// An RFC 6749 §5.2 error; `error` and `description` are kept only when they are made
@@ -162,6 +214,19 @@ impl TokenError {
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
+
+    /// The token endpoint's URL (userinfo replaced by `***`), when a request was made.
+    #[must_use]
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// How the HTTP exchange with the token endpoint failed (connect, TLS, timeout, status,
+    /// size, JSON), when that is what failed.
+    #[must_use]
+    pub fn fetch_error(&self) -> Option<&FetchError> {
+        self.fetch.as_deref()
+    }
 }
 
 impl fmt::Debug for TokenError {
@@ -177,6 +242,15 @@ impl fmt::Debug for TokenError {
         if let Some(description) = &self.description {
             d.field("description", description);
         }
+        if let Some(endpoint) = &self.endpoint {
+            d.field("endpoint", endpoint);
+        }
+        if let Some(detail) = &self.detail {
+            d.field("detail", detail);
+        }
+        if let Some(fetch) = &self.fetch {
+            d.field("fetch", fetch);
+        }
         if let Some(source) = &self.source {
             d.field("source", &format_args!("{source}"));
         }
@@ -185,26 +259,95 @@ impl fmt::Debug for TokenError {
 }
 
 impl fmt::Display for TokenError {
+    /// One table: what failed (naming the token endpoint), then what to check.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(status) = self.status {
-            write!(f, " (HTTP {})", status.as_u16())?;
+        let at = At(self.endpoint.as_deref());
+        let detail = self.detail.as_deref().unwrap_or("");
+        if let Some(fetch) = &self.fetch {
+            return match self.kind {
+                TokenErrorKind::InvalidResponse => {
+                    write!(f, "the token response is invalid: {fetch}")
+                }
+                _ => write!(f, "the token request failed: {fetch}"),
+            };
         }
-        if let Some(error) = &self.oauth_error {
-            write!(f, ": {error}")?;
-            if let Some(description) = &self.description {
-                write!(f, " ({description})")?;
+        match self.kind {
+            TokenErrorKind::Rejected => {
+                write!(f, "the token endpoint{at} refused the request")?;
+                if let Some(status) = self.status {
+                    write!(f, " (HTTP {})", status.as_u16())?;
+                }
+                if let Some(error) = &self.oauth_error {
+                    write!(f, ": {error}")?;
+                    if let Some(description) = &self.description {
+                        write!(f, " ({description})")?;
+                    }
+                    if let Some(hint) = rejection_hint(error) {
+                        write!(f, "; {hint}")?;
+                    }
+                }
+                Ok(())
             }
+            TokenErrorKind::Status => {
+                write!(f, "the token endpoint{at} answered")?;
+                if let Some(status) = self.status {
+                    write!(f, " HTTP {status}")?;
+                }
+                f.write_str(" without an OAuth error; check the token endpoint's URL and its logs")
+            }
+            TokenErrorKind::InvalidResponse => write!(
+                f,
+                "the token response of{at} is invalid: {detail}; check that the URL is the token \
+                 endpoint"
+            ),
+            TokenErrorKind::UnsupportedTokenType => write!(
+                f,
+                "the token endpoint{at} issued a {detail} token, not a Bearer one; this layer \
+                 sends Bearer tokens only"
+            ),
+            TokenErrorKind::Unavailable | TokenErrorKind::ResourceMismatch
+                if !detail.is_empty() =>
+            {
+                write!(f, "{}: {detail}", self.kind)
+            }
+            _ => write!(f, "{}", self.kind),
         }
-        Ok(())
     }
+}
+
+/// `" <url>"`, or nothing.
+struct At<'a>(Option<&'a str>);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(url) => write!(f, " {url}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What to check after an RFC 6749 §5.2 error.
+fn rejection_hint(error: &str) -> Option<&'static str> {
+    Some(match error {
+        "invalid_client" => "check the client id, the secret and the authentication method",
+        "invalid_scope" => "check the scope: the client may not be allowed it",
+        "invalid_target" => "check the resource: the client may not ask for tokens for it",
+        "unauthorized_client" => "check that the client may use the client-credentials grant",
+        "unsupported_grant_type" => "the endpoint does not offer the client-credentials grant",
+        _ => return None,
+    })
 }
 
 impl StdError for TokenError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+        match self.fetch.as_deref() {
+            Some(fetch) => Some(fetch),
+            None => self
+                .source
+                .as_deref()
+                .map(|s| s as &(dyn StdError + 'static)),
+        }
     }
 }
 
@@ -213,7 +356,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_names_the_oauth_error() {
+    fn display_names_the_oauth_error_and_what_to_check() {
         let err = TokenError::rejected(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -224,8 +367,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the token endpoint refused the request (HTTP 401): invalid_client \
-             (client authentication failed)"
+             (client authentication failed); check the client id, the secret and the \
+             authentication method"
         );
+        let err = err.at(&Arc::from("https://issuer.example/token"));
+        assert!(
+            err.to_string()
+                .starts_with("the token endpoint https://issuer.example/token refused"),
+            "{err}"
+        );
+        assert_eq!(err.endpoint(), Some("https://issuer.example/token"));
     }
 
     #[test]
@@ -235,6 +386,8 @@ mod tests {
         let long = "x".repeat(1000);
         let err = TokenError::rejected(StatusCode::BAD_REQUEST, "invalid_scope", Some(&long));
         assert_eq!(err.description().map(str::len), Some(MAX_DESCRIPTION));
+        let err = TokenError::new(TokenErrorKind::UnsupportedTokenType).with_token_type("a\nb");
+        assert!(err.to_string().contains("issued a `?` token"), "{err}");
     }
 
     #[test]
@@ -245,5 +398,25 @@ mod tests {
             Some("connection refused")
         );
         assert!(format!("{err:?}").contains("connection refused"));
+    }
+
+    #[test]
+    fn a_fetch_error_becomes_the_source_and_the_message() {
+        let url: Arc<str> = Arc::from("https://issuer.example/token");
+        let fetch = FetchError::unaccepted(Arc::clone(&url), StatusCode::BAD_GATEWAY);
+        let err = TokenError::fetch(fetch);
+        assert_eq!(err.kind(), TokenErrorKind::Status);
+        assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY));
+        assert_eq!(err.endpoint(), Some(&*url));
+        assert_eq!(
+            err.to_string(),
+            "the token request failed: https://issuer.example/token answered HTTP 502 Bad \
+             Gateway; check the URL's path and the server's logs"
+        );
+        let source = err.source().and_then(|s| s.downcast_ref::<FetchError>());
+        assert_eq!(
+            source.map(FetchError::kind),
+            Some(FetchErrorKind::Status(StatusCode::BAD_GATEWAY))
+        );
     }
 }

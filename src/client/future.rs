@@ -2,31 +2,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::cache::{Slot, Token};
 use super::error::BoxError;
-use super::layer::Shared;
-
-/// The boxed branch: waiting for a token, or the retry after a 401.
-pub(crate) type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
-
-/// What a sent request still needs if the upstream answers 401.
-pub(crate) struct After<S, B> {
-    pub(crate) slot: Arc<Slot>,
-    pub(crate) token: Arc<Token>,
-    /// A ready-to-poll clone of the inner service and a copy of the request, when the
-    /// request can be replayed.
-    pub(crate) retry: Option<(S, Request<B>)>,
-    pub(crate) shared: Arc<Shared>,
-}
+use super::http::{Boxed, HttpService};
+use super::retry::After;
 
 pin_project! {
     /// Response future of [`AddAccessToken`](super::AddAccessToken).
@@ -57,6 +42,9 @@ pin_project! {
         Boxed {
             future: Boxed<S::Response>,
         },
+        Failed {
+            error: Option<BoxError>,
+        },
     }
 }
 
@@ -75,19 +63,21 @@ where
             kind: Kind::Boxed { future },
         }
     }
+
+    /// The request is not sent: `error` says why.
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            kind: Kind::Failed { error: Some(error) },
+        }
+    }
 }
 
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
+impl<S, B> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S: HttpService<B>,
     B: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
 {
-    type Output = Result<Response<ResBody>, BoxError>;
+    type Output = Result<Response<S::ResBody>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -104,6 +94,12 @@ where
                     }
                 }
                 KindProj::Boxed { future } => return future.as_mut().poll(cx),
+                KindProj::Failed { error } => {
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Err(error));
+                }
             }
         }
     }

@@ -1,15 +1,17 @@
-//! [`AddAccessTokenLayer`] and the [`Replay`] policies.
+//! [`AddAccessTokenLayer`] and its builder.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
 use tower_layer::Layer;
 
-use super::cache::{TokenKey, Tokens};
-use super::credentials::{ClientCredentials, TokenTarget};
+use super::credentials::ClientCredentials;
+use super::origin::{Origin, Origins};
+use super::replay::CloneBody;
 use super::service::AddAccessToken;
+use super::shared::{Settings, Shared};
+use crate::error::ConfigError;
 
 /// Default time before expiry at which a token is refreshed.
 pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
@@ -17,141 +19,60 @@ pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
 pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of (scope, resource) pairs whose tokens are cached.
 pub const DEFAULT_MAX_CACHED_TOKENS: usize = 32;
+/// Default shortest lifetime a token is kept for, whatever its `expires_in` says.
+pub const DEFAULT_MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 
-/// A [`Layer`] that sends every outgoing request with `Authorization: Bearer <token>`,
-/// obtaining the token by the client-credentials grant and caching it.
+const DEFAULT_SETTINGS: Settings = Settings {
+    refresh_ahead: DEFAULT_REFRESH_AHEAD,
+    token_timeout: DEFAULT_TOKEN_TIMEOUT,
+    max_cached_tokens: DEFAULT_MAX_CACHED_TOKENS,
+    min_token_lifetime: DEFAULT_MIN_TOKEN_LIFETIME,
+};
+
+/// A [`Layer`] that sends requests to the API its tokens are for with
+/// `Authorization: Bearer <token>`, obtaining the token by the client-credentials grant and
+/// caching it. Requests to any other origin go on without a token.
 ///
-/// See the [module documentation](super) for the whole behaviour. Cloning the layer or its
-/// services is cheap, and all of them share one token cache.
+/// See the [module documentation](super) for the whole behaviour. Build it with
+/// [`builder`](Self::builder) (or [`new`](Self::new) for the defaults). Cloning the layer or
+/// its services is cheap, and all of them share one token cache.
 ///
 /// `R` says which requests can be sent again after a 401: [`CloneBody`] (the default)
 /// replays every request, cloning it before it goes out, and needs `ReqBody: Clone`; see
-/// [`replay`](Self::replay) for the others.
+/// [`replay`](AddAccessTokenLayerBuilder::replay) for the others.
 pub struct AddAccessTokenLayer<R = CloneBody> {
     shared: Arc<Shared>,
     replay: R,
 }
 
-/// The configuration and the token cache, shared by the layer and its services.
-pub(crate) struct Shared {
-    pub(crate) credentials: ClientCredentials,
-    pub(crate) refresh_ahead: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) max_cached_tokens: usize,
-    pub(crate) tokens: Tokens,
-}
-
-impl Shared {
-    fn with(&self, change: impl FnOnce(&mut Settings)) -> Arc<Shared> {
-        let mut settings = Settings {
-            refresh_ahead: self.refresh_ahead,
-            timeout: self.timeout,
-            max_cached_tokens: self.max_cached_tokens,
-        };
-        change(&mut settings);
-        Arc::new(Shared {
-            credentials: self.credentials.clone(),
-            refresh_ahead: settings.refresh_ahead,
-            timeout: settings.timeout,
-            max_cached_tokens: settings.max_cached_tokens,
-            tokens: Tokens::new(settings.max_cached_tokens),
-        })
-    }
-
-    /// The cache key of a request: its [`TokenTarget`] over the credentials' defaults.
-    pub(crate) fn key(&self, target: Option<TokenTarget>) -> TokenKey {
-        let target = target.unwrap_or_default();
-        TokenKey {
-            scope: target.scope.or_else(|| self.credentials.scope.clone()),
-            resource: target
-                .resource
-                .or_else(|| self.credentials.resource.clone()),
+impl AddAccessTokenLayer {
+    /// A layer obtaining tokens with `credentials`, with the defaults: tokens go to the
+    /// origin of the credentials' [`resource`](super::ClientCredentialsBuilder::resource)
+    /// only, are refreshed 60 s before expiry, token requests time out after 10 s, and
+    /// requests are replayed by [`CloneBody`].
+    pub fn new(credentials: ClientCredentials) -> Self {
+        let origins = resource_origin(&credentials, false);
+        AddAccessTokenLayer {
+            shared: Arc::new(Shared::new(credentials, DEFAULT_SETTINGS, origins)),
+            replay: CloneBody,
         }
     }
-}
 
-struct Settings {
-    refresh_ahead: Duration,
-    timeout: Duration,
-    max_cached_tokens: usize,
-}
-
-impl AddAccessTokenLayer {
-    /// A layer obtaining tokens with `credentials`, with the defaults: refresh 60 s before
-    /// expiry, 10 s token request timeout, replay by [`CloneBody`].
-    pub fn new(credentials: ClientCredentials) -> Self {
-        AddAccessTokenLayer {
-            shared: Arc::new(Shared {
-                credentials,
-                refresh_ahead: DEFAULT_REFRESH_AHEAD,
-                timeout: DEFAULT_TOKEN_TIMEOUT,
-                max_cached_tokens: DEFAULT_MAX_CACHED_TOKENS,
-                tokens: Tokens::new(DEFAULT_MAX_CACHED_TOKENS),
-            }),
+    /// Starts the configuration of a layer obtaining tokens with `credentials`.
+    pub fn builder(credentials: ClientCredentials) -> AddAccessTokenLayerBuilder {
+        AddAccessTokenLayerBuilder {
+            credentials,
+            settings: DEFAULT_SETTINGS,
+            allowed: Vec::new(),
+            allow_insecure_http: false,
             replay: CloneBody,
         }
     }
 }
 
 impl<R> AddAccessTokenLayer<R> {
-    /// How long before a token expires a new one is fetched ([`DEFAULT_REFRESH_AHEAD`]).
-    /// The old token is still sent meanwhile; the refresh runs in the background. A token
-    /// is never refreshed in the first half of its life, whatever this setting.
-    ///
-    /// The settings start a new, empty token cache: set them before cloning the layer.
-    #[must_use]
-    pub fn refresh_ahead(self, ahead: Duration) -> Self {
-        AddAccessTokenLayer {
-            shared: self.shared.with(|s| s.refresh_ahead = ahead),
-            replay: self.replay,
-        }
-    }
-
-    /// The limit of one token request, connection and response body included
-    /// ([`DEFAULT_TOKEN_TIMEOUT`]).
-    #[must_use]
-    pub fn token_timeout(self, timeout: Duration) -> Self {
-        AddAccessTokenLayer {
-            shared: self.shared.with(|s| s.timeout = timeout),
-            replay: self.replay,
-        }
-    }
-
-    /// How many (scope, resource) pairs keep a cached token
-    /// ([`DEFAULT_MAX_CACHED_TOKENS`]); more only matter with per-request
-    /// [`TokenTarget`]s.
-    #[must_use]
-    pub fn max_cached_tokens(self, max: usize) -> Self {
-        AddAccessTokenLayer {
-            shared: self.shared.with(|s| s.max_cached_tokens = max.max(1)),
-            replay: self.replay,
-        }
-    }
-
-    /// Which requests are sent again, once, with a new token after the upstream answered
-    /// 401:
-    ///
-    /// - [`CloneBody`] (the default): all; the request is cloned before it is sent, so
-    ///   `ReqBody: Clone` (`Full<Bytes>`, `String` ...).
-    /// - [`NoReplay`]: none, for any body type (streams); the 401 still drops the token, so
-    ///   the next request gets a new one.
-    /// - a closure `Fn(&Request<B>) -> Option<Request<B>>`: a copy of the request, or
-    ///   `None` for one that cannot be replayed (say, a streaming body).
-    ///
-    /// ```
-    /// use bearer_guard::client::{AddAccessTokenLayer, ClientCredentials};
-    /// use bytes::Bytes;
-    /// use http::{Method, Request};
-    /// use http_body_util::Full;
-    /// # let credentials =
-    /// #     ClientCredentials::builder("https://issuer.example/token", "id", "secret").build()?;
-    ///
-    /// // Replay only GETs.
-    /// let layer = AddAccessTokenLayer::new(credentials).replay(|req: &Request<Full<Bytes>>| {
-    ///     (req.method() == Method::GET).then(|| req.clone())
-    /// });
-    /// # Ok::<(), bearer_guard::ConfigError>(())
-    /// ```
+    /// The same layer, sharing the same token cache, with another replay policy (see
+    /// [`AddAccessTokenLayerBuilder::replay`]).
     #[must_use]
     pub fn replay<P>(self, policy: P) -> AddAccessTokenLayer<P> {
         AddAccessTokenLayer {
@@ -164,6 +85,50 @@ impl<R> AddAccessTokenLayer<R> {
     #[must_use]
     pub fn credentials(&self) -> &ClientCredentials {
         &self.shared.credentials
+    }
+
+    /// Sets [`AddAccessTokenLayerBuilder::refresh_ahead`] after the fact.
+    #[deprecated(
+        note = "use `AddAccessTokenLayer::builder(..).refresh_ahead(..)`: this starts \
+                         a new token cache, which clones made before do not share"
+    )]
+    #[must_use]
+    pub fn refresh_ahead(self, ahead: Duration) -> Self {
+        self.reconfigure(|s| s.refresh_ahead = ahead)
+    }
+
+    /// Sets [`AddAccessTokenLayerBuilder::token_timeout`] after the fact.
+    #[deprecated(
+        note = "use `AddAccessTokenLayer::builder(..).token_timeout(..)`: this starts \
+                         a new token cache, which clones made before do not share"
+    )]
+    #[must_use]
+    pub fn token_timeout(self, timeout: Duration) -> Self {
+        self.reconfigure(|s| s.token_timeout = timeout)
+    }
+
+    /// Sets [`AddAccessTokenLayerBuilder::max_cached_tokens`] after the fact.
+    #[deprecated(
+        note = "use `AddAccessTokenLayer::builder(..).max_cached_tokens(..)`: this \
+                         starts a new token cache, which clones made before do not share"
+    )]
+    #[must_use]
+    pub fn max_cached_tokens(self, max: usize) -> Self {
+        self.reconfigure(|s| s.max_cached_tokens = max.max(1))
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.shared.settings;
+        change(&mut settings);
+        let shared = Shared::new(
+            self.shared.credentials.clone(),
+            settings,
+            self.shared.origins().clone(),
+        );
+        AddAccessTokenLayer {
+            shared: Arc::new(shared),
+            replay: self.replay,
+        }
     }
 }
 
@@ -182,17 +147,6 @@ impl<R> fmt::Debug for AddAccessTokenLayer<R> {
     }
 }
 
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AddAccessTokenLayer")
-            .field("credentials", &self.credentials)
-            .field("refresh_ahead", &self.refresh_ahead)
-            .field("token_timeout", &self.timeout)
-            .field("max_cached_tokens", &self.max_cached_tokens)
-            .finish_non_exhaustive()
-    }
-}
-
 impl<S, R: Clone> Layer<S> for AddAccessTokenLayer<R> {
     type Service = AddAccessToken<S, R>;
 
@@ -201,40 +155,274 @@ impl<S, R: Clone> Layer<S> for AddAccessTokenLayer<R> {
     }
 }
 
-/// Makes the copy of a request that is sent again, with a new token, when the upstream
-/// answered the first one with 401. See [`AddAccessTokenLayer::replay`].
-pub trait Replay<B> {
-    /// A copy of `request` (taken before the token is added), or `None` when it cannot be
-    /// sent twice.
-    fn replay(&self, request: &Request<B>) -> Option<Request<B>>;
+/// Configures an [`AddAccessTokenLayer`]; from [`AddAccessTokenLayer::builder`]. Every
+/// setting is fixed by [`build`](Self::build), before the layer (and its one token cache)
+/// exists.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use bearer_guard::client::{AddAccessTokenLayer, ClientCredentials};
+///
+/// let credentials = ClientCredentials::builder(
+///     "https://issuer.example/oauth/token",
+///     "billing-service",
+///     "s3cr3t-from-the-environment",
+/// )
+/// .resource("https://api.example")
+/// .build()?;
+/// let layer = AddAccessTokenLayer::builder(credentials)
+///     // The same API behind a second host name.
+///     .allow_origin("https://api-eu.example")
+///     .refresh_ahead(Duration::from_secs(120))
+///     .token_timeout(Duration::from_secs(5))
+///     .build()?;
+/// # Ok::<(), bearer_guard::ConfigError>(())
+/// ```
+#[must_use]
+pub struct AddAccessTokenLayerBuilder<R = CloneBody> {
+    credentials: ClientCredentials,
+    settings: Settings,
+    allowed: Vec<String>,
+    allow_insecure_http: bool,
+    replay: R,
 }
 
-/// Replays every request by cloning it (method, URI, headers, extensions and body); needs
-/// `B: Clone`. The default policy.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CloneBody;
+impl<R> AddAccessTokenLayerBuilder<R> {
+    /// How long before a token expires a new one is fetched ([`DEFAULT_REFRESH_AHEAD`]).
+    /// The old token is still sent meanwhile; the refresh runs in the background. A token
+    /// is never refreshed in the first half of its life, whatever this setting.
+    pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
+        self.settings.refresh_ahead = ahead;
+        self
+    }
 
-impl<B: Clone> Replay<B> for CloneBody {
-    fn replay(&self, request: &Request<B>) -> Option<Request<B>> {
-        Some(request.clone())
+    /// The limit of one token request, connection and response body included
+    /// ([`DEFAULT_TOKEN_TIMEOUT`]).
+    pub fn token_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.token_timeout = timeout;
+        self
+    }
+
+    /// How many (scope, resource) pairs keep a cached token
+    /// ([`DEFAULT_MAX_CACHED_TOKENS`]); more only matter with per-request
+    /// [`TokenTarget`](super::TokenTarget)s.
+    pub fn max_cached_tokens(mut self, max: usize) -> Self {
+        self.settings.max_cached_tokens = max.max(1);
+        self
+    }
+
+    /// The shortest lifetime a token is kept for ([`DEFAULT_MIN_TOKEN_LIFETIME`]): a token
+    /// endpoint answering `expires_in: 0`, or a few seconds, would otherwise cost a token
+    /// request per call. A shorter `expires_in` is raised to it, with a warning in the log;
+    /// should the upstream refuse the token before, the 401 drops it. Lower it only for an
+    /// issuer whose tokens really live that briefly.
+    pub fn min_token_lifetime(mut self, floor: Duration) -> Self {
+        self.settings.min_token_lifetime = floor;
+        self
+    }
+
+    /// Also sends tokens to requests for `origin` (`https://host[:port]`, no path). By
+    /// default they only go to the origin of the credentials' `resource`; add the origins
+    /// that serve the same API under other names (a regional host, a loopback port in
+    /// tests). The token of a [`TokenTarget`](super::TokenTarget) whose resource is an
+    /// `http(s)` URL still goes to that resource's origin only.
+    ///
+    /// The origin follows the crate's URL rule: `https`, or plain `http` to a loopback host
+    /// (see [`allow_insecure_http`](Self::allow_insecure_http)); [`build`](Self::build)
+    /// refuses anything else.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed.push(origin.into());
+        self
+    }
+
+    /// Sends tokens over plain `http` to hosts that are not loopback (the resource's origin
+    /// and [`allow_origin`](Self::allow_origin)s): anyone on the path can then read and
+    /// replay them. For closed networks whose transport is protected otherwise (a service
+    /// mesh's mTLS) only.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Which requests are sent again, once, with a new token after the upstream answered
+    /// 401:
+    ///
+    /// - [`CloneBody`] (the default): all; the request is cloned before it is sent, so
+    ///   `ReqBody: Clone` (`Full<Bytes>`, `String` ...).
+    /// - [`NoReplay`](super::NoReplay): none, for any body type (streams); the 401 still
+    ///   drops the token, so the next request gets a new one.
+    /// - a closure `Fn(&Request<B>) -> Option<Request<B>>`: a copy of the request, or
+    ///   `None` for one that cannot be replayed (say, a streaming body).
+    ///
+    /// ```
+    /// use bearer_guard::client::{AddAccessTokenLayer, ClientCredentials};
+    /// use bytes::Bytes;
+    /// use http::{Method, Request};
+    /// use http_body_util::Full;
+    /// # let credentials = ClientCredentials::builder("https://issuer.example/token", "id", "secret")
+    /// #     .resource("https://api.example")
+    /// #     .build()?;
+    ///
+    /// // Replay only GETs.
+    /// let layer = AddAccessTokenLayer::builder(credentials)
+    ///     .replay(|req: &Request<Full<Bytes>>| (req.method() == Method::GET).then(|| req.clone()))
+    ///     .build()?;
+    /// # Ok::<(), bearer_guard::ConfigError>(())
+    /// ```
+    pub fn replay<P>(self, policy: P) -> AddAccessTokenLayerBuilder<P> {
+        AddAccessTokenLayerBuilder {
+            credentials: self.credentials,
+            settings: self.settings,
+            allowed: self.allowed,
+            allow_insecure_http: self.allow_insecure_http,
+            replay: policy,
+        }
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// - [`ConfigError::InvalidUrl`]: an [`allow_origin`](Self::allow_origin) is not an
+    ///   `http(s)` origin (it has a path, a query, another scheme ...).
+    /// - [`ConfigError::InsecureUrl`]: an allowed origin is plain `http` to a host that is not
+    ///   loopback, without [`allow_insecure_http`](Self::allow_insecure_http).
+    /// - [`ConfigError::CredentialsInUrl`]: an allowed origin carries userinfo.
+    pub fn build(self) -> Result<AddAccessTokenLayer<R>, ConfigError> {
+        let mut origins = resource_origin(&self.credentials, self.allow_insecure_http);
+        for origin in &self.allowed {
+            origins.allow(origin, self.allow_insecure_http)?;
+        }
+        Ok(AddAccessTokenLayer {
+            shared: Arc::new(Shared::new(self.credentials, self.settings, origins)),
+            replay: self.replay,
+        })
     }
 }
 
-/// Never replays: a 401 is returned as it is (the token is still dropped).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoReplay;
-
-impl<B> Replay<B> for NoReplay {
-    fn replay(&self, _request: &Request<B>) -> Option<Request<B>> {
-        None
+impl<R> fmt::Debug for AddAccessTokenLayerBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddAccessTokenLayerBuilder")
+            .field("credentials", &self.credentials)
+            .field("settings", &self.settings)
+            .field("allowed", &self.allowed)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish_non_exhaustive()
     }
 }
 
-impl<B, F> Replay<B> for F
-where
-    F: Fn(&Request<B>) -> Option<Request<B>>,
-{
-    fn replay(&self, request: &Request<B>) -> Option<Request<B>> {
-        self(request)
+/// The origin of the credentials' resource, when it is an `http(s)` URL that follows the
+/// crate's URL rule.
+fn resource_origin(credentials: &ClientCredentials, allow_http: bool) -> Origins {
+    let mut origins = Origins::default();
+    let Some(resource) = credentials.resource.as_deref() else {
+        return origins;
+    };
+    if Origin::of_str(resource).is_none() {
+        return origins; // a URN: only `allow_origin`s get tokens
+    }
+    match crate::url::checked_uri(resource, allow_http) {
+        Ok(uri) => {
+            if let Some(origin) = Origin::of(&uri) {
+                origins.insert(origin);
+            }
+        }
+        Err(err) => tracing::warn!(
+            target: "bearer_guard::client",
+            reason = "resource_origin_refused",
+            error = %err,
+            "no token goes to the resource's origin"
+        ),
+    }
+    origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_deprecated_setters_still_configure_the_layer() {
+        let credentials =
+            ClientCredentials::builder("https://issuer.example/token", "svc", "secret")
+                .resource("https://api.example")
+                .build()
+                .expect("credentials");
+        let layer = AddAccessTokenLayer::new(credentials)
+            .refresh_ahead(Duration::from_secs(5))
+            .token_timeout(Duration::from_secs(2))
+            .max_cached_tokens(0);
+        let settings = layer.shared.settings;
+        assert_eq!(settings.refresh_ahead, Duration::from_secs(5));
+        assert_eq!(settings.token_timeout, Duration::from_secs(2));
+        assert_eq!(settings.max_cached_tokens, 1);
+        assert!(format!("{layer:?}").contains("https://api.example:443"));
+    }
+
+    fn origins_of(
+        resource: &str,
+        builder: impl FnOnce(AddAccessTokenLayerBuilder) -> AddAccessTokenLayerBuilder,
+    ) -> String {
+        let credentials =
+            ClientCredentials::builder("https://issuer.example/token", "svc", "secret")
+                .resource(resource)
+                .build()
+                .expect("credentials");
+        let layer = builder(AddAccessTokenLayer::builder(credentials))
+            .build()
+            .expect("layer");
+        format!("{:?}", layer.shared.origins())
+    }
+
+    #[test]
+    fn tokens_go_to_the_resource_origin_when_it_follows_the_url_rule() {
+        assert_eq!(
+            origins_of("https://api.example/v1?x", |b| b),
+            r#"["https://api.example:443"]"#
+        );
+        assert_eq!(
+            origins_of("http://127.0.0.1:8080/", |b| b),
+            r#"["http://127.0.0.1:8080"]"#
+        );
+        // Plain http elsewhere: only with the opt-in.
+        assert_eq!(origins_of("http://api.internal/", |b| b), "[]");
+        assert_eq!(
+            origins_of("http://api.internal/", |b| b.allow_insecure_http()),
+            r#"["http://api.internal:80"]"#
+        );
+        // A resource that is no URL gives no origin; allowed ones add theirs.
+        assert_eq!(origins_of("urn:example:api", |b| b), "[]");
+        assert_eq!(
+            origins_of("urn:example:api", |b| b.allow_origin("https://api.example")),
+            r#"["https://api.example:443"]"#
+        );
+    }
+
+    #[test]
+    fn build_refuses_origins_that_break_the_url_rule() {
+        let credentials =
+            ClientCredentials::builder("https://issuer.example/token", "svc", "secret")
+                .build()
+                .expect("credentials");
+        let build = |origin: &str| {
+            AddAccessTokenLayer::builder(credentials.clone())
+                .allow_origin(origin)
+                .build()
+                .err()
+        };
+        assert!(matches!(
+            build("http://api.example"),
+            Some(ConfigError::InsecureUrl(_))
+        ));
+        assert!(matches!(
+            build("https://api.example/v1"),
+            Some(ConfigError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            build("https://u:p@api.example"),
+            Some(ConfigError::CredentialsInUrl(_))
+        ));
+        assert!(build("https://api.example:8443").is_none());
     }
 }

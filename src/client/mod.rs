@@ -3,12 +3,13 @@
 //!
 //! [`AddAccessTokenLayer`] goes around the HTTP client a service calls another service's
 //! API with. It obtains access tokens by the OAuth 2.0 client-credentials grant
-//! (RFC 6749 §4.4), caches them, and sends each request with `Authorization: Bearer`.
+//! (RFC 6749 §4.4), caches them, and sends each request to that API with
+//! `Authorization: Bearer`; requests to other origins go without.
 //!
 //! # Example
 //!
 //! A stand-in for the HTTP client answers both the token endpoint and the API; three calls
-//! cost one token request:
+//! cost one token request, and a call to another origin goes without a token:
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -62,6 +63,11 @@
 //!     assert_eq!(res.status(), StatusCode::OK);
 //! }
 //! assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+//!
+//! // Another origin gets no token (the stand-in answers 401 to a request without one).
+//! let req = Request::get("https://elsewhere.example/transactions").body(Full::default())?;
+//! let res = api.clone().oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 //! # Ok::<(), BoxError>(())
 //! # })?;
 //! # Ok::<(), BoxError>(())
@@ -69,23 +75,43 @@
 //!
 //! # What it does
 //!
+//! - **Where tokens go**: only to requests for the *origin* (scheme, host, port) of the
+//!   credentials' [`resource`](ClientCredentialsBuilder::resource), when it is an `https`
+//!   URL (or `http` to loopback), and to the origins added with
+//!   [`allow_origin`](AddAccessTokenLayerBuilder::allow_origin) (the same API under other
+//!   names). Any other request goes through as it is, without a token and without a token
+//!   request: a client that also calls third parties, or follows a URL from a response,
+//!   does not hand them its tokens. A request whose URI has no scheme and host (a relative
+//!   one, completed by a layer inside this one) gets no token either: put this layer
+//!   innermost. A request that already carries `Authorization` is sent as it is.
+//! - **Per-request targets**: a [`TokenTarget`] in a request's extensions picks another
+//!   scope or resource for that request. A target cannot widen the origins above, and a
+//!   target whose resource is an `http(s)` URL gets its token only on requests to that
+//!   URL's own origin: a token minted for API X never goes to origin Y, even when both are
+//!   allowed. Such a request fails with [`TokenErrorKind::ResourceMismatch`] and is not
+//!   sent. (The default resource's token may go to every allowed origin: allowing them is
+//!   the statement that they serve that resource.) A target resource that is not a URL
+//!   (`urn:...`) is sent to any allowed origin.
 //! - **Token requests** are `POST`s to the token endpoint with `grant_type=client_credentials`,
 //!   the `scope` and the RFC 8707 `resource`, authenticated by `client_secret_basic` (the
 //!   default) or `client_secret_post` ([`AuthMethod`]). They go **through the wrapped client
 //!   itself** (a clone of it), so they use its connection pool, TLS settings and proxy;
-//!   hence its request body must be `From<Bytes>`. Each is limited to 10 s
-//!   ([`token_timeout`](AddAccessTokenLayer::token_timeout)) and its response to 64 KiB.
-//!   Redirects are not followed unless the wrapped client follows them.
+//!   hence its request body must be `From<Bytes>`. Each is one bounded fetch: 10 s in all
+//!   ([`token_timeout`](AddAccessTokenLayerBuilder::token_timeout)), a response of at most
+//!   64 KiB (by `Content-Length`, then while reading), and a redirect is an error, never
+//!   followed (build a client that follows redirects itself with them off).
 //! - **Caching**: one token per (scope, resource), shared by every clone of the layer and
-//!   its services. The [`ClientCredentials`] give the defaults; a [`TokenTarget`] in a
-//!   request's extensions picks another scope or resource for that request.
+//!   its services.
 //! - **Refresh**: a token is refreshed 60 s before it expires
-//!   ([`refresh_ahead`](AddAccessTokenLayer::refresh_ahead); never in the first half of
-//!   its life). Requests keep using the old token while the refresh runs in the
+//!   ([`refresh_ahead`](AddAccessTokenLayerBuilder::refresh_ahead); never in the first half
+//!   of its life). Requests keep using the old token while the refresh runs in the
 //!   background. Without a valid token, requests wait. Either way **one token request is
 //!   in flight at a time** per (scope, resource), and every waiter shares its outcome. It
 //!   runs in its own Tokio task, so a caller that gives up does not cancel it. A response
-//!   without `expires_in` is taken to last 5 minutes.
+//!   without `expires_in` is taken to last 5 minutes; one whose `expires_in` is below 10 s
+//!   ([`min_token_lifetime`](AddAccessTokenLayerBuilder::min_token_lifetime)), `0`
+//!   included, is kept 10 s, with a warning in the log, rather than cost a token request
+//!   per call.
 //! - **401**: when the upstream answers 401, the token is dropped and the request is sent
 //!   once more with a new one if it can be replayed (see [`Replay`]: by default it is
 //!   cloned, which needs `ReqBody: Clone`). Otherwise the 401 is returned, and the next
@@ -94,9 +120,13 @@
 //!   every token (wrong audience, untrusted issuer) does not turn each call into a token
 //!   request.
 //! - **Errors**: when no token can be had, the service returns a [`TokenError`] (boxed in
-//!   [`BoxError`]; `downcast_ref` it) and the request is not sent. The inner client's own
-//!   errors pass through, boxed. A request that already carries `Authorization` is sent as
-//!   it is.
+//!   [`BoxError`]; `downcast_ref` it) and the request is not sent. Its message names the
+//!   token endpoint's URL and says what failed and what to check (`the token request failed:
+//!   could not connect to https://issuer.example/oauth/token (Connection refused (os error
+//!   111)); check that the server is running ...`); [`TokenError::fetch_error`] gives the
+//!   [`FetchError`] of a failed
+//!   exchange (connect, TLS, timeout, status, size, JSON). The inner client's own errors
+//!   pass through, boxed.
 //!
 //! # Security
 //!
@@ -105,17 +135,19 @@
 //!   `bearer_guard::client`) hold neither the secret nor a token. The `Authorization`
 //!   headers the layer sets (Basic and Bearer) are marked sensitive.
 //! - The token endpoint must be `https` (plain `http` only to loopback, or with
-//!   [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)).
-//! - The layer adds the token to **every** request through it: wrap a client used only for
-//!   the API the tokens are for (their `resource`), so that the token never reaches
-//!   another host. Prefer `client_secret_basic`: with `client_secret_post` the secret is in
-//!   the request body, which middleware between this layer and the network could log.
+//!   [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)); so must the
+//!   origins tokens go to ([`allow_insecure_http`](AddAccessTokenLayerBuilder::allow_insecure_http)
+//!   on the layer's builder for a plain-`http` service mesh). URLs with credentials in them
+//!   are refused; URLs are printed without userinfo.
+//! - Tokens only go to the origins above. Prefer `client_secret_basic`: with
+//!   `client_secret_post` the secret is in the request body, which middleware between this
+//!   layer and the network could log.
 //!
 //! # The wrapped client
 //!
 //! Any `tower::Service<http::Request<B>, Response = http::Response<ResBody>>` that is
 //! `Clone + Send + 'static`, with `B: From<Bytes>` and `ResBody: http_body::Body`, on a
-//! Tokio runtime (the token requests run as tasks).
+//! Tokio runtime (the token requests run as tasks); [`HttpService`] names these bounds.
 //!
 //! With **hyper-util**'s client, whose `Client<C, Full<Bytes>>` is such a service:
 //!
@@ -183,33 +215,43 @@
 //!     }
 //! }
 //!
-//! let layer = AddAccessTokenLayer::new(credentials).replay(|req: &http::Request<reqwest::Body>| {
-//!     let body = req.body().as_bytes()?; // `None` for a streaming body: not replayed
-//!     let mut copy = http::Request::new(reqwest::Body::from(body.to_vec()));
-//!     *copy.method_mut() = req.method().clone();
-//!     *copy.uri_mut() = req.uri().clone();
-//!     *copy.version_mut() = req.version();
-//!     *copy.headers_mut() = req.headers().clone();
-//!     Some(copy)
-//! });
+//! let layer = AddAccessTokenLayer::builder(credentials)
+//!     .replay(|req: &http::Request<reqwest::Body>| {
+//!         let body = req.body().as_bytes()?; // `None` for a streaming body: not replayed
+//!         let mut copy = http::Request::new(reqwest::Body::from(body.to_vec()));
+//!         *copy.method_mut() = req.method().clone();
+//!         *copy.uri_mut() = req.uri().clone();
+//!         *copy.version_mut() = req.version();
+//!         *copy.headers_mut() = req.headers().clone();
+//!         Some(copy)
+//!     })
+//!     .build()?;
 //! let api = tower::ServiceBuilder::new().layer(layer).service(Reqwest(reqwest::Client::new()));
 //! ```
 
 mod cache;
 mod credentials;
+mod endpoint;
 mod error;
-mod fetch;
 mod future;
+mod http;
 mod layer;
+mod origin;
+mod replay;
+mod retry;
 mod service;
+mod shared;
 
 pub use self::credentials::{
     AuthMethod, ClientCredentials, ClientCredentialsBuilder, ClientSecret, TokenTarget,
 };
 pub use self::error::{BoxError, TokenError, TokenErrorKind};
 pub use self::future::ResponseFuture;
+pub use self::http::HttpService;
 pub use self::layer::{
-    AddAccessTokenLayer, CloneBody, DEFAULT_MAX_CACHED_TOKENS, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_TOKEN_TIMEOUT, NoReplay, Replay,
+    AddAccessTokenLayer, AddAccessTokenLayerBuilder, DEFAULT_MAX_CACHED_TOKENS,
+    DEFAULT_MIN_TOKEN_LIFETIME, DEFAULT_REFRESH_AHEAD, DEFAULT_TOKEN_TIMEOUT,
 };
+pub use self::replay::{CloneBody, NoReplay, Replay};
 pub use self::service::AddAccessToken;
+pub use crate::fetch::{FetchError, FetchErrorKind};

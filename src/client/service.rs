@@ -1,27 +1,27 @@
 //! [`AddAccessToken`]: the service [`AddAccessTokenLayer`](super::AddAccessTokenLayer)
-//! wraps around an HTTP client.
+//! wraps around an HTTP client. The decisions live elsewhere (whether a request gets a
+//! token and which: [`Shared`]; after a 401: [`After`]); this is the plumbing.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
-use http_body::Body;
+use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::cache::{Lookup, Refresh, Slot, Token};
 use super::credentials::TokenTarget;
-use super::error::{BoxError, TokenError, TokenErrorKind};
-use super::fetch;
-use super::future::{After, ResponseFuture};
-use super::layer::{CloneBody, Replay, Shared};
+use super::error::BoxError;
+use super::future::ResponseFuture;
+use super::http::HttpService;
+use super::replay::{CloneBody, Replay};
+use super::retry::After;
+use super::shared::{Decision, Shared, Ticket};
 
-/// Adds `Authorization: Bearer <token>` to each request and sends it through the inner
-/// HTTP client, which also carries the token requests. Built by
+/// Adds `Authorization: Bearer <token>` to each request for an allowed origin and sends it
+/// through the inner HTTP client, which also carries the token requests. Built by
 /// [`AddAccessTokenLayer`](super::AddAccessTokenLayer).
 ///
 /// Its error is a [`BoxError`]: the inner client's error, or a
@@ -77,43 +77,38 @@ impl<S: fmt::Debug, R> fmt::Debug for AddAccessToken<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for AddAccessToken<S, R>
+impl<S, R, B> Service<Request<B>> for AddAccessToken<S, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    R: Replay<ReqBody>,
-    ReqBody: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: From<Bytes> + Send + 'static,
+    R: Replay<B>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<S::ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let target = req.extensions_mut().remove::<TokenTarget>();
         if req.headers().contains_key(AUTHORIZATION) {
             // The caller chose its own credentials.
             return ResponseFuture::sent(self.inner.call(req), None);
         }
-        let now = Instant::now();
-        let slot = self.shared.tokens.slot(self.shared.key(target), now);
-        match slot.lookup(now) {
-            Lookup::Ready(token, refresh) => {
-                if let Some(refresh) = refresh {
-                    spawn_refresh(self.inner.clone(), Arc::clone(&self.shared), refresh);
-                }
-                let retry = self
-                    .replay
-                    .replay(&req)
-                    .map(|copy| (self.inner.clone(), copy));
-                authorize(&mut req, &token);
+        let key = match self.shared.decide(req.uri(), target) {
+            Decision::Token(key) => key,
+            Decision::Untouched => return ResponseFuture::sent(self.inner.call(req), None),
+            Decision::Refuse(err) => return ResponseFuture::failed(err.into()),
+        };
+        let slot = self.shared.tokens.slot(key, Instant::now());
+        // The copy is taken before the token is added.
+        let copy = self.replay.replay(&req);
+        match self.shared.ticket(&slot, &self.inner) {
+            Ticket::Ready(token) => {
+                token.authorize(&mut req);
+                let retry = copy.map(|copy| (self.inner.clone(), copy));
                 let future = self.inner.call(req);
                 let after = After {
                     slot,
@@ -123,11 +118,7 @@ where
                 };
                 ResponseFuture::sent(future, Some(after))
             }
-            Lookup::Wait(wait, refresh) => {
-                if let Some(refresh) = refresh {
-                    spawn_refresh(self.inner.clone(), Arc::clone(&self.shared), refresh);
-                }
-                let replay = self.replay.replay(&req);
+            Ticket::Wait(wait) => {
                 // The inner service is ready now; take that instance into the future and
                 // leave a clone behind (tower-service: "be careful when cloning inner
                 // services").
@@ -136,12 +127,12 @@ where
                 let shared = Arc::clone(&self.shared);
                 ResponseFuture::boxed(Box::pin(async move {
                     let token = wait.wait().await?;
-                    authorize(&mut req, &token);
+                    token.authorize(&mut req);
                     let response = inner.call(req).await.map_err(Into::into)?;
                     let after = After {
                         slot,
                         token,
-                        retry: replay.map(|copy| (inner, copy)),
+                        retry: copy.map(|copy| (inner, copy)),
                         shared,
                     };
                     match after.unauthorized(&response) {
@@ -154,155 +145,6 @@ where
     }
 }
 
-/// Sets the token, marked sensitive, as the request's `Authorization`.
-fn authorize<B>(req: &mut Request<B>, token: &Token) {
-    req.headers_mut()
-        .insert(AUTHORIZATION, token.header.clone());
-}
-
-impl<S, ReqBody> After<S, ReqBody> {
-    /// On a 401: drops the token, and returns the retry when the request may be sent again.
-    pub(crate) fn unauthorized<ResBody>(
-        self,
-        response: &Response<ResBody>,
-    ) -> Option<super::future::Boxed<Response<ResBody>>>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        ReqBody: From<Bytes> + Send + 'static,
-        ResBody: Body + Send + 'static,
-        ResBody::Data: Send,
-        ResBody::Error: Into<BoxError>,
-    {
-        if response.status() != StatusCode::UNAUTHORIZED {
-            self.token.mark_accepted();
-            return None;
-        }
-        let retry = self.slot.reject(&self.token, Instant::now());
-        match (retry, self.retry) {
-            (true, Some((inner, req))) => {
-                tracing::debug!(
-                    target: "bearer_guard::client",
-                    reason = "unauthorized",
-                    "upstream refused the access token; retrying once with a new one"
-                );
-                Some(Box::pin(resend(inner, req, self.slot, self.shared)))
-            }
-            (true, None) => {
-                tracing::debug!(
-                    target: "bearer_guard::client",
-                    reason = "unauthorized",
-                    "upstream refused the access token; the request cannot be replayed"
-                );
-                None
-            }
-            (false, _) => {
-                tracing::warn!(
-                    target: "bearer_guard::client",
-                    reason = "unauthorized_again",
-                    "upstream refused a freshly replaced access token; not retrying"
-                );
-                None
-            }
-        }
-    }
-}
-
-/// Sends `req` again with the slot's (new) token.
-async fn resend<S, ReqBody, ResBody>(
-    mut inner: S,
-    mut req: Request<ReqBody>,
-    slot: Arc<Slot>,
-    shared: Arc<Shared>,
-) -> Result<Response<ResBody>, BoxError>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ReqBody: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let token = match slot.lookup(Instant::now()) {
-        Lookup::Ready(token, refresh) => {
-            if let Some(refresh) = refresh {
-                spawn_refresh(inner.clone(), Arc::clone(&shared), refresh);
-            }
-            token
-        }
-        Lookup::Wait(wait, refresh) => {
-            if let Some(refresh) = refresh {
-                spawn_refresh(inner.clone(), Arc::clone(&shared), refresh);
-            }
-            wait.wait().await?
-        }
-    };
-    authorize(&mut req, &token);
-    poll_fn(|cx| inner.poll_ready(cx))
-        .await
-        .map_err(Into::into)?;
-    let response = inner.call(req).await.map_err(Into::into)?;
-    if response.status() != StatusCode::UNAUTHORIZED {
-        token.mark_accepted();
-    }
-    Ok(response)
-}
-
-/// Runs the token request of `refresh` in its own task, through a clone of the inner
-/// service, so that no caller's cancellation stops it.
-fn spawn_refresh<S, ReqBody, ResBody>(inner: S, shared: Arc<Shared>, refresh: Refresh)
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ReqBody: From<Bytes> + Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let request = match fetch::request::<ReqBody>(&shared.credentials, refresh.key()) {
-        Ok(request) => request,
-        Err(err) => return finish(refresh, Err(err), &shared),
-    };
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        let err = TokenError::new(TokenErrorKind::Unavailable);
-        return finish(refresh, Err(err), &shared);
-    };
-    runtime.spawn(async move {
-        let fetched = fetch::send(inner, request, shared.timeout).await;
-        finish(refresh, fetched, &shared);
-    });
-}
-
-fn finish(refresh: Refresh, fetched: Result<fetch::Fetched, TokenError>, shared: &Shared) {
-    let key = refresh.key();
-    let scope = key.scope.as_deref().unwrap_or("");
-    let resource = key.resource.as_deref().unwrap_or("");
-    match &fetched {
-        Ok(f) => tracing::debug!(
-            target: "bearer_guard::client",
-            client_id = %shared.credentials.client_id,
-            scope,
-            resource,
-            expires_in = f.expires_in.as_secs(),
-            "access token obtained"
-        ),
-        Err(err) => tracing::warn!(
-            target: "bearer_guard::client",
-            client_id = %shared.credentials.client_id,
-            scope,
-            resource,
-            reason = err.kind().as_str(),
-            status = err.status().map(|s| s.as_u16()),
-            oauth_error = err.oauth_error(),
-            "token request failed"
-        ),
-    }
-    refresh.complete(fetched, shared.refresh_ahead, Instant::now());
-}
-
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -312,32 +154,43 @@ mod tests {
     use std::task::Waker;
     use std::time::Duration;
 
+    use http::StatusCode;
     use http_body_util::Full;
     use tower::{ServiceExt, service_fn};
     use tower_layer::Layer;
 
     use super::*;
-    use crate::client::{AddAccessTokenLayer, ClientCredentials, TokenErrorKind};
+    use crate::client::{
+        AddAccessTokenLayer, AddAccessTokenLayerBuilder, ClientCredentials, TokenError,
+        TokenErrorKind,
+    };
 
     const TOKEN_JSON: &str = r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}"#;
 
-    fn layer() -> AddAccessTokenLayer {
+    fn builder() -> AddAccessTokenLayerBuilder {
         let credentials =
             ClientCredentials::builder("https://issuer.example/token", "svc", "secret-value")
                 .scope("read")
+                .resource("https://api.example")
                 .build()
                 .expect("credentials");
-        AddAccessTokenLayer::new(credentials)
+        AddAccessTokenLayer::builder(credentials)
+    }
+
+    fn layer() -> AddAccessTokenLayer {
+        builder().build().expect("layer")
     }
 
     fn full(body: impl Into<Bytes>) -> Full<Bytes> {
         Full::new(body.into())
     }
 
+    fn request_to(url: &str) -> Request<Full<Bytes>> {
+        Request::get(url).body(Full::default()).expect("request")
+    }
+
     fn api_request() -> Request<Full<Bytes>> {
-        Request::get("https://api.example/x")
-            .body(Full::default())
-            .expect("request")
+        request_to("https://api.example/x")
     }
 
     fn is_token_request<B>(req: &Request<B>) -> bool {
@@ -351,6 +204,45 @@ mod tests {
     {
         let err = svc.oneshot(api_request()).await.expect_err("no token");
         err.downcast_ref::<TokenError>().map(TokenError::kind)
+    }
+
+    /// An issuer and an API in one `service_fn`: the token endpoint answers `token_json`,
+    /// the API echoes the `Authorization` it got (or `-`). Counts the token requests.
+    fn upstream(
+        token_json: &'static str,
+    ) -> (
+        impl HttpService<Full<Bytes>, ResBody = Full<Bytes>>,
+        Arc<AtomicUsize>,
+    ) {
+        let token_requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&token_requests);
+        let svc = service_fn(move |req: Request<Full<Bytes>>| {
+            let counter = Arc::clone(&counter);
+            async move {
+                if is_token_request(&req) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    return Ok::<_, Infallible>(Response::new(full(token_json)));
+                }
+                let auth = req.headers().get(AUTHORIZATION).cloned();
+                let echo = auth.map_or_else(
+                    || Bytes::from("-"),
+                    |v| Bytes::copy_from_slice(v.as_bytes()),
+                );
+                Ok(Response::new(full(echo)))
+            }
+        });
+        (svc, token_requests)
+    }
+
+    async fn authorization<S>(svc: &S, req: Request<Full<Bytes>>) -> Result<String, BoxError>
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = BoxError>
+            + Clone,
+    {
+        use http_body_util::BodyExt as _;
+        let res = svc.clone().oneshot(req).await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     #[tokio::test]
@@ -394,9 +286,105 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_the_resource_origin_and_allowed_origins_get_a_token() {
+        let (inner, token_requests) = upstream(TOKEN_JSON);
+        let svc = layer().layer(inner.clone());
+        for other in [
+            "https://evil.example/x",
+            "http://api.example/x",      // same host, plain http
+            "https://api.example:8443/", // same host, other port
+            "https://api.example.evil.example/",
+            "/relative",
+        ] {
+            let auth = authorization(&svc, request_to(other)).await.expect("sent");
+            assert_eq!(auth, "-", "{other}");
+        }
+        assert_eq!(
+            token_requests.load(Ordering::SeqCst),
+            0,
+            "no token fetched for them"
+        );
+        let auth = authorization(&svc, request_to("https://API.example:443/y")).await;
+        assert_eq!(auth.expect("sent"), "Bearer tok-1");
+
+        let svc = builder()
+            .allow_origin("https://api-eu.example")
+            .build()
+            .expect("layer")
+            .layer(inner);
+        let auth = authorization(&svc, request_to("https://api-eu.example/z")).await;
+        assert_eq!(auth.expect("sent"), "Bearer tok-1");
+        let auth = authorization(&svc, request_to("https://evil.example/z")).await;
+        assert_eq!(auth.expect("sent"), "-");
+    }
+
+    #[tokio::test]
+    async fn a_target_resource_on_another_origin_is_refused_before_any_request() {
+        let (inner, token_requests) = upstream(TOKEN_JSON);
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        let counting = tower::ServiceBuilder::new()
+            .map_request(move |req: Request<Full<Bytes>>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                req
+            })
+            .service(inner);
+        let svc = builder()
+            .allow_origin("https://api-eu.example")
+            .build()
+            .expect("layer")
+            .layer(counting);
+        // A token for https://api.example must not go to https://api-eu.example, even though
+        // both are allowed origins of the layer.
+        let mut req = request_to("https://api-eu.example/z");
+        req.extensions_mut()
+            .insert(TokenTarget::new().resource("https://api.example/v2"));
+        let err = authorization(&svc, req).await.expect_err("refused");
+        let err = err.downcast_ref::<TokenError>().expect("a TokenError");
+        assert_eq!(err.kind(), TokenErrorKind::ResourceMismatch);
+        assert!(err.to_string().contains("https://api.example:443"), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was sent");
+        assert_eq!(token_requests.load(Ordering::SeqCst), 0);
+
+        // A target on the request's own origin, or one that is not a URL, is fine.
+        for resource in ["https://api-eu.example/v2", "urn:example:api"] {
+            let mut req = request_to("https://api-eu.example/z");
+            req.extensions_mut()
+                .insert(TokenTarget::new().resource(resource));
+            assert_eq!(
+                authorization(&svc, req).await.expect("sent"),
+                "Bearer tok-1"
+            );
+        }
+        // A target cannot widen the origins: not allowed stays not allowed.
+        let mut req = request_to("https://evil.example/");
+        req.extensions_mut()
+            .insert(TokenTarget::new().resource("https://evil.example/"));
+        assert_eq!(authorization(&svc, req).await.expect("sent"), "-");
+    }
+
+    #[tokio::test]
+    async fn a_zero_or_tiny_expires_in_does_not_cost_a_token_request_per_call() {
+        for json in [
+            r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":0}"#,
+            r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":"1"}"#,
+        ] {
+            let (inner, token_requests) = upstream(json);
+            let svc = layer().layer(inner);
+            for _ in 0..20 {
+                let auth = authorization(&svc, api_request()).await.expect("sent");
+                assert_eq!(auth, "Bearer tok-1");
+            }
+            assert_eq!(token_requests.load(Ordering::SeqCst), 1, "{json}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_token_endpoint_that_does_not_answer_times_out() {
-        let svc = layer()
+        let svc = builder()
             .token_timeout(Duration::from_millis(50))
+            .build()
+            .expect("layer")
             .layer(service_fn(|_req: Request<Full<Bytes>>| async {
                 std::future::pending::<()>().await;
                 Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))

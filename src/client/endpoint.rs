@@ -1,24 +1,23 @@
-//! The token request (RFC 6749 §4.4.2) and its response (§5.1, §5.2).
+//! The token endpoint: the client-credentials request (RFC 6749 §4.4.2) and its response
+//! (§5.1, §5.2), sent and read through the crate's bounded fetch.
 
 use std::fmt::Write as _;
-use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
-use tower_service::Service;
 use zeroize::Zeroize;
 
-use super::cache::TokenKey;
 use super::credentials::{AuthMethod, ClientCredentials};
-use super::error::{BoxError, TokenError, TokenErrorKind};
+use super::error::{TokenError, TokenErrorKind};
+use super::http::HttpService;
+use crate::fetch::{self, Limits};
 
 /// Largest token endpoint response read.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024;
@@ -27,13 +26,59 @@ pub(crate) const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(300);
 /// Longest `expires_in` taken at its word.
 const MAX_EXPIRES_IN: u64 = 365 * 86_400;
 
-/// A token as the endpoint gave it.
-pub(crate) struct Fetched {
+/// What a token is asked for: the normalised scope and the RFC 8707 resource. The cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TokenKey {
+    pub(crate) scope: Option<String>,
+    pub(crate) resource: Option<String>,
+}
+
+/// A token as the endpoint issued it.
+pub(crate) struct Issued {
     /// `Bearer <token>`, marked sensitive.
     pub(crate) header: HeaderValue,
+    /// The lifetime used: `expires_in`, within the layer's floor and a year.
     pub(crate) expires_in: Duration,
+    /// `expires_in` as the endpoint sent it, when it was below the floor.
+    pub(crate) raised_from: Option<u64>,
     /// When the request went out: the lifetime counts from here.
     pub(crate) sent_at: Instant,
+}
+
+/// Asks the token endpoint for a token for `key`, through `service`, within `timeout`; a
+/// lifetime below `floor` is raised to it.
+pub(crate) async fn fetch_token<S, B>(
+    service: S,
+    credentials: &ClientCredentials,
+    key: &TokenKey,
+    timeout: Duration,
+    floor: Duration,
+) -> Result<Issued, TokenError>
+where
+    S: HttpService<B>,
+    B: From<Bytes>,
+{
+    let limits = Limits {
+        timeout,
+        max_body: MAX_RESPONSE,
+        accept: readable,
+    };
+    let sent_at = Instant::now();
+    let request = request::<B>(credentials, key)?;
+    let fetched = fetch::send(service, request, &limits)
+        .await
+        .map_err(TokenError::fetch)?;
+    parse(fetched.status, &fetched.body, fetched.url(), sent_at, floor)
+}
+
+/// Success, and the statuses RFC 6749 §5.2 errors come with (400; 401 for a client that
+/// failed to authenticate; 403 from some servers). Any other is an error without reading.
+fn readable(status: StatusCode) -> bool {
+    status.is_success()
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
 }
 
 /// `POST` to the token endpoint: `grant_type=client_credentials` with the key's scope and
@@ -108,65 +153,12 @@ fn form_encode(out: &mut String, value: &str) {
     }
 }
 
-/// Sends `request` through `service` (after `poll_ready`) and reads the answer, all within
-/// `timeout`; the body is capped at [`MAX_RESPONSE`].
-pub(crate) async fn send<S, B, R>(
-    mut service: S,
-    request: Request<B>,
-    timeout: Duration,
-) -> Result<Fetched, TokenError>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Error: Into<BoxError>,
-    R: Body,
-    R::Error: Into<BoxError>,
-{
-    let sent_at = Instant::now();
-    let exchange = async {
-        let transport = |e: BoxError| TokenError::new(TokenErrorKind::Transport).with_source(e);
-        poll_fn(|cx| service.poll_ready(cx))
-            .await
-            .map_err(|e| transport(e.into()))?;
-        let response = service
-            .call(request)
-            .await
-            .map_err(|e| transport(e.into()))?;
-        let (parts, body) = response.into_parts();
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > MAX_RESPONSE as u64) {
-            return Err(too_large(parts.status));
-        }
-        let body = Limited::new(body, MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    too_large(parts.status)
-                } else {
-                    transport(e).with_status(parts.status)
-                }
-            })?
-            .to_bytes();
-        Ok((parts.status, body))
-    };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| TokenError::new(TokenErrorKind::Timeout))??;
-    parse(status, &body, sent_at)
-}
-
-fn too_large(status: StatusCode) -> TokenError {
-    TokenError::new(TokenErrorKind::ResponseTooLarge).with_status(status)
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
-    access_token: String,
-    token_type: String,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<ExpiresIn>,
 }
@@ -187,52 +179,81 @@ struct ErrorResponse {
 }
 
 /// A successful token response (§5.1), or the error (§5.2) the endpoint answered with.
+/// Nothing of the body is kept in an error but the §5.2 `error` and its description. A
+/// lifetime below `floor` is raised to it: an endpoint answering `expires_in: 0` would
+/// otherwise cost one token request per call.
 pub(crate) fn parse(
     status: StatusCode,
     body: &[u8],
+    url: &Arc<str>,
     sent_at: Instant,
-) -> Result<Fetched, TokenError> {
+    floor: Duration,
+) -> Result<Issued, TokenError> {
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorResponse>(body) {
             Ok(e) => TokenError::rejected(status, &e.error, e.error_description.as_deref()),
             Err(_) => TokenError::new(TokenErrorKind::Status).with_status(status),
-        });
+        }
+        .at(url));
     }
-    let invalid = || TokenError::new(TokenErrorKind::InvalidResponse).with_status(status);
-    // The parse error could quote the body, and so the token: keep it out.
-    let mut response: TokenResponse = serde_json::from_slice(body).map_err(|_| invalid())?;
+    let invalid = |what: &'static str| {
+        TokenError::new(TokenErrorKind::InvalidResponse)
+            .with_status(status)
+            .with_detail(what)
+            .at(url)
+    };
+    let mut response: TokenResponse = fetch::json(url, status, body).map_err(TokenError::fetch)?;
     let result = (|| {
-        if !response.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(TokenError::new(TokenErrorKind::UnsupportedTokenType).with_status(status));
+        let token_type = response
+            .token_type
+            .as_deref()
+            .ok_or_else(|| invalid("no `token_type` member"))?;
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(TokenError::new(TokenErrorKind::UnsupportedTokenType)
+                .with_status(status)
+                .with_token_type(token_type)
+                .at(url));
         }
         let expires_in = match &response.expires_in {
-            None => DEFAULT_EXPIRES_IN,
-            Some(ExpiresIn::Number(n)) => Duration::from_secs((*n).min(MAX_EXPIRES_IN)),
-            Some(ExpiresIn::Text(s)) => Duration::from_secs(
+            None => None,
+            Some(ExpiresIn::Number(n)) => Some(*n),
+            Some(ExpiresIn::Text(s)) => Some(
                 s.trim()
                     .parse::<u64>()
-                    .map_err(|_| invalid())?
-                    .min(MAX_EXPIRES_IN),
+                    .map_err(|_| invalid("`expires_in` is not a number of seconds"))?,
             ),
         };
-        let token = &response.access_token;
+        let lifetime = expires_in
+            .map_or(DEFAULT_EXPIRES_IN, |n| {
+                Duration::from_secs(n.min(MAX_EXPIRES_IN))
+            })
+            .max(floor);
+        let token = response
+            .access_token
+            .as_deref()
+            .ok_or_else(|| invalid("no `access_token` member"))?;
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid());
+            return Err(invalid(
+                "the `access_token` is empty or holds characters a header cannot carry",
+            ));
         }
         let mut value = String::with_capacity(7 + token.len());
         value.push_str("Bearer ");
         value.push_str(token);
         let header = HeaderValue::from_str(&value);
         value.zeroize();
-        let mut header = header.map_err(|_| invalid())?;
+        let mut header = header.map_err(|_| invalid("the `access_token` cannot be sent"))?;
         header.set_sensitive(true);
-        Ok(Fetched {
+        Ok(Issued {
             header,
-            expires_in,
+            expires_in: lifetime,
+            raised_from: expires_in.filter(|n| Duration::from_secs(*n) < floor),
             sent_at,
         })
     })();
-    response.access_token.zeroize();
+    if let Some(token) = &mut response.access_token {
+        token.zeroize();
+    }
     result
 }
 
@@ -240,7 +261,13 @@ pub(crate) fn parse(
 mod tests {
     use super::*;
     use crate::client::ClientCredentials;
-    use http_body_util::Full;
+    use http_body_util::{BodyExt as _, Full};
+
+    const FLOOR: Duration = Duration::from_secs(10);
+
+    fn url() -> Arc<str> {
+        Arc::from("https://issuer.example/token")
+    }
 
     fn credentials(method: AuthMethod) -> ClientCredentials {
         ClientCredentials::builder("https://issuer.example/token", "svc:2 é", "p@ss word:+%&=")
@@ -299,11 +326,17 @@ mod tests {
         );
     }
 
-    fn ok(json: &str) -> Result<Fetched, TokenError> {
-        parse(StatusCode::OK, json.as_bytes(), Instant::now())
+    fn ok(json: &str) -> Result<Issued, TokenError> {
+        parse(
+            StatusCode::OK,
+            json.as_bytes(),
+            &url(),
+            Instant::now(),
+            FLOOR,
+        )
     }
 
-    fn kind(result: Result<Fetched, TokenError>) -> Option<TokenErrorKind> {
+    fn kind(result: Result<Issued, TokenError>) -> Option<TokenErrorKind> {
         result.err().map(|e| e.kind())
     }
 
@@ -354,7 +387,9 @@ mod tests {
         let err = parse(
             StatusCode::UNAUTHORIZED,
             br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+            &url(),
             Instant::now(),
+            FLOOR,
         )
         .err()
         .expect("error");
@@ -364,11 +399,87 @@ mod tests {
         let err = parse(
             StatusCode::BAD_GATEWAY,
             b"<html>secret-ish</html>",
+            &url(),
             Instant::now(),
+            FLOOR,
         )
         .err()
         .expect("error");
         assert_eq!(err.kind(), TokenErrorKind::Status);
         assert!(!format!("{err:?} {err}").contains("secret-ish"));
+    }
+
+    #[test]
+    fn a_lifetime_below_the_floor_is_raised_and_reported() {
+        for (expires_in, raised) in [
+            ("0", Some(0)),
+            ("\"3\"", Some(3)),
+            ("10", None),
+            ("60", None),
+        ] {
+            let json = format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{expires_in}}}"#
+            );
+            let f = ok(&json).expect("valid");
+            assert!(f.expires_in >= FLOOR, "{json}");
+            assert_eq!(f.raised_from, raised, "{json}");
+        }
+    }
+
+    #[test]
+    fn invalid_responses_say_what_is_wrong_and_never_quote_the_token() {
+        let secret = "tok-SECRET-123";
+        for (body, says) in [
+            (
+                format!(r#"{{"token_type":"Bearer","x":"{secret}"}}"#),
+                "no `access_token` member",
+            ),
+            (
+                format!(r#"{{"access_token":"{secret}"}}"#),
+                "no `token_type` member",
+            ),
+            (
+                format!(
+                    r#"{{"access_token":"{secret}","token_type":"Bearer","expires_in":"{secret}"}}"#
+                ),
+                "`expires_in` is not a number",
+            ),
+            (
+                format!(r#"{{"access_token":["{secret}"],"token_type":"Bearer"}}"#),
+                "not the JSON expected",
+            ),
+            (format!("{secret} not json"), "syntax at line 1, column 2"),
+        ] {
+            let err = ok(&body).err().expect("invalid");
+            assert_eq!(err.kind(), TokenErrorKind::InvalidResponse, "{body}");
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains(says), "{shown}");
+            assert!(shown.contains("https://issuer.example/token"), "{shown}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+        let err = ok(r#"{"access_token":"a","token_type":"DPoP"}"#)
+            .err()
+            .expect("dpop");
+        assert!(
+            err.to_string()
+                .contains("issued a `DPoP` token, not a Bearer one"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_success_and_oauth_error_statuses_are_read() {
+        for status in [200, 201, 400, 401, 403] {
+            assert!(
+                readable(StatusCode::from_u16(status).expect("status")),
+                "{status}"
+            );
+        }
+        for status in [301, 302, 404, 500, 502, 503] {
+            assert!(
+                !readable(StatusCode::from_u16(status).expect("status")),
+                "{status}"
+            );
+        }
     }
 }

@@ -1,0 +1,230 @@
+//! The state every clone of a layer and of its services shares (the configuration and the
+//! token cache), and the two decisions of a request: whether it gets a token, and which
+//! token, or which place in the queue for one. Token requests run here, in their own tasks.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use tokio::time::Instant;
+
+use super::cache::{Lookup, Refresh, Slot, Token, Tokens, Wait};
+use super::credentials::{ClientCredentials, TokenTarget};
+use super::endpoint::{self, Issued, TokenKey};
+use super::error::{TokenError, TokenErrorKind};
+use super::http::HttpService;
+use super::origin::{Origin, Origins};
+
+/// The layer's settings (see its builder).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) refresh_ahead: Duration,
+    pub(crate) token_timeout: Duration,
+    pub(crate) max_cached_tokens: usize,
+    pub(crate) min_token_lifetime: Duration,
+}
+
+/// The configuration and the token cache, behind one `Arc`.
+pub(crate) struct Shared {
+    pub(crate) credentials: ClientCredentials,
+    pub(crate) settings: Settings,
+    /// Where tokens may go.
+    origins: Origins,
+    pub(crate) tokens: Tokens,
+}
+
+/// Whether a request gets a token.
+pub(crate) enum Decision {
+    /// Its origin is not one the layer sends tokens to: it goes on as it is.
+    Untouched,
+    /// It gets the token of this key.
+    Token(TokenKey),
+    /// It must not be sent: its target names a resource on another origin.
+    Refuse(TokenError),
+}
+
+/// A request's token now, or its place in the queue for one.
+pub(crate) enum Ticket {
+    Ready(Arc<Token>),
+    Wait(Wait),
+}
+
+impl Ticket {
+    pub(crate) async fn token(self) -> Result<Arc<Token>, TokenError> {
+        match self {
+            Ticket::Ready(token) => Ok(token),
+            Ticket::Wait(wait) => wait.wait().await,
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        credentials: ClientCredentials,
+        settings: Settings,
+        origins: Origins,
+    ) -> Self {
+        if origins.is_empty() {
+            tracing::warn!(
+                target: "bearer_guard::client",
+                reason = "no_origin",
+                client_id = %credentials.client_id,
+                "this layer sends no token: its resource is not an https URL (or loopback http) \
+                 and no origin was allowed"
+            );
+        }
+        Shared {
+            tokens: Tokens::new(settings.max_cached_tokens),
+            credentials,
+            settings,
+            origins,
+        }
+    }
+
+    pub(crate) fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    /// Whether (and which) token goes with a request to `uri`: one only to an allowed origin
+    /// (the resource's, or one allowed explicitly), and a [`TokenTarget`]'s resource only to
+    /// its own origin when it is an `http(s)` URL.
+    pub(crate) fn decide(&self, uri: &Uri, target: Option<TokenTarget>) -> Decision {
+        let origin = match Origin::of(uri) {
+            Some(origin) if self.origins.contains(&origin) => origin,
+            other => {
+                tracing::debug!(
+                    target: "bearer_guard::client",
+                    reason = "origin_not_allowed",
+                    origin = %other.map_or_else(|| "none".to_owned(), |o| o.to_string()),
+                    "request sent without a token: its origin is not one this layer sends \
+                     tokens to"
+                );
+                return Decision::Untouched;
+            }
+        };
+        let target = target.unwrap_or_default();
+        if let Some(resource) = target.resource.as_deref()
+            && let Some(theirs) = Origin::of_str(resource)
+            && theirs != origin
+        {
+            let detail = format!(
+                "a TokenTarget asks for a token for a resource on {theirs} in a request to \
+                 {origin}; such a token is only sent to its resource's origin, so the request \
+                 was not sent"
+            );
+            return Decision::Refuse(
+                TokenError::new(TokenErrorKind::ResourceMismatch).with_detail(detail),
+            );
+        }
+        Decision::Token(TokenKey {
+            scope: target.scope.or_else(|| self.credentials.scope.clone()),
+            resource: target
+                .resource
+                .or_else(|| self.credentials.resource.clone()),
+        })
+    }
+
+    /// The token of `slot`, or the place in the queue for it. When a token request is due,
+    /// it starts here, in the background, through a clone of `inner`: the one place where
+    /// "use the token, or wait for the refresh" is decided.
+    pub(crate) fn ticket<S, B>(self: &Arc<Self>, slot: &Arc<Slot>, inner: &S) -> Ticket
+    where
+        S: HttpService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        let (ticket, refresh) = match slot.lookup(Instant::now()) {
+            Lookup::Ready(token, refresh) => (Ticket::Ready(token), refresh),
+            Lookup::Wait(wait, refresh) => (Ticket::Wait(wait), refresh),
+        };
+        if let Some(refresh) = refresh {
+            self.spawn_refresh(inner.clone(), refresh);
+        }
+        ticket
+    }
+
+    /// Runs the token request of `refresh` in its own task, so that no caller's
+    /// cancellation stops it.
+    fn spawn_refresh<S, B>(self: &Arc<Self>, inner: S, refresh: Refresh)
+    where
+        S: HttpService<B>,
+        B: From<Bytes> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let err = TokenError::new(TokenErrorKind::Unavailable)
+                .with_detail("no Tokio runtime to run the token request on");
+            return self.finish(refresh, Err(err));
+        };
+        let shared = Arc::clone(self);
+        runtime.spawn(async move {
+            let Settings {
+                token_timeout,
+                min_token_lifetime,
+                ..
+            } = shared.settings;
+            let (credentials, key) = (&shared.credentials, refresh.key());
+            let issued =
+                endpoint::fetch_token(inner, credentials, key, token_timeout, min_token_lifetime)
+                    .await;
+            shared.finish(refresh, issued);
+        });
+    }
+
+    fn finish(&self, refresh: Refresh, issued: Result<Issued, TokenError>) {
+        let key = refresh.key();
+        let scope = key.scope.as_deref().unwrap_or("");
+        let resource = key.resource.as_deref().unwrap_or("");
+        let client_id = &self.credentials.client_id;
+        match &issued {
+            Ok(token) => {
+                if let Some(expires_in) = token.raised_from {
+                    tracing::warn!(
+                        target: "bearer_guard::client",
+                        reason = "short_lifetime",
+                        client_id = %client_id,
+                        scope,
+                        resource,
+                        expires_in,
+                        used_for = token.expires_in.as_secs(),
+                        "the token endpoint's expires_in is below the floor; the token is kept \
+                         that long (or until the upstream refuses it) instead"
+                    );
+                }
+                tracing::debug!(
+                    target: "bearer_guard::client",
+                    client_id = %client_id,
+                    scope,
+                    resource,
+                    expires_in = token.expires_in.as_secs(),
+                    "access token obtained"
+                );
+            }
+            Err(err) => tracing::warn!(
+                target: "bearer_guard::client",
+                client_id = %client_id,
+                scope,
+                resource,
+                reason = err.kind().as_str(),
+                status = err.status().map(|s| s.as_u16()),
+                oauth_error = err.oauth_error(),
+                error = %err,
+                "token request failed"
+            ),
+        }
+        refresh.complete(issued, self.settings.refresh_ahead, Instant::now());
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddAccessTokenLayer")
+            .field("credentials", &self.credentials)
+            .field("refresh_ahead", &self.settings.refresh_ahead)
+            .field("token_timeout", &self.settings.token_timeout)
+            .field("max_cached_tokens", &self.settings.max_cached_tokens)
+            .field("min_token_lifetime", &self.settings.min_token_lifetime)
+            .field("origins", &self.origins)
+            .finish_non_exhaustive()
+    }
+}
