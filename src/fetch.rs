@@ -3,12 +3,8 @@
 //! check the caller chooses, and one typed error, [`FetchError`], that names the URL
 //! (without userinfo), says what failed and what to check.
 //!
-//! The outgoing client's token requests go through it; so can the remote key sets, whose
-//! type-erased client becomes a `Service` with [`service_fn`]:
-//!
-//! ```text
-//! let fetched = fetch::get(fetch::service_fn(|req| client.send(req)), &uri, &limits).await?;
-//! ```
+//! The outgoing client's token requests go through it, and so do the remote key sets and
+//! discovery documents, whose type-erased client becomes a `Service` with [`service_fn`].
 
 mod error;
 
@@ -43,7 +39,7 @@ pub(crate) struct Limits {
 }
 
 /// The status rule of a document fetch (JWKS, discovery): `200 OK` only.
-#[allow(dead_code)] // for the remote key sets, which move onto this fetch next
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn only_ok(status: StatusCode) -> bool {
     status == StatusCode::OK
 }
@@ -52,7 +48,7 @@ pub(crate) fn only_ok(status: StatusCode) -> bool {
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
-    #[allow(dead_code)] // the remote key sets read `Cache-Control`
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     url: Arc<str>,
@@ -62,12 +58,6 @@ impl Fetched {
     /// The URL it was fetched from, without userinfo.
     pub(crate) fn url(&self) -> &Arc<str> {
         &self.url
-    }
-
-    /// The body as JSON. The error names the position of the fault, never the content.
-    #[allow(dead_code)] // for the remote key sets, which move onto this fetch next
-    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, FetchError> {
-        json(&self.url, self.status, &self.body)
     }
 }
 
@@ -81,7 +71,7 @@ pub(crate) fn json<T: DeserializeOwned>(
 }
 
 /// `GET uri` with `Accept: application/json` and an empty body, through [`send`].
-#[allow(dead_code)] // for the remote key sets, which move onto this fetch next
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) async fn get<S, B, R>(
     service: S,
     uri: &Uri,
@@ -206,13 +196,13 @@ where
 
 /// A [`Service`] from a closure returning a future: how a type-erased client (say an
 /// `Arc<dyn HttpClient>`, whose `send` returns a boxed future) goes through [`send`].
-#[allow(dead_code)] // for the remote key sets, which move onto this fetch next
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn service_fn<F>(f: F) -> ServiceFn<F> {
     ServiceFn(f)
 }
 
 /// See [`service_fn`]. Always ready.
-#[allow(dead_code)] // for the remote key sets, which move onto this fetch next
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ServiceFn<F>(F);
 

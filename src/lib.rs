@@ -118,13 +118,8 @@ mod claims;
 pub mod client;
 mod credentials;
 mod error;
-// The bounded HTTP fetch of the token requests (and, next, of remote key sets); until those
-// move onto it, a `remote`-only build uses none of it.
+// The one bounded HTTP fetch: token requests, key sets, discovery documents.
 #[cfg(any(feature = "remote", feature = "client"))]
-#[cfg_attr(
-    not(feature = "client"),
-    allow(dead_code, unreachable_pub, unused_imports)
-)]
 mod fetch;
 mod future;
 mod json;
@@ -159,6 +154,8 @@ pub use crate::axum::ClaimsRejection;
 pub use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 pub use crate::claims::{AccessClaims, Audience, Claims};
 pub use crate::error::{AuthError, BoxError, ConfigError, ErrorKind};
+#[cfg(any(feature = "remote", feature = "client"))]
+pub use crate::fetch::{FetchError, FetchErrorKind};
 pub use crate::future::ResponseFuture;
 pub use crate::keys::{JwksOptions, Key, KeySet};
 pub use crate::layer::{Guard, RequireScope};

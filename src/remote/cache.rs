@@ -9,9 +9,10 @@ use ::http::Uri;
 use arc_swap::ArcSwapOption;
 use serde::Deserialize;
 
-use super::http::{self, FetchError, FetchLimits, HttpClient};
+use super::http::{self, HttpClient};
 use super::{RemoteKeys, Settings, Source};
 use crate::error::ConfigError;
+use crate::fetch::{FetchError, Limits};
 use crate::keys::{Key, KeySet};
 use crate::url::redact;
 
@@ -37,7 +38,7 @@ pub(crate) struct KeyCache {
     settings: Settings,
     issuer: String,
     client: Arc<dyn HttpClient>,
-    limits: FetchLimits,
+    limits: Limits,
     current: ArcSwapOption<Snapshot>,
     jwks_uri: ArcSwapOption<Uri>,
     /// Bumped on every successful fetch; waiters use it to see that someone else fetched.
@@ -80,10 +81,7 @@ impl KeyCache {
         let client = client
             .unwrap_or_else(|| Arc::new(http::HyperClient::new(tls, settings.connect_timeout)));
         Ok(KeyCache {
-            limits: FetchLimits {
-                timeout: settings.timeout,
-                max_body: settings.max_body,
-            },
+            limits: http::limits(settings.timeout, settings.max_body),
             settings,
             issuer,
             client,
@@ -220,11 +218,9 @@ impl KeyCache {
     /// `max-age`, within the bounds.
     async fn fetch_and_install(&self) -> Result<(), Failure> {
         let uri = self.jwks_uri().await?;
-        let fetched = http::get(&*self.client, &uri, &self.limits)
-            .await
-            .map_err(|e| Failure::at(&uri, e))?;
+        let (fetched, max_age) = http::get(&*self.client, &uri, &self.limits).await?;
         let mut keys = KeySet::from_jwks_json_with(&fetched.body, &self.settings.jwks)
-            .map_err(|e| Failure::at(&uri, FetchError::Invalid(format!("key set refused: {e}"))))?;
+            .map_err(|e| Failure::document(fetched.url(), format!("key set refused: {e}")))?;
         if let Some(old) = &*self.current.load() {
             // Unchanged keys keep their identity, so cached tokens they verified stay valid.
             keys.reuse_identical(&old.keys);
@@ -235,8 +231,7 @@ impl KeyCache {
             fetched_at: Instant::now(),
         })));
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let next = fetched
-            .max_age
+        let next = max_age
             .unwrap_or(DEFAULT_REFRESH)
             .clamp(self.settings.refresh_min, self.settings.refresh_max);
         self.schedule(next);
@@ -256,7 +251,7 @@ impl KeyCache {
             return Ok(Uri::clone(uri));
         }
         let uri = match &self.settings.source {
-            Source::Jwks(url) => checked(url, self.settings.allow_http).map_err(Failure::from)?,
+            Source::Jwks(url) => checked(url, self.settings.allow_http)?,
             Source::Discover(issuer) => self.discover(issuer).await?,
         };
         self.jwks_uri.store(Some(Arc::new(uri.clone())));
@@ -275,25 +270,29 @@ impl KeyCache {
         for url in discovery_urls(issuer) {
             let uri = checked(&url, self.settings.allow_http)?;
             let fetched = match http::get(&*self.client, &uri, &self.limits).await {
-                Ok(f) => f,
+                Ok((fetched, _)) => fetched,
                 Err(e) => {
                     // Keep the first failure: the RFC 8414 one is the more telling.
-                    last_err.get_or_insert(Failure::at(&uri, e));
+                    last_err.get_or_insert(Failure::from(e));
                     continue;
                 }
             };
             // A catch-all web app may answer the first URL with HTML: try the next one.
             let parsed = crate::json::check_strict(&fetched.body)
-                .and_then(|()| serde_json::from_slice::<Metadata>(&fetched.body));
+                .map_err(|e| {
+                    FetchError::invalid_json(Arc::clone(fetched.url()), fetched.status, &e)
+                })
+                .and_then(|()| {
+                    crate::fetch::json::<Metadata>(fetched.url(), fetched.status, &fetched.body)
+                });
             let meta = match parsed {
                 Ok(meta) => meta,
                 Err(e) => {
-                    let err = FetchError::Invalid(format!("not a discovery document: {e}"));
-                    last_err.get_or_insert(Failure::at(&uri, err));
+                    last_err.get_or_insert(Failure::from(e));
                     continue;
                 }
             };
-            let invalid = |msg: String| Failure::at(&uri, FetchError::Invalid(msg));
+            let invalid = |msg: String| Failure::document(fetched.url(), msg);
             if meta.issuer != self.issuer {
                 return Err(invalid(format!(
                     "the document names issuer `{}`, expected `{}`",
@@ -317,7 +316,7 @@ impl KeyCache {
             }
             return Ok(jwks_uri);
         }
-        Err(last_err.unwrap_or(FetchError::Invalid("no discovery URL".into()).into()))
+        Err(last_err.unwrap_or_else(|| Failure::document(issuer, "no discovery URL".into())))
     }
 
     /// Starts the background refresher once, if a Tokio runtime is running. It holds only a
@@ -386,43 +385,64 @@ impl fmt::Debug for KeyCache {
     }
 }
 
-/// A failed fetch, with the (redacted) URL it concerned.
+/// Why the keys could not be had: the fetch failed (its error names the URL and what
+/// failed), or what came back is not what was expected.
 #[derive(Debug)]
-struct Failure {
-    url: Option<String>,
-    error: FetchError,
+enum Failure {
+    Fetch(FetchError),
+    /// A configured or discovered URL that the URL rule refuses.
+    Config(ConfigError),
+    /// The document at `url` is not usable.
+    Document {
+        url: String,
+        reason: String,
+    },
 }
 
 impl Failure {
-    fn at(uri: &Uri, error: FetchError) -> Self {
-        Failure {
-            url: Some(redact(&uri.to_string()).into_owned()),
-            error,
+    fn document(url: &str, reason: String) -> Self {
+        Failure::Document {
+            url: redact(url).into_owned(),
+            reason,
         }
     }
 
     fn reason(&self) -> &'static str {
-        self.error.reason()
+        match self {
+            Failure::Fetch(e) => e.kind().as_str(),
+            Failure::Config(_) => "invalid_url",
+            Failure::Document { .. } => "invalid_document",
+        }
     }
 }
 
 impl From<FetchError> for Failure {
     fn from(error: FetchError) -> Self {
-        Failure { url: None, error }
+        Failure::Fetch(error)
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        Failure::Config(error)
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.url {
-            Some(url) => write!(f, "GET {url}: {}", self.error),
-            None => self.error.fmt(f),
+        match self {
+            Failure::Fetch(e) => e.fmt(f),
+            Failure::Config(e) => e.fmt(f),
+            Failure::Document { url, reason } => write!(
+                f,
+                "{url}: {reason}; check that the URL serves the issuer's metadata or key set"
+            ),
         }
     }
 }
 
-fn checked(url: &str, allow_http: bool) -> Result<Uri, FetchError> {
-    crate::url::checked_uri(url, allow_http).map_err(|e| FetchError::Invalid(e.to_string()))
+fn checked(url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
+    crate::url::checked_uri(url, allow_http)
 }
 
 /// RFC 8414 §3.1 inserts the well-known segment between host and path; OpenID Connect

@@ -1,17 +1,18 @@
 //! Fetching JSON documents (JWKS, discovery) over HTTP: a replaceable client, and the caps
 //! and timeouts applied around whichever client is used.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH};
-use http::{Request, Response, StatusCode, Uri};
+use http::header::CACHE_CONTROL;
+use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
+
+use crate::fetch::{self, FetchError, Fetched, Limits};
 
 use crate::error::BoxError;
 
@@ -105,104 +106,29 @@ fn box_error(e: hyper::Error) -> BoxError {
     Box::new(e)
 }
 
-/// Limits applied to every fetch.
-#[derive(Clone, Debug)]
-pub(crate) struct FetchLimits {
-    pub(crate) timeout: Duration,
-    pub(crate) max_body: usize,
-}
-
-/// A fetched document and its `Cache-Control: max-age`.
-pub(crate) struct Fetched {
-    pub(crate) body: Bytes,
-    pub(crate) max_age: Option<Duration>,
-}
-
-/// Why a fetch failed. Holds the URL and a reason, never a body.
-#[derive(Debug, Clone)]
-pub(crate) enum FetchError {
-    Timeout,
-    Transport(String),
-    Status(StatusCode),
-    TooLarge(usize),
-    Invalid(String),
-}
-
-impl FetchError {
-    pub(crate) fn reason(&self) -> &'static str {
-        match self {
-            FetchError::Timeout => "timeout",
-            FetchError::Transport(_) => "transport",
-            FetchError::Status(_) => "http_status",
-            FetchError::TooLarge(_) => "too_large",
-            FetchError::Invalid(_) => "invalid_document",
-        }
-    }
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Timeout => f.write_str("timed out"),
-            FetchError::Transport(e) => write!(f, "transport error: {e}"),
-            FetchError::Status(s) if s.is_redirection() => {
-                write!(f, "HTTP {s} (redirects are not followed)")
-            }
-            FetchError::Status(s) => write!(f, "HTTP {s}"),
-            FetchError::TooLarge(max) => write!(f, "response larger than {max} bytes"),
-            FetchError::Invalid(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// `GET uri` through `client`, with the total timeout, the status check and the body cap.
+/// A JSON document fetched through `client`: `GET uri`, 200 only, within `limits`, with its
+/// `Cache-Control: max-age`.
 pub(crate) async fn get(
     client: &dyn HttpClient,
     uri: &Uri,
-    limits: &FetchLimits,
-) -> Result<Fetched, FetchError> {
-    let request = Request::get(uri.clone())
-        .header(ACCEPT, "application/json")
-        .body(Empty::new())
-        .map_err(|e| FetchError::Transport(e.to_string()))?;
-    let fetch = async {
-        let res = client
-            .send(request)
-            .await
-            .map_err(|e| FetchError::Transport(e.to_string()))?;
-        if res.status() != StatusCode::OK {
-            return Err(FetchError::Status(res.status()));
-        }
-        let declared = res
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limits.max_body as u64) {
-            return Err(FetchError::TooLarge(limits.max_body));
-        }
-        let max_age = res
-            .headers()
-            .get(CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(max_age);
-        let mut body = res.into_body();
-        let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| FetchError::Transport(e.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > limits.max_body {
-                    return Err(FetchError::TooLarge(limits.max_body));
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        let body = Bytes::from(buf);
-        Ok(Fetched { body, max_age })
-    };
-    tokio::time::timeout(limits.timeout, fetch)
-        .await
-        .map_err(|_| FetchError::Timeout)?
+    limits: &Limits,
+) -> Result<(Fetched, Option<Duration>), FetchError> {
+    let fetched = fetch::get(fetch::service_fn(|req| client.send(req)), uri, limits).await?;
+    let max_age = fetched
+        .headers
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
+    Ok((fetched, max_age))
+}
+
+/// The limits of every key-set and discovery fetch: `200 OK` only.
+pub(crate) fn limits(timeout: Duration, max_body: usize) -> Limits {
+    Limits {
+        timeout,
+        max_body,
+        accept: fetch::only_ok,
+    }
 }
 
 /// `max-age` from a `Cache-Control` value; `no-store` and `no-cache` count as zero.
