@@ -309,7 +309,8 @@ mod tests {
         .expect("fetched");
         assert_eq!(fetched.status, StatusCode::OK);
         assert_eq!(&fetched.body[..], br#"{"keys":[]}"#);
-        let value: serde_json::Value = fetched.json().expect("json");
+        let value: serde_json::Value =
+            json(fetched.url(), fetched.status, &fetched.body).expect("json");
         assert!(value["keys"].is_array());
     }
 
@@ -541,7 +542,8 @@ mod tests {
         )
         .await
         .expect("fetched");
-        let err = fetched.json::<Doc>().expect_err("not a number");
+        let err =
+            json::<Doc>(fetched.url(), fetched.status, &fetched.body).expect_err("not a number");
         assert_eq!(err.kind(), FetchErrorKind::InvalidJson);
         let message = format!("{err} {err:?}");
         assert!(
