@@ -23,6 +23,10 @@
 //!   (`RESOURCE_EXHAUSTED`) and `grpc-retry-pushback-ms`. The response's extensions hold a
 //!   [`RateLimited`]; a `tracing` event (target `bearer_guard::rate_limit`) is emitted with
 //!   `reason = "rate_limited"` and the `client_id`, never the token.
+//! - **Several replicas** (feature `redis`): with [`redis`](RateLimitByClientBuilder::redis)
+//!   the buckets live in Redis ([`RedisQuotas`]), so that N replicas give each client its
+//!   quota once, not N times. The in-memory buckets then only serve
+//!   [`Fallback::Local`] while Redis cannot answer.
 //!
 //! # Memory
 //!
@@ -116,6 +120,15 @@ use crate::claims::{AccessClaims, Claims};
 
 pub use governor::Quota;
 
+// Redis quotas (feature `redis`): the store, in `rate_limit/redis.rs`.
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback, QuotaStats,
+    QuotaStoreError, QuotaUnavailable, RedisQuotas, RedisQuotasBuilder,
+};
+
 /// How many requests to clients without a named quota pass between two sweeps of the keyed
 /// store ([`RateLimitByClientBuilder::retain_recent_every`]).
 pub const DEFAULT_RETAIN_RECENT_EVERY: u64 = 4096;
@@ -157,6 +170,14 @@ impl RateLimited {
 pub trait RateLimitKey<B> {
     /// The key of `req`, if it has one.
     fn key<'r>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>>;
+
+    /// The key of `req`'s bucket in Redis ([`RedisQuotas`]), typed so that two key spaces
+    /// never share a bucket: [`ClientId`] answers `client:<client_id>` or `sub:<sub>`, the
+    /// default is `key:<key>`.
+    #[cfg(feature = "redis")]
+    fn shared_key(&self, req: &Request<B>) -> Option<String> {
+        self.key(req).map(|key| format!("key:{key}"))
+    }
 }
 
 impl<F, B, K> RateLimitKey<B> for F
@@ -181,6 +202,16 @@ impl<B> RateLimitKey<B> for ClientId {
             .client_id()
             .or_else(|| claims.subject())
             .map(Cow::Borrowed)
+    }
+
+    /// A token whose `sub` equals another client's id must not drain that client's bucket.
+    #[cfg(feature = "redis")]
+    fn shared_key(&self, req: &Request<B>) -> Option<String> {
+        let claims: &AccessClaims = req.extensions().get::<Claims<AccessClaims>>()?;
+        match claims.client_id() {
+            Some(client_id) => Some(format!("client:{client_id}")),
+            None => claims.subject().map(|sub| format!("sub:{sub}")),
+        }
     }
 }
 
@@ -240,6 +271,9 @@ struct State<K> {
     anonymous: Option<Bucket>,
     calls: AtomicU64,
     retain_every: u64,
+    /// Redis quotas: when set, they decide, and the buckets above are the local fallback.
+    #[cfg(feature = "redis")]
+    shared: Option<RedisQuotas>,
 }
 
 struct Bucket {
@@ -278,7 +312,16 @@ impl<K> State<K> {
     /// Takes one request from the bucket of client `key` (the anonymous bucket for `None`);
     /// `Err(wait)`, logged, when it is over quota.
     fn check(&self, key: Option<Cow<'_, str>>) -> Result<(), Duration> {
-        let (verdict, client_id) = match key {
+        let (verdict, client_id) = self.take(key);
+        if let Err(wait) = verdict {
+            record_limited(client_id.as_deref(), wait);
+        }
+        verdict
+    }
+
+    /// [`check`](Self::check) without the log; also answers the client id.
+    fn take<'k>(&self, key: Option<Cow<'k, str>>) -> (Result<(), Duration>, Option<Cow<'k, str>>) {
+        match key {
             None => (self.anonymous.as_ref().map_or(Ok(()), Bucket::check), None),
             Some(key) => match self.clients.get(key.as_ref()) {
                 Some(bucket) => (bucket.check(), Some(key)),
@@ -289,17 +332,7 @@ impl<K> State<K> {
                     (verdict, Some(Cow::Owned(key)))
                 }
             },
-        };
-        if let Err(wait) = verdict {
-            tracing::info!(
-                target: "bearer_guard::rate_limit",
-                reason = "rate_limited",
-                client_id = client_id.as_deref(),
-                retry_after_secs = retry_after_secs(wait),
-                "request refused: client over its rate limit"
-            );
         }
-        verdict
     }
 
     /// Once every `retain_every` calls, drops the keyed buckets that have fully refilled.
@@ -321,6 +354,8 @@ impl RateLimitByClient {
             clients: HashMap::new(),
             anonymous: Some(default),
             retain_every: DEFAULT_RETAIN_RECENT_EVERY,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -347,9 +382,21 @@ pub struct RateLimitByClientBuilder<K = ClientId> {
     clients: HashMap<String, Quota>,
     anonymous: Option<Quota>,
     retain_every: u64,
+    #[cfg(feature = "redis")]
+    shared: Option<RedisQuotas>,
 }
 
 impl<K> RateLimitByClientBuilder<K> {
+    /// Keeps the buckets in Redis, shared by every replica that points at it (feature
+    /// `redis`): the same quotas, and the same answers, but each client gets its quota once
+    /// across all replicas instead of once per replica. The in-memory buckets then only
+    /// decide under [`Fallback::Local`], while Redis cannot answer. See [`RedisQuotas`].
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, quotas: RedisQuotas) -> Self {
+        self.shared = Some(quotas);
+        self
+    }
+
     /// Gives `client_id` its own quota instead of the default one. Setting a client twice
     /// keeps the last quota.
     pub fn client(mut self, client_id: impl Into<String>, quota: Quota) -> Self {
@@ -398,6 +445,8 @@ impl<K> RateLimitByClientBuilder<K> {
             clients: self.clients,
             anonymous: self.anonymous,
             retain_every: self.retain_every,
+            #[cfg(feature = "redis")]
+            shared: self.shared,
         }
     }
 
@@ -439,6 +488,8 @@ impl<K> RateLimitByClientBuilder<K> {
                 anonymous: self.anonymous.map(Bucket::new),
                 calls: AtomicU64::new(0),
                 retain_every: self.retain_every,
+                #[cfg(feature = "redis")]
+                shared: self.shared,
             }),
         }
     }
@@ -466,13 +517,15 @@ impl<K> Clone for RateLimitByClient<K> {
 
 impl<K: fmt::Debug> fmt::Debug for State<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitByClient")
-            .field("key", &self.key)
+        let mut d = f.debug_struct("RateLimitByClient");
+        d.field("key", &self.key)
             .field("default", &self.default_quota)
             .field("clients", &self.clients)
             .field("anonymous", &self.anonymous)
-            .field("retain_recent_every", &self.retain_every)
-            .finish()
+            .field("retain_recent_every", &self.retain_every);
+        #[cfg(feature = "redis")]
+        d.field("redis", &self.shared);
+        d.finish()
     }
 }
 
@@ -537,24 +590,113 @@ impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for RateLimitByClientService<S, K>
 
 impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitByClientService<S, K>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    K: RateLimitKey<ReqBody>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    K: RateLimitKey<ReqBody> + Send + Sync + 'static,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        #[cfg(feature = "redis")]
+        if let Some(quotas) = self.state.shared.clone() {
+            return self.call_shared(&quotas, req);
+        }
         match self.state.check(self.state.key.key(&req)) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(wait) => ResponseFuture::limited(too_many_requests(wait, is_grpc(req.headers()))),
         }
     }
+}
+
+// ---- Redis quotas (feature `redis`): the waiting branch ------------------------------------
+
+#[cfg(feature = "redis")]
+impl<S, K> RateLimitByClientService<S, K> {
+    /// The request's way with [`RedisQuotas`]: a lent cell or a known outage decides now;
+    /// otherwise the ready inner service goes into the future (a clone stays behind), which
+    /// awaits Redis' answer, then calls it or answers the refusal.
+    fn call_shared<ReqBody, ResBody>(
+        &mut self,
+        quotas: &RedisQuotas,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+        K: RateLimitKey<ReqBody> + Send + Sync + 'static,
+        ResBody: Default,
+    {
+        let state = Arc::clone(&self.state);
+        let grpc = is_grpc(req.headers());
+        let key = state.key.key(&req).map(Cow::into_owned);
+        let (quota, bucket) = match &key {
+            Some(key) => (
+                state
+                    .clients
+                    .get(key)
+                    .map_or(state.default_quota, |b| b.quota),
+                (state.key.shared_key(&req)).unwrap_or_else(|| format!("key:{key}")),
+            ),
+            None => match &state.anonymous {
+                Some(bucket) => (bucket.quota, "anonymous".to_owned()),
+                None => return ResponseFuture::inner(self.inner.call(req)),
+            },
+        };
+        let local_key = key.clone();
+        let local = move || state.take(local_key.map(Cow::Owned)).0;
+        match quotas.check(&bucket, quota, local) {
+            redis::Check::Now(redis::Verdict::Admit) => ResponseFuture::inner(self.inner.call(req)),
+            redis::Check::Now(refused) => {
+                ResponseFuture::limited(refusal(refused, grpc, key.as_deref()))
+            }
+            redis::Check::Wait(decision) => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::wait(Box::pin(async move {
+                    match decision.await {
+                        redis::Verdict::Admit => inner.call(req).await,
+                        refused => Ok(refusal(refused, grpc, key.as_deref())),
+                    }
+                }))
+            }
+        }
+    }
+}
+
+/// `429` (logged) or, under [`Fallback::Closed`], `503`.
+#[cfg(feature = "redis")]
+fn refusal<B: Default>(
+    verdict: redis::Verdict,
+    grpc: bool,
+    client_id: Option<&str>,
+) -> Response<B> {
+    match verdict {
+        redis::Verdict::Limited(wait) => {
+            record_limited(client_id, wait);
+            too_many_requests(wait, grpc)
+        }
+        _ => redis::unavailable(grpc),
+    }
+}
+
+/// The log of a refusal over quota: the client, never the token.
+fn record_limited(client_id: Option<&str>, wait: Duration) {
+    tracing::info!(
+        target: "bearer_guard::rate_limit",
+        reason = "rate_limited",
+        client_id,
+        retry_after_secs = retry_after_secs(wait),
+        "request refused: client over its rate limit"
+    );
 }
 
 /// `Retry-After` seconds: rounded up, at least 1.
@@ -589,22 +731,34 @@ fn too_many_requests<B: Default>(wait: Duration, grpc: bool) -> Response<B> {
 
 pin_project! {
     /// Response future of [`RateLimitByClientService`]: the inner service's future, or the
-    /// `429` answer. Neither allocates.
-    pub struct ResponseFuture<F, B> {
+    /// `429` answer; neither allocates. With [`RedisQuotas`], a request that waits for
+    /// Redis' answer goes through a boxed future.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<F, B, E>,
     }
 }
+
+/// The boxed branch: a request that waits for Redis before the inner service.
+type Waiting<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<F, B, E> {
         Inner { #[pin] future: F },
         Limited { response: Option<Response<B>> },
+        Wait { future: Waiting<B, E> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+impl<F, B, E> ResponseFuture<F, B, E> {
+    #[cfg(feature = "redis")]
+    fn wait(future: Waiting<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Wait { future },
+        }
+    }
+
     fn inner(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Inner { future },
@@ -620,7 +774,7 @@ impl<F, B> ResponseFuture<F, B> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -632,11 +786,12 @@ where
             KindProj::Limited { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
+            KindProj::Wait { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
@@ -683,7 +838,7 @@ mod tests {
         Some(claims(json!({"client_id": id, "sub": id})))
     }
 
-    async fn send<K: RateLimitKey<()>>(
+    async fn send<K: RateLimitKey<()> + Send + Sync + 'static>(
         layer: &RateLimitByClient<K>,
         req: Request<()>,
     ) -> Response<String> {
@@ -693,7 +848,7 @@ mod tests {
         svc.oneshot(req).await.expect("infallible")
     }
 
-    async fn statuses<K: RateLimitKey<()>>(
+    async fn statuses<K: RateLimitKey<()> + Send + Sync + 'static>(
         layer: &RateLimitByClient<K>,
         count: usize,
         claims: impl Fn() -> Option<Claims<AccessClaims>>,
