@@ -784,7 +784,7 @@ async fn batching_saves_round_trips_and_never_grants_more_than_the_quota() {
 }
 
 /// With refills: whatever the timing, two replicas never admit more than GCRA's bound for the
-/// elapsed time, plus the batch for batching.
+/// whole time they ran, batching or not (cells lent are granted within that time too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_hammering_stay_within_the_bound() {
     let redis = redis_or_skip!();
@@ -810,7 +810,7 @@ async fn two_replicas_hammering_stay_within_the_bound() {
         }
         let ok: usize = set.join_all().await.into_iter().sum();
         let elapsed = started.elapsed();
-        let bound = 10 + elapsed.as_millis() / 10 + 1 + u128::from(batch);
+        let bound = 10 + elapsed.as_millis() / 10 + 2;
         assert!(
             (ok as u128) <= bound,
             "batch {batch}: {ok} admitted in {elapsed:?}, bound {bound}"
