@@ -1,83 +1,41 @@
 //! Quotas shared by every replica through Redis (feature `redis`): see [`RedisQuotas`].
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use governor::Quota;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
+
+mod builder;
+mod lease;
+
+use self::builder::Settings;
+pub use self::builder::{
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback,
+    QuotaStoreError, RedisQuotasBuilder,
+};
+use self::lease::Leases;
 
 /// The GCRA script, evaluated by Redis (`SCRIPT LOAD` once, then `EVALSHA`).
 const SCRIPT: &str = include_str!("gcra.lua");
 
-/// The prefix of every key ([`RedisQuotasBuilder::prefix`]).
-pub const DEFAULT_REDIS_PREFIX: &str = "bearer-guard:quota:";
-/// How long one request waits for Redis before the fallback decides it
-/// ([`RedisQuotasBuilder::timeout`]).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
-/// While Redis is unavailable, how often one request tries it again
-/// ([`RedisQuotasBuilder::retry_every`]).
-pub const DEFAULT_REDIS_RETRY_EVERY: Duration = Duration::from_secs(1);
-
-/// Largest batch ([`RedisQuotasBuilder::batch`]).
-const MAX_BATCH: u32 = 64;
 /// Bounds that keep every time in the script below 2^53 µs (exact in Lua's doubles):
 /// an emission interval of at most about a year, a burst tolerance of at most about 70.
 const MAX_T_US: u64 = 1 << 45;
 const MAX_TAU_US: u64 = 1 << 51;
-/// Past this many clients holding leased cells, expired leases are swept out.
-const SWEEP_LEASES_AT: usize = 1024;
 /// `grpc-status` for `UNAVAILABLE`.
 const GRPC_UNAVAILABLE: u16 = 14;
-
-/// What decides requests while Redis cannot answer (down, or slower than the
-/// [timeout](RedisQuotasBuilder::timeout)). Every request it decides is counted in
-/// [`QuotaStats`]; the outage is logged once when it starts and once when it ends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fallback {
-    /// Each replica limits with its own in-memory buckets, with the same quotas (default).
-    /// Across `N` replicas a client can get up to `N` times its quota during the outage.
-    #[default]
-    Local,
-    /// Admit every request: no limit during the outage.
-    Open,
-    /// Refuse every request with `503 Service Unavailable` and `Retry-After: 1` (gRPC:
-    /// `grpc-status: 14`, `UNAVAILABLE`), marked with [`QuotaUnavailable`].
-    Closed,
-}
 
 /// Marks a `503` (or `grpc-status: 14`) answered because Redis could not decide a request
 /// under [`Fallback::Closed`]; it is in the response's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaUnavailable;
-
-/// Redis could not be reached, or a setting was refused. Never holds the URL, which may
-/// carry a password.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotaStoreError {
-    reason: String,
-}
-
-impl fmt::Display for QuotaStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redis quota store: {}", self.reason)
-    }
-}
-
-impl std::error::Error for QuotaStoreError {}
-
-fn store_error(reason: impl Into<String>) -> QuotaStoreError {
-    QuotaStoreError {
-        reason: reason.into(),
-    }
-}
 
 /// How requests were decided, since the store was built (shared by its clones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,7 +105,7 @@ struct Inner {
     /// 0 while Redis answers; else when the next request may try it, in ms since `epoch`.
     retry_at: AtomicU64,
     epoch: Instant,
-    leases: Mutex<HashMap<String, Lease>>,
+    leases: Leases,
     redis: AtomicU64,
     batched: AtomicU64,
     errors: AtomicU64,
@@ -155,44 +113,39 @@ struct Inner {
     refused: AtomicU64,
 }
 
-#[derive(Clone, Debug)]
-struct Settings {
-    prefix: String,
-    timeout: Duration,
-    fallback: Fallback,
-    retry_every: Duration,
-    batch: u32,
-    lease_max_age: Duration,
-}
-
-/// Cells lent by Redis to this replica, to be spent before `until`.
-struct Lease {
-    cells: u32,
-    until: Instant,
-}
-
-/// Configures a [`RedisQuotas`]; from [`RedisQuotas::builder`].
-#[must_use]
-pub struct RedisQuotasBuilder {
-    url: String,
-    settings: Settings,
-}
-
 impl RedisQuotas {
     /// Starts configuring a store at `url` (`redis://`, `rediss://`, `redis+unix://`). The
     /// URL is never printed: it may carry a password.
     pub fn builder(url: impl Into<String>) -> RedisQuotasBuilder {
-        RedisQuotasBuilder {
-            url: url.into(),
-            settings: Settings {
-                prefix: DEFAULT_REDIS_PREFIX.to_owned(),
-                timeout: DEFAULT_REDIS_TIMEOUT,
-                fallback: Fallback::Local,
-                retry_every: DEFAULT_REDIS_RETRY_EVERY,
-                batch: 1,
-                lease_max_age: Duration::ZERO,
-            },
+        RedisQuotasBuilder::new(url.into())
+    }
+
+    fn new(conn: ConnectionManager, settings: Settings) -> Self {
+        let leases = Leases::new(settings.batch, settings.lease_max_age);
+        RedisQuotas {
+            inner: Arc::new(Inner {
+                conn,
+                settings,
+                sha: OnceLock::new(),
+                retry_at: AtomicU64::new(0),
+                epoch: Instant::now(),
+                leases,
+                redis: AtomicU64::new(0),
+                batched: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                admitted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+            }),
         }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.settings.timeout
+    }
+
+    /// `SCRIPT LOAD`: the script's SHA-1, kept for `EVALSHA`.
+    async fn load_script(&self) -> redis::RedisResult<String> {
+        load(&mut self.inner.conn.clone(), &self.inner.sha).await
     }
 
     /// How requests were decided so far.
@@ -235,7 +188,7 @@ impl RedisQuotas {
         L: FnOnce() -> Result<(), Duration> + Send + 'static,
     {
         let bucket = self.bucket_key(key);
-        if self.take_lent(&bucket) {
+        if self.inner.leases.take(&bucket) {
             self.inner.batched.fetch_add(1, Ordering::Relaxed);
             return Check::Now(Verdict::Admit);
         }
@@ -253,7 +206,7 @@ impl RedisQuotas {
                     if taken == 0 {
                         Verdict::Limited(Duration::from_micros(wait))
                     } else {
-                        this.lend(bucket, taken, sent);
+                        this.inner.leases.lend(bucket, taken, sent);
                         Verdict::Admit
                     }
                 }
@@ -284,7 +237,7 @@ impl RedisQuotas {
     async fn round_trip(&self, bucket: &str, cells: Cells) -> Result<(u64, u64), String> {
         let settings = &self.inner.settings;
         let mut conn = self.inner.conn.clone();
-        let want = settings.batch.min(cells.burst);
+        let want = self.inner.leases.batch().min(cells.burst);
         let keep = cells.burst / 2;
         let attempt = async {
             let sha = match self.inner.sha.get() {
@@ -352,58 +305,6 @@ impl RedisQuotas {
     /// ms since `epoch`, plus one (0 means "Redis answers").
     fn millis(&self) -> u64 {
         millis(self.inner.epoch.elapsed()) + 1
-    }
-
-    fn leases(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
-        self.inner
-            .leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Spends a cell lent earlier for `bucket`, if one is left and still fresh.
-    fn take_lent(&self, bucket: &str) -> bool {
-        if self.inner.settings.batch <= 1 {
-            return false;
-        }
-        let mut leases = self.leases();
-        let Some(lease) = leases.get_mut(bucket) else {
-            return false;
-        };
-        let fresh = lease.until > Instant::now();
-        if fresh {
-            lease.cells -= 1;
-        }
-        if !fresh || lease.cells == 0 {
-            leases.remove(bucket);
-        }
-        fresh
-    }
-
-    /// Keeps the `taken - 1` cells Redis lent beyond this request, at most `batch - 1` for a
-    /// client, for at most `max_age` from when the round trip was sent.
-    fn lend(&self, bucket: String, taken: u64, sent: Instant) {
-        let Ok(extra @ 1..) = u32::try_from(taken.saturating_sub(1)) else {
-            return;
-        };
-        let settings = &self.inner.settings;
-        if settings.batch <= 1 {
-            return;
-        }
-        let until = sent + settings.lease_max_age;
-        let now = Instant::now();
-        let mut leases = self.leases();
-        if leases.len() >= SWEEP_LEASES_AT {
-            leases.retain(|_, lease| lease.until > now);
-        }
-        let lease = leases.entry(bucket).or_insert(Lease { cells: 0, until });
-        if lease.until <= now {
-            *lease = Lease { cells: 0, until };
-        }
-        // Cells lent later never extend the life of those lent earlier, and concurrent round
-        // trips never leave more than `batch - 1` cells here: the rest are dropped.
-        lease.cells = lease.cells.saturating_add(extra).min(settings.batch - 1);
-        lease.until = lease.until.min(until);
     }
 }
 
@@ -497,117 +398,6 @@ pub(super) fn unavailable<B: Default>(grpc: bool) -> Response<B> {
     res
 }
 
-impl RedisQuotasBuilder {
-    /// The prefix of every key (default [`DEFAULT_REDIS_PREFIX`]). It may not hold `{` or `}`,
-    /// which would move the hash tag.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.settings.prefix = prefix.into();
-        self
-    }
-
-    /// How long one request waits for Redis before the [`Fallback`] decides it (default
-    /// [`DEFAULT_REDIS_TIMEOUT`]): a slow Redis never stalls the API for longer.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = timeout;
-        self
-    }
-
-    /// What decides requests while Redis cannot (default [`Fallback::Local`]).
-    pub fn fallback(mut self, fallback: Fallback) -> Self {
-        self.settings.fallback = fallback;
-        self
-    }
-
-    /// While Redis is unavailable, one request every `every` tries it again; the others go
-    /// straight to the fallback (default [`DEFAULT_REDIS_RETRY_EVERY`]).
-    pub fn retry_every(mut self, every: Duration) -> Self {
-        self.settings.retry_every = every;
-        self
-    }
-
-    /// Batching: a round trip may take up to `cells` cells (at most 64) from a client's
-    /// bucket while at least half its burst stays in it, and this replica spends the extra
-    /// ones on the client's next requests without asking Redis, for at most `max_age`. A
-    /// client far below its quota then costs one round trip per `cells` requests; a client
-    /// near it, one per request, as without batching.
-    ///
-    /// Tolerance: cells are granted by the same GCRA, only spent later, and a replica holds
-    /// at most `cells - 1` of a client's. So in any window, across `N` replicas, a client
-    /// gets at most `min(N × (cells - 1), ⌈max_age / T⌉)` requests beyond its quota's bound
-    /// (`T`: the emission interval); over the long run, never more than its quota. The other
-    /// way, lent cells that expire unspent are lost, and while they are out other replicas
-    /// cannot use them. Off (`cells` = 1) by default: every request is one round trip.
-    pub fn batch(mut self, cells: u32, max_age: Duration) -> Self {
-        self.settings.batch = cells.clamp(1, MAX_BATCH);
-        self.settings.lease_max_age = max_age;
-        self
-    }
-
-    /// Connects, loading the script: fails when Redis cannot be reached now.
-    ///
-    /// # Errors
-    /// The URL or the prefix is invalid, or Redis did not answer within the timeout (at
-    /// least 1 s here). The message never includes the URL.
-    pub async fn connect(self) -> Result<RedisQuotas, QuotaStoreError> {
-        let store = self.connect_lazy()?;
-        let mut conn = store.inner.conn.clone();
-        let wait = store.inner.settings.timeout.max(Duration::from_secs(1));
-        match tokio::time::timeout(wait, load(&mut conn, &store.inner.sha)).await {
-            Ok(Ok(_)) => Ok(store),
-            Ok(Err(e)) => Err(store_error(e.to_string())),
-            Err(_) => Err(store_error(format!("no answer within {wait:?}"))),
-        }
-    }
-
-    /// Builds the store without touching Redis: the connection is made on the first request,
-    /// and until Redis answers the fallback decides. Must be called within a Tokio runtime.
-    ///
-    /// # Errors
-    /// The URL or the prefix is invalid, or there is no Tokio runtime.
-    pub fn connect_lazy(self) -> Result<RedisQuotas, QuotaStoreError> {
-        if self.settings.prefix.contains(['{', '}']) {
-            return Err(store_error("the key prefix may not hold `{` or `}`"));
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(store_error("no Tokio runtime"));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| store_error(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let timeout = self.settings.timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| store_error(e.to_string()))?;
-        Ok(RedisQuotas {
-            inner: Arc::new(Inner {
-                conn,
-                settings: self.settings,
-                sha: OnceLock::new(),
-                retry_at: AtomicU64::new(0),
-                epoch: Instant::now(),
-                leases: Mutex::new(HashMap::new()),
-                redis: AtomicU64::new(0),
-                batched: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                admitted: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-            }),
-        })
-    }
-}
-
-impl fmt::Debug for RedisQuotasBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisQuotasBuilder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
 impl fmt::Debug for RedisQuotas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisQuotas")
@@ -659,35 +449,6 @@ mod tests {
     }
 
     #[test]
-    fn a_prefix_with_braces_or_a_bad_url_is_refused_without_printing_it() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let _guard = rt.enter();
-        let err = RedisQuotas::builder("redis://127.0.0.1/")
-            .prefix("q{x}:")
-            .connect_lazy()
-            .expect_err("braces");
-        assert!(err.to_string().contains("prefix"), "{err}");
-        let err = RedisQuotas::builder("nonsense://user:hunter2@host/")
-            .connect_lazy()
-            .expect_err("scheme");
-        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
-        let built = RedisQuotas::builder("redis://:hunter2@127.0.0.1/");
-        assert!(!format!("{built:?}").contains("hunter2"));
-        let built = built.connect_lazy().expect("lazy");
-        assert!(!format!("{built:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn without_a_runtime_connect_lazy_is_an_error_not_a_panic() {
-        let err = RedisQuotas::builder("redis://127.0.0.1/")
-            .connect_lazy()
-            .expect_err("no runtime");
-        assert!(err.to_string().contains("Tokio"), "{err}");
-    }
-
-    #[test]
     fn quotas_become_whole_microseconds_rounded_up() {
         let per_minute = Cells::of(Quota::per_minute(n(120)));
         assert_eq!(
@@ -721,41 +482,5 @@ mod tests {
         assert_eq!(res.headers()["grpc-status"], "14");
         assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc");
         assert!(res.extensions().get::<QuotaUnavailable>().is_some());
-    }
-
-    #[test]
-    fn lent_cells_are_spent_once_capped_and_never_outlive_their_grant() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        let _guard = rt.enter();
-        let s = RedisQuotas::builder("redis://127.0.0.1:1/")
-            .batch(8, Duration::from_millis(5))
-            .connect_lazy()
-            .expect("lazy");
-        let sent = Instant::now();
-        s.lend("k".to_owned(), 4, sent);
-        assert!((0..3).all(|_| s.take_lent("k")), "three lent cells");
-        assert!(!s.take_lent("k"), "spent");
-        assert!(!s.take_lent("other"));
-        // Concurrent grants add up to `batch - 1` cells at most.
-        for _ in 0..3 {
-            s.lend("k".to_owned(), 8, Instant::now());
-        }
-        assert_eq!(s.leases()["k"].cells, 7);
-        // A later grant never extends the life of earlier cells.
-        let until = s.leases()["k"].until;
-        std::thread::sleep(Duration::from_millis(1));
-        s.lend("k".to_owned(), 2, Instant::now());
-        assert_eq!(s.leases()["k"].until, until);
-        std::thread::sleep(Duration::from_millis(10));
-        assert!(!s.take_lent("k"), "expired");
-        assert!(s.leases().is_empty());
-        // Off by default: nothing is lent or spent.
-        let off = store("q:");
-        off.lend("k".to_owned(), 4, Instant::now());
-        assert!(!off.take_lent("k"));
-        assert!(off.leases().is_empty());
     }
 }
