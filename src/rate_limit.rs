@@ -644,7 +644,10 @@ impl<S, K> RateLimitByClientService<S, K> {
                     .clients
                     .get(key)
                     .map_or(state.default_quota, |b| b.quota),
-                (state.key.shared_key(&req)).unwrap_or_else(|| format!("key:{key}")),
+                state
+                    .key
+                    .shared_key(&req)
+                    .unwrap_or_else(|| format!("key:{key}")),
             ),
             None => match &state.anonymous {
                 Some(bucket) => (bucket.quota, "anonymous".to_owned()),
@@ -1115,6 +1118,24 @@ mod tests {
         assert!(
             !logs.contains(signature) && !logs.contains("Bearer"),
             "{logs}"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn shared_keys_keep_clients_subjects_and_custom_keys_apart() {
+        let key = |claims| ClientId.shared_key(&request(claims));
+        assert_eq!(key(client("billing")).as_deref(), Some("client:billing"));
+        let by_azp = Some(self::claims(json!({"azp": "web", "sub": "billing"})));
+        assert_eq!(key(by_azp).as_deref(), Some("client:web"));
+        let by_sub = Some(self::claims(json!({"sub": "billing"})));
+        assert_eq!(key(by_sub).as_deref(), Some("sub:billing"));
+        assert_eq!(key(Some(self::claims(json!({})))), None);
+        assert_eq!(key(None), None);
+        let custom = |_: &Request<()>| Some("billing");
+        assert_eq!(
+            custom.shared_key(&request(None)).as_deref(),
+            Some("key:billing")
         );
     }
 

@@ -26,7 +26,7 @@ use self::lease::Leases;
 const SCRIPT: &str = include_str!("gcra.lua");
 
 /// Bounds that keep every time in the script below 2^53 µs (exact in Lua's doubles):
-/// an emission interval of at most about a year, a burst tolerance of at most about 70.
+/// an emission interval of at most about a year, a burst tolerance of at most about 70 years.
 const MAX_T_US: u64 = 1 << 45;
 const MAX_TAU_US: u64 = 1 << 51;
 /// `grpc-status` for `UNAVAILABLE`.
