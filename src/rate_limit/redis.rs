@@ -70,8 +70,8 @@ pub struct QuotaStats {
 ///   its bucket would be full again, so idle clients cost nothing.
 /// - **When Redis cannot answer** within the [timeout](RedisQuotasBuilder::timeout), the
 ///   [`Fallback`] decides (default: each replica's local buckets). One `warn` (target
-///   `bearer_guard::rate_limit`, `reason = "quota_store_unavailable"`) when Redis first
-///   fails, one `info` when it answers again; meanwhile only one request every
+///   `bearer_guard::rate_limit`, `reason = "quota_store_unavailable"`, with the key prefix)
+///   when Redis first fails, one `info` (`"quota_store_available"`) when it answers again; meanwhile only one request every
 ///   [`retry_every`](RedisQuotasBuilder::retry_every) tries Redis, the others go straight to
 ///   the fallback, and [`stats`](Self::stats) counts them.
 ///
@@ -285,6 +285,7 @@ impl RedisQuotas {
             tracing::warn!(
                 target: "bearer_guard::rate_limit",
                 reason = "quota_store_unavailable",
+                prefix = %self.inner.settings.prefix,
                 fallback = ?self.inner.settings.fallback,
                 error = reason,
                 "Redis quota store unavailable: the fallback decides until it answers again"
@@ -297,6 +298,7 @@ impl RedisQuotas {
             tracing::info!(
                 target: "bearer_guard::rate_limit",
                 reason = "quota_store_available",
+                prefix = %self.inner.settings.prefix,
                 "Redis quota store answers again"
             );
         }
