@@ -34,6 +34,17 @@ impl Caller<'_> {
         }
     }
 
+    /// The caller as a shared-store key, typed so that two key spaces never share a bucket:
+    /// `client:<id>`, `sub:<sub>`, `key:<custom key>`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn shared_key(&self) -> String {
+        match self {
+            Caller::Client(id) => format!("client:{id}"),
+            Caller::Subject(sub) => format!("sub:{sub}"),
+            Caller::Other(key) => format!("key:{key}"),
+        }
+    }
+
     /// The client id, for a [`Caller::Client`].
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {

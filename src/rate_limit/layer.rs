@@ -55,6 +55,10 @@ pub struct RateLimitByClient<K = ClientOrSubject> {
 pub(crate) struct State<K> {
     pub(crate) key: K,
     pub(crate) buckets: Buckets,
+    /// Quotas shared through Redis: when set, they decide, and the buckets above are the
+    /// local fallback.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<super::RedisQuotas>,
 }
 
 impl RateLimitByClient {
@@ -67,6 +71,8 @@ impl RateLimitByClient {
             clients: HashMap::new(),
             anonymous: Some(default),
             retain_every: DEFAULT_RETAIN_RECENT_EVERY,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -93,9 +99,22 @@ pub struct RateLimitByClientBuilder<K = ClientOrSubject> {
     clients: HashMap<String, Quota>,
     anonymous: Option<Quota>,
     retain_every: u64,
+    #[cfg(feature = "redis")]
+    redis: Option<super::RedisQuotas>,
 }
 
 impl<K> RateLimitByClientBuilder<K> {
+    /// Keeps the buckets in Redis, shared by every replica that points at it (feature
+    /// `redis`): the same quotas and the same answers, but each client gets its quota once
+    /// across all replicas instead of once per replica. The in-memory buckets then only
+    /// decide under [`Fallback::Local`](super::Fallback::Local), while Redis cannot answer.
+    /// See [`RedisQuotas`](super::RedisQuotas).
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, quotas: super::RedisQuotas) -> Self {
+        self.redis = Some(quotas);
+        self
+    }
+
     /// Gives the client `client_id` its own quota instead of the default one. Only tokens
     /// whose `client_id` is this id draw from it (never one whose `sub` merely equals it).
     /// Setting a client twice keeps the last quota.
@@ -146,6 +165,8 @@ impl<K> RateLimitByClientBuilder<K> {
             clients: self.clients,
             anonymous: self.anonymous,
             retain_every: self.retain_every,
+            #[cfg(feature = "redis")]
+            redis: self.redis,
         }
     }
 
@@ -184,6 +205,8 @@ impl<K> RateLimitByClientBuilder<K> {
                     self.anonymous,
                     self.retain_every,
                 ),
+                #[cfg(feature = "redis")]
+                redis: self.redis,
             }),
         }
     }
@@ -211,10 +234,12 @@ impl<K> Clone for RateLimitByClient<K> {
 
 impl<K: fmt::Debug> fmt::Debug for RateLimitByClient<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitByClient")
-            .field("key", &self.state.key)
-            .field("buckets", &self.state.buckets)
-            .finish()
+        let mut d = f.debug_struct("RateLimitByClient");
+        d.field("key", &self.state.key)
+            .field("buckets", &self.state.buckets);
+        #[cfg(feature = "redis")]
+        d.field("redis", &self.state.redis);
+        d.finish()
     }
 }
 

@@ -92,6 +92,21 @@ impl Buckets {
         waited(self.default.check_key(&caller), self.default.clock())
     }
 
+    /// The quota of `caller` (its named one, or the default; the anonymous one for `None`),
+    /// or `None` when anonymous requests are not limited.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn quota_for(&self, caller: Option<&Caller<'_>>) -> Option<Quota> {
+        match caller {
+            None => self.anonymous.as_ref().map(|b| b.quota),
+            Some(caller) => Some(
+                caller
+                    .client_id()
+                    .and_then(|id| self.clients.get(id))
+                    .map_or(self.default_quota, |b| b.quota),
+            ),
+        }
+    }
+
     /// Once every `retain_every` calls, drops the keyed buckets that have fully refilled.
     fn sweep(&self) {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed).wrapping_add(1);

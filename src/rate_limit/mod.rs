@@ -28,6 +28,10 @@
 //!   [`RateLimited`](crate::ErrorKind::RateLimited); a `tracing` event (target
 //!   `bearer_guard::rate_limit`) is emitted with `reason = "rate_limited"` and the
 //!   `client_id`, never the token.
+//! - **Several replicas** (feature `redis`): with [`redis`](RateLimitByClientBuilder::redis)
+//!   the buckets live in Redis ([`RedisQuotas`]), so that N replicas give each client its
+//!   quota once, not N times. The in-memory buckets then only serve [`Fallback::Local`]
+//!   while Redis cannot answer.
 //!
 //! # Memory
 //!
@@ -111,6 +115,15 @@ pub use self::layer::{
 pub use self::quota::{InvalidQuota, Quota};
 pub use self::service::RateLimitByClientService;
 
+// Quotas shared through Redis (feature `redis`).
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback, QuotaStats,
+    QuotaStoreError, QuotaUnavailable, RedisQuotas, RedisQuotasBuilder,
+};
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -164,7 +177,7 @@ mod tests {
         Some(verified(Some(id), Some(id)))
     }
 
-    async fn send<K: RateLimitKey<()>>(
+    async fn send<K: RateLimitKey<()> + Send + Sync + 'static>(
         layer: &RateLimitByClient<K>,
         req: Request<()>,
     ) -> Response<String> {
@@ -174,7 +187,7 @@ mod tests {
         svc.oneshot(req).await.expect("infallible")
     }
 
-    async fn statuses<K: RateLimitKey<()>>(
+    async fn statuses<K: RateLimitKey<()> + Send + Sync + 'static>(
         layer: &RateLimitByClient<K>,
         count: usize,
         token: impl Fn() -> Option<VerifiedToken>,

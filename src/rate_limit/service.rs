@@ -65,8 +65,10 @@ impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for RateLimitByClientService<S, K>
 
 impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitByClientService<S, K>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    K: RateLimitKey<ReqBody>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    K: RateLimitKey<ReqBody> + Send + Sync + 'static,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -78,12 +80,88 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        #[cfg(feature = "redis")]
+        if let Some(quotas) = &self.state.redis {
+            let quotas = quotas.clone();
+            return self.call_shared(&quotas, req);
+        }
         let caller = self.state.key.key(&req);
         match self.state.buckets.check(caller.as_ref()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(wait) => ResponseFuture::reject(too_many_requests(wait, &req)),
         }
     }
+}
+
+#[cfg(feature = "redis")]
+impl<S, K> RateLimitByClientService<S, K> {
+    /// The request's way with [`RedisQuotas`](super::RedisQuotas): a lent cell or a known
+    /// outage decides now; otherwise the ready inner service goes into the future (a clone
+    /// stays behind), which awaits Redis' answer, then calls it or answers the refusal.
+    fn call_shared<ReqBody, ResBody>(
+        &mut self,
+        quotas: &super::RedisQuotas,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+        K: RateLimitKey<ReqBody> + Send + Sync + 'static,
+        ResBody: Default,
+    {
+        use super::redis::{Check, Verdict};
+
+        let caller = self.state.key.key(&req).map(super::Caller::into_owned);
+        let Some(quota) = self.state.buckets.quota_for(caller.as_ref()) else {
+            // Anonymous requests, and anonymous is unlimited.
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        let bucket = caller
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), super::Caller::shared_key);
+        let state = Arc::clone(&self.state);
+        let local = move || state.buckets.check(caller.as_ref());
+        match quotas.check(&bucket, quota, local) {
+            Check::Now(Verdict::Admit) => ResponseFuture::inner(self.inner.call(req)),
+            Check::Now(refused) => ResponseFuture::reject(refusal(refused, &req)),
+            Check::Wait(decision) => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::wait(Box::pin(async move {
+                    match decision.await {
+                        Verdict::Admit => inner.call(req).await,
+                        refused => Ok(refusal(refused, &req)),
+                    }
+                }))
+            }
+        }
+    }
+}
+
+/// The answer to a refused request: over quota, or (failing closed) no store to ask.
+#[cfg(feature = "redis")]
+fn refusal<B, ResBody: Default>(
+    verdict: super::redis::Verdict,
+    req: &Request<B>,
+) -> Response<ResBody> {
+    match verdict {
+        super::redis::Verdict::Limited(wait) => too_many_requests(wait, req),
+        _ => quota_unavailable(req),
+    }
+}
+
+/// `503` with `Retry-After` (or gRPC `UNAVAILABLE`), marked [`QuotaUnavailable`].
+///
+/// [`QuotaUnavailable`]: super::QuotaUnavailable
+#[cfg(feature = "redis")]
+fn quota_unavailable<B, ResBody: Default>(req: &Request<B>) -> Response<ResBody> {
+    let refusal = Refusal::new(ErrorKind::QuotaUnavailable)
+        .with_token(req.extensions().get::<VerifiedToken>())
+        .answering(None, req.version(), req.headers());
+    let mut res = response::answer(&StandardRejection, &refusal);
+    res.extensions_mut().insert(super::QuotaUnavailable);
+    res
 }
 
 /// The answer over quota: the standard refusal (429 with `Retry-After`, or a trailers-only

@@ -1,0 +1,453 @@
+//! Quotas shared by every replica through Redis (feature `redis`): see [`RedisQuotas`].
+
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+use super::quota::Quota;
+
+mod builder;
+mod lease;
+
+use self::builder::Settings;
+pub use self::builder::{
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback,
+    QuotaStoreError, RedisQuotasBuilder,
+};
+use self::lease::Leases;
+
+/// The GCRA script, evaluated by Redis (`SCRIPT LOAD` once, then `EVALSHA`).
+const SCRIPT: &str = include_str!("gcra.lua");
+
+/// Bounds that keep every time in the script below 2^53 µs (exact in Lua's doubles):
+/// an emission interval of at most about a year, a burst tolerance of at most about 70 years.
+const MAX_T_US: u64 = 1 << 45;
+const MAX_TAU_US: u64 = 1 << 51;
+
+/// Marks a `503` (or `grpc-status: 14`) answered because Redis could not decide a request
+/// under [`Fallback::Closed`]; it is in the response's extensions, beside the
+/// [`AuthError`](crate::AuthError) of kind
+/// [`QuotaUnavailable`](crate::ErrorKind::QuotaUnavailable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaUnavailable;
+
+/// How requests were decided, since the store was built (shared by its clones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuotaStats {
+    /// Requests Redis decided (one round trip each).
+    pub redis: u64,
+    /// Requests admitted on a cell lent by an earlier round trip ([batching]), without one.
+    ///
+    /// [batching]: RedisQuotasBuilder::batch
+    pub batched: u64,
+    /// Round trips that failed or timed out.
+    pub errors: u64,
+    /// Requests the [`Fallback`] admitted.
+    pub fallback_admitted: u64,
+    /// Requests the [`Fallback`] refused (`429` from local buckets, or `503`).
+    pub fallback_refused: u64,
+}
+
+/// Per-client quotas kept in Redis, shared by every replica that points at the same Redis:
+/// give it to [`RateLimitByClientBuilder::redis`](super::RateLimitByClientBuilder::redis).
+///
+/// - **Algorithm.** GCRA, as governor runs it in memory: the same [`Quota`]s give the same
+///   answers (`429` with `Retry-After`, gRPC status 8). A Lua script evaluates it atomically
+///   on Redis' clock (`TIME`: one clock for all replicas) in one round trip per request
+///   (`EVALSHA`; reloaded by itself after `NOSCRIPT`, as from a restarted Redis). Times are
+///   whole microseconds: an emission interval is rounded *up* to one (stricter by at most
+///   1 µs per request), and held to at most about a year.
+/// - **Keys.** One per client: `<prefix>{<key>}`, the key escaped (`%XX` for every byte but
+///   ASCII letters, digits and `-_.:@`), so that no client id can reach another's key, and
+///   in braces, a hash tag: Redis Cluster keeps each bucket in one slot. A key expires when
+///   its bucket would be full again, so idle clients cost nothing.
+/// - **When Redis cannot answer** within the [timeout](RedisQuotasBuilder::timeout), the
+///   [`Fallback`] decides (default: each replica's local buckets). One `warn` (target
+///   `bearer_guard::rate_limit`, `reason = "quota_store_unavailable"`, with the key prefix)
+///   when Redis first fails, one `info` (`"quota_store_available"`) when it answers again; meanwhile only one request every
+///   [`retry_every`](RedisQuotasBuilder::retry_every) tries Redis, the others go straight to
+///   the fallback, and [`stats`](Self::stats) counts them.
+///
+/// Clones share the connection, the counters and the lent cells.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::num::NonZeroU32;
+/// use bearer_guard::rate_limit::{Fallback, Quota, RateLimitByClient, RedisQuotas};
+///
+/// let quotas = RedisQuotas::builder("redis://127.0.0.1:6379/")
+///     .fallback(Fallback::Local)
+///     .connect()
+///     .await?;
+/// let limit = RateLimitByClient::builder(Quota::per_minute(NonZeroU32::new(60).unwrap()))
+///     .client("payments", Quota::per_minute(NonZeroU32::new(120).unwrap()))
+///     .redis(quotas)
+///     .build();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisQuotas {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    settings: Settings,
+    /// The script's SHA-1, as `SCRIPT LOAD` answered it.
+    sha: OnceLock<String>,
+    /// 0 while Redis answers; else when the next request may try it, in ms since `epoch`.
+    retry_at: AtomicU64,
+    epoch: Instant,
+    leases: Leases,
+    redis: AtomicU64,
+    batched: AtomicU64,
+    errors: AtomicU64,
+    admitted: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl RedisQuotas {
+    /// Starts configuring a store at `url` (`redis://`, `rediss://`, `redis+unix://`). The
+    /// URL is never printed: it may carry a password.
+    pub fn builder(url: impl Into<String>) -> RedisQuotasBuilder {
+        RedisQuotasBuilder::new(url.into())
+    }
+
+    fn new(conn: ConnectionManager, settings: Settings) -> Self {
+        let leases = Leases::new(settings.batch, settings.lease_max_age);
+        RedisQuotas {
+            inner: Arc::new(Inner {
+                conn,
+                settings,
+                sha: OnceLock::new(),
+                retry_at: AtomicU64::new(0),
+                epoch: Instant::now(),
+                leases,
+                redis: AtomicU64::new(0),
+                batched: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                admitted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.settings.timeout
+    }
+
+    /// `SCRIPT LOAD`: the script's SHA-1, kept for `EVALSHA`.
+    async fn load_script(&self) -> redis::RedisResult<String> {
+        load(&mut self.inner.conn.clone(), &self.inner.sha).await
+    }
+
+    /// How requests were decided so far.
+    #[must_use]
+    pub fn stats(&self) -> QuotaStats {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let i = &self.inner;
+        QuotaStats {
+            redis: get(&i.redis),
+            batched: get(&i.batched),
+            errors: get(&i.errors),
+            fallback_admitted: get(&i.admitted),
+            fallback_refused: get(&i.refused),
+        }
+    }
+
+    /// The Redis key of the bucket of `key`: `<prefix>{<escaped key>}`.
+    #[must_use]
+    pub fn bucket_key(&self, key: &str) -> String {
+        let prefix = &self.inner.settings.prefix;
+        let mut out = String::with_capacity(prefix.len() + key.len() + 2);
+        out.push_str(prefix);
+        out.push('{');
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@') {
+                out.push(char::from(b));
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+        out.push('}');
+        out
+    }
+
+    /// Decides one request of `key` under `quota`: now when a lent cell admits it or Redis is
+    /// known to be down (then `local` is the local bucket, for [`Fallback::Local`]), else
+    /// after a round trip to Redis.
+    pub(super) fn check<L>(&self, key: &str, quota: Quota, local: L) -> Check
+    where
+        L: FnOnce() -> Result<(), Duration> + Send + 'static,
+    {
+        let bucket = self.bucket_key(key);
+        if self.inner.leases.take(&bucket) {
+            self.inner.batched.fetch_add(1, Ordering::Relaxed);
+            return Check::Now(Verdict::Admit);
+        }
+        if !self.may_try() {
+            return Check::Now(self.fall_back(local));
+        }
+        let this = self.clone();
+        Check::Wait(Box::pin(async move {
+            let sent = Instant::now();
+            let cells = Cells::of(quota);
+            match this.round_trip(&bucket, cells).await {
+                Ok((taken, wait)) => {
+                    this.answered();
+                    this.inner.redis.fetch_add(1, Ordering::Relaxed);
+                    if taken == 0 {
+                        Verdict::Limited(Duration::from_micros(wait))
+                    } else {
+                        this.inner.leases.lend(bucket, taken, sent);
+                        Verdict::Admit
+                    }
+                }
+                Err(reason) => {
+                    this.failed(&reason);
+                    this.fall_back(local)
+                }
+            }
+        }))
+    }
+
+    fn fall_back(&self, local: impl FnOnce() -> Result<(), Duration>) -> Verdict {
+        let verdict = match self.inner.settings.fallback {
+            Fallback::Local => local().map_or_else(Verdict::Limited, |()| Verdict::Admit),
+            Fallback::Open => Verdict::Admit,
+            Fallback::Closed => Verdict::Unavailable,
+        };
+        let counter = match verdict {
+            Verdict::Admit => &self.inner.admitted,
+            _ => &self.inner.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        verdict
+    }
+
+    /// One `EVALSHA` (plus `SCRIPT LOAD` when Redis does not know the script), within the
+    /// timeout: `(cells taken, µs to wait)`.
+    async fn round_trip(&self, bucket: &str, cells: Cells) -> Result<(u64, u64), String> {
+        let settings = &self.inner.settings;
+        let mut conn = self.inner.conn.clone();
+        let want = self.inner.leases.batch().min(cells.burst);
+        let keep = cells.burst / 2;
+        let attempt = async {
+            let sha = match self.inner.sha.get() {
+                Some(sha) => sha.clone(),
+                None => load(&mut conn, &self.inner.sha).await?,
+            };
+            match evalsha(&mut conn, &sha, bucket, cells, want, keep).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let sha = load(&mut conn, &self.inner.sha).await?;
+                    evalsha(&mut conn, &sha, bucket, cells, want, keep).await
+                }
+                answer => answer,
+            }
+        };
+        match tokio::time::timeout(settings.timeout, attempt).await {
+            Ok(Ok((taken, wait))) => Ok((taken.min(u64::from(want)), wait)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
+        }
+    }
+
+    /// Whether this request may ask Redis: always while it answers; during an outage, one
+    /// request every `retry_every`.
+    fn may_try(&self) -> bool {
+        let retry_at = self.inner.retry_at.load(Ordering::Acquire);
+        if retry_at == 0 {
+            return true;
+        }
+        let now = self.millis();
+        let next = now + millis(self.inner.settings.retry_every);
+        now >= retry_at
+            && self
+                .inner
+                .retry_at
+                .compare_exchange(retry_at, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn failed(&self, reason: &str) {
+        self.inner.errors.fetch_add(1, Ordering::Relaxed);
+        let next = self.millis() + millis(self.inner.settings.retry_every);
+        if self.inner.retry_at.swap(next, Ordering::AcqRel) == 0 {
+            tracing::warn!(
+                target: "bearer_guard::rate_limit",
+                reason = "quota_store_unavailable",
+                prefix = %self.inner.settings.prefix,
+                fallback = ?self.inner.settings.fallback,
+                error = reason,
+                "Redis quota store unavailable: the fallback decides until it answers again"
+            );
+        }
+    }
+
+    fn answered(&self) {
+        if self.inner.retry_at.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!(
+                target: "bearer_guard::rate_limit",
+                reason = "quota_store_available",
+                prefix = %self.inner.settings.prefix,
+                "Redis quota store answers again"
+            );
+        }
+    }
+
+    /// ms since `epoch`, plus one (0 means "Redis answers").
+    fn millis(&self) -> u64 {
+        millis(self.inner.epoch.elapsed()) + 1
+    }
+}
+
+async fn load(conn: &mut ConnectionManager, sha: &OnceLock<String>) -> redis::RedisResult<String> {
+    let loaded: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(SCRIPT)
+        .query_async(conn)
+        .await?;
+    Ok(sha.get_or_init(|| loaded).clone())
+}
+
+async fn evalsha(
+    conn: &mut ConnectionManager,
+    sha: &str,
+    bucket: &str,
+    cells: Cells,
+    want: u32,
+    keep: u32,
+) -> redis::RedisResult<(u64, u64)> {
+    redis::cmd("EVALSHA")
+        .arg(sha)
+        .arg(1)
+        .arg(bucket)
+        .arg(cells.t_us)
+        .arg(cells.tau_us)
+        .arg(want)
+        .arg(keep)
+        .arg("")
+        .query_async(conn)
+        .await
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
+}
+
+/// A quota in the script's units: whole microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cells {
+    t_us: u64,
+    tau_us: u64,
+    burst: u32,
+}
+
+impl Cells {
+    fn of(quota: Quota) -> Self {
+        let t_ns = quota.replenish_interval().as_nanos();
+        let t_us = u64::try_from(t_ns.div_ceil(1000)).map_or(MAX_T_US, |t| t.clamp(1, MAX_T_US));
+        let burst = quota.burst().get();
+        Cells {
+            t_us,
+            tau_us: t_us.saturating_mul(u64::from(burst - 1)).min(MAX_TAU_US),
+            burst,
+        }
+    }
+}
+
+/// A decision: now, or after a round trip to Redis.
+pub(super) enum Check {
+    Now(Verdict),
+    Wait(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+/// What to answer a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Admit,
+    Limited(Duration),
+    Unavailable,
+}
+
+impl fmt::Debug for RedisQuotas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQuotas")
+            .field("settings", &self.inner.settings)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    fn n(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).expect("non-zero")
+    }
+
+    fn store(prefix: &str) -> RedisQuotas {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        RedisQuotas::builder("redis://127.0.0.1:1/")
+            .prefix(prefix)
+            .connect_lazy()
+            .expect("lazy store")
+    }
+
+    #[test]
+    fn keys_are_escaped_into_one_hash_tag_and_cannot_collide() {
+        let s = store("q:");
+        assert_eq!(s.bucket_key("client:billing"), "q:{client:billing}");
+        assert_eq!(s.bucket_key("sub:a.b@c-d_e"), "q:{sub:a.b@c-d_e}");
+        assert_eq!(s.bucket_key("client:a}b{c"), "q:{client:a%7Db%7Bc}");
+        assert_eq!(s.bucket_key("client:%7D"), "q:{client:%257D}");
+        assert_eq!(s.bucket_key("client:é\n "), "q:{client:%C3%A9%0A%20}");
+        let keys = ["a}", "a%7D", "a%257D", "a", "a ", "a+", "A"];
+        let mut escaped: Vec<String> = keys.iter().map(|k| s.bucket_key(k)).collect();
+        escaped.sort();
+        escaped.dedup();
+        assert_eq!(escaped.len(), keys.len(), "{escaped:?}");
+        for key in &escaped {
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert_eq!(key.matches('}').count(), 1, "{key}");
+            assert!(key.ends_with('}'), "{key}");
+        }
+    }
+
+    #[test]
+    fn quotas_become_whole_microseconds_rounded_up() {
+        let per_minute = Cells::of(Quota::per_minute(n(120)));
+        assert_eq!(
+            per_minute,
+            Cells {
+                t_us: 500_000,
+                tau_us: 500_000 * 119,
+                burst: 120
+            }
+        );
+        // 1/3 s is 333 333.33 µs: rounded up, never down (stricter, not looser).
+        assert_eq!(Cells::of(Quota::per_second(n(3))).t_us, 333_334);
+        // Sub-microsecond intervals: one microsecond.
+        assert_eq!(Cells::of(Quota::per_second(n(5_000_000))).t_us, 1);
+        // Absurdly slow quotas are held to the bounds that keep the script exact.
+        let slow = Quota::with_period(Duration::from_secs(1 << 40))
+            .expect("non-zero")
+            .allow_burst(n(1 << 20));
+        let slow = Cells::of(slow);
+        assert_eq!((slow.t_us, slow.tau_us), (MAX_T_US, MAX_TAU_US));
+    }
+}
