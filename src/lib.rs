@@ -94,12 +94,14 @@ mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+pub mod dpop;
 mod error;
 mod future;
 mod json;
 mod jws;
 mod keys;
 mod layer;
+pub mod mtls;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

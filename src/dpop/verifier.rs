@@ -1,0 +1,356 @@
+//! [`Dpop`]: the settings and the entry points that verify a proof.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use jsonwebtoken::Algorithm;
+
+use super::error::DpopErrorKind;
+use super::htu::Origin;
+use super::jwk::algorithm_name;
+use super::nonce::Nonces;
+use super::outcome::{ProofCheck, ProofFuture, VerifiedProof, settle};
+use super::proof::{self, Binding, ProofRequest, Rules};
+use super::replay::{DpopReplay, MemoryReplay};
+use crate::error::ConfigError;
+
+/// Default window for a proof's `iat` in the past.
+pub const DEFAULT_PROOF_MAX_AGE: Duration = Duration::from_secs(60);
+/// Longest `iat` window accepted.
+pub const MAX_PROOF_MAX_AGE: Duration = Duration::from_secs(300);
+/// Default leeway for an `iat` in the future (the client's clock ahead of ours).
+pub const DEFAULT_PROOF_FUTURE_LEEWAY: Duration = Duration::from_secs(5);
+/// Largest future leeway accepted.
+pub const MAX_PROOF_FUTURE_LEEWAY: Duration = Duration::from_secs(60);
+/// Default cap on a proof's length in bytes, checked before any parsing: room for RSA keys up
+/// to 8192 bits.
+pub const DEFAULT_MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// The algorithms accepted by default: every asymmetric JWS algorithm the signature backends
+/// verify. `none` and HMAC are never accepted.
+pub const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+];
+
+/// DPoP proof verification (RFC 9449) with its settings: accepted algorithms, `iat` window,
+/// size cap, server nonces, replay store and the server's external origin.
+///
+/// Cheap to clone (one `Arc`); build one per protected API (or token endpoint) and share it.
+///
+/// ```
+/// use bearer_guard::dpop::{Dpop, DpopErrorKind, ProofCheck, ProofRequest};
+/// let dpop = Dpop::builder().external_origin("https://api.example").build()?;
+///
+/// let req = http::Request::get("/accounts").body(())?;
+/// // No `DPoP` header: refused at once.
+/// let ProofCheck::Ready(Err(err)) = dpop.verify_access(&ProofRequest::from(&req), "token", "jkt")
+/// else { panic!("decided at once") };
+/// assert_eq!(err.kind(), DpopErrorKind::MissingProof);
+/// assert_eq!(err.kind().oauth_error(), Some("invalid_dpop_proof"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Dpop {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rules: Rules,
+    replay: Arc<dyn DpopReplay>,
+    /// `algs="ES256 ..."`, for challenges.
+    algs_param: String,
+}
+
+impl Dpop {
+    /// Starts a builder with the defaults: every asymmetric algorithm, `iat` from 60 s in the
+    /// past to 5 s in the future, proofs up to 8 KiB, no nonces, an in-process replay store,
+    /// and the origin `https://` + the request's `Host`.
+    #[must_use]
+    pub fn builder() -> DpopBuilder {
+        DpopBuilder {
+            algorithms: DEFAULT_PROOF_ALGORITHMS.to_vec(),
+            max_age: DEFAULT_PROOF_MAX_AGE,
+            future_leeway: DEFAULT_PROOF_FUTURE_LEEWAY,
+            max_proof_len: DEFAULT_MAX_PROOF_LEN,
+            nonces: None,
+            replay: None,
+            origin: OriginSetting::FromRequest("https"),
+        }
+    }
+
+    /// Verifies the proof of a request to a protected resource (RFC 9449 §7), after its
+    /// access token verified: every check of §4.3, `ath` against `access_token`, the proof's
+    /// key against `jkt` (the token's `cnf.jkt`), then the replay store.
+    ///
+    /// A cached token still needs this on every request: a proof is good for one request.
+    pub fn verify_access(
+        &self,
+        req: &ProofRequest<'_>,
+        access_token: &str,
+        jkt: &str,
+    ) -> ProofCheck {
+        let binding = Binding::AccessToken {
+            token: access_token,
+            jkt,
+        };
+        self.verify(req, binding)
+    }
+
+    /// Verifies the proof of a request to an authorization server's token (or PAR) endpoint
+    /// (RFC 9449 §5): every check of §4.3 (no `ath`), the key against `expected_jkt` when
+    /// the grant is already bound (a `dpop_jkt` authorization code, a DPoP-bound refresh
+    /// token), then the replay store. The issuer binds the new token to
+    /// [`VerifiedProof::jkt`].
+    pub fn verify_token_request(
+        &self,
+        req: &ProofRequest<'_>,
+        expected_jkt: Option<&str>,
+    ) -> ProofCheck {
+        self.verify(req, Binding::TokenRequest { jkt: expected_jkt })
+    }
+
+    fn verify(&self, req: &ProofRequest<'_>, binding: Binding<'_>) -> ProofCheck {
+        let checked = match proof::check(&self.inner.rules, req, binding, unix_now()) {
+            Ok(checked) => checked,
+            Err(err) => return ProofCheck::Ready(Err(err)),
+        };
+        let ttl = Duration::from_secs(checked.replay_ttl_secs);
+        let mut replay = self.inner.replay.first_use(&checked.replay_key, ttl);
+        let proof = VerifiedProof::from(checked);
+        match replay.take_ready() {
+            Some(answer) => ProofCheck::Ready(settle(proof, answer)),
+            None => ProofCheck::Pending(ProofFuture::replay(proof, replay)),
+        }
+    }
+
+    /// Whether proofs must carry a server nonce.
+    #[must_use]
+    pub fn requires_nonce(&self) -> bool {
+        self.inner.rules.nonces.is_some()
+    }
+
+    /// A fresh nonce for a `DPoP-Nonce` header, when nonces are on: due with every
+    /// `use_dpop_nonce` answer ([`DpopErrorKind::nonce_due`]) and, on success, when
+    /// [`VerifiedProof::nonce_refresh_due`].
+    #[must_use]
+    pub fn nonce_header(&self) -> Option<HeaderValue> {
+        let nonce = self.inner.rules.nonces.as_ref()?.issue(unix_now());
+        // base64url: always a valid header value.
+        HeaderValue::from_str(&nonce).ok()
+    }
+
+    /// The accepted algorithms.
+    #[must_use]
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.inner.rules.algorithms
+    }
+
+    /// The `algs` auth-param of the `DPoP` challenge: `algs="ES256 ES384 ..."`.
+    #[must_use]
+    pub fn algs_param(&self) -> &str {
+        &self.inner.algs_param
+    }
+
+    /// A `WWW-Authenticate` value for the `DPoP` scheme (RFC 9449 §7.1):
+    /// `DPoP algs=".."` without an error (no credentials), or
+    /// `DPoP error="..", algs=".."` with the error code of `error`.
+    #[must_use]
+    pub fn challenge(&self, error: Option<DpopErrorKind>) -> HeaderValue {
+        let value = match error.and_then(DpopErrorKind::oauth_error) {
+            Some(code) => format!("DPoP error=\"{code}\", {}", self.inner.algs_param),
+            None => format!("DPoP {}", self.inner.algs_param),
+        };
+        // Fixed names only: always a valid header value.
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("DPoP"))
+    }
+}
+
+impl fmt::Debug for Dpop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = &self.inner.rules;
+        f.debug_struct("Dpop")
+            .field("algorithms", &rules.algorithms)
+            .field("max_age", &rules.max_age)
+            .field("future_leeway", &rules.future_leeway)
+            .field("max_proof_len", &rules.max_proof_len)
+            .field("nonces", &rules.nonces)
+            .field("origin", &rules.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `d` in whole seconds, if it is at most `max` (and not zero unless `zero_ok`).
+fn whole_seconds(d: Duration, max: Duration, zero_ok: bool) -> Result<i64, ConfigError> {
+    if d > max || (d.is_zero() && !zero_ok) {
+        return Err(ConfigError::LeewayTooLarge {
+            requested: d.as_secs(),
+            max: max.as_secs(),
+        });
+    }
+    Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+enum OriginSetting {
+    External(String),
+    FromRequest(&'static str),
+    BadScheme(String),
+}
+
+/// Builder for [`Dpop`]; see [`Dpop::builder`].
+#[must_use]
+pub struct DpopBuilder {
+    algorithms: Vec<Algorithm>,
+    max_age: Duration,
+    future_leeway: Duration,
+    max_proof_len: usize,
+    nonces: Option<Result<Nonces, ConfigError>>,
+    replay: Option<Arc<dyn DpopReplay>>,
+    origin: OriginSetting,
+}
+
+impl DpopBuilder {
+    /// The algorithms proofs may be signed with (default
+    /// [`DEFAULT_PROOF_ALGORITHMS`]). HMAC algorithms are refused by `build`.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// How old a proof's `iat` may be (default 60 s, at most 300 s). Replays are remembered
+    /// for as long.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// How far in the future a proof's `iat` may lie (default 5 s, at most 60 s).
+    pub fn future_leeway(mut self, leeway: Duration) -> Self {
+        self.future_leeway = leeway;
+        self
+    }
+
+    /// The longest `DPoP` header accepted, in bytes (default 8 KiB).
+    pub fn max_proof_len(mut self, bytes: usize) -> Self {
+        self.max_proof_len = bytes;
+        self
+    }
+
+    /// Requires a server nonce in every proof (RFC 9449 §8, §9): stateless nonces sealed with
+    /// HMAC-SHA256 under `secret` (at least 32 bytes; give every replica the same one),
+    /// valid for `lifetime` (at most an hour). A proof without one, or with an invalid or
+    /// expired one, is answered `use_dpop_nonce` with a fresh nonce.
+    pub fn nonces(mut self, secret: impl AsRef<[u8]>, lifetime: Duration) -> Self {
+        self.nonces = Some(Nonces::new(secret.as_ref(), lifetime));
+        self
+    }
+
+    /// The store that refuses a proof used twice (default: a [`MemoryReplay`], right for
+    /// one process; share a `RedisReplay` between replicas).
+    pub fn replay(mut self, store: Arc<dyn DpopReplay>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+
+    /// The server's origin as clients see it (`https://api.example`, `https://api.example:8443`):
+    /// `htu` is compared with it and the request's path. Set it behind a proxy or load
+    /// balancer that terminates TLS, and wherever the `Host` header cannot be trusted.
+    pub fn external_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = OriginSetting::External(origin.into());
+        self
+    }
+
+    /// Takes the origin from each request (its absolute URI's authority, else its one `Host`
+    /// header) with `scheme` (`https` or `http`): the default, with `https`. A client can
+    /// then aim a proof at any host name that reaches this server; prefer
+    /// [`external_origin`](Self::external_origin) in production.
+    pub fn origin_from_host(mut self, scheme: &str) -> Self {
+        self.origin = match scheme.to_ascii_lowercase().as_str() {
+            "https" => OriginSetting::FromRequest("https"),
+            "http" => OriginSetting::FromRequest("http"),
+            _ => OriginSetting::BadScheme(scheme.to_owned()),
+        };
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnsupportedAlgorithm`] for an HMAC algorithm or an empty list,
+    /// [`ConfigError::LeewayTooLarge`] for a window or nonce lifetime over its maximum (or
+    /// zero), [`ConfigError::HmacSecretTooShort`] for a short nonce secret,
+    /// [`ConfigError::InvalidUrl`] for an origin that is not `http(s)://host[:port]`.
+    pub fn build(self) -> Result<Dpop, ConfigError> {
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(ConfigError::UnsupportedAlgorithm(format!(
+                "{} for DPoP proofs (symmetric)",
+                algorithm_name(*alg)
+            )));
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::UnsupportedAlgorithm(
+                "no algorithm for DPoP proofs".into(),
+            ));
+        }
+        let max_age = whole_seconds(self.max_age, MAX_PROOF_MAX_AGE, false)?;
+        let future_leeway = whole_seconds(self.future_leeway, MAX_PROOF_FUTURE_LEEWAY, true)?;
+        let origin = match self.origin {
+            OriginSetting::External(url) => {
+                Origin::external(&url).ok_or(ConfigError::InvalidUrl(url))?
+            }
+            OriginSetting::FromRequest(scheme) => Origin::FromRequest { scheme },
+            OriginSetting::BadScheme(scheme) => return Err(ConfigError::InvalidUrl(scheme)),
+        };
+        let nonces = self.nonces.transpose()?;
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for alg in self.algorithms {
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        let names: Vec<&str> = algorithms.iter().map(|a| algorithm_name(*a)).collect();
+        Ok(Dpop {
+            inner: Arc::new(Inner {
+                algs_param: format!("algs=\"{}\"", names.join(" ")),
+                rules: Rules {
+                    algorithms,
+                    max_proof_len: self.max_proof_len,
+                    max_age,
+                    future_leeway,
+                    nonces,
+                    origin,
+                },
+                replay: self.replay.unwrap_or_else(|| Arc::new(MemoryReplay::new())),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for DpopBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopBuilder")
+            .field("algorithms", &self.algorithms)
+            .field("max_age", &self.max_age)
+            .field("future_leeway", &self.future_leeway)
+            .finish_non_exhaustive()
+    }
+}
