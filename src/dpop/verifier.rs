@@ -120,7 +120,12 @@ impl Dpop {
     }
 
     fn verify(&self, req: &ProofRequest<'_>, binding: Binding<'_>) -> ProofCheck {
-        let checked = match proof::check(&self.inner.rules, req, binding, unix_now()) {
+        self.verify_at(req, binding, unix_now())
+    }
+
+    /// [`verify`](Self::verify) at `now`, seconds since the epoch.
+    fn verify_at(&self, req: &ProofRequest<'_>, binding: Binding<'_>, now: i64) -> ProofCheck {
+        let checked = match proof::check(&self.inner.rules, req, binding, now) {
             Ok(checked) => checked,
             Err(err) => return ProofCheck::Ready(Err(err)),
         };
@@ -352,5 +357,307 @@ impl fmt::Debug for DpopBuilder {
             .field("max_age", &self.max_age)
             .field("future_leeway", &self.future_leeway)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpop::{DpopError, DpopErrorKind as K};
+
+    /// RFC 9449's example key: the `jkt` of its example access token (§6.1).
+    const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+
+    /// Figure 4 (§5): token request with an authorization code, `iat` 1562262616.
+    const TOKEN_REQUEST_PROOF: &str = concat!(
+        "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6Ik",
+        "VDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCR",
+        "nMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JE",
+        "QSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIj",
+        "oiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwia",
+        "WF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg",
+        "4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg",
+    );
+
+    /// Figure 6 (§5): token request with a refresh token, `iat` 1562265296.
+    const REFRESH_PROOF: &str = concat!(
+        "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6Ik",
+        "VDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCR",
+        "nMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JE",
+        "QSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIj",
+        "oiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwia",
+        "WF0IjoxNTYyMjY1Mjk2fQ.pAqut2IRDm_De6PR93SYmGBPXpwrAk90e8cP2hjiaG5Qs",
+        "GSuKDYW7_X620BxqhvYC8ynrrvZLTk41mSRroapUA",
+    );
+
+    /// Figure 12 (§7.1): protected resource request, `iat` 1562262618, with `ath`.
+    const RESOURCE_PROOF: &str = concat!(
+        "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6Ik",
+        "VDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCR",
+        "nMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JE",
+        "QSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIj",
+        "oiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0Z",
+        "WRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNF",
+        "c05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71E",
+        "OptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA",
+    );
+    const RESOURCE_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+
+    fn request(method: &str, uri: &str, host: &str, proof: &str) -> http::Request<()> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host)
+            .header("dpop", proof)
+            .body(())
+            .expect("request")
+    }
+
+    fn ready(check: ProofCheck) -> Result<VerifiedProof, DpopError> {
+        match check {
+            ProofCheck::Ready(outcome) => outcome,
+            ProofCheck::Pending(_) => panic!("the memory store answers at once"),
+        }
+    }
+
+    fn kind(check: ProofCheck) -> Option<K> {
+        ready(check).err().map(|e| e.kind())
+    }
+
+    fn token_request(dpop: &Dpop, proof: &str, jkt: Option<&str>, now: i64) -> ProofCheck {
+        let req = request("POST", "/token", "server.example.com", proof);
+        dpop.verify_at(
+            &ProofRequest::from(&req),
+            Binding::TokenRequest { jkt },
+            now,
+        )
+    }
+
+    fn resource(dpop: &Dpop, token: &str, jkt: &str, now: i64) -> ProofCheck {
+        let req = request(
+            "GET",
+            "/protectedresource",
+            "resource.example.org",
+            RESOURCE_PROOF,
+        );
+        dpop.verify_at(
+            &ProofRequest::from(&req),
+            Binding::AccessToken { token, jkt },
+            now,
+        )
+    }
+
+    fn es256_only() -> Dpop {
+        Dpop::builder()
+            .algorithms([Algorithm::ES256])
+            .build()
+            .expect("dpop")
+    }
+
+    #[test]
+    fn rfc_9449_token_request_examples_verify() {
+        let dpop = es256_only();
+        let proof = ready(token_request(
+            &dpop,
+            TOKEN_REQUEST_PROOF,
+            Some(JKT),
+            1_562_262_620,
+        ))
+        .expect("Figure 4 verifies");
+        assert_eq!(proof.jkt(), JKT);
+        assert_eq!(proof.jti(), "-BwC3ESc6acc2lTc");
+        assert_eq!(proof.iat(), 1_562_262_616);
+        // Figures 4 and 6 share their key and `jti`: once Figure 4 is accepted, Figure 6 is
+        // a replay for as long as the store remembers Figure 4.
+        assert_eq!(
+            kind(token_request(&dpop, REFRESH_PROOF, None, 1_562_265_300)),
+            Some(K::Replayed)
+        );
+        let proof = ready(token_request(
+            &es256_only(),
+            REFRESH_PROOF,
+            None,
+            1_562_265_300,
+        ))
+        .expect("Figure 6 verifies");
+        assert_eq!((proof.jkt(), proof.iat()), (JKT, 1_562_265_296));
+        // Outside its window, either side.
+        for now in [1_562_262_616 - 6, 1_562_262_616 + 61] {
+            assert!(matches!(
+                kind(token_request(&es256_only(), TOKEN_REQUEST_PROOF, None, now)),
+                Some(K::IssuedInFuture | K::TooOld)
+            ));
+        }
+    }
+
+    #[test]
+    fn rfc_9449_resource_example_verifies_with_its_token_and_key() {
+        let now = 1_562_262_618 + 30;
+        let proof = ready(resource(&es256_only(), RESOURCE_TOKEN, JKT, now)).expect("Figure 12");
+        assert_eq!(proof.jti(), "e1j3V_bKic8-LAEB");
+        // The same proof with another token, another key, at another time, or twice.
+        let other_jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        assert_eq!(
+            kind(resource(&es256_only(), "another-token", JKT, now)),
+            Some(K::AccessTokenHashMismatch)
+        );
+        assert_eq!(
+            kind(resource(&es256_only(), RESOURCE_TOKEN, other_jkt, now)),
+            Some(K::KeyMismatch)
+        );
+        assert_eq!(
+            kind(resource(&es256_only(), RESOURCE_TOKEN, JKT, now + 60)),
+            Some(K::TooOld)
+        );
+        let dpop = es256_only();
+        assert!(ready(resource(&dpop, RESOURCE_TOKEN, JKT, now)).is_ok());
+        assert_eq!(
+            kind(resource(&dpop, RESOURCE_TOKEN, JKT, now)),
+            Some(K::Replayed)
+        );
+    }
+
+    #[test]
+    fn rfc_9449_examples_are_refused_where_they_do_not_belong() {
+        let now = 1_562_262_620;
+        // Presented to a protected resource, the token-request proof has no `ath`.
+        let req = request("POST", "/token", "server.example.com", TOKEN_REQUEST_PROOF);
+        let binding = Binding::AccessToken {
+            token: RESOURCE_TOKEN,
+            jkt: JKT,
+        };
+        let err = ready(es256_only().verify_at(&ProofRequest::from(&req), binding, now))
+            .expect_err("no ath");
+        assert_eq!(
+            (err.kind(), err.claim_name()),
+            (K::MissingClaim, Some("ath"))
+        );
+        // Another method, path, host or scheme.
+        for (method, uri, host) in [
+            ("GET", "/token", "server.example.com"),
+            ("POST", "/token/", "server.example.com"),
+            ("POST", "/token", "resource.example.org"),
+            ("POST", "/token", "server.example.com:8443"),
+        ] {
+            let req = request(method, uri, host, TOKEN_REQUEST_PROOF);
+            let binding = Binding::TokenRequest { jkt: None };
+            let check = es256_only().verify_at(&ProofRequest::from(&req), binding, now);
+            assert!(
+                matches!(kind(check), Some(K::MethodMismatch | K::UriMismatch)),
+                "{method} {host}{uri}"
+            );
+        }
+        let http = Dpop::builder()
+            .origin_from_host("http")
+            .build()
+            .expect("dpop");
+        assert_eq!(
+            kind(token_request(&http, TOKEN_REQUEST_PROOF, None, now)),
+            Some(K::UriMismatch)
+        );
+        // Not in the allowed algorithms.
+        let eddsa = Dpop::builder()
+            .algorithms([Algorithm::EdDSA])
+            .build()
+            .expect("dpop");
+        assert_eq!(
+            kind(token_request(&eddsa, TOKEN_REQUEST_PROOF, None, now)),
+            Some(K::UnsupportedAlgorithm)
+        );
+    }
+
+    #[test]
+    fn builder_refuses_insecure_or_odd_settings() {
+        let err = |b: DpopBuilder| b.build().expect_err("refused");
+        assert!(matches!(
+            err(Dpop::builder().algorithms([Algorithm::ES256, Algorithm::HS256])),
+            ConfigError::UnsupportedAlgorithm(_)
+        ));
+        assert!(matches!(
+            err(Dpop::builder().algorithms([])),
+            ConfigError::UnsupportedAlgorithm(_)
+        ));
+        assert!(matches!(
+            err(Dpop::builder().max_age(Duration::from_secs(301))),
+            ConfigError::LeewayTooLarge {
+                requested: 301,
+                max: 300
+            }
+        ));
+        assert!(
+            err(Dpop::builder().max_age(Duration::ZERO))
+                .to_string()
+                .contains("0 s")
+        );
+        assert!(
+            Dpop::builder()
+                .future_leeway(Duration::from_secs(61))
+                .build()
+                .is_err()
+        );
+        assert!(
+            Dpop::builder()
+                .future_leeway(Duration::ZERO)
+                .build()
+                .is_ok()
+        );
+        assert!(
+            Dpop::builder()
+                .nonces([1u8; 31], Duration::from_secs(60))
+                .build()
+                .is_err()
+        );
+        for origin in [
+            "api.example",
+            "ftp://api.example",
+            "https://api.example/v1",
+            "https://api.example/?x",
+            "https://u:p@api.example",
+        ] {
+            assert!(
+                matches!(
+                    err(Dpop::builder().external_origin(origin)),
+                    ConfigError::InvalidUrl(_)
+                ),
+                "{origin}"
+            );
+        }
+        assert!(
+            Dpop::builder()
+                .external_origin("HTTPS://API.example:443/")
+                .build()
+                .is_ok()
+        );
+        assert!(Dpop::builder().origin_from_host("gopher").build().is_err());
+    }
+
+    #[test]
+    fn challenges_list_the_algorithms() {
+        let dpop = Dpop::builder()
+            .algorithms([Algorithm::ES256, Algorithm::PS256, Algorithm::ES256])
+            .build()
+            .expect("dpop");
+        assert_eq!(dpop.algs_param(), r#"algs="ES256 PS256""#);
+        assert_eq!(dpop.challenge(None), r#"DPoP algs="ES256 PS256""#);
+        assert_eq!(
+            dpop.challenge(Some(K::Replayed)),
+            r#"DPoP error="invalid_dpop_proof", algs="ES256 PS256""#
+        );
+        assert_eq!(
+            dpop.challenge(Some(K::ReplayUnavailable)),
+            r#"DPoP algs="ES256 PS256""#
+        );
+        assert!(dpop.nonce_header().is_none() && !dpop.requires_nonce());
+        let debug = format!(
+            "{:?}",
+            Dpop::builder()
+                .nonces([9u8; 32], Duration::from_secs(60))
+                .build()
+                .expect("dpop")
+        );
+        assert!(
+            debug.contains("lifetime") && !debug.contains("9, 9"),
+            "{debug}"
+        );
     }
 }
