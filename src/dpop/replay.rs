@@ -209,10 +209,8 @@ impl MemoryReplay {
     fn record(&self, key: &ReplayKey, ttl: Duration) -> Answer {
         let now = Instant::now();
         let mut state = self.lock();
-        if let Some(&until) = state.seen.get(key) {
-            if until > now {
-                return Ok(false);
-            }
+        if state.seen.get(key).is_some_and(|&until| until > now) {
+            return Ok(false);
         }
         let since_sweep = now.saturating_duration_since(state.last_sweep);
         let full = state.seen.len() >= self.capacity && !state.seen.contains_key(key);

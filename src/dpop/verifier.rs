@@ -75,7 +75,6 @@ impl Dpop {
     /// Starts a builder with the defaults: every asymmetric algorithm, `iat` from 60 s in the
     /// past to 5 s in the future, proofs up to 8 KiB, no nonces, an in-process replay store,
     /// and the origin `https://` + the request's `Host`.
-    #[must_use]
     pub fn builder() -> DpopBuilder {
         DpopBuilder {
             algorithms: DEFAULT_PROOF_ALGORITHMS.to_vec(),
@@ -111,6 +110,10 @@ impl Dpop {
     /// the grant is already bound (a `dpop_jkt` authorization code, a DPoP-bound refresh
     /// token), then the replay store. The issuer binds the new token to
     /// [`VerifiedProof::jkt`].
+    ///
+    /// Call it once the client is authenticated and the grant checked: anyone can make a
+    /// valid proof with a key of their own, and each one takes a place in the replay store
+    /// until its window passes (a full [`MemoryReplay`] refuses new proofs).
     pub fn verify_token_request(
         &self,
         req: &ProofRequest<'_>,
