@@ -172,3 +172,50 @@ pub(crate) fn settle(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpop::Dpop;
+
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn send_unpin_static<T: Send + Unpin + 'static>() {}
+
+    #[test]
+    fn outcomes_can_cross_threads_and_live_in_futures() {
+        send_sync_static::<Dpop>();
+        send_sync_static::<VerifiedProof>();
+        send_unpin_static::<ProofCheck>();
+        send_unpin_static::<ProofFuture>();
+    }
+
+    #[tokio::test]
+    async fn a_ready_check_resolves_as_a_future() {
+        let check = ProofCheck::Ready(Err(DpopErrorKind::Malformed.into()));
+        assert_eq!(
+            check.await.map_err(|e| e.kind()),
+            Err(DpopErrorKind::Malformed)
+        );
+        let proof = VerifiedProof {
+            jkt: "j".into(),
+            jti: "t".into(),
+            iat: 1,
+            nonce_refresh_due: false,
+        };
+        let replayed = ProofFuture::replay(proof.clone(), ReplayFuture::new(async { Ok(false) }));
+        assert_eq!(
+            replayed.await.map_err(|e| e.kind()),
+            Err(DpopErrorKind::Replayed)
+        );
+        let down = ProofFuture::replay(
+            proof.clone(),
+            ReplayFuture::new(async { Err(ReplayError::new("down")) }),
+        );
+        assert_eq!(
+            down.await.map_err(|e| e.kind()),
+            Err(DpopErrorKind::ReplayUnavailable)
+        );
+        let first = ProofFuture::replay(proof.clone(), ReplayFuture::new(async { Ok(true) }));
+        assert_eq!(first.await, Ok(proof));
+    }
+}
