@@ -7,7 +7,9 @@
 //! 1. **extract** the credentials from the `Authorization` header ([`crate::credentials`]);
 //! 2. **verify** the token: from the verified-token cache, else its signature and claims
 //!    ([`Validator::verify`]); may have to wait for the issuer's keys;
-//! 3. **bind**: a sender-constrained token (`cnf`) needs its proof of possession;
+//! 3. **bind**: a sender-constrained token (`cnf`) needs its proof of possession
+//!    ([`crate::bind`]: a DPoP proof, or the connection's client certificate); may have to
+//!    wait for the DPoP replay store;
 //! 4. **policy**: the route's scopes, then its claims requirements;
 //! 5. **revocation**: the store's answer for the token's `jti`, memoised; may have to wait.
 //!
@@ -23,8 +25,10 @@ use std::sync::Arc;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::bind::{Binding, Bound};
 use crate::claims::Claims;
 use crate::credentials::{self, Scheme};
+use crate::dpop::ProofFuture;
 use crate::error::{AuthError, ErrorKind};
 use crate::response::Refusal;
 use crate::revocation::Known;
@@ -53,8 +57,24 @@ pub(crate) enum Pending<T> {
         issuer: usize,
         generation: u64,
     },
+    /// The DPoP replay store's answer for the proof of a verified token.
+    Proof {
+        verified: Arc<Verified<T>>,
+        proof: ProofFuture,
+    },
     /// The revocation store's answer for a token that passed every other stage.
     Revocation(Arc<Verified<T>>),
+}
+
+impl<T> Pending<T> {
+    /// The scheme of the token waited on (refusals name it in their challenges).
+    fn scheme(&self) -> Scheme {
+        match self {
+            Pending::Keys { scheme, .. } => *scheme,
+            Pending::Proof { .. } => Scheme::Dpop,
+            Pending::Revocation(_) => Scheme::Bearer,
+        }
+    }
 }
 
 /// A claims requirement of a route: a predicate, and a name for the refusal.
@@ -116,9 +136,10 @@ impl<T> Policy<T> {
     }
 }
 
-/// A route: the validator and the route's policy. The layer's state.
+/// A route: the validator, the route's binding rules and policy. The layer's state.
 pub(crate) struct Route<T> {
     pub(crate) validator: Validator<T>,
+    pub(crate) binding: Binding,
     pub(crate) policy: Policy<T>,
 }
 
@@ -129,34 +150,52 @@ where
     /// Decides without waiting. Marks the `Authorization` header sensitive.
     pub(crate) fn decide(&self, parts: &mut Parts) -> Decision<T> {
         // 1. extract
-        let credentials =
-            match credentials::extract(&mut parts.headers, self.validator.max_token_len()) {
-                Ok(Some(credentials)) => credentials,
-                Ok(None) if self.policy.optional => return Decision::Admit(None),
-                Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
-                Err(err) => return Decision::Deny(Refusal::new(err)),
-            };
+        let max_len = self.validator.max_token_len();
+        let accept_dpop = self.binding.accepts_dpop();
+        let credentials = match credentials::extract(&mut parts.headers, max_len, accept_dpop) {
+            Ok(Some(credentials)) => credentials,
+            Ok(None) if self.policy.optional => return Decision::Admit(None),
+            Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
+            Err(err) => return Decision::Deny(Refusal::new(err)),
+        };
+        let (token, scheme) = (credentials.token(), credentials.scheme);
         // 2. verify
-        match self.validator.verify(credentials.token, true) {
-            Verify::Done(Ok(verified)) => self.after_verify(verified, credentials.scheme),
+        let decision = match self.validator.verify(token, true) {
+            Verify::Done(Ok(verified)) => self.after_verify(verified, token, scheme, parts),
             Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
             Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
-                token: credentials.token.into(),
-                scheme: credentials.scheme,
+                token: token.into(),
+                scheme,
                 issuer,
                 generation,
             }),
-        }
+        };
+        with_scheme(decision, scheme)
     }
 
     /// Stages 3 to 5, on a verified token.
-    fn after_verify(&self, verified: Arc<Verified<T>>, scheme: Scheme) -> Decision<T> {
-        if let Err(refusal) = bind(scheme, &verified) {
-            return Decision::Deny(refusal);
+    fn after_verify(
+        &self,
+        verified: Arc<Verified<T>>,
+        token: &str,
+        scheme: Scheme,
+        parts: &Parts,
+    ) -> Decision<T> {
+        // 3. bind
+        match self.binding.check(scheme, token, &verified.token, parts) {
+            Bound::Holds => self.after_bind(verified),
+            Bound::Refused(refusal) => Decision::Deny(refusal),
+            Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
         }
+    }
+
+    /// Stages 4 and 5, on a verified token whose binding holds.
+    fn after_bind(&self, verified: Arc<Verified<T>>) -> Decision<T> {
+        // 4. policy
         if let Err(refusal) = self.policy.check(&verified) {
             return Decision::Deny(refusal);
         }
+        // 5. revocation
         revocation(&self.validator, verified)
     }
 
@@ -165,42 +204,68 @@ where
     pub(crate) async fn resume(
         &self,
         pending: Pending<T>,
-        _parts: &Parts,
+        parts: &Parts,
     ) -> Result<Option<Arc<Verified<T>>>, Refusal> {
-        let verified = match pending {
-            Pending::Keys {
-                token,
-                scheme,
-                issuer,
-                generation,
-            } => {
-                self.validator.fetch_keys(issuer, generation).await;
-                let verified = match self.validator.verify(&token, false) {
-                    Verify::Done(result) => result.map_err(Refusal::new)?,
-                    Verify::Fetch { .. } => return Err(Refusal::new(ErrorKind::KeysUnavailable)),
-                };
-                match self.after_verify(verified, scheme) {
-                    Decision::Admit(verified) => return Ok(verified),
-                    Decision::Deny(refusal) => return Err(refusal),
-                    Decision::Wait(Pending::Revocation(verified)) => verified,
-                    Decision::Wait(Pending::Keys { .. }) => {
-                        return Err(Refusal::new(ErrorKind::KeysUnavailable));
+        let scheme = pending.scheme();
+        let mut pending = pending;
+        // Each wait is met once; a decision can wait for keys, then a proof, then the
+        // revocation store, in that order.
+        loop {
+            let decision = match pending {
+                Pending::Keys {
+                    token,
+                    scheme,
+                    issuer,
+                    generation,
+                } => {
+                    self.validator.fetch_keys(issuer, generation).await;
+                    match self.validator.verify(&token, false) {
+                        Verify::Done(Ok(verified)) => {
+                            self.after_verify(verified, &token, scheme, parts)
+                        }
+                        Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
+                        Verify::Fetch { .. } => {
+                            Decision::Deny(Refusal::new(ErrorKind::KeysUnavailable))
+                        }
                     }
                 }
+                Pending::Proof { verified, proof } => {
+                    match self.binding.proven(proof.await, &verified.token) {
+                        Bound::Holds => self.after_bind(verified),
+                        Bound::Refused(refusal) => Decision::Deny(refusal),
+                        Bound::Wait(_) => unreachable!("a proof's outcome is final"),
+                    }
+                }
+                Pending::Revocation(verified) => {
+                    match ask_revocation(&self.validator, verified).await {
+                        Ok(verified) => Decision::Admit(Some(verified)),
+                        Err(refusal) => Decision::Deny(refusal),
+                    }
+                }
+            };
+            match decision {
+                Decision::Admit(verified) => return Ok(verified),
+                Decision::Deny(refusal) => return Err(refusal.with_scheme(Some(scheme))),
+                Decision::Wait(next) => pending = next,
             }
-            Pending::Revocation(verified) => verified,
-        };
-        ask_revocation(&self.validator, verified).await.map(Some)
+        }
     }
 }
 
-/// Stage 3: a token bound to a key (`cnf`) is accepted only with proof of that key. Until a
-/// proof is checked here, a bound token presented as `Bearer` is refused (RFC 9449 §7.2,
-/// RFC 8705 §3).
-fn bind<T>(scheme: Scheme, verified: &Verified<T>) -> Result<(), Refusal> {
-    match (scheme, verified.token.confirmation()) {
-        (Scheme::Bearer, None) => Ok(()),
-        (Scheme::Bearer, Some(_)) => {
+/// Records on a refusal the scheme its token came with, for the challenges.
+fn with_scheme<T>(decision: Decision<T>, scheme: Scheme) -> Decision<T> {
+    match decision {
+        Decision::Deny(refusal) => Decision::Deny(refusal.with_scheme(Some(scheme))),
+        other => other,
+    }
+}
+
+/// Stage 3 for a bare token, presented as `Bearer` without a request: a token bound to a
+/// key (`cnf`) has no proof here and is refused (RFC 9449 §7.2, RFC 8705 §3).
+fn bind_bare<T>(verified: &Verified<T>) -> Result<(), Refusal> {
+    match verified.token.confirmation() {
+        None => Ok(()),
+        Some(_) => {
             Err(Refusal::new(ErrorKind::SenderConstrained).with_token(Some(&verified.token)))
         }
     }
@@ -307,32 +372,26 @@ where
         self.decide_async(token, scopes).await
     }
 
-    /// Stages 2 to 5 on a bare token.
-    fn decide_token(&self, token: &str, scopes: &RequiredScopes, may_fetch: bool) -> Decision<T> {
-        match self.verify(token, may_fetch) {
-            Verify::Done(Ok(verified)) => self.after_verify_token(verified, scopes),
-            Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
-            Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
-                token: token.into(),
-                scheme: Scheme::Bearer,
-                issuer,
-                generation,
-            }),
-        }
-    }
-
-    fn after_verify_token(
-        &self,
-        verified: Arc<Verified<T>>,
-        scopes: &RequiredScopes,
-    ) -> Decision<T> {
-        if let Err(refusal) = bind(Scheme::Bearer, &verified) {
-            return Decision::Deny(refusal);
+    /// Stages 2 to 5 on a bare token, as far as they go without waiting.
+    fn decide_token(&self, token: &str, scopes: &RequiredScopes, may_fetch: bool) -> Bare<T> {
+        let verified = match self.verify(token, may_fetch) {
+            Verify::Done(Ok(verified)) => verified,
+            Verify::Done(Err(err)) => return Bare::Done(Err(err)),
+            Verify::Fetch { issuer, generation } => return Bare::Keys { issuer, generation },
+        };
+        if let Err(refusal) = bind_bare(&verified) {
+            return Bare::Done(Err(*refusal.error()));
         }
         if let Err(err) = scopes.check(verified.token.scopes()) {
-            return Decision::Deny(Refusal::new(err));
+            return Bare::Done(Err(err));
         }
-        revocation(self, verified)
+        match revocation(self, verified) {
+            Decision::Admit(verified) => Bare::Done(admitted(verified)),
+            Decision::Deny(refusal) => Bare::Done(Err(*refusal.error())),
+            Decision::Wait(Pending::Revocation(verified)) => Bare::Revocation(verified),
+            // Stage 5 waits for nothing else.
+            Decision::Wait(_) => Bare::Done(Err(ErrorKind::RevocationUnavailable.into())),
+        }
     }
 
     async fn decide_async(
@@ -340,54 +399,34 @@ where
         token: &str,
         scopes: &RequiredScopes,
     ) -> Result<Claims<T>, AuthError> {
-        let verified = match self.decide_token(token, scopes, true) {
-            Decision::Admit(verified) => return admitted(verified),
-            Decision::Deny(refusal) => return Err(*refusal.error()),
-            Decision::Wait(Pending::Keys {
-                issuer, generation, ..
-            }) => {
-                self.fetch_keys(issuer, generation).await;
-                match self.decide_token(token, scopes, false) {
-                    Decision::Admit(verified) => return admitted(verified),
-                    Decision::Deny(refusal) => return Err(*refusal.error()),
-                    Decision::Wait(Pending::Revocation(verified)) => verified,
-                    Decision::Wait(Pending::Keys { .. }) => {
-                        return Err(ErrorKind::KeysUnavailable.into());
-                    }
-                }
-            }
-            Decision::Wait(Pending::Revocation(verified)) => verified,
-        };
-        match ask_revocation(self, verified).await {
-            Ok(verified) => Ok(verified.claims.clone()),
-            Err(refusal) => Err(*refusal.error()),
+        let mut step = self.decide_token(token, scopes, true);
+        if let Bare::Keys { issuer, generation } = step {
+            self.fetch_keys(issuer, generation).await;
+            step = self.decide_token(token, scopes, false);
+        }
+        match step {
+            Bare::Done(result) => result,
+            Bare::Keys { .. } => Err(ErrorKind::KeysUnavailable.into()),
+            Bare::Revocation(verified) => match ask_revocation(self, verified).await {
+                Ok(verified) => Ok(verified.claims.clone()),
+                Err(refusal) => Err(*refusal.error()),
+            },
         }
     }
 
     /// Decides with what is at hand; what is missing (a key fetch, a revocation answer) is
     /// started in the background instead of waited for.
     fn decide_now(&self, token: &str, scopes: &RequiredScopes) -> Result<Claims<T>, AuthError> {
-        let pending = match self.decide_token(token, scopes, true) {
-            Decision::Admit(verified) => return admitted(verified),
-            Decision::Deny(refusal) => return Err(*refusal.error()),
-            Decision::Wait(pending) => pending,
-        };
-        let verified = match pending {
-            Pending::Keys {
-                issuer, generation, ..
-            } => {
-                let this = self.clone();
-                spawn(async move { this.fetch_keys(issuer, generation).await });
-                match self.decide_token(token, scopes, false) {
-                    Decision::Admit(verified) => return admitted(verified),
-                    Decision::Deny(refusal) => return Err(*refusal.error()),
-                    Decision::Wait(Pending::Revocation(verified)) => verified,
-                    Decision::Wait(Pending::Keys { .. }) => {
-                        return Err(ErrorKind::KeysUnavailable.into());
-                    }
-                }
-            }
-            Pending::Revocation(verified) => verified,
+        let mut step = self.decide_token(token, scopes, true);
+        if let Bare::Keys { issuer, generation } = step {
+            let this = self.clone();
+            spawn(async move { this.fetch_keys(issuer, generation).await });
+            step = self.decide_token(token, scopes, false);
+        }
+        let verified = match step {
+            Bare::Done(result) => return result,
+            Bare::Keys { .. } => return Err(ErrorKind::KeysUnavailable.into()),
+            Bare::Revocation(verified) => verified,
         };
         // The store must be asked and the caller cannot wait. A store that answers at once
         // (in memory) is asked right here; any other is asked in the background, so that a
@@ -416,6 +455,18 @@ where
             }
         }
     }
+}
+
+/// How far a bare token's decision went without waiting.
+enum Bare<T> {
+    Done(Result<Claims<T>, AuthError>),
+    /// Its issuer's keys must be fetched first.
+    Keys {
+        issuer: usize,
+        generation: u64,
+    },
+    /// The revocation store must be asked.
+    Revocation(Arc<Verified<T>>),
 }
 
 fn admitted<T>(verified: Option<Arc<Verified<T>>>) -> Result<Claims<T>, AuthError> {

@@ -1,30 +1,35 @@
 //! Reading the request's credentials: the `Authorization` header (RFC 6750 §2.1).
 //!
 //! ```text
-//! credentials = "Bearer" 1*SP b64token
+//! credentials = ( "Bearer" / "DPoP" ) 1*SP b64token
 //! b64token    = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 //! ```
+//!
+//! `DPoP` (RFC 9449 §7.1) only where the route accepts DPoP proofs.
 //!
 //! Only the `Authorization` header is read: form-body and URI-query tokens (§2.2, §2.3) are
 //! not supported, as RFC 9700 advises.
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 
+pub(crate) use crate::dpop::Scheme;
 use crate::error::{AuthError, ErrorKind};
 
-/// The authentication scheme the token came with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scheme {
-    /// `Bearer` (RFC 6750): whoever holds the token may use it.
-    Bearer,
+/// A token as the request presented it: the `Authorization` value (a handle on the same
+/// bytes, not a copy), and where the token starts in it.
+#[derive(Clone, Debug)]
+pub(crate) struct Credentials {
+    pub(crate) scheme: Scheme,
+    value: HeaderValue,
+    start: usize,
 }
 
-/// A token as the request presented it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Credentials<'h> {
-    pub(crate) scheme: Scheme,
-    pub(crate) token: &'h str,
+impl Credentials {
+    /// The token. Checked to be `b64token` (ASCII) when extracted.
+    pub(crate) fn token(&self) -> &str {
+        std::str::from_utf8(&self.value.as_bytes()[self.start..]).unwrap_or_default()
+    }
 }
 
 /// Extracts the credentials from `headers`, and marks the `Authorization` header sensitive
@@ -32,11 +37,13 @@ pub(crate) struct Credentials<'h> {
 ///
 /// `Ok(None)` when there is no `Authorization` header or it uses a scheme this crate does
 /// not serve (the request carries no bearer credentials). One header lookup; allocates
-/// nothing; the size cap is applied before any byte of the token is looked at.
+/// nothing (the value's bytes are shared, not copied); the size cap is applied before any
+/// byte of the token is looked at.
 pub(crate) fn extract(
     headers: &mut HeaderMap,
     max_token_len: usize,
-) -> Result<Option<Credentials<'_>>, AuthError> {
+    accept_dpop: bool,
+) -> Result<Option<Credentials>, AuthError> {
     // Several values are rare enough to look for only when some header has several.
     if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
     {
@@ -46,17 +53,29 @@ pub(crate) fn extract(
         return Ok(None);
     };
     value.set_sensitive(true);
-    let value: &_ = value;
-    parse(value.as_bytes(), max_token_len)
+    let value = value.clone();
+    let Some((scheme, start)) = parse(value.as_bytes(), max_token_len, accept_dpop)? else {
+        return Ok(None);
+    };
+    Ok(Some(Credentials {
+        scheme,
+        value,
+        start,
+    }))
 }
 
-fn parse(value: &[u8], max_token_len: usize) -> Result<Option<Credentials<'_>>, AuthError> {
+/// The scheme and where the token starts, for a valid credential of a scheme served here.
+fn parse(
+    value: &[u8],
+    max_token_len: usize,
+    accept_dpop: bool,
+) -> Result<Option<(Scheme, usize)>, AuthError> {
     let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
-    let scheme = if value[..scheme_len].eq_ignore_ascii_case(b"bearer") {
-        Scheme::Bearer
-    } else {
+    let scheme = match &value[..scheme_len] {
+        s if s.eq_ignore_ascii_case(b"bearer") => Scheme::Bearer,
+        s if accept_dpop && s.eq_ignore_ascii_case(b"dpop") => Scheme::Dpop,
         // Another scheme (Basic, Digest ...) carries no token of ours.
-        return Ok(None);
+        _ => return Ok(None),
     };
     // `1*SP`, then the token: nothing else, and no other whitespace (a tab, a line fold).
     let rest = &value[scheme_len..];
@@ -68,9 +87,7 @@ fn parse(value: &[u8], max_token_len: usize) -> Result<Option<Credentials<'_>>, 
     if spaces == 0 || !is_b64token(token) {
         return Err(ErrorKind::InvalidRequest.into());
     }
-    // `is_b64token` admits ASCII only, so this cannot fail.
-    let token = std::str::from_utf8(token).map_err(|_| ErrorKind::InvalidRequest)?;
-    Ok(Some(Credentials { scheme, token }))
+    Ok(Some((scheme, scheme_len + spaces)))
 }
 
 /// RFC 9110 `tchar`: what an auth-scheme is made of.
@@ -107,7 +124,6 @@ fn is_b64token_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -123,8 +139,8 @@ mod tests {
     /// The token extracted from `values`, or the error kind.
     fn token(values: &[&[u8]], max: usize) -> Result<Option<String>, ErrorKind> {
         let mut h = headers(values);
-        extract(&mut h, max)
-            .map(|c| c.map(|c| c.token.to_owned()))
+        extract(&mut h, max, false)
+            .map(|c| c.map(|c| c.token().to_owned()))
             .map_err(|e| e.kind())
     }
 
@@ -149,7 +165,7 @@ mod tests {
     #[test]
     fn no_header_or_other_scheme_is_no_token() {
         assert_eq!(
-            extract(&mut HeaderMap::new(), 8192).map(|c| c.is_none()),
+            extract(&mut HeaderMap::new(), 8192, false).map(|c| c.is_none()),
             Ok(true)
         );
         assert_eq!(token(&[b"Basic dXNlcjpwYXNz"], 8192), Ok(None));
@@ -190,9 +206,26 @@ mod tests {
     }
 
     #[test]
+    fn dpop_is_read_only_where_the_route_accepts_it() {
+        let mut h = headers(&[b"DPoP abc.def.ghi"]);
+        assert_eq!(extract(&mut h, 8192, false).map(|c| c.is_none()), Ok(true));
+        let c = extract(&mut h, 8192, true)
+            .expect("ok")
+            .expect("credentials");
+        assert_eq!((c.scheme, c.token()), (Scheme::Dpop, "abc.def.ghi"));
+        let mut h = headers(&[b"dpop\tabc"]);
+        assert_eq!(
+            extract(&mut h, 8192, true)
+                .map(|c| c.is_some())
+                .map_err(|e| e.kind()),
+            Err(ErrorKind::InvalidRequest)
+        );
+    }
+
+    #[test]
     fn the_header_is_marked_sensitive() {
         let mut h = headers(&[b"Bearer abc"]);
-        extract(&mut h, 8192).expect("ok");
+        extract(&mut h, 8192, false).expect("ok");
         assert!(h[AUTHORIZATION].is_sensitive());
     }
 

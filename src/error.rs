@@ -91,6 +91,22 @@ pub enum ErrorKind {
     /// proof: a sender-constrained token presented as a plain bearer token is refused (RFC
     /// 9449 §7.2, RFC 8705 §3).
     SenderConstrained,
+    /// The DPoP proof (RFC 9449) fails a check: [`Refusal::dpop_error`] says which (401
+    /// `invalid_dpop_proof`).
+    ///
+    /// [`Refusal::dpop_error`]: crate::Refusal::dpop_error
+    InvalidDpopProof,
+    /// The DPoP proof lacks a valid server nonce: the answer carries a fresh `DPoP-Nonce`
+    /// header to retry with (401 `use_dpop_nonce`, RFC 9449 §9).
+    UseDpopNonce,
+    /// The token's binding does not hold: the DPoP proof's key is not the token's `cnf.jkt`,
+    /// a token that is not DPoP-bound came with the `DPoP` scheme, or the connection's client
+    /// certificate is missing or is not the token's `cnf.x5t#S256` (RFC 8705 §3) (401
+    /// `invalid_token`).
+    BindingMismatch,
+    /// The route requires DPoP and the token came as a plain `Bearer` token (401
+    /// `invalid_token`).
+    DpopRequired,
     /// The token is valid but lacks the scopes the route requires (403 `insufficient_scope`).
     InsufficientScope,
     /// The token is valid and has the scopes, but a claims requirement of the route
@@ -106,6 +122,8 @@ pub enum ErrorKind {
     /// synchronous [`Validator::validate`](crate::Validator::validate) that would have to
     /// wait for the store answers this too, and starts asking it in the background.
     RevocationUnavailable,
+    /// The DPoP replay store could not be asked: 503 with `Retry-After` (fail closed).
+    ProofReplayUnavailable,
     /// The client is over its rate limit (429 with `Retry-After`; gRPC
     /// `RESOURCE_EXHAUSTED`).
     RateLimited,
@@ -123,6 +141,10 @@ impl AuthError {
             kind,
             claim: Some(claim),
         }
+    }
+
+    pub(crate) const fn with_claim(kind: ErrorKind, claim: Option<&'static str>) -> Self {
+        AuthError { kind, claim }
     }
 
     /// The reason.

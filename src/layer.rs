@@ -9,7 +9,9 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use crate::authorize::{Policy, Requirement, Route};
+use crate::bind::Binding;
 use crate::claims::AccessClaims;
+use crate::dpop::Dpop;
 use crate::error::ConfigError;
 use crate::response::{self, Challenges, Refusal, Rejection, StandardRejection};
 use crate::scope::RequiredScopes;
@@ -42,6 +44,7 @@ pub struct Guard<T = AccessClaims, R = StandardRejection> {
     resource_metadata: Option<String>,
     challenges: Arc<Challenges>,
     rejection: Arc<R>,
+    dpop: Option<Dpop>,
 }
 
 impl<T> Guard<T> {
@@ -54,6 +57,7 @@ impl<T> Guard<T> {
             resource_metadata: None,
             challenges: Arc::new(Challenges::default()),
             rejection: Arc::new(StandardRejection),
+            dpop: None,
         }
     }
 }
@@ -107,7 +111,19 @@ impl<T, R> Guard<T, R> {
             resource_metadata: self.resource_metadata,
             challenges: self.challenges,
             rejection: Arc::new(rejection),
+            dpop: self.dpop,
         }
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449) on the routes of this guard: `Authorization:
+    /// DPoP <token>` with a `DPoP` proof, checked by `dpop` on every request (cached tokens
+    /// included). Plain `Bearer` tokens are still accepted, unless a route
+    /// [requires DPoP](RequireScope::require_dpop); a DPoP-bound token sent as `Bearer` is
+    /// always refused. Challenges then offer `DPoP algs=".."` beside `Bearer`.
+    #[must_use]
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
     }
 
     /// The validator.
@@ -118,20 +134,24 @@ impl<T, R> Guard<T, R> {
 
     /// A layer requiring a valid token granting `scopes`.
     pub fn require(&self, scopes: RequiredScopes) -> RequireScope<T, R> {
-        let challenges = Arc::new(self.challenges.for_scopes(scopes.iter()));
+        let route = Route {
+            validator: self.validator.clone(),
+            binding: Binding {
+                dpop: self.dpop.clone(),
+                dpop_required: false,
+            },
+            policy: Policy {
+                scopes,
+                requirements: Vec::new(),
+                optional: false,
+            },
+        };
         RequireScope {
-            state: Arc::new(State {
-                route: Route {
-                    validator: self.validator.clone(),
-                    policy: Policy {
-                        scopes,
-                        requirements: Vec::new(),
-                        optional: false,
-                    },
-                },
-                challenges,
-                rejection: Arc::clone(&self.rejection),
-            }),
+            state: Arc::new(State::new(
+                route,
+                Arc::clone(&self.challenges),
+                Arc::clone(&self.rejection),
+            )),
         }
     }
 
@@ -174,6 +194,7 @@ impl<T, R> Clone for Guard<T, R> {
             resource_metadata: self.resource_metadata.clone(),
             challenges: Arc::clone(&self.challenges),
             rejection: Arc::clone(&self.rejection),
+            dpop: self.dpop.clone(),
         }
     }
 }
@@ -183,6 +204,7 @@ impl<T, R> fmt::Debug for Guard<T, R> {
         f.debug_struct("Guard")
             .field("realm", &self.realm)
             .field("resource_metadata", &self.resource_metadata)
+            .field("dpop", &self.dpop)
             .field("validator", &self.validator)
             .finish_non_exhaustive()
     }
@@ -245,11 +267,27 @@ pub struct RequireScope<T = AccessClaims, R = StandardRejection> {
 /// The layer's state, shared by its services: the route, and how it answers.
 pub(crate) struct State<T, R> {
     pub(crate) route: Route<T>,
+    /// The guard's challenges, which this route's are built from.
+    base: Arc<Challenges>,
+    /// This route's: its scopes, and DPoP when accepted.
     challenges: Arc<Challenges>,
     rejection: Arc<R>,
 }
 
 impl<T, R> State<T, R> {
+    fn new(route: Route<T>, base: Arc<Challenges>, rejection: Arc<R>) -> Self {
+        let mut challenges = base.for_scopes(route.policy.scopes.iter());
+        if let Some(dpop) = &route.binding.dpop {
+            challenges = challenges.with_dpop(dpop.algs_param(), route.binding.dpop_required);
+        }
+        State {
+            route,
+            base,
+            challenges: Arc::new(challenges),
+            rejection,
+        }
+    }
+
     /// The response to `refusal` for the request `parts`, logged.
     pub(crate) fn reject<B>(&self, refusal: Refusal, parts: &Parts) -> Response<B>
     where
@@ -348,32 +386,60 @@ impl<T, R> RequireScope<T, R> {
         self.with_policy(|p| p.requirements.push(Requirement { name, predicate }))
     }
 
+    /// Accepts DPoP-bound tokens on this route, with proofs checked by `dpop`; see
+    /// [`Guard::dpop`].
+    #[must_use]
+    pub fn dpop(self, dpop: Dpop) -> Self {
+        self.with_route(|route| route.binding.dpop = Some(dpop))
+    }
+
+    /// Requires DPoP on this route: only DPoP-bound tokens with a valid proof (checked by
+    /// `dpop`) pass; a plain `Bearer` token is refused with
+    /// [`ErrorKind::DpopRequired`](crate::ErrorKind::DpopRequired), and the challenges offer
+    /// only `DPoP`.
+    #[must_use]
+    pub fn require_dpop(self, dpop: Dpop) -> Self {
+        self.with_route(|route| {
+            route.binding.dpop = Some(dpop);
+            route.binding.dpop_required = true;
+        })
+    }
+
     fn with_policy(self, change: impl FnOnce(&mut Policy<T>)) -> Self {
-        let mut policy = self.state.route.policy.clone();
-        change(&mut policy);
+        self.with_route(|route| change(&mut route.policy))
+    }
+
+    fn with_route(self, change: impl FnOnce(&mut Route<T>)) -> Self {
+        let state = &self.state;
+        let mut route = Route {
+            validator: state.route.validator.clone(),
+            binding: state.route.binding.clone(),
+            policy: state.route.policy.clone(),
+        };
+        change(&mut route);
         RequireScope {
-            state: Arc::new(State {
-                route: Route {
-                    validator: self.state.route.validator.clone(),
-                    policy,
-                },
-                challenges: Arc::clone(&self.state.challenges),
-                rejection: Arc::clone(&self.state.rejection),
-            }),
+            state: Arc::new(State::new(
+                route,
+                Arc::clone(&state.base),
+                Arc::clone(&state.rejection),
+            )),
         }
     }
 
     /// Answers this route's refusals with `rejection`.
     pub fn rejection<R2>(self, rejection: R2) -> RequireScope<T, R2> {
+        let state = &self.state;
+        let route = Route {
+            validator: state.route.validator.clone(),
+            binding: state.route.binding.clone(),
+            policy: state.route.policy.clone(),
+        };
         RequireScope {
-            state: Arc::new(State {
-                route: Route {
-                    validator: self.state.route.validator.clone(),
-                    policy: self.state.route.policy.clone(),
-                },
-                challenges: Arc::clone(&self.state.challenges),
-                rejection: Arc::new(rejection),
-            }),
+            state: Arc::new(State::new(
+                route,
+                Arc::clone(&state.base),
+                Arc::new(rejection),
+            )),
         }
     }
 
@@ -396,6 +462,7 @@ impl<T, R> fmt::Debug for RequireScope<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScope")
             .field("policy", &self.state.route.policy)
+            .field("binding", &self.state.route.binding)
             .field("validator", &self.state.route.validator)
             .finish_non_exhaustive()
     }

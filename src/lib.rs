@@ -111,12 +111,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authorize;
+mod bind;
 mod cache;
 mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod credentials;
+pub mod dpop;
 mod error;
 // The one bounded HTTP fetch: token requests, key sets, discovery documents.
 #[cfg(any(feature = "remote", feature = "client"))]
@@ -127,6 +129,7 @@ mod jws;
 mod keys;
 mod layer;
 mod metrics;
+pub mod mtls;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

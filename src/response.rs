@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
+use crate::dpop::Scheme;
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::token::VerifiedToken;
 
@@ -96,38 +97,22 @@ const fn invalid(reason: &'static str, description: &'static str) -> Row {
 
 impl ErrorKind {
     /// The table. Adding a kind is adding a row.
+    #[rustfmt::skip]
     const fn row(self) -> Row {
         use ErrorKind as K;
+        use GrpcCode::{PermissionDenied, ResourceExhausted, Unavailable};
+        const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
+        const DOWN: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
         match self {
-            K::MissingToken => row(
-                UNAUTHORIZED,
-                None,
-                UNAUTHENTICATED,
-                "missing_token",
-                "no bearer token",
-            ),
-            K::InvalidRequest => row(
-                StatusCode::BAD_REQUEST,
-                Some("invalid_request"),
-                UNAUTHENTICATED,
-                "invalid_request",
-                "malformed Authorization header",
-            ),
+            K::MissingToken => row(UNAUTHORIZED, None, UNAUTHENTICATED, "missing_token", "no bearer token"),
+            K::InvalidRequest => row(StatusCode::BAD_REQUEST, Some("invalid_request"), UNAUTHENTICATED, "invalid_request", "malformed Authorization header"),
             K::TokenTooLarge => invalid("token_too_large", "token exceeds the size limit"),
             K::Malformed => invalid("malformed", "token is not a well-formed compact JWS"),
             K::DuplicateMember => invalid("duplicate_member", "token repeats a JSON member name"),
-            K::UnsupportedAlgorithm => {
-                invalid("unsupported_algorithm", "token algorithm is not accepted")
-            }
-            K::AlgorithmMismatch => invalid(
-                "algorithm_mismatch",
-                "token algorithm differs from the key's algorithm",
-            ),
+            K::UnsupportedAlgorithm => invalid("unsupported_algorithm", "token algorithm is not accepted"),
+            K::AlgorithmMismatch => invalid("algorithm_mismatch", "token algorithm differs from the key's algorithm"),
             K::UnknownKey => invalid("unknown_key", "no key matches the token"),
-            K::UnsupportedCritical => invalid(
-                "unsupported_critical",
-                "token has critical header parameters",
-            ),
+            K::UnsupportedCritical => invalid("unsupported_critical", "token has critical header parameters"),
             K::InvalidSignature => invalid("invalid_signature", "token signature is invalid"),
             K::InvalidType => invalid("invalid_type", "token type is not at+jwt"),
             K::MissingClaim => invalid("missing_claim", "token lacks a required claim"),
@@ -135,62 +120,23 @@ impl ErrorKind {
             K::Expired => invalid("expired", "token has expired"),
             K::NotYetValid => invalid("not_yet_valid", "token is not valid yet"),
             K::IssuedInFuture => invalid("issued_in_future", "token is issued in the future"),
-            K::LifetimeTooLong => {
-                invalid("lifetime_too_long", "token lifetime exceeds the maximum")
-            }
+            K::LifetimeTooLong => invalid("lifetime_too_long", "token lifetime exceeds the maximum"),
             K::InvalidIssuer => invalid("invalid_issuer", "token issuer is not accepted"),
             K::InvalidAudience => invalid("invalid_audience", "token audience is not accepted"),
-            K::InvalidClaims => invalid(
-                "invalid_claims",
-                "token claims do not match the expected shape",
-            ),
-            K::SenderConstrained => invalid(
-                "sender_constrained",
-                "token is bound to a key and needs proof of possession",
-            ),
+            K::InvalidClaims => invalid("invalid_claims", "token claims do not match the expected shape"),
+            K::SenderConstrained => invalid("sender_constrained", "token is bound to a key and needs proof of possession"),
+            K::BindingMismatch => invalid("binding_mismatch", "token binding does not hold"),
+            K::DpopRequired => invalid("dpop_required", "this resource requires DPoP"),
+            K::InvalidDpopProof => row(UNAUTHORIZED, Some("invalid_dpop_proof"), UNAUTHENTICATED, "invalid_dpop_proof", "DPoP proof is invalid"),
+            K::UseDpopNonce => row(UNAUTHORIZED, Some("use_dpop_nonce"), UNAUTHENTICATED, "use_dpop_nonce", "DPoP proof needs a server nonce"),
             K::Revoked => invalid("revoked", "token has been revoked"),
-            K::InsufficientScope => row(
-                StatusCode::FORBIDDEN,
-                Some("insufficient_scope"),
-                GrpcCode::PermissionDenied,
-                "insufficient_scope",
-                "token lacks the required scope",
-            ),
-            K::Forbidden => row(
-                StatusCode::FORBIDDEN,
-                Some("insufficient_scope"),
-                GrpcCode::PermissionDenied,
-                "forbidden",
-                "token is not allowed here",
-            ),
-            K::KeysUnavailable => row(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                GrpcCode::Unavailable,
-                "keys_unavailable",
-                "verification keys are unavailable",
-            ),
-            K::RevocationUnavailable => row(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                GrpcCode::Unavailable,
-                "revocation_unavailable",
-                "revocation status is unavailable",
-            ),
-            K::RateLimited => row(
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                GrpcCode::ResourceExhausted,
-                "rate_limited",
-                "rate limit exceeded",
-            ),
-            K::QuotaUnavailable => row(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                GrpcCode::Unavailable,
-                "quota_unavailable",
-                "quota store is unavailable",
-            ),
+            K::InsufficientScope => row(FORBIDDEN, Some("insufficient_scope"), PermissionDenied, "insufficient_scope", "token lacks the required scope"),
+            K::Forbidden => row(FORBIDDEN, Some("insufficient_scope"), PermissionDenied, "forbidden", "token is not allowed here"),
+            K::KeysUnavailable => row(DOWN, None, Unavailable, "keys_unavailable", "verification keys are unavailable"),
+            K::RevocationUnavailable => row(DOWN, None, Unavailable, "revocation_unavailable", "revocation status is unavailable"),
+            K::ProofReplayUnavailable => row(DOWN, None, Unavailable, "proof_replay_unavailable", "DPoP replay store is unavailable"),
+            K::RateLimited => row(StatusCode::TOO_MANY_REQUESTS, None, ResourceExhausted, "rate_limited", "rate limit exceeded"),
+            K::QuotaUnavailable => row(DOWN, None, Unavailable, "quota_unavailable", "quota store is unavailable"),
         }
     }
 
@@ -239,6 +185,20 @@ pub(crate) struct Challenges {
     invalid_request: HeaderValue,
     invalid_token: HeaderValue,
     insufficient_scope: HeaderValue,
+    /// `scope="..."` of the route (or empty).
+    scope: Box<str>,
+    /// The route accepts DPoP: the `DPoP` challenge goes beside (or, where only DPoP is
+    /// accepted, instead of) the `Bearer` one.
+    dpop: Option<DpopChallenge>,
+}
+
+/// The `DPoP` challenge of a route (RFC 9449 §7.1).
+#[derive(Clone, Debug)]
+struct DpopChallenge {
+    /// `algs="ES256 .."`.
+    algs: Box<str>,
+    /// Plain bearer tokens are accepted too.
+    bearer: bool,
 }
 
 impl Challenges {
@@ -268,6 +228,8 @@ impl Challenges {
             invalid_token: with_error("invalid_token"),
             insufficient_scope: with_error("insufficient_scope"),
             params: params.into(),
+            scope: "".into(),
+            dpop: None,
         })
     }
 
@@ -275,14 +237,71 @@ impl Challenges {
     /// Scope tokens never hold `"`, `\` or spaces.
     pub(crate) fn for_scopes<'a>(&self, scopes: impl Iterator<Item = &'a str>) -> Self {
         let scopes: Vec<&str> = scopes.collect();
+        let scope = if scopes.is_empty() {
+            String::new()
+        } else {
+            format!("scope=\"{}\"", scopes.join(" "))
+        };
         let mut params = vec!["error=\"insufficient_scope\"".to_owned()];
-        if !scopes.is_empty() {
-            params.push(format!("scope=\"{}\"", scopes.join(" ")));
+        if !scope.is_empty() {
+            params.push(scope.clone());
         }
         Challenges {
             insufficient_scope: header(&self.params, &params),
+            scope: scope.into(),
             ..self.clone()
         }
+    }
+
+    /// These challenges for a route that accepts DPoP proofs of `algs` (`algs=".."`), and
+    /// plain bearer tokens unless `dpop_only`.
+    pub(crate) fn with_dpop(&self, algs: &str, dpop_only: bool) -> Self {
+        Challenges {
+            dpop: Some(DpopChallenge {
+                algs: algs.into(),
+                bearer: !dpop_only,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// The `WWW-Authenticate` values for a refusal of `kind` of a token that came with
+    /// `scheme` (`None`: no credentials). Without DPoP, one prebuilt `Bearer` challenge.
+    /// With DPoP, the challenge of the scheme used carries the error, and the other is
+    /// offered beside it (RFC 9449 §7.1).
+    fn values(&self, kind: ErrorKind, scheme: Option<Scheme>) -> [Option<HeaderValue>; 2] {
+        let Some(dpop) = &self.dpop else {
+            return [self.get(kind).cloned(), None];
+        };
+        let Some(error) = kind
+            .oauth_error()
+            .or((kind == ErrorKind::MissingToken).then_some(""))
+        else {
+            return [None, None]; // 503, 429: no challenge
+        };
+        let proof_error = matches!(kind, ErrorKind::InvalidDpopProof | ErrorKind::UseDpopNonce);
+        let dpop_has_error = !error.is_empty() && (scheme == Some(Scheme::Dpop) || proof_error);
+        let bearer = match scheme {
+            Some(Scheme::Bearer) if !proof_error => self.get(kind).cloned(),
+            None if dpop.bearer => self.get(kind).cloned(),
+            _ if dpop.bearer => Some(self.missing.clone()),
+            _ => None,
+        };
+        let mut params: Vec<&str> = Vec::new();
+        if !self.params.is_empty() {
+            params.push(&self.params);
+        }
+        let error_param = format!("error=\"{error}\"");
+        if dpop_has_error {
+            params.push(&error_param);
+            if kind.oauth_error() == Some("insufficient_scope") && !self.scope.is_empty() {
+                params.push(&self.scope);
+            }
+        }
+        params.push(&dpop.algs);
+        let value = format!("DPoP {}", params.join(", "));
+        let dpop = HeaderValue::try_from(value).ok();
+        [bearer, dpop]
     }
 
     fn get(&self, kind: ErrorKind) -> Option<&HeaderValue> {
@@ -351,8 +370,12 @@ pub struct Refusal {
     grpc: bool,
     retry_after: Option<Duration>,
     requirement: Option<&'static str>,
+    /// The finer reason of a DPoP or mTLS refusal (a `DpopErrorKind` name).
+    detail: Option<&'static str>,
     token: Option<VerifiedToken>,
     challenges: Option<Arc<Challenges>>,
+    scheme: Option<Scheme>,
+    dpop_nonce: Option<Box<HeaderValue>>,
 }
 
 impl Refusal {
@@ -362,9 +385,30 @@ impl Refusal {
             grpc: false,
             retry_after: None,
             requirement: None,
+            detail: None,
             token: None,
             challenges: None,
+            scheme: None,
+            dpop_nonce: None,
         }
+    }
+
+    /// The finer reason of a DPoP or mTLS refusal, for logs and [`detail`](Self::detail).
+    pub(crate) fn with_detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// A fresh `DPoP-Nonce` to send with the answer (`use_dpop_nonce`).
+    pub(crate) fn with_dpop_nonce(mut self, nonce: Option<HeaderValue>) -> Self {
+        self.dpop_nonce = nonce.map(Box::new);
+        self
+    }
+
+    /// The scheme the token came with.
+    pub(crate) fn with_scheme(mut self, scheme: Option<Scheme>) -> Self {
+        self.scheme = scheme;
+        self
     }
 
     /// The token the refusal concerns, when it was valid (revoked, out of scope, over its
@@ -429,6 +473,14 @@ impl Refusal {
         self.requirement
     }
 
+    /// The finer reason of a DPoP or mTLS refusal: the failed proof check
+    /// ([`DpopErrorKind::as_str`](crate::dpop::DpopErrorKind::as_str), such as `"replayed"`,
+    /// `"uri_mismatch"`) or the certificate problem (`"certificate_mismatch"`).
+    #[must_use]
+    pub fn detail(&self) -> Option<&'static str> {
+        self.detail
+    }
+
     /// What was verified about the token, when the token itself was valid.
     #[must_use]
     pub fn token(&self) -> Option<&VerifiedToken> {
@@ -444,13 +496,12 @@ impl Refusal {
         let kind = self.kind();
         let mut res = Response::new(B::default());
         let headers = res.headers_mut();
-        if let Some(challenge) = self
-            .challenges
-            .as_deref()
-            .unwrap_or(default_challenges())
-            .get(kind)
-        {
-            headers.insert(WWW_AUTHENTICATE, challenge.clone());
+        let challenges = self.challenges.as_deref().unwrap_or(default_challenges());
+        for challenge in challenges.values(kind, self.scheme).into_iter().flatten() {
+            headers.append(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = &self.dpop_nonce {
+            headers.insert("dpop-nonce", HeaderValue::clone(nonce));
         }
         let wait = match (kind, self.retry_after) {
             (_, Some(wait)) => Some(wait),
@@ -518,6 +569,8 @@ impl fmt::Debug for Refusal {
             .field("grpc", &self.grpc)
             .field("retry_after", &self.retry_after)
             .field("requirement", &self.requirement)
+            .field("detail", &self.detail)
+            .field("scheme", &self.scheme)
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -682,11 +735,16 @@ mod tests {
             K::InvalidAudience,
             K::InvalidClaims,
             K::SenderConstrained,
+            K::BindingMismatch,
+            K::DpopRequired,
+            K::InvalidDpopProof,
+            K::UseDpopNonce,
             K::InsufficientScope,
             K::Forbidden,
             K::Revoked,
             K::KeysUnavailable,
             K::RevocationUnavailable,
+            K::ProofReplayUnavailable,
             K::RateLimited,
             K::QuotaUnavailable,
         ];
@@ -702,6 +760,9 @@ mod tests {
                 Some("insufficient_scope") => {
                     assert_eq!(status, StatusCode::FORBIDDEN, "{kind:?}");
                     assert_eq!(kind.grpc_code(), GrpcCode::PermissionDenied, "{kind:?}");
+                }
+                Some("invalid_dpop_proof" | "use_dpop_nonce") => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind:?}");
                 }
                 Some(other) => assert_eq!(other, "invalid_request"),
                 None => assert!(

@@ -1,0 +1,124 @@
+//! Stage 3 of the decision: a sender-constrained token must come with proof of its key.
+//!
+//! | token's `cnf` | came as | needs |
+//! |---|---|---|
+//! | none | `Bearer` | nothing (refused where the route requires DPoP) |
+//! | none | `DPoP` | refused: the token is not DPoP-bound |
+//! | `jkt` | `DPoP` | a valid DPoP proof of that key for this request (RFC 9449) |
+//! | `jkt` | `Bearer` | refused (RFC 9449 §7.2) |
+//! | `x5t#S256` | `Bearer` | the connection's client certificate, hashing to it (RFC 8705 §3) |
+//! | anything else | any | refused: no proof this crate can check |
+//!
+//! It runs on every request, the cached tokens' too: a proof is good for one request.
+
+use http::request::Parts;
+
+use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest, Scheme};
+use crate::error::{AuthError, ErrorKind};
+use crate::mtls::{PeerCertificate, check_x5t};
+use crate::response::Refusal;
+use crate::token::{Confirmation, VerifiedToken};
+
+/// A route's rules on sender-constrained tokens.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Binding {
+    /// DPoP proofs are accepted (and checked) with this verifier.
+    pub(crate) dpop: Option<Dpop>,
+    /// Plain `Bearer` tokens are refused.
+    pub(crate) dpop_required: bool,
+}
+
+/// The outcome of the binding stage.
+pub(crate) enum Bound {
+    /// The binding holds.
+    Holds,
+    Refused(Refusal),
+    /// The DPoP replay store must be asked.
+    Wait(ProofFuture),
+}
+
+impl Binding {
+    /// Whether `Authorization: DPoP` is read at all.
+    pub(crate) fn accepts_dpop(&self) -> bool {
+        self.dpop.is_some()
+    }
+
+    /// Checks `token`, verified from `access_token` as it came with `scheme`, against the
+    /// request `parts`.
+    pub(crate) fn check(
+        &self,
+        scheme: Scheme,
+        access_token: &str,
+        token: &VerifiedToken,
+        parts: &Parts,
+    ) -> Bound {
+        let refuse = |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(token)));
+        match (token.confirmation(), scheme) {
+            (None, Scheme::Bearer) if self.dpop_required => {
+                self.refused(DpopErrorKind::DpopRequired.into(), token)
+            }
+            (None, Scheme::Bearer) => Bound::Holds,
+            (None | Some(Confirmation::X5tS256(_)), Scheme::Dpop) => {
+                self.refused(DpopErrorKind::UnboundTokenAsDpop.into(), token)
+            }
+            (Some(Confirmation::Jkt(_)), Scheme::Bearer) => refuse(ErrorKind::SenderConstrained),
+            (Some(Confirmation::Jkt(jkt)), Scheme::Dpop) => {
+                let Some(dpop) = &self.dpop else {
+                    return refuse(ErrorKind::SenderConstrained);
+                };
+                match dpop.verify_access(&ProofRequest::from(parts), access_token, jkt) {
+                    ProofCheck::Ready(result) => self.proven(result, token),
+                    ProofCheck::Pending(proof) => Bound::Wait(proof),
+                }
+            }
+            (Some(Confirmation::X5tS256(_)), Scheme::Bearer) if self.dpop_required => {
+                self.refused(DpopErrorKind::DpopRequired.into(), token)
+            }
+            (Some(Confirmation::X5tS256(x5t)), Scheme::Bearer) => {
+                match check_x5t(x5t, parts.extensions.get::<PeerCertificate>()) {
+                    Ok(()) => Bound::Holds,
+                    Err(err) => Bound::Refused(
+                        Refusal::new(ErrorKind::BindingMismatch)
+                            .with_token(Some(token))
+                            .with_detail(err.kind().as_str()),
+                    ),
+                }
+            }
+            (Some(Confirmation::Other), _) => refuse(ErrorKind::SenderConstrained),
+        }
+    }
+
+    /// The outcome of a DPoP proof check.
+    pub(crate) fn proven(
+        &self,
+        result: Result<crate::dpop::VerifiedProof, DpopError>,
+        token: &VerifiedToken,
+    ) -> Bound {
+        match result {
+            Ok(_) => Bound::Holds,
+            Err(err) => self.refused(err, token),
+        }
+    }
+
+    fn refused(&self, err: DpopError, token: &VerifiedToken) -> Bound {
+        let kind = match (err.kind(), err.kind().oauth_error()) {
+            (DpopErrorKind::BoundTokenAsBearer, _) => ErrorKind::SenderConstrained,
+            (DpopErrorKind::DpopRequired, _) => ErrorKind::DpopRequired,
+            (_, Some("invalid_dpop_proof")) => ErrorKind::InvalidDpopProof,
+            (_, Some("use_dpop_nonce")) => ErrorKind::UseDpopNonce,
+            (_, Some(_)) => ErrorKind::BindingMismatch,
+            (_, None) => ErrorKind::ProofReplayUnavailable,
+        };
+        let nonce = err
+            .kind()
+            .nonce_due()
+            .then(|| self.dpop.as_ref().and_then(Dpop::nonce_header))
+            .flatten();
+        Bound::Refused(
+            Refusal::new(AuthError::with_claim(kind, err.claim_name()))
+                .with_token(Some(token))
+                .with_detail(err.kind().as_str())
+                .with_dpop_nonce(nonce),
+        )
+    }
+}

@@ -1,0 +1,143 @@
+//! DPoP: sender-constrained access tokens (RFC 9449).
+//!
+//! A DPoP-bound access token carries the SHA-256 thumbprint of the client's public key in
+//! `cnf.jkt`, and comes as `Authorization: DPoP <token>` with a `DPoP` header: a short JWT
+//! the client signs for each request with the matching private key. A stolen token is useless
+//! without that key.
+//!
+//! [`Dpop`] verifies such a proof once the access token itself has verified:
+//!
+//! - exactly one `DPoP` header, at most [`max_proof_len`](DpopBuilder::max_proof_len) bytes,
+//!   checked before any parsing;
+//! - header and claims read strictly (a repeated member name is refused at any depth);
+//!   `typ` is `dpop+jwt`; no `crit`; `alg` asymmetric and in the allowed list;
+//! - `jwk` a public key only (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k` refused), pinned to
+//!   `alg`, and the signature verifies with it;
+//! - `htm` is the request's method, `htu` its URI without query and fragment (both
+//!   normalised per RFC 3986 §6.2.2 and §6.2.3; the origin configurable for servers behind a
+//!   TLS-terminating proxy);
+//! - `iat` within the window (60 s back, 5 s ahead by default); with
+//!   [`nonces`](DpopBuilder::nonces), a valid server nonce (stateless: HMAC-sealed issue
+//!   time, so replicas sharing the secret need no shared state);
+//! - `ath` is the SHA-256 of the access token, and the key's RFC 7638 thumbprint is the
+//!   token's `cnf.jkt`;
+//! - the proof was not seen before: its `jti` (per key) goes into a replay store,
+//!   [`MemoryReplay`] or, with the `redis` feature, `RedisReplay` shared by every replica.
+//!   A store that cannot answer fails the request closed (503).
+//!
+//! Each failed check has its own [`DpopErrorKind`], which says how to answer: 401 with
+//! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (or `use_dpop_nonce` and a fresh
+//! `DPoP-Nonce` header, or `invalid_token` for a key that does not match the token), 503
+//! when the replay store is down. [`check_scheme`] holds the rules on the `Authorization`
+//! scheme (a DPoP-bound token sent as `Bearer` is refused, RFC 9449 §7.2).
+//!
+//! An authorization server checks the proof of a token request with
+//! [`Dpop::verify_token_request`] and binds the token it issues to [`VerifiedProof::jkt`].
+//! With the `dpop-client` feature, `DpopKey` creates proofs.
+
+mod error;
+mod htu;
+mod jwk;
+#[cfg(feature = "dpop-client")]
+mod key;
+mod nonce;
+mod outcome;
+mod proof;
+#[cfg(feature = "redis")]
+mod redis;
+mod replay;
+mod verifier;
+
+pub use self::error::{DpopError, DpopErrorKind};
+pub use self::jwk::jwk_thumbprint;
+#[cfg(feature = "dpop-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop-client")))]
+pub use self::key::{DpopKey, ProofBuilder, ProofError};
+pub use self::outcome::{ProofCheck, ProofFuture, VerifiedProof};
+pub use self::proof::ProofRequest;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisReplay;
+pub use self::replay::{
+    DEFAULT_REPLAY_CAPACITY, DpopReplay, MemoryReplay, ReplayError, ReplayFuture, ReplayKey,
+};
+pub use self::verifier::{
+    DEFAULT_MAX_PROOF_LEN, DEFAULT_PROOF_ALGORITHMS, DEFAULT_PROOF_FUTURE_LEEWAY,
+    DEFAULT_PROOF_MAX_AGE, Dpop, DpopBuilder, MAX_PROOF_FUTURE_LEEWAY, MAX_PROOF_MAX_AGE,
+};
+
+/// The scheme an access token came with in the `Authorization` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The rules on how a verified token was presented, before any proof is looked at:
+///
+/// - a token with `cnf.jkt` (`token_jkt`) sent as `Bearer`:
+///   [`BoundTokenAsBearer`](DpopErrorKind::BoundTokenAsBearer) (RFC 9449 §7.2);
+/// - a token without `cnf.jkt` sent as `DPoP`:
+///   [`UnboundTokenAsDpop`](DpopErrorKind::UnboundTokenAsDpop);
+/// - a `Bearer` token on a route that requires DPoP:
+///   [`DpopRequired`](DpopErrorKind::DpopRequired).
+///
+/// `Ok` for a `DPoP` token with `cnf.jkt` (then verify its proof with
+/// [`Dpop::verify_access`]) and for an unbound `Bearer` token where DPoP is optional.
+///
+/// ```
+/// use bearer_guard::dpop::{DpopErrorKind, Scheme, check_scheme};
+/// let jkt = Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+/// assert!(check_scheme(Scheme::Dpop, jkt, true).is_ok());
+/// assert_eq!(
+///     check_scheme(Scheme::Bearer, jkt, false).unwrap_err().kind(),
+///     DpopErrorKind::BoundTokenAsBearer
+/// );
+/// ```
+///
+/// # Errors
+/// As listed above.
+pub fn check_scheme(
+    scheme: Scheme,
+    token_jkt: Option<&str>,
+    dpop_required: bool,
+) -> Result<(), DpopError> {
+    match (scheme, token_jkt.is_some(), dpop_required) {
+        (Scheme::Bearer, true, _) => Err(DpopErrorKind::BoundTokenAsBearer.into()),
+        (Scheme::Bearer, false, true) => Err(DpopErrorKind::DpopRequired.into()),
+        (Scheme::Dpop, false, _) => Err(DpopErrorKind::UnboundTokenAsDpop.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_rules() {
+        let jkt = Some("j");
+        assert_eq!(check_scheme(Scheme::Dpop, jkt, false), Ok(()));
+        assert_eq!(check_scheme(Scheme::Dpop, jkt, true), Ok(()));
+        assert_eq!(check_scheme(Scheme::Bearer, None, false), Ok(()));
+        let kind = |s, j, r| check_scheme(s, j, r).map_err(|e| e.kind());
+        assert_eq!(
+            kind(Scheme::Bearer, jkt, false),
+            Err(DpopErrorKind::BoundTokenAsBearer)
+        );
+        assert_eq!(
+            kind(Scheme::Bearer, jkt, true),
+            Err(DpopErrorKind::BoundTokenAsBearer)
+        );
+        assert_eq!(
+            kind(Scheme::Bearer, None, true),
+            Err(DpopErrorKind::DpopRequired)
+        );
+        assert_eq!(
+            kind(Scheme::Dpop, None, false),
+            Err(DpopErrorKind::UnboundTokenAsDpop)
+        );
+    }
+}
