@@ -272,6 +272,8 @@ pub enum ConfigError {
     /// needs only a valid token says so with
     /// [`RequireScope::authenticated`](crate::RequireScope::authenticated).
     EmptyScopes,
+    /// The same issuer is trusted twice ([`ValidatorBuilder::trust`](crate::ValidatorBuilder::trust)).
+    DuplicateIssuer(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -314,6 +316,9 @@ impl fmt::Display for ConfigError {
                 "required scope `{}` is not a valid scope-token (RFC 6749 §3.3)",
                 scope.escape_debug()
             ),
+            ConfigError::DuplicateIssuer(issuer) => {
+                write!(f, "issuer `{}` is trusted twice", crate::url::redact(issuer))
+            }
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
             ),

@@ -13,6 +13,7 @@ use crate::bind::Binding;
 use crate::claims::AccessClaims;
 use crate::dpop::Dpop;
 use crate::error::ConfigError;
+use crate::metadata::ProtectedResource;
 use crate::response::{self, Challenges, Refusal, Rejection, StandardRejection};
 use crate::scope::RequiredScopes;
 use crate::service::RequireScopeService;
@@ -45,6 +46,8 @@ pub struct Guard<T = AccessClaims, R = StandardRejection> {
     challenges: Arc<Challenges>,
     rejection: Arc<R>,
     dpop: Option<Dpop>,
+    /// Where the routes' scopes are collected (RFC 9728 `scopes_supported`).
+    resource: Option<ProtectedResource>,
 }
 
 impl<T> Guard<T> {
@@ -58,6 +61,7 @@ impl<T> Guard<T> {
             challenges: Arc::new(Challenges::default()),
             rejection: Arc::new(StandardRejection),
             dpop: None,
+            resource: None,
         }
     }
 }
@@ -95,6 +99,33 @@ impl<T, R> Guard<T, R> {
         self.rebuild()
     }
 
+    /// Points the challenges at this resource's RFC 9728 metadata (`resource_metadata`, as
+    /// [`resource_metadata`](Self::resource_metadata) does), and collects the scopes of the
+    /// routes built from this guard into its `scopes_supported`.
+    ///
+    /// ```
+    /// use bearer_guard::{Guard, KeySet, ProtectedResource, Validator};
+    /// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+    /// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+    /// # let validator = Validator::builder().issuer("https://issuer.example")
+    /// #     .audience("https://api.example").keys(KeySet::from_jwks_json(jwks)?).build()?;
+    /// let resource = ProtectedResource::builder("https://api.example")
+    ///     .authorization_server("https://issuer.example")
+    ///     .build()?;
+    /// let guard = Guard::new(&validator).protected_resource(&resource)?;
+    /// let _read = guard.all(["read"])?;
+    /// assert!(resource.document().contains(r#""scopes_supported":["read"]"#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidHeaderValue`] for a metadata URL that cannot be sent in a
+    /// challenge.
+    pub fn protected_resource(mut self, resource: &ProtectedResource) -> Result<Self, ConfigError> {
+        self.resource = Some(resource.clone());
+        self.resource_metadata(resource.metadata_url())
+    }
+
     fn rebuild(mut self) -> Result<Self, ConfigError> {
         self.challenges = Arc::new(Challenges::new(
             self.realm.as_deref(),
@@ -112,6 +143,7 @@ impl<T, R> Guard<T, R> {
             challenges: self.challenges,
             rejection: Arc::new(rejection),
             dpop: self.dpop,
+            resource: self.resource,
         }
     }
 
@@ -134,6 +166,9 @@ impl<T, R> Guard<T, R> {
 
     /// A layer requiring a valid token granting `scopes`.
     pub fn require(&self, scopes: RequiredScopes) -> RequireScope<T, R> {
+        if let Some(resource) = &self.resource {
+            resource.register_scopes(scopes.iter());
+        }
         let route = Route {
             validator: self.validator.clone(),
             binding: Binding {
@@ -195,6 +230,7 @@ impl<T, R> Clone for Guard<T, R> {
             challenges: Arc::clone(&self.challenges),
             rejection: Arc::clone(&self.rejection),
             dpop: self.dpop.clone(),
+            resource: self.resource.clone(),
         }
     }
 }

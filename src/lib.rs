@@ -128,6 +128,7 @@ mod json;
 mod jws;
 mod keys;
 mod layer;
+mod metadata;
 mod metrics;
 pub mod mtls;
 #[cfg(feature = "rate-limit")]
@@ -143,7 +144,6 @@ mod service;
 #[doc(hidden)]
 pub mod testkit;
 mod token;
-#[cfg(any(feature = "remote", feature = "client"))]
 mod url;
 mod validator;
 
@@ -162,6 +162,9 @@ pub use crate::fetch::{FetchError, FetchErrorKind};
 pub use crate::future::ResponseFuture;
 pub use crate::keys::{JwksOptions, Key, KeySet};
 pub use crate::layer::{Guard, RequireScope};
+pub use crate::metadata::{
+    MetadataService, ProtectedResource, ProtectedResourceBuilder, WELL_KNOWN,
+};
 #[cfg(feature = "remote")]
 pub use crate::remote::RemoteKeys;
 #[cfg(feature = "remote")]
@@ -173,7 +176,7 @@ pub use crate::token::{Confirmation, VerifiedToken};
 #[cfg(feature = "tonic")]
 pub use crate::tonic::RequestClaimsExt;
 pub use crate::validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, KeySource, MAX_LEEWAY, Profile, Validator,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Issuer, KeySource, MAX_LEEWAY, Profile, Validator,
     ValidatorBuilder,
 };
 pub use jsonwebtoken::Algorithm;

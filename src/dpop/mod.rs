@@ -38,6 +38,7 @@
 mod error;
 mod htu;
 mod jwk;
+pub(crate) use self::jwk::algorithm_name;
 #[cfg(feature = "dpop-client")]
 mod key;
 mod nonce;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::checks::{Checks, Profile};
+use super::issuer::Issuer;
 use super::source::KeySource;
 use super::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Inner, MAX_LEEWAY, Trusted, Validator};
 use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, TokenCache};
@@ -21,6 +22,7 @@ impl Validator<AccessClaims> {
             issuer: None,
             audiences: Vec::new(),
             keys: None,
+            trusted: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             profile: Profile::Rfc9068,
             max_lifetime: None,
@@ -58,6 +60,7 @@ pub struct ValidatorBuilder<T = AccessClaims> {
     issuer: Option<String>,
     audiences: Vec<String>,
     keys: Option<KeySource>,
+    trusted: Vec<Issuer>,
     leeway: Duration,
     profile: Profile,
     max_lifetime: Option<Duration>,
@@ -106,6 +109,16 @@ impl<T> ValidatorBuilder<T> {
     /// discovery source also sets the issuer, unless [`issuer`](Self::issuer) is given.
     pub fn keys(mut self, keys: impl Into<KeySource>) -> Self {
         self.keys = Some(keys.into());
+        self
+    }
+
+    /// Trusts another issuer too: a platform moving between identity providers, one issuer
+    /// per tenant, internal services and partners on the same routes. See [`Issuer`]. The
+    /// issuer set with [`issuer`](Self::issuer) and [`keys`](Self::keys), if any, is one of
+    /// them; the builder's audiences, profile, leeway and lifetime cap are every issuer's
+    /// defaults.
+    pub fn trust(mut self, issuer: Issuer) -> Self {
+        self.trusted.push(issuer);
         self
     }
 
@@ -199,6 +212,7 @@ impl<T> ValidatorBuilder<T> {
             issuer: self.issuer,
             audiences: self.audiences,
             keys: self.keys,
+            trusted: self.trusted,
             leeway: self.leeway,
             profile: self.profile,
             max_lifetime: self.max_lifetime,
@@ -218,37 +232,42 @@ impl<T> ValidatorBuilder<T> {
     /// [`ConfigError::LeewayTooLarge`]; for remote keys [`ConfigError::InvalidUrl`],
     /// [`ConfigError::InsecureUrl`], [`ConfigError::CredentialsInUrl`].
     pub fn build(self) -> Result<Validator<T>, ConfigError> {
-        let keys = self.keys.ok_or(ConfigError::MissingKeys)?;
-        let issuer = self
-            .issuer
-            .or_else(|| keys.discovery_issuer().map(str::to_owned))
-            .filter(|i| !i.is_empty())
-            .ok_or(ConfigError::MissingIssuer)?;
-        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(ConfigError::MissingAudience);
-        }
-        if self.leeway > MAX_LEEWAY {
-            return Err(ConfigError::LeewayTooLarge {
-                requested: self.leeway.as_secs(),
-                max: MAX_LEEWAY.as_secs(),
-            });
-        }
         let revocation = self.revocation.store.map(|store| {
             RevocationCheck::new(store, self.revocation.memo, self.revocation.fail_open)
         });
-        let keys = keys.start(&issuer)?;
-        let checks = Checks::new(
-            issuer.into(),
-            self.audiences.into_iter().map(Into::into).collect(),
-            self.leeway,
-            self.profile,
-            self.max_lifetime,
-            revocation.is_some(),
-        );
-        let max_leeway = checks.leeway;
+        let primary = (self.issuer.is_some() || self.keys.is_some()).then(|| Issuer {
+            issuer: self.issuer,
+            keys: self.keys,
+            audiences: Vec::new(),
+            profile: None,
+            leeway: None,
+            max_lifetime: None,
+        });
+        let defaults = Defaults {
+            audiences: &self.audiences,
+            profile: self.profile,
+            leeway: self.leeway,
+            max_lifetime: self.max_lifetime,
+            require_jti: revocation.is_some(),
+        };
+        let mut issuers: Vec<Trusted> = Vec::new();
+        for issuer in primary.into_iter().chain(self.trusted) {
+            let trusted = defaults.trusted(issuer)?;
+            if issuers
+                .iter()
+                .any(|t| t.checks.issuer == trusted.checks.issuer)
+            {
+                return Err(ConfigError::DuplicateIssuer(trusted.checks.issuer.into()));
+            }
+            issuers.push(trusted);
+        }
+        if issuers.is_empty() {
+            return Err(ConfigError::MissingIssuer);
+        }
+        let max_leeway = issuers.iter().map(|t| t.checks.leeway).max().unwrap_or(0);
         Ok(Validator {
             inner: Arc::new(Inner {
-                issuers: Box::new([Trusted { checks, keys }]),
+                issuers: issuers.into_boxed_slice(),
                 cache: self
                     .cache
                     .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
@@ -257,5 +276,51 @@ impl<T> ValidatorBuilder<T> {
                 max_leeway,
             }),
         })
+    }
+}
+
+/// The builder's settings every trusted issuer inherits unless it sets its own.
+struct Defaults<'a> {
+    audiences: &'a [String],
+    profile: Profile,
+    leeway: Duration,
+    max_lifetime: Option<Duration>,
+    require_jti: bool,
+}
+
+impl Defaults<'_> {
+    /// `issuer`, checked and with its keys started.
+    fn trusted(&self, issuer: Issuer) -> Result<Trusted, ConfigError> {
+        let keys = issuer.keys.ok_or(ConfigError::MissingKeys)?;
+        let name = issuer
+            .issuer
+            .or_else(|| keys.discovery_issuer().map(str::to_owned))
+            .filter(|i| !i.is_empty())
+            .ok_or(ConfigError::MissingIssuer)?;
+        let audiences = if issuer.audiences.is_empty() {
+            self.audiences.to_vec()
+        } else {
+            issuer.audiences
+        };
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::MissingAudience);
+        }
+        let leeway = issuer.leeway.unwrap_or(self.leeway);
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::LeewayTooLarge {
+                requested: leeway.as_secs(),
+                max: MAX_LEEWAY.as_secs(),
+            });
+        }
+        let keys = keys.start(&name)?;
+        let checks = Checks::new(
+            name.into(),
+            audiences.into_iter().map(Into::into).collect(),
+            leeway,
+            issuer.profile.unwrap_or(self.profile),
+            issuer.max_lifetime.or(self.max_lifetime),
+            self.require_jti,
+        );
+        Ok(Trusted { checks, keys })
     }
 }

@@ -11,6 +11,7 @@
 
 mod builder;
 mod checks;
+mod issuer;
 mod source;
 mod verify;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use self::builder::ValidatorBuilder;
 pub(crate) use self::checks::Checks;
 pub use self::checks::Profile;
+pub use self::issuer::Issuer;
 pub(crate) use self::source::IssuerKeys;
 pub use self::source::KeySource;
 pub(crate) use self::verify::Verify;
@@ -129,39 +131,53 @@ impl<T> Validator<T> {
         self.inner.cache.as_ref().map(|c| (c.len(), c.weight()))
     }
 
-    /// Fetches the keys of every remote source now (concurrently), unless a fetch already
-    /// succeeded, so that a service that starts is a service that can authenticate. Static
-    /// keys are ready at once. Without this call, the first request that needs keys
-    /// fetches them. Needs a Tokio runtime for remote keys.
+    /// Fetches the keys of every remote source now (concurrently, one per trusted issuer),
+    /// unless a fetch already succeeded, so that a service that starts is a service that can
+    /// authenticate. Static keys are ready at once. Without this call, the first request
+    /// that needs an issuer's keys fetches them. Needs a Tokio runtime for remote keys.
+    ///
+    /// Every issuer's fetch runs to its end: when one fails, the others' keys are still in
+    /// place, and the validator serves their tokens (the failed issuer's get 503 until its
+    /// keys arrive). Whether to start anyway is the caller's choice.
     ///
     /// # Errors
-    /// [`ConfigError::KeyFetch`] naming the URL and what failed (connect, status, body too
-    /// large, invalid JSON, issuer mismatch, no usable key ...).
+    /// [`ConfigError::KeyFetch`] naming, for each issuer whose keys could not be had, the
+    /// URL and what failed (connect, status, body too large, invalid JSON, issuer mismatch,
+    /// no usable key ...).
     pub async fn ready(&self) -> Result<(), ConfigError> {
         let mut pending: Vec<_> = self
             .inner
             .issuers
             .iter()
-            .map(|t| Box::pin(t.keys.ready()))
+            .map(|t| Some(Box::pin(t.keys.ready())))
             .collect();
-        // Poll them together: one slow issuer does not delay the others' fetches.
+        let mut failures = Vec::new();
+        // Polled together: one slow issuer does not delay the others' fetches.
         std::future::poll_fn(|cx| {
-            let mut first_err = None;
-            pending.retain_mut(|fut| match fut.as_mut().poll(cx) {
-                std::task::Poll::Ready(Ok(())) => false,
-                std::task::Poll::Ready(Err(e)) => {
-                    first_err.get_or_insert(e);
-                    false
+            for slot in &mut pending {
+                if let Some(fut) = slot
+                    && let std::task::Poll::Ready(result) = fut.as_mut().poll(cx)
+                {
+                    *slot = None;
+                    match result {
+                        Ok(()) => {}
+                        Err(ConfigError::KeyFetch(reason)) => failures.push(reason),
+                        Err(other) => failures.push(other.to_string()),
+                    }
                 }
-                std::task::Poll::Pending => true,
-            });
-            match first_err {
-                Some(err) => std::task::Poll::Ready(Err(err)),
-                None if pending.is_empty() => std::task::Poll::Ready(Ok(())),
-                None => std::task::Poll::Pending,
+            }
+            if pending.iter().all(Option::is_none) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
             }
         })
-        .await
+        .await;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::KeyFetch(failures.join("; ")))
+        }
     }
 
     pub(crate) fn max_token_len(&self) -> usize {
