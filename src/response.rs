@@ -281,10 +281,11 @@ impl Challenges {
         };
         let proof_error = matches!(kind, ErrorKind::InvalidDpopProof | ErrorKind::UseDpopNonce);
         let dpop_has_error = !error.is_empty() && (scheme == Some(Scheme::Dpop) || proof_error);
+        // The challenge of the scheme the token came with carries the error; with no token,
+        // both are offered.
         let bearer = match scheme {
             Some(Scheme::Bearer) if !proof_error => self.get(kind).cloned(),
             None if dpop.bearer => self.get(kind).cloned(),
-            _ if dpop.bearer => Some(self.missing.clone()),
             _ => None,
         };
         let mut params: Vec<&str> = Vec::new();
