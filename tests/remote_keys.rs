@@ -1240,9 +1240,6 @@ async fn redirects_are_not_followed() {
 // ---------------------------------------------------------------------------------------
 // refresh whatever the runtime; no scheme downgrade in discovery
 
-#[path = "common/logs.rs"]
-mod logs;
-
 #[test]
 fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
     // The issuer runs on a runtime of its own, for the whole test.

@@ -432,27 +432,11 @@ mod tests {
 
     #[test]
     fn over_quota_is_logged_with_reason_and_client_id_but_no_token() {
-        use std::sync::Mutex;
-
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
+        // One process-wide capture: a thread-local subscriber loses events whose callsite
+        // another test's thread hit first (see `testkit::logs`).
+        let capture = crate::testkit::logs::capture();
         let token = crate::testkit::token("ec-1", json!({"client_id": "billing"}));
-        tracing::subscriber::with_default(subscriber, || {
+        {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("runtime");
@@ -470,8 +454,8 @@ mod tests {
                 assert_eq!(send(&layer, with_token()).await.status(), 429);
                 assert_eq!(statuses(&layer, 2, || None).await, [200, 429]);
             });
-        });
-        let logs = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf-8");
+        }
+        let logs = capture.text();
         let lines: Vec<&str> = logs.lines().collect();
         assert_eq!(lines.len(), 2, "{logs}");
         assert!(lines[0].contains("reason=\"rate_limited\""), "{logs}");

@@ -1,5 +1,6 @@
 //! Test support, not part of the API: token minting with hand-written header and claims JSON,
-//! signed with the crate's own signature backend, and the test-only keys of `tests/keys/`.
+//! signed with the crate's own signature backend, the test-only keys of `tests/keys/`, and
+//! a log capture that works while tests run in parallel ([`logs`]).
 //!
 //! Compiled for the unit tests, and for the integration tests, benchmarks and fuzz targets
 //! through the hidden `test-util` feature (the dev-dependency on the crate itself enables
@@ -11,6 +12,8 @@
     clippy::unwrap_used
 )]
 
+pub mod logs;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -21,18 +24,18 @@ use serde_json::{Map, Value, json};
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "https://api.test";
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa_private_pkcs1.pem");
-pub const RSA_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa_public.pem");
-pub const RSA_PUBLIC_PKCS1: &[u8] = include_bytes!("../tests/keys/rsa_public_pkcs1.pem");
-pub const RSA2_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa2_private_pkcs1.pem");
-pub const RSA2_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa2_public.pem");
-pub const RSA1024_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa1024_public.pem");
-pub const EC256_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec256_private.pem");
-pub const EC256_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec256_public.pem");
-pub const EC384_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec384_private.pem");
-pub const EC384_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec384_public.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("../tests/keys/ed25519_private.pem");
-pub const ED_PUBLIC: &[u8] = include_bytes!("../tests/keys/ed25519_public.pem");
+pub const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/keys/rsa_private_pkcs1.pem");
+pub const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa_public.pem");
+pub const RSA_PUBLIC_PKCS1: &[u8] = include_bytes!("../../tests/keys/rsa_public_pkcs1.pem");
+pub const RSA2_PRIVATE: &[u8] = include_bytes!("../../tests/keys/rsa2_private_pkcs1.pem");
+pub const RSA2_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa2_public.pem");
+pub const RSA1024_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa1024_public.pem");
+pub const EC256_PRIVATE: &[u8] = include_bytes!("../../tests/keys/ec256_private.pem");
+pub const EC256_PUBLIC: &[u8] = include_bytes!("../../tests/keys/ec256_public.pem");
+pub const EC384_PRIVATE: &[u8] = include_bytes!("../../tests/keys/ec384_private.pem");
+pub const EC384_PUBLIC: &[u8] = include_bytes!("../../tests/keys/ec384_public.pem");
+pub const ED_PRIVATE: &[u8] = include_bytes!("../../tests/keys/ed25519_private.pem");
+pub const ED_PUBLIC: &[u8] = include_bytes!("../../tests/keys/ed25519_public.pem");
 pub const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 /// The test keys: (kid, alg, private PEM or HMAC secret, public PEM).
