@@ -57,6 +57,7 @@ pub fn capture() -> Capture {
 }
 
 /// What was logged on this thread since [`capture`].
+#[derive(Debug)]
 pub struct Capture {
     sink: Sink,
     previous: Option<Sink>,
