@@ -21,8 +21,12 @@ use issuer_server::{Reply, Server, client_from, send_with};
 use oauth::{cheap_hash, urlencode};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::auth::AuthorizationMetadataSource;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{
+    AuthClient, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
+    StreamableHttpClientTransport,
+};
 use rmcp::{ServiceError, ServiceExt as _};
 use serde_json::{Value, json};
 
@@ -358,5 +362,98 @@ async fn tokens_without_the_scope_or_for_another_resource_are_refused_over_http(
             .auth_challenge()
             .is_some_and(|c| c.ends_with(r#"error="invalid_token""#)),
         "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
+    let setup = start().await;
+
+    // The 401's challenge is where rmcp's OAuth client starts (MCP authorization, RFC 9728).
+    let refused = connect(&setup.mcp, None).await.expect_err("no token");
+    let challenge = refused.auth_challenge().expect("a challenge").to_owned();
+    let mut manager = AuthorizationManager::new(setup.mcp.as_str())
+        .await
+        .expect("manager");
+    let resolution = manager
+        .resolve_metadata_from_challenge(Some(&challenge))
+        .await
+        .expect("discovery");
+    assert!(
+        matches!(
+            resolution.source,
+            AuthorizationMetadataSource::ProtectedResourceMetadata
+        ),
+        "found through the resource's metadata, not guessed"
+    );
+    let base = &setup.issuer.base;
+    assert_eq!(
+        resolution.metadata.token_endpoint,
+        format!("{base}/oauth/token")
+    );
+    manager.set_metadata(resolution.metadata);
+
+    // Dynamic registration (RFC 7591), then the authorization request (PKCE S256).
+    let session = AuthorizationSession::new(
+        manager,
+        AuthorizationRequest::new(issuer_server::REDIRECT)
+            .with_client_name("rmcp test client")
+            .with_challenge(challenge),
+    )
+    .await
+    .map_err(|(_, e)| e)
+    .expect("registered");
+    let auth_url = session.get_authorization_url().to_owned();
+    let query = auth_url
+        .strip_prefix(&format!("{base}/oauth/authorize?"))
+        .unwrap_or_else(|| panic!("{auth_url} is not the issuer's authorization endpoint"));
+    assert_eq!(
+        issuer_server::query_value(query, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+
+    // alice signs in on the issuer's page (its form, posted as a browser would) and is sent
+    // back to the client with a code, which the client redeems.
+    let reply = setup
+        .issuer
+        .form_to(
+            "/oauth/authorize",
+            &format!(
+                "{query}&username=alice&password={}&approve=yes",
+                urlencode(issuer_server::ALICE_PASSWORD)
+            ),
+        )
+        .await;
+    session
+        .handle_callback_url(&reply.location())
+        .await
+        .expect("the code redeemed");
+
+    // The client's transport now sends alice's token: the tools answer.
+    let transport = StreamableHttpClientTransport::with_client(
+        AuthClient::new(reqwest::Client::default(), session.auth_manager),
+        StreamableHttpClientTransportConfig::with_uri(setup.mcp.as_str()),
+    );
+    let client = ClientConfig::default()
+        .serve(transport)
+        .await
+        .expect("initialized with alice's token");
+    let caller: Caller = structured(&call(&client, "whoami", json!({})).await.expect("whoami"));
+    assert_eq!(caller.issuer, setup.issuer.iss());
+    assert_eq!(caller.subject.as_deref(), Some("alice"));
+    assert!(
+        caller
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("dyn-")),
+        "a registered client: {caller:?}"
+    );
+    assert!(caller.scopes.iter().any(|s| s == TOOLS_SCOPE), "{caller:?}");
+    let echoed = call(&client, "echo", json!({"text": "from alice"}))
+        .await
+        .expect("echo");
+    assert_eq!(
+        echoed.content[0].as_text().map(|t| t.text.as_str()),
+        Some("from alice")
     );
 }
