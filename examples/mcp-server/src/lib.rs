@@ -18,8 +18,8 @@
 //! `Authorization` header is removed once verified: tools see the [`VerifiedToken`], never
 //! the token, so none can pass it on (MCP forbids token passthrough).
 //!
-//! Run it with [`main.rs`](../src/main.rs); the test (`tests/mcp.rs`) starts it beside the
-//! companion issuer.
+//! `src/main.rs` runs it (its doc comment gives the commands); the tests (`tests/mcp.rs`)
+//! start it beside the companion issuer.
 //!
 //! [`VerifiedToken`]: bearer_guard::VerifiedToken
 
@@ -49,6 +49,9 @@ pub use tools::{
 
 /// Where the MCP endpoint is mounted.
 pub const MCP_PATH: &str = "/mcp";
+/// The largest MCP request body, in bytes (rmcp's default is 4 MiB; these tools take a few
+/// short arguments).
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Boxed error of this example.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -108,6 +111,7 @@ pub fn router(
         // Stateless: no session to hijack, every request authorized on its own token.
         .with_legacy_session_mode(false)
         .with_json_response(true)
+        .with_max_request_body_bytes(MAX_REQUEST_BODY)
         // DNS-rebinding protection: loopback names and the public host only.
         .with_allowed_hosts(settings.allowed_hosts())
         .with_cancellation_token(shutdown);
@@ -131,4 +135,21 @@ pub fn router(
 fn strip_credentials(mut req: Request<Body>) -> Request<Body> {
     req.headers_mut().remove(AUTHORIZATION);
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verified_token_does_not_reach_the_tools() {
+        let req = Request::post(MCP_PATH)
+            .header(AUTHORIZATION, "Bearer abc.def.ghi")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(Body::empty())
+            .expect("request");
+        let req = strip_credentials(req);
+        assert!(req.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(req.headers()["mcp-protocol-version"], "2025-06-18");
+    }
 }

@@ -60,3 +60,41 @@ impl Settings {
         hosts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(public_url: &str) -> Settings {
+        Settings {
+            issuer: "http://127.0.0.1:8000".to_owned(),
+            public_url: public_url.to_owned(),
+            bind: "127.0.0.1:8003".parse().expect("addr"),
+        }
+    }
+
+    #[test]
+    fn the_resource_is_the_public_url_of_the_mcp_endpoint() {
+        assert_eq!(
+            settings("https://mcp.example/").resource_url(),
+            "https://mcp.example/mcp"
+        );
+        assert_eq!(
+            settings("https://mcp.example/tenant").resource_url(),
+            "https://mcp.example/tenant/mcp"
+        );
+    }
+
+    #[test]
+    fn rmcp_accepts_loopback_and_the_public_host_only() {
+        assert_eq!(
+            settings("https://mcp.example:8443").allowed_hosts(),
+            ["localhost", "127.0.0.1", "::1", "mcp.example:8443"]
+        );
+        // Never an empty list: rmcp would take it as "any host".
+        assert_eq!(
+            settings("not a url").allowed_hosts(),
+            ["localhost", "127.0.0.1", "::1"]
+        );
+    }
+}
