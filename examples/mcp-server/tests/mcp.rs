@@ -2,7 +2,8 @@
 //! port): an MCP client without a token is sent to the issuer (401, `resource_metadata`,
 //! the RFC 9728 document, the issuer's RFC 8414 metadata), gets a token there, and with it
 //! lists and calls the tools through rmcp's own streamable HTTP client; `admin_stats` needs
-//! the extra scope.
+//! the extra scope. Then the whole MCP authorization flow with rmcp's OAuth client:
+//! discovery from the 401, dynamic registration, PKCE, a user signing in, the tools.
 
 #[path = "../../support/issuer/mod.rs"]
 mod issuer;
