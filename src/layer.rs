@@ -285,7 +285,8 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 /// # tokio_test_block_on(async {
 /// let res = svc.oneshot(Request::new(())).await.unwrap();
 /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-/// assert_eq!(res.headers()["www-authenticate"], "Bearer");
+/// // The first 401 names the route's scopes, for the client to ask for.
+/// assert_eq!(res.headers()["www-authenticate"], r#"Bearer scope="read:transactions""#);
 /// # });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)

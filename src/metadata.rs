@@ -14,7 +14,10 @@ use std::future::{Ready, ready};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW,
+    CACHE_CONTROL, CONTENT_TYPE,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde::Serialize;
 use tower_service::Service;
@@ -304,12 +307,29 @@ impl<B> Service<Request<B>> for MetadataService {
                 CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=60"),
             );
+            // A public document, fetched without credentials: any origin may read it (a
+            // browser-based MCP client discovers the issuer here).
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            res
+        } else if req.method() == Method::OPTIONS {
+            // The CORS preflight of such a client (it may send headers of its own, such as
+            // `MCP-Protocol-Version`).
+            let mut res = Response::new(String::new());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            let headers = res.headers_mut();
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD"),
+            );
+            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
             res
         } else {
             let mut res = Response::new(String::new());
             *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
             res
         };
         if req.method() == Method::HEAD {
@@ -397,5 +417,33 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()[ALLOW], "GET, HEAD, OPTIONS");
+    }
+
+    #[tokio::test]
+    async fn any_origin_may_read_the_document_and_preflights_pass() {
+        let r = ProtectedResource::builder("https://api.example/mcp")
+            .authorization_server("https://a.example")
+            .build()
+            .expect("metadata");
+        let get = Request::get(r.well_known_path())
+            .header("origin", "https://inspector.example")
+            .body(())
+            .expect("request");
+        let res = r.service().oneshot(get).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let preflight = Request::options(r.well_known_path())
+            .header("origin", "https://inspector.example")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "mcp-protocol-version")
+            .body(())
+            .expect("request");
+        let res = r.service().oneshot(preflight).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_METHODS], "GET, HEAD");
+        assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_HEADERS], "*");
+        assert!(res.body().is_empty());
     }
 }

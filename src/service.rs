@@ -647,7 +647,7 @@ mod tests {
         let res = svc.oneshot(req).await.expect("infallible");
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert!(res.headers().get("grpc-status").is_none());
-        assert_eq!(challenge(&res), "Bearer");
+        assert_eq!(challenge(&res), "Bearer scope=\"admin\"");
         assert_eq!(kind(&res), Some(ErrorKind::MissingToken));
     }
 

@@ -217,7 +217,7 @@ async fn a_dpop_route_offers_both_schemes_and_a_dpop_only_route_one() {
     let missing = send(&both, None, &[]).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert_eq!(missing.challenges.len(), 2);
-    assert_eq!(missing.challenges[0], "Bearer");
+    assert_eq!(missing.challenges[0], r#"Bearer scope="read""#);
     assert!(
         missing.challenges[1].starts_with("DPoP algs=\""),
         "{missing:?}"

@@ -164,14 +164,20 @@ async fn valid_token_with_scope_reaches_the_handler_with_claims() {
 }
 
 #[tokio::test]
-async fn missing_token_gets_a_bare_bearer_challenge() {
+async fn missing_token_gets_a_challenge_naming_the_routes_scope() {
     let (addr, c) = (spawn_server().await, client());
-    for method in [Method::GET, Method::POST] {
+    for (method, scope) in [
+        (Method::GET, "read:transactions"),
+        (Method::POST, "write:transactions"),
+    ] {
         let reply = send(&c, addr, method, "/transactions", None).await;
-        assert_reply(&reply, StatusCode::UNAUTHORIZED, Some("Bearer"), "");
+        let challenge = format!(r#"Bearer scope="{scope}""#);
+        assert_reply(&reply, StatusCode::UNAUTHORIZED, Some(&challenge), "");
     }
+    // Another scheme is no credentials: the same challenge.
     let reply = get_(&c, addr, "/reports", Some("Basic dXNlcjpwYXNz")).await;
-    assert_reply(&reply, StatusCode::UNAUTHORIZED, Some("Bearer"), "");
+    let challenge = r#"Bearer scope="reports:read admin""#;
+    assert_reply(&reply, StatusCode::UNAUTHORIZED, Some(challenge), "");
 }
 
 #[tokio::test]

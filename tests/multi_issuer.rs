@@ -291,7 +291,7 @@ async fn the_metadata_document_follows_rfc_9728_field_by_field() {
     assert_eq!(
         challenges,
         [format!(
-            r#"Bearer resource_metadata="{}""#,
+            r#"Bearer resource_metadata="{}", scope="mcp:tools mcp:admin""#,
             resource.metadata_url()
         )]
     );

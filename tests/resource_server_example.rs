@@ -111,7 +111,7 @@ async fn two_issuers_metadata_and_metrics() {
     let metadata_url = format!("{API}/.well-known/oauth-protected-resource");
     assert_eq!(
         challenges[0],
-        format!(r#"Bearer resource_metadata="{metadata_url}""#)
+        format!(r#"Bearer resource_metadata="{metadata_url}", scope="read""#)
     );
     assert!(challenges[1].starts_with(&format!(
         r#"DPoP resource_metadata="{metadata_url}", algs=""#

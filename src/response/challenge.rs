@@ -77,7 +77,15 @@ impl Challenges {
         if !scope.is_empty() {
             params.push(scope.clone());
         }
+        // The first 401 (no token) names the scopes too, so that a client asks for those
+        // (RFC 6750 §3; MCP's authorization spec says servers should).
+        let missing: &[String] = if scope.is_empty() {
+            &[]
+        } else {
+            std::slice::from_ref(&scope)
+        };
         Challenges {
+            missing: header(&self.params, missing),
             insufficient_scope: header(&self.params, &params),
             scope: scope.into(),
             ..self.clone()
@@ -130,11 +138,13 @@ impl Challenges {
         let error_param = format!("error=\"{error}\"");
         if dpop_has_error {
             params.push(&error_param);
-            if kind.oauth_error() == Some("insufficient_scope") && !self.scope.is_empty() {
-                params.push(&self.scope);
-            }
         }
         params.push(&dpop.algs);
+        let names_scope = (dpop_has_error && kind.oauth_error() == Some("insufficient_scope"))
+            || kind == ErrorKind::MissingToken;
+        if names_scope && !self.scope.is_empty() {
+            params.push(&self.scope);
+        }
         let value = format!("DPoP {}", params.join(", "));
         let dpop = HeaderValue::try_from(value).ok();
         [bearer, dpop]
