@@ -85,8 +85,7 @@ impl DpopState {
             return false;
         };
         let nonce = value.as_bytes();
-        if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN || !nonce.iter().all(|&b| is_nqchar(b))
-        {
+        if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN || !nonce.iter().all(|&b| is_nqchar(b)) {
             tracing::debug!(
                 target: "bearer_guard::client",
                 reason = "invalid_dpop_nonce",
@@ -144,7 +143,8 @@ pub(crate) fn asks_for_nonce(headers: &HeaderMap) -> bool {
         let value = value.to_ascii_lowercase();
         // The code only exists for the DPoP scheme; its parameter may be quoted or not.
         value.contains("dpop")
-            && (value.contains("error=\"use_dpop_nonce\"") || value.contains("error=use_dpop_nonce"))
+            && (value.contains("error=\"use_dpop_nonce\"")
+                || value.contains("error=use_dpop_nonce"))
     })
 }
 
@@ -183,7 +183,11 @@ mod tests {
         assert!(c.get("nonce").is_none());
         // Token requests carry no `ath`; every proof has its own `jti`.
         let token_request = dpop
-            .proof(&Method::POST, &"https://issuer.example/token".parse().expect("uri"), None)
+            .proof(
+                &Method::POST,
+                &"https://issuer.example/token".parse().expect("uri"),
+                None,
+            )
             .expect("proof");
         let t = claims(&token_request);
         assert!(t.get("ath").is_none());
@@ -202,7 +206,10 @@ mod tests {
         let other: Uri = "https://other.example/x".parse().expect("uri");
         let origin = Origin::of(&api).expect("origin");
         let mut headers = HeaderMap::new();
-        headers.insert(DPOP_NONCE, HeaderValue::from_static("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
+        headers.insert(
+            DPOP_NONCE,
+            HeaderValue::from_static("eyJ7S_zG.eyJH0-Z.HX4w-7v"),
+        );
         assert!(dpop.remember(&origin, &headers));
         let with = claims(&dpop.proof(&Method::GET, &api, Some("t")).expect("proof"));
         assert_eq!(with["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
@@ -248,5 +255,285 @@ mod tests {
         let shown = format!("{dpop:?}");
         assert!(shown.contains(dpop.key().thumbprint()), "{shown}");
         assert!(!shown.contains("\"d\""), "{shown}");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Through the layer, over a stand-in for the HTTP client.
+
+    mod layer {
+        use std::convert::Infallible;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        use bytes::Bytes;
+        use http::header::AUTHORIZATION;
+        use http::{Request, Response, StatusCode};
+        use http_body_util::{BodyExt as _, Full};
+        use tower::{ServiceExt as _, service_fn};
+        use tower_layer::Layer as _;
+
+        use super::*;
+        use crate::client::{AddAccessTokenLayer, ClientCredentials, NoReplay};
+
+        const TOKEN: &str = "tok-1";
+
+        fn layer(key: &DpopKey) -> AddAccessTokenLayer {
+            let credentials =
+                ClientCredentials::builder("https://issuer.example/token", "svc", "secret-value")
+                    .resource("https://api.example")
+                    .build()
+                    .expect("credentials");
+            AddAccessTokenLayer::builder(credentials)
+                .dpop(key.clone())
+                .build()
+                .expect("layer")
+        }
+
+        /// What the stand-in saw: each request's path, `Authorization` and proof claims.
+        #[derive(Default)]
+        struct Seen(Mutex<Vec<(String, Option<String>, Option<Value>)>>);
+
+        impl Seen {
+            fn record<B>(&self, req: &Request<B>) {
+                let auth = req
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .map(|v| v.to_str().expect("ascii").to_owned());
+                let proof = req.headers().get(DPOP).map(|p| {
+                    assert!(p.is_sensitive(), "the proof is marked sensitive");
+                    claims(p)
+                });
+                let mut seen = self.0.lock().expect("lock");
+                seen.push((req.uri().path().to_owned(), auth, proof));
+            }
+
+            fn all(&self) -> Vec<(String, Option<String>, Option<Value>)> {
+                self.0.lock().expect("lock").clone()
+            }
+        }
+
+        fn json(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+            let mut res = Response::new(Full::new(Bytes::from(body.to_owned())));
+            *res.status_mut() = status;
+            res
+        }
+
+        fn with_nonce(
+            mut res: Response<Full<Bytes>>,
+            nonce: &'static str,
+        ) -> Response<Full<Bytes>> {
+            res.headers_mut()
+                .insert(DPOP_NONCE, HeaderValue::from_static(nonce));
+            res
+        }
+
+        fn nonce_of(proof: Option<&Value>) -> Option<&str> {
+            proof.and_then(|p| p["nonce"].as_str())
+        }
+
+        async fn status<S>(svc: &S, url: &str) -> StatusCode
+        where
+            S: tower::Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>> + Clone,
+            S::Error: std::fmt::Debug,
+        {
+            let req = Request::get(url).body(Full::default()).expect("request");
+            let res = svc.clone().oneshot(req).await.expect("sent");
+            let status = res.status();
+            let _ = res.into_body().collect().await;
+            status
+        }
+
+        #[tokio::test]
+        async fn token_requests_and_calls_carry_fresh_proofs_and_the_token_goes_as_dpop() {
+            let key = DpopKey::generate().expect("key");
+            let seen = Arc::new(Seen::default());
+            let log = Arc::clone(&seen);
+            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
+                log.record(&req);
+                let token_request = req.uri().path() == "/token";
+                async move {
+                    Ok::<_, Infallible>(if token_request {
+                        json(
+                            StatusCode::OK,
+                            r#"{"access_token":"tok-1","token_type":"DPoP","expires_in":60}"#,
+                        )
+                    } else {
+                        json(StatusCode::OK, "data")
+                    })
+                }
+            }));
+            for url in [
+                "https://api.example/x?page=2#f",
+                "https://API.example:443/x",
+            ] {
+                assert_eq!(status(&svc, url).await, StatusCode::OK);
+            }
+            let seen = seen.all();
+            assert_eq!(seen.len(), 3, "one token request, two calls");
+            let (path, auth, proof) = &seen[0];
+            assert_eq!(path, "/token");
+            assert!(auth.as_deref().is_some_and(|a| a.starts_with("Basic ")));
+            let proof = proof.as_ref().expect("a proof on the token request");
+            assert_eq!(proof["htm"], "POST");
+            assert_eq!(proof["htu"], "https://issuer.example/token");
+            assert!(proof.get("ath").is_none(), "no ath on a token request");
+            let ath = URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN));
+            let mut jtis = vec![proof["jti"].clone()];
+            // `htu` is the URI as written, without query and fragment (the server normalises).
+            let htus = ["https://api.example/x", "https://API.example:443/x"];
+            for ((_, auth, proof), htu) in seen[1..].iter().zip(htus) {
+                assert_eq!(auth.as_deref(), Some("DPoP tok-1"));
+                let proof = proof.as_ref().expect("a proof on each call");
+                assert_eq!(proof["htm"], "GET");
+                assert_eq!(proof["htu"], htu);
+                assert_eq!(proof["ath"], ath.as_str());
+                jtis.push(proof["jti"].clone());
+            }
+            jtis.dedup();
+            assert_eq!(jtis.len(), 3, "every proof is fresh");
+        }
+
+        /// A token endpoint and an API that both want nonces (`n-token`, `n-api`), answering
+        /// each proof without the right one with `use_dpop_nonce` and the nonce; the API
+        /// hands out `n-api-2` on success.
+        fn nonce_servers(
+            seen: &Arc<Seen>,
+        ) -> impl crate::client::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
+            let log = Arc::clone(seen);
+            service_fn(move |req: Request<Full<Bytes>>| {
+                log.record(&req);
+                let proof = req.headers().get(DPOP).map(claims);
+                let nonce = nonce_of(proof.as_ref()).map(str::to_owned);
+                let token_request = req.uri().path() == "/token";
+                async move {
+                    let res = match (token_request, nonce.as_deref()) {
+                        (true, Some("n-token")) => json(
+                            StatusCode::OK,
+                            r#"{"access_token":"tok-1","token_type":"DPoP","expires_in":60}"#,
+                        ),
+                        (true, _) => with_nonce(
+                            json(StatusCode::BAD_REQUEST, r#"{"error":"use_dpop_nonce"}"#),
+                            "n-token",
+                        ),
+                        (false, Some("n-api" | "n-api-2")) => {
+                            with_nonce(json(StatusCode::OK, "data"), "n-api-2")
+                        }
+                        (false, _) => {
+                            let mut res = with_nonce(json(StatusCode::UNAUTHORIZED, ""), "n-api");
+                            res.headers_mut().insert(
+                                http::header::WWW_AUTHENTICATE,
+                                HeaderValue::from_static(
+                                    r#"DPoP error="use_dpop_nonce", algs="ES256""#,
+                                ),
+                            );
+                            res
+                        }
+                    };
+                    Ok::<_, Infallible>(res)
+                }
+            })
+        }
+
+        #[tokio::test]
+        async fn use_dpop_nonce_is_retried_once_with_the_nonce_and_nonces_are_remembered() {
+            let key = DpopKey::generate().expect("key");
+            let seen = Arc::new(Seen::default());
+            let svc = layer(&key).layer(nonce_servers(&seen));
+            assert_eq!(status(&svc, "https://api.example/x").await, StatusCode::OK);
+            let first = seen.all();
+            let paths: Vec<&str> = first.iter().map(|(p, _, _)| p.as_str()).collect();
+            assert_eq!(paths, ["/token", "/token", "/x", "/x"], "each retried once");
+            let nonces: Vec<Option<&str>> =
+                first.iter().map(|(_, _, c)| nonce_of(c.as_ref())).collect();
+            assert_eq!(nonces, [None, Some("n-token"), None, Some("n-api")]);
+            // The same token both times: a nonce is not the token's fault.
+            assert_eq!(first[2].1, first[3].1);
+
+            // The next call uses the nonce the last answer carried, at once.
+            assert_eq!(status(&svc, "https://api.example/y").await, StatusCode::OK);
+            let all = seen.all();
+            assert_eq!(all.len(), 5);
+            assert_eq!(nonce_of(all[4].2.as_ref()), Some("n-api-2"));
+        }
+
+        #[tokio::test]
+        async fn an_api_that_keeps_asking_for_a_nonce_gets_one_retry_and_its_401() {
+            let key = DpopKey::generate().expect("key");
+            let api_hits = Arc::new(AtomicUsize::new(0));
+            let token_requests = Arc::new(AtomicUsize::new(0));
+            let (hits, tokens) = (Arc::clone(&api_hits), Arc::clone(&token_requests));
+            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
+                let res = if req.uri().path() == "/token" {
+                    tokens.fetch_add(1, Ordering::SeqCst);
+                    json(
+                        StatusCode::OK,
+                        r#"{"access_token":"tok-1","token_type":"DPoP","expires_in":60}"#,
+                    )
+                } else {
+                    let n = hits.fetch_add(1, Ordering::SeqCst);
+                    let nonce = if n % 2 == 0 { "even" } else { "odd" };
+                    let mut res = with_nonce(json(StatusCode::UNAUTHORIZED, ""), nonce);
+                    res.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"DPoP error="use_dpop_nonce""#),
+                    );
+                    res
+                };
+                async move { Ok::<_, Infallible>(res) }
+            }));
+            let status = status(&svc, "https://api.example/x").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(api_hits.load(Ordering::SeqCst), 2, "one retry, not more");
+            assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test]
+        async fn a_request_that_cannot_be_replayed_returns_the_401_and_the_next_uses_the_nonce() {
+            let key = DpopKey::generate().expect("key");
+            let seen = Arc::new(Seen::default());
+            let svc = layer(&key).replay(NoReplay).layer(nonce_servers(&seen));
+            assert_eq!(
+                status(&svc, "https://api.example/x").await,
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(status(&svc, "https://api.example/x").await, StatusCode::OK);
+            let calls: Vec<Option<String>> = seen
+                .all()
+                .iter()
+                .filter(|(p, _, _)| p == "/x")
+                .map(|(_, _, c)| nonce_of(c.as_ref()).map(str::to_owned))
+                .collect();
+            assert_eq!(calls, [None, Some("n-api".to_owned())]);
+        }
+
+        #[tokio::test]
+        async fn a_bearer_answer_to_a_proof_is_sent_as_bearer_without_proof_and_logged() {
+            let logs = crate::testkit::logs::capture();
+            let key = DpopKey::generate().expect("key");
+            let seen = Arc::new(Seen::default());
+            let log = Arc::clone(&seen);
+            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
+                log.record(&req);
+                let token_request = req.uri().path() == "/token";
+                async move {
+                    Ok::<_, Infallible>(if token_request {
+                        json(
+                            StatusCode::OK,
+                            r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":60}"#,
+                        )
+                    } else {
+                        json(StatusCode::OK, "data")
+                    })
+                }
+            }));
+            assert_eq!(status(&svc, "https://api.example/x").await, StatusCode::OK);
+            let seen = seen.all();
+            assert!(seen[0].2.is_some(), "the token request carried a proof");
+            assert_eq!(seen[1].1.as_deref(), Some("Bearer tok-1"));
+            assert!(seen[1].2.is_none(), "no proof with a Bearer token");
+            let text = logs.text();
+            assert!(text.contains("bearer_despite_dpop"), "{text}");
+            assert!(!text.contains("tok-1"), "{text}");
+        }
     }
 }

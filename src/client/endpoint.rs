@@ -21,7 +21,7 @@ use super::dpop::{DPOP, DpopState};
 use super::error::{TokenError, TokenErrorKind};
 use super::http::HttpService;
 use super::origin::Origin;
-use crate::fetch::{self, Limits};
+use crate::fetch::{self, FetchError, Limits};
 
 /// Largest token endpoint response read.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024;
@@ -72,15 +72,40 @@ where
     S: HttpService<B>,
     B: From<Bytes>,
 {
-    let deadline = Instant::now() + exchange.timeout;
+    let attempts = attempts(service, credentials, key, exchange);
+    match tokio::time::timeout(exchange.timeout, attempts).await {
+        Ok(issued) => issued,
+        Err(_) => {
+            let url = crate::url::redact(&credentials.token_endpoint.to_string()).into();
+            Err(TokenError::fetch(FetchError::timeout(
+                url,
+                exchange.timeout,
+            )))
+        }
+    }
+}
+
+/// The token request, and its one retry after a `use_dpop_nonce` answer that carried a
+/// nonce (RFC 9449 §8).
+async fn attempts<S, B>(
+    service: S,
+    credentials: &ClientCredentials,
+    key: &TokenKey,
+    exchange: &Exchange<'_>,
+) -> Result<Issued, TokenError>
+where
+    S: HttpService<B>,
+    B: From<Bytes>,
+{
+    // Each attempt has the whole time; `fetch_token` bounds both together.
+    let limits = Limits {
+        timeout: exchange.timeout,
+        max_body: MAX_RESPONSE,
+        accept: readable,
+    };
     let origin = Origin::of(&credentials.token_endpoint);
     let mut nonce_retry = exchange.dpop.is_some();
     loop {
-        let limits = Limits {
-            timeout: deadline.saturating_duration_since(Instant::now()),
-            max_body: MAX_RESPONSE,
-            accept: readable,
-        };
         let sent_at = Instant::now();
         let mut request = request::<B>(credentials, key)?;
         if let Some(dpop) = exchange.dpop {
@@ -95,7 +120,6 @@ where
             _ => false,
         };
         if nonce_retry && new_nonce && asks_for_nonce(fetched.status, &fetched.body) {
-            // RFC 9449 §8: the endpoint wants a nonce, and sent one.
             tracing::debug!(
                 target: "bearer_guard::client",
                 reason = "use_dpop_nonce",

@@ -95,7 +95,11 @@ impl Shared {
     ///
     /// # Errors
     /// [`TokenErrorKind::Proof`] when the proof cannot be made: the request must not go.
-    pub(crate) fn authorize<B>(&self, token: &Token, req: &mut Request<B>) -> Result<(), TokenError> {
+    pub(crate) fn authorize<B>(
+        &self,
+        token: &Token,
+        req: &mut Request<B>,
+    ) -> Result<(), TokenError> {
         if token.is_dpop() {
             let Some(dpop) = &self.dpop else {
                 // Only a layer with a key accepts DPoP tokens.

@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -257,7 +257,9 @@ impl Issuer {
             self.revoke_family(&record.family).await?;
             return Err(OAuthError::invalid_grant());
         }
-        let issued = self.issue(&grant, random_token(16)?, jkt.as_deref()).await?;
+        let issued = self
+            .issue(&grant, random_token(16)?, jkt.as_deref())
+            .await?;
         let refresh_jkt = refresh_binding(client, jkt.as_deref());
         let refresh = self
             .grow_family(&record.family, &grant, &issued, refresh_jkt)

@@ -83,7 +83,9 @@ impl Issuer {
             lifetime: client.lifetime,
         };
         let jkt = self.token_proof(client, headers, None).await?;
-        let issued = self.issue(&grant, random_token(16)?, jkt.as_deref()).await?;
+        let issued = self
+            .issue(&grant, random_token(16)?, jkt.as_deref())
+            .await?;
         tracing::info!(
             client_id = %client.id,
             scope = %grant.scope.join(" "),

@@ -92,7 +92,9 @@ impl Issuer {
             scope: (!grant.scope.is_empty()).then(|| grant.scope.join(" ")),
             // A DPoP-bound token (RFC 9449 §6.1): opaque ones keep it in the store, for
             // introspection (§6.2).
-            cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
+            cnf: jkt.map(|jkt| Confirmation {
+                jkt: jkt.to_owned(),
+            }),
         };
         let token = match self.0.token_format {
             TokenFormat::Jwt => {
@@ -185,7 +187,11 @@ impl Issuer {
 /// The token endpoint's success answer (RFC 6749 §5.1): `token_type` `DPoP` for a token bound
 /// to a DPoP key (RFC 9449 §5).
 pub fn token_response(issued: &Issued, grant: &Grant, refresh_token: Option<&str>) -> Value {
-    let token_type = if issued.jkt.is_some() { "DPoP" } else { "Bearer" };
+    let token_type = if issued.jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let mut body = json!({
         "access_token": issued.token,
         "token_type": token_type,
