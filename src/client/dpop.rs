@@ -141,8 +141,11 @@ pub(crate) fn asks_for_nonce(headers: &HeaderMap) -> bool {
             return false;
         };
         let value = value.to_ascii_lowercase();
-        // The code only exists for the DPoP scheme; its parameter may be quoted or not.
-        value.contains("dpop")
+        // A `DPoP` challenge (its scheme a token of its own) with the error, quoted or not.
+        let dpop_scheme = value
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .any(|token| token == "dpop");
+        dpop_scheme
             && (value.contains("error=\"use_dpop_nonce\"")
                 || value.contains("error=use_dpop_nonce"))
     })
@@ -246,6 +249,7 @@ mod tests {
         assert!(asks(&["dpop error=use_dpop_nonce"]));
         assert!(!asks(&[r#"DPoP error="invalid_dpop_proof", algs="ES256""#]));
         assert!(!asks(&[r#"Bearer error="invalid_token""#]));
+        assert!(!asks(&[r#"Bearer error="use_dpop_nonce""#]));
         assert!(!asks(&[]));
     }
 
@@ -289,9 +293,12 @@ mod tests {
                 .expect("layer")
         }
 
-        /// What the stand-in saw: each request's path, `Authorization` and proof claims.
+        /// A request as the stand-in saw it: path, `Authorization`, proof claims.
+        type SeenRequest = (String, Option<String>, Option<Value>);
+
+        /// What the stand-in saw.
         #[derive(Default)]
-        struct Seen(Mutex<Vec<(String, Option<String>, Option<Value>)>>);
+        struct Seen(Mutex<Vec<SeenRequest>>);
 
         impl Seen {
             fn record<B>(&self, req: &Request<B>) {
@@ -307,7 +314,7 @@ mod tests {
                 seen.push((req.uri().path().to_owned(), auth, proof));
             }
 
-            fn all(&self) -> Vec<(String, Option<String>, Option<Value>)> {
+            fn all(&self) -> Vec<SeenRequest> {
                 self.0.lock().expect("lock").clone()
             }
         }
@@ -485,6 +492,46 @@ mod tests {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
             assert_eq!(api_hits.load(Ordering::SeqCst), 2, "one retry, not more");
             assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test]
+        async fn a_nonce_challenge_without_a_nonce_is_returned_and_the_token_kept() {
+            let key = DpopKey::generate().expect("key");
+            let api_hits = Arc::new(AtomicUsize::new(0));
+            let token_requests = Arc::new(AtomicUsize::new(0));
+            let (hits, tokens) = (Arc::clone(&api_hits), Arc::clone(&token_requests));
+            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
+                let res = if req.uri().path() == "/token" {
+                    tokens.fetch_add(1, Ordering::SeqCst);
+                    json(
+                        StatusCode::OK,
+                        r#"{"access_token":"tok-1","token_type":"DPoP","expires_in":60}"#,
+                    )
+                } else {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let mut res = json(StatusCode::UNAUTHORIZED, "");
+                    res.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"DPoP error="use_dpop_nonce""#),
+                    );
+                    res
+                };
+                async move { Ok::<_, Infallible>(res) }
+            }));
+            for _ in 0..2 {
+                let status = status(&svc, "https://api.example/x").await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+            }
+            assert_eq!(
+                api_hits.load(Ordering::SeqCst),
+                2,
+                "no retry without a nonce"
+            );
+            assert_eq!(
+                token_requests.load(Ordering::SeqCst),
+                1,
+                "the token was kept"
+            );
         }
 
         #[tokio::test]

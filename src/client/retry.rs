@@ -47,13 +47,15 @@ impl<S, B> After<S, B> {
             self.token.mark_accepted();
             return None;
         }
-        if new_nonce && asks_for_nonce(response.headers()) {
+        if self.origin.is_some() && asks_for_nonce(response.headers()) {
             // Not the token's fault: keep it, and prove again with the nonce.
-            let Some((inner, req)) = self.retry else {
+            let Some((inner, req)) = self.retry.filter(|_| new_nonce) else {
                 tracing::debug!(
                     target: "bearer_guard::client",
                     reason = "use_dpop_nonce",
-                    "upstream asks for a DPoP nonce; the request cannot be replayed"
+                    new_nonce,
+                    "upstream asks for a DPoP nonce; not retrying (the request cannot be \
+                     replayed, or the answer carried no valid nonce)"
                 );
                 return None;
             };
