@@ -136,7 +136,8 @@ async fn a_proof_binds_the_client_credentials_token_and_no_proof_is_bearer() {
 }
 
 #[tokio::test]
-async fn bad_proofs_are_invalid_dpop_proof() {
+async fn bad_proofs_are_invalid_dpop_proof_and_logged_without_the_proof() {
+    let logs = bearer_guard::testkit::logs::capture();
     let server = Server::start().await;
     let key = key();
     let url = server.token_url();
@@ -170,6 +171,16 @@ async fn bad_proofs_are_invalid_dpop_proof() {
             reply.text()
         );
         assert_invalid_proof(&reply);
+        assert!(!reply.text().contains(&proof[proof.len() - 8..]), "{what}");
+    }
+    // The security log says why, and never quotes a proof.
+    let text = logs.text();
+    for reason in ["uri_mismatch", "method_mismatch", "too_old", "malformed"] {
+        let line = format!("event=\"dpop_proof_refused\" client_id=svc reason=\"{reason}\"");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    for (_, proof) in bad.iter().filter(|(_, p)| p.len() > 100) {
+        assert!(!text.contains(&proof[proof.len() - 16..]), "{text}");
     }
     // Two proofs; the same proof twice (a replay).
     let once = server.proof(&key, None);
