@@ -28,7 +28,7 @@ use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
-use bearer_guard::{RemoteKeys, Validator};
+use bearer_guard::{Guard, RemoteKeys, Validator};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -243,7 +243,7 @@ impl Demo {
         };
         row(
             "authorization code + PKCE",
-            "200 \"Access granted!\" (alice)",
+            "200 \"Access granted!\" (demo-app for alice)",
             got,
         );
         let rotated = match &signed_in {
@@ -408,7 +408,8 @@ impl Demo {
             )))
             .build()?;
         validator.ready().await?;
-        let app = support::resource_server::app(&validator, ROUTE_SCOPE)?;
+        let guard = Guard::new(&validator);
+        let app = support::resource_server::app(&guard, ROUTE_SCOPE, Default::default())?;
         tokio::spawn(async move { axum::serve(api_listener, app).await });
 
         Ok(Demo {
@@ -501,11 +502,12 @@ impl Demo {
         let status = reply.status.as_u16();
         if reply.status == StatusCode::OK {
             let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-            return format!(
-                "{status} {} ({})",
-                body["message"],
-                body["client"].as_str().unwrap_or("?")
-            );
+            let client = body["client"].as_str().unwrap_or("?");
+            let who = match body["subject"].as_str() {
+                Some(user) if user != client => format!("{client} for {user}"),
+                _ => client.to_owned(),
+            };
+            return format!("{status} {} ({who})", body["message"]);
         }
         match &reply.challenge {
             Some(challenge) => format!("{status} {}", challenge_error(challenge)),

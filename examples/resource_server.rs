@@ -1,32 +1,42 @@
-//! A protected resource server: `GET /protected-resource` needs a bearer token with the
-//! configured scope.
+//! A protected resource server: `GET /protected-resource` needs an access token with the
+//! configured scope, as a `Bearer` token, or as a DPoP-bound token with its proof.
 //!
 //! ```text
-//! ISSUER=http://127.0.0.1:8000 AUDIENCE=http://127.0.0.1:8001 JWKS_FILE=jwks.json \
-//!     cargo run --example resource_server
+//! ISSUER=http://127.0.0.1:8000 AUDIENCE=http://127.0.0.1:8001 cargo run --example resource_server
 //! ```
 //!
 //! Environment:
-//! - `ISSUER`, `AUDIENCE` (required): the token's `iss` and one of its `aud`;
-//! - `JWKS_FILE`: path to the issuer's JWKS, or
-//! - `JWKS_URL`: the issuer's JWKS URL (fetched, cached and refreshed);
-//! - neither: the keys are found through the issuer's discovery document (RFC 8414, then
-//!   OpenID Connect) at `ISSUER`;
+//! - `ISSUER` (required): the issuer, or several separated by commas (a token is checked
+//!   with its own issuer's keys, found through each issuer's discovery document, RFC 8414
+//!   then OpenID Connect);
+//! - `AUDIENCE` (required): this API's resource identifier: tokens' `aud` must name it, and
+//!   it is the `resource` of the RFC 9728 metadata served at
+//!   `GET /.well-known/oauth-protected-resource` (whose `authorization_servers` are the
+//!   issuers); every 401 points at that document (`resource_metadata`);
+//! - `JWKS_FILE` or `JWKS_URL`: the issuer's keys from a file or a URL instead of discovery
+//!   (one issuer only);
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
-//! - `BIND` (default `127.0.0.1:8001`);
-//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): refuse tokens revoked in this Redis, the
-//!   one the issuer's `POST /oauth/revoke` writes to (run `examples/issuer.rs` with the same
-//!   `REDIS_URL`). Tokens without `jti` are then refused; a revocation is seen within the
-//!   validator's memo (500 ms); if Redis cannot be reached, requests get 503 with
-//!   `Retry-After` (fail closed). Unset: no revocation checks.
+//! - `PUBLIC_URL`: the origin clients use (DPoP proofs' `htu` must match it); default
+//!   `http://` + the request's `Host`;
+//! - `RATE_LIMIT` (e.g. `120/minute`, `10/second`): a quota per client on
+//!   `/protected-resource` (a burst of 120, refilled at 120 a minute), 429 over it;
+//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): shared by every replica pointing at it:
+//!   revoked tokens (written by the issuer's `POST /oauth/revoke`; tokens without `jti` are
+//!   then refused, 503 when Redis is down), the DPoP replay store, and the quotas of
+//!   `RATE_LIMIT`;
+//! - `BIND` (default `127.0.0.1:8001`); `RUST_LOG` (default `info`), logs on stderr.
 //!
-//! Prints `listening on <addr>` once it accepts connections.
+//! Also serves `GET /metrics` (Prometheus text) and `GET /healthz`. Prints
+//! `listening on <addr>` on stdout once it accepts connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bearer_guard::dpop::{Dpop, RedisReplay};
+use bearer_guard::rate_limit::{Quota, RateLimitByClient, RedisQuotas};
 use bearer_guard::revocation::RedisRevocations;
-use bearer_guard::{KeySet, RemoteKeys, Validator};
+use bearer_guard::{Guard, Issuer, KeySet, ProtectedResource, RemoteKeys, Validator};
+use tracing_subscriber::EnvFilter;
 
 mod support {
     pub mod resource_server;
@@ -36,37 +46,105 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().with_target(true).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 
-    let issuer = required("ISSUER")?;
+    let issuers: Vec<String> = required("ISSUER")?
+        .split(',')
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect();
     let audience = required("AUDIENCE")?;
-    let scope = std::env::var("REQUIRED_SCOPE").unwrap_or_else(|_| "read".to_owned());
-    let bind: SocketAddr = std::env::var("BIND")
-        .unwrap_or_else(|_| "127.0.0.1:8001".to_owned())
+    let scope = optional("REQUIRED_SCOPE").unwrap_or_else(|| "read".to_owned());
+    let bind: SocketAddr = optional("BIND")
+        .unwrap_or_else(|| "127.0.0.1:8001".to_owned())
         .parse()?;
+    let redis = optional("REDIS_URL");
 
-    // Settings common to every key source first, then the keys.
-    let mut builder = Validator::builder()
-        .issuer(issuer.as_str())
-        .audience(audience);
-    if let Some(url) = optional("REDIS_URL") {
-        // The URL may carry a password: never logged (RedisRevocations' errors leave it out).
-        let store = RedisRevocations::connect(&url)
+    // The validator: who may issue tokens for this API, and how they are checked.
+    let mut builder = Validator::builder().audience(audience.as_str());
+    builder = match (
+        issuers.as_slice(),
+        optional("JWKS_FILE"),
+        optional("JWKS_URL"),
+    ) {
+        ([issuer], Some(path), _) => builder
+            .issuer(issuer)
+            .keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?),
+        ([issuer], None, Some(url)) => builder.issuer(issuer).keys(RemoteKeys::jwks_url(url)),
+        (_, None, None) => issuers
+            .iter()
+            .fold(builder, |b, issuer| b.trust(Issuer::discover(issuer))),
+        _ => return Err("JWKS_FILE and JWKS_URL take a single ISSUER".into()),
+    };
+    if let Some(url) = &redis {
+        // The URL may carry a password: never logged (the stores' errors leave it out).
+        let store = RedisRevocations::connect(url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
         builder = builder.revocation(Arc::new(store));
-        tracing::info!("revoked tokens are looked up in Redis (REDIS_URL)");
     }
-    let validator = match (optional("JWKS_FILE"), optional("JWKS_URL")) {
-        (Some(path), _) => builder.keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?),
-        (None, Some(url)) => builder.keys(RemoteKeys::jwks_url(url)),
-        (None, None) => builder.keys(RemoteKeys::discover(issuer)),
+    let validator = builder.build()?;
+    // Fetch the keys now: a service that starts is a service that can authenticate. With
+    // several issuers, one that is down only gets its own tokens refused (503) for now.
+    if let Err(err) = validator.ready().await {
+        if issuers.len() == 1 {
+            return Err(err.into());
+        }
+        tracing::warn!("starting without some issuers' keys: {err}");
     }
-    .build()?;
-    // Fetch remote keys now: a service that starts is a service that can authenticate.
-    validator.ready().await?;
 
-    let app = support::resource_server::app(&validator, &scope)?;
+    // The HTTP side: DPoP proofs, RFC 9728 metadata, the challenges pointing at it.
+    let mut dpop = Dpop::builder();
+    dpop = match optional("PUBLIC_URL") {
+        Some(origin) => dpop.external_origin(origin),
+        None => dpop.origin_from_host("http"),
+    };
+    if let Some(url) = &redis {
+        let replay = RedisReplay::connect(url)
+            .await
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        dpop = dpop.replay(Arc::new(replay));
+    }
+    let dpop = dpop.build()?;
+    let metadata = issuers
+        .iter()
+        .fold(
+            ProtectedResource::builder(audience.as_str()),
+            |m, issuer| m.authorization_server(issuer),
+        )
+        .dpop(&dpop, false)
+        .build()?;
+    let guard = Guard::new(&validator)
+        .protected_resource(&metadata)?
+        .dpop(dpop);
+
+    let rate_limit = match optional("RATE_LIMIT") {
+        None => None,
+        Some(quota) => {
+            let quota: Quota = quota.parse().map_err(|e| format!("RATE_LIMIT: {e}"))?;
+            let limit = RateLimitByClient::builder(quota);
+            Some(match &redis {
+                Some(url) => limit
+                    .redis(RedisQuotas::builder(url.as_str()).connect().await?)
+                    .build(),
+                None => limit.build(),
+            })
+        }
+    };
+
+    let app = support::resource_server::app(
+        &guard,
+        &scope,
+        support::resource_server::Extras {
+            rate_limit,
+            metadata: Some(metadata),
+            metrics: Some(metrics),
+        },
+    )?;
 
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("listening on {}", listener.local_addr()?);

@@ -7,9 +7,9 @@
 //! evicts older entries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use quick_cache::Weighter;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::token::Verified;
 
@@ -19,9 +19,24 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(crate) struct TokenCache<T> {
-    cache: quick_cache::sync::Cache<Box<str>, Arc<Verified<T>>, Weight>,
+    cache:
+        quick_cache::sync::Cache<Box<str>, Arc<Verified<T>>, Weight, DefaultHashBuilder, Evictions>,
     /// Unix second at or after which the next sweep of expired entries runs.
     next_sweep: AtomicI64,
+    /// Evictions not reported to the metrics yet.
+    evicted: Arc<AtomicU64>,
+}
+
+/// Counts the entries the cache evicts to stay within its bounds.
+#[derive(Clone, Default)]
+struct Evictions(Arc<AtomicU64>);
+
+impl<K, V> Lifecycle<K, V> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: K, _val: V) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// How often expired entries are swept out, at most. Expired entries are never served in
@@ -48,11 +63,15 @@ impl<T> TokenCache<T> {
     pub(crate) fn new(max_entries: usize, max_bytes: u64) -> Self {
         let max_entries = max_entries.max(1);
         let floor = (max_bytes / max_entries as u64).max(1);
+        let evictions = Evictions::default();
         TokenCache {
-            cache: quick_cache::sync::Cache::with_weighter(
+            evicted: Arc::clone(&evictions.0),
+            cache: quick_cache::sync::Cache::with(
                 max_entries,
                 max_bytes,
                 Weight { floor },
+                DefaultHashBuilder::default(),
+                evictions,
             ),
             next_sweep: AtomicI64::new(0),
         }
@@ -81,6 +100,8 @@ impl<T> TokenCache<T> {
 
     pub(crate) fn insert(&self, token: &str, verified: Arc<Verified<T>>) {
         self.cache.insert(token.into(), verified);
+        let evicted = self.evicted.swap(0, Ordering::Relaxed);
+        crate::metrics::token_cache(evicted, self.cache.len(), self.cache.weight());
     }
 
     pub(crate) fn remove(&self, token: &str) {

@@ -8,7 +8,13 @@
 //! | `bearer_guard_requests_total` | counter | `outcome` (`admitted`, `refused`), `reason` | decisions of the auth and rate-limit layers; `reason` is [`ErrorKind::as_str`] |
 //! | `bearer_guard_verify_seconds` | histogram | | time spent verifying a token not in the cache (signature and claims) |
 //! | `bearer_guard_token_cache_total` | counter | `result` (`hit`, `miss`) | verified-token cache lookups |
-//! | `bearer_guard_revocation_lookups_total` | counter | | questions asked of the revocation store |
+//! | `bearer_guard_token_cache_evictions_total` | counter | | tokens evicted to stay within the cache's bounds |
+//! | `bearer_guard_token_cache_entries` | gauge | | tokens in the cache |
+//! | `bearer_guard_token_cache_bytes` | gauge | | estimated bytes the cache holds |
+//! | `bearer_guard_key_fetches_total` | counter | `result` (`ok`, or why it failed: `connect`, `timeout`, `status`, `invalid_document` ...) | key-set (and discovery) fetches |
+//! | `bearer_guard_key_set_fetched_timestamp_seconds` | gauge | `issuer` (configured, few) | when each issuer's key set was last fetched; now minus it is the key set's age |
+//! | `bearer_guard_revocation_lookups_total` | counter | `result` (`not_revoked`, `revoked`, `error`) | questions asked of the revocation store |
+//! | `bearer_guard_revocation_lookup_seconds` | histogram | | how long the store took to answer |
 
 use crate::error::ErrorKind;
 
@@ -101,10 +107,47 @@ pub(crate) fn cache_miss() {
     metrics::counter!("bearer_guard_token_cache_total", "result" => "miss").increment(1);
 }
 
-/// A question to the revocation store.
-pub(crate) fn revocation_lookup() {
+/// A question to the revocation store: its answer, and how long it took.
+pub(crate) fn revocation_lookup(result: &'static str, took: std::time::Duration) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("bearer_guard_revocation_lookups_total").increment(1);
+    {
+        metrics::counter!("bearer_guard_revocation_lookups_total", "result" => result).increment(1);
+        metrics::histogram!("bearer_guard_revocation_lookup_seconds").record(took);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (result, took);
+}
+
+/// Tokens evicted from the verified-token cache, and its size after an insertion.
+pub(crate) fn token_cache(evicted: u64, entries: usize, bytes: u64) {
+    #[cfg(feature = "metrics")]
+    {
+        if evicted > 0 {
+            metrics::counter!("bearer_guard_token_cache_evictions_total").increment(evicted);
+        }
+        metrics::gauge!("bearer_guard_token_cache_entries").set(entries as f64);
+        metrics::gauge!("bearer_guard_token_cache_bytes").set(bytes as f64);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (evicted, entries, bytes);
+}
+
+/// A key-set (or discovery) fetch for `issuer`: `ok`, or why it failed.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) fn key_fetch(issuer: &str, result: &'static str) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("bearer_guard_key_fetches_total", "result" => result).increment(1);
+        if result == "ok" {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!("bearer_guard_key_set_fetched_timestamp_seconds", "issuer" => issuer.to_owned())
+                .set(now);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (issuer, result);
 }
 
 /// Times a verification.

@@ -271,8 +271,15 @@ impl RevocationCheck {
         exp: i64,
         client_id: Option<&str>,
     ) -> Result<bool, RevocationError> {
-        crate::metrics::revocation_lookup();
-        match self.store.is_revoked(issuer, jti).await {
+        let asked = Instant::now();
+        let answer = self.store.is_revoked(issuer, jti).await;
+        let result = match answer {
+            Ok(true) => "revoked",
+            Ok(false) => "not_revoked",
+            Err(_) => "error",
+        };
+        crate::metrics::revocation_lookup(result, asked.elapsed());
+        match answer {
             Ok(revoked) => {
                 // A revoked answer holds until the token expires (at most an hour here);
                 // a clean one for the memo time.

@@ -217,6 +217,16 @@ impl KeyCache {
     /// Fetches the key set and swaps it in; schedules the next refresh after the response's
     /// `max-age`, within the bounds.
     async fn fetch_and_install(&self) -> Result<(), Failure> {
+        let outcome = self.fetch_and_install_inner().await;
+        let result = match &outcome {
+            Ok(()) => "ok",
+            Err(failure) => failure.reason(),
+        };
+        crate::metrics::key_fetch(&self.issuer, result);
+        outcome
+    }
+
+    async fn fetch_and_install_inner(&self) -> Result<(), Failure> {
         let uri = self.jwks_uri().await?;
         let (fetched, max_age) = http::get(&*self.client, &uri, &self.limits).await?;
         let mut keys = KeySet::from_jwks_json_with(&fetched.body, &self.settings.jwks)

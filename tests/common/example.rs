@@ -35,6 +35,9 @@ pub fn build_example(name: &str) -> PathBuf {
         ("client", cfg!(feature = "client")),
         ("dpop-client", cfg!(feature = "dpop-client")),
         ("mtls", cfg!(feature = "mtls")),
+        ("rate-limit", cfg!(feature = "rate-limit")),
+        ("metrics", cfg!(feature = "metrics")),
+        ("test-util", cfg!(feature = "test-util")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

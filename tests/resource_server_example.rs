@@ -1,0 +1,160 @@
+//! `examples/resource_server.rs` as a real process, against two companion issuers started
+//! here: both issuers' tokens pass, every 401 points at the RFC 9728 document, the document
+//! lists the issuers, and `GET /metrics` counts a refusal under its reason.
+
+#[path = "common/example.rs"]
+mod example;
+#[path = "../examples/support/issuer/mod.rs"]
+mod issuer;
+#[path = "common/issuer_server.rs"]
+mod issuer_server;
+#[path = "common/oauth.rs"]
+mod oauth;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use issuer_server::{API, SVC_SECRET, Server};
+use serde_json::{Value, json};
+
+/// The example's process; killed when dropped.
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the example for `issuers` (comma-separated), with `API` as its audience.
+fn start(issuers: &str) -> Example {
+    let mut child = Command::new(example::build_example("resource_server"))
+        .env("ISSUER", issuers)
+        .env("AUDIENCE", API)
+        .env("BIND", "127.0.0.1:0")
+        .env("REQUIRED_SCOPE", "read")
+        .env_remove("REDIS_URL")
+        .env_remove("RATE_LIMIT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the example");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("address");
+    Example { child, addr }
+}
+
+/// `GET path`: status, the `WWW-Authenticate` values, the body.
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Vec<String>, String) {
+    let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let res = http
+        .request(req.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let challenges = res
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect();
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        challenges,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_issuers_metadata_and_metrics() {
+    let (a, b) = (Server::start().await, Server::start().await);
+    let example = tokio::task::spawn_blocking({
+        let issuers = format!("{},{}", a.base, b.base);
+        move || start(&issuers)
+    })
+    .await
+    .expect("started");
+    let addr = example.addr;
+
+    // No token: 401, pointing at the metadata (RFC 9728 §5.1); DPoP offered beside Bearer.
+    let (status, challenges, _) = get(addr, "/protected-resource", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let metadata_url = format!("{API}/.well-known/oauth-protected-resource");
+    assert_eq!(
+        challenges[0],
+        format!(r#"Bearer resource_metadata="{metadata_url}""#)
+    );
+    assert!(challenges[1].starts_with(&format!(
+        r#"DPoP resource_metadata="{metadata_url}", algs=""#
+    )));
+
+    // The document: this API, both issuers, the route's scope, DPoP algorithms.
+    let (status, _, body) = get(addr, "/.well-known/oauth-protected-resource", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(doc["resource"], API);
+    assert_eq!(doc["authorization_servers"], json!([a.base, b.base]));
+    assert_eq!(doc["scopes_supported"], json!(["read"]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert!(
+        doc["dpop_signing_alg_values_supported"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+
+    // Tokens of both issuers pass.
+    for server in [&a, &b] {
+        let token = server.token("svc", SVC_SECRET).await;
+        let (status, _, body) = get(addr, "/protected-resource", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    // The refusal above is counted under its reason, the two admissions too.
+    let (status, _, metrics) = get(addr, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics
+            .contains(r#"bearer_guard_requests_total{outcome="refused",reason="missing_token"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"bearer_guard_requests_total{outcome="admitted"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bearer_guard_key_fetches_total"),
+        "{metrics}"
+    );
+    for secret in [SVC_SECRET, "eyJ"] {
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+    }
+}
