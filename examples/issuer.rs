@@ -32,10 +32,14 @@
 //!   Ed25519 key is generated at start, and tokens die with the process;
 //! - `SIGNING_KEY_ID`: the key's `kid` (default: its RFC 7638 thumbprint);
 //! - `TOKEN_FORMAT`: `jwt` (default) or `opaque` (resource servers then introspect);
+//! - `DPOP_NONCES`: `off` (default) or `on`: DPoP proofs at the token endpoint must carry a
+//!   nonce of this issuer (RFC 9449 §8). A token request with a `DPoP` proof always gets a
+//!   DPoP-bound token;
 //! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): revocations go to this Redis
 //!   (`bearer_guard::revocation::RedisRevocations`), where resource servers look them up, and
-//!   so do codes, refresh tokens, opaque tokens and registered clients, so that replicas with
-//!   the same `ISSUER`, key and Redis share them; without it all of that stays in memory;
+//!   so do codes, refresh tokens, opaque tokens, registered clients and the DPoP proofs seen
+//!   (`bearer_guard::dpop::RedisReplay`), so that replicas with the same `ISSUER`, key and
+//!   Redis share them; without it all of that stays in memory;
 //! - `RUST_LOG` (default `info`): the log filter, e.g. `issuer::security=warn`.
 //!
 //! Prints `listening on <addr>` once it accepts connections; logs go to stderr. See
@@ -44,6 +48,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bearer_guard::dpop::RedisReplay;
 use bearer_guard::revocation::RedisRevocations;
 use tracing_subscriber::EnvFilter;
 
@@ -80,9 +85,14 @@ async fn main() -> Result<(), Error> {
         let store = support::issuer::Store::redis(&url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
+        let replay = RedisReplay::connect(&url)
+            .await
+            .map_err(|e| format!("REDIS_URL: {e}"))?
+            .with_prefix(format!("bearer-guard:issuer:{}:dpop:", config.issuer));
         tracing::info!("revocations, codes and refresh tokens go to Redis (REDIS_URL)");
         config.revocations = Some(Arc::new(revocations));
         config.store = Some(store);
+        config.dpop_replay = Some(Arc::new(replay));
     } else {
         tracing::info!(
             "revocations, codes and refresh tokens stay in memory (set REDIS_URL to share them)"

@@ -32,10 +32,12 @@ const BACKGROUND_RETRY: Duration = Duration::from_secs(5);
 /// would only load the issuer.
 pub(crate) const REJECTION_COOLDOWN: Duration = Duration::from_secs(30);
 
-/// A cached access token: the ready `Authorization` value and its times.
+/// A cached access token: the ready `Authorization` value, its type and its times.
 pub(crate) struct Token {
-    /// `Bearer <token>`, marked sensitive.
+    /// `Bearer <token>` or `DPoP <token>`, marked sensitive.
     pub(crate) header: HeaderValue,
+    /// A DPoP-bound token: every request with it needs a proof.
+    dpop: bool,
     fetched_at: Instant,
     refresh_at: Instant,
     expires_at: Instant,
@@ -59,6 +61,7 @@ impl Token {
         };
         Token {
             header: fetched.header,
+            dpop: fetched.dpop,
             fetched_at: fetched.sent_at,
             refresh_at: far(lifetime - ahead),
             expires_at: far(lifetime),
@@ -70,6 +73,22 @@ impl Token {
     /// Sets the token, marked sensitive, as the request's `Authorization`.
     pub(crate) fn authorize<B>(&self, req: &mut Request<B>) {
         req.headers_mut().insert(AUTHORIZATION, self.header.clone());
+    }
+
+    /// Whether the token is DPoP-bound (`Authorization: DPoP`, a proof with each request).
+    pub(crate) fn is_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// The access token itself, for a proof's `ath`.
+    pub(crate) fn access_token(&self) -> &str {
+        let value = self.header.as_bytes();
+        let token = value
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(&[][..], |space| &value[space + 1..]);
+        // The header was made from a `&str` of visible ASCII.
+        std::str::from_utf8(token).unwrap_or("")
     }
 
     /// The upstream answered a request carrying this token with something other than 401.
@@ -304,6 +323,7 @@ mod tests {
     fn fetched(expires_in: u64) -> Issued {
         Issued {
             header: HeaderValue::from_static("Bearer t"),
+            dpop: false,
             expires_in: Duration::from_secs(expires_in),
             raised_from: None,
             sent_at: Instant::now(),

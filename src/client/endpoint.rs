@@ -1,5 +1,7 @@
 //! The token endpoint: the client-credentials request (RFC 6749 §4.4.2) and its response
-//! (§5.1, §5.2), sent and read through the crate's bounded fetch.
+//! (§5.1, §5.2), sent and read through the crate's bounded fetch. With a DPoP key, the
+//! request carries a proof, and a `use_dpop_nonce` answer is retried once with the nonce the
+//! endpoint sent (RFC 9449 §5, §8).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,9 +17,11 @@ use tokio::time::Instant;
 use zeroize::Zeroize;
 
 use super::credentials::{AuthMethod, ClientCredentials};
+use super::dpop::{DPOP, DpopState};
 use super::error::{TokenError, TokenErrorKind};
 use super::http::HttpService;
-use crate::fetch::{self, Limits};
+use super::origin::Origin;
+use crate::fetch::{self, FetchError, Limits};
 
 /// Largest token endpoint response read.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024;
@@ -35,8 +39,10 @@ pub(crate) struct TokenKey {
 
 /// A token as the endpoint issued it.
 pub(crate) struct Issued {
-    /// `Bearer <token>`, marked sensitive.
+    /// `Bearer <token>` or `DPoP <token>`, marked sensitive.
     pub(crate) header: HeaderValue,
+    /// A DPoP-bound token (`token_type: DPoP`): each call needs a proof.
+    pub(crate) dpop: bool,
     /// The lifetime used: `expires_in`, within the layer's floor and a year.
     pub(crate) expires_in: Duration,
     /// `expires_in` as the endpoint sent it, when it was below the floor.
@@ -45,30 +51,98 @@ pub(crate) struct Issued {
     pub(crate) sent_at: Instant,
 }
 
-/// Asks the token endpoint for a token for `key`, through `service`, within `timeout`; a
-/// lifetime below `floor` is raised to it.
+/// How a token request goes: its limits, and the DPoP key its proofs are signed with.
+pub(crate) struct Exchange<'a> {
+    pub(crate) timeout: Duration,
+    /// The shortest lifetime a token is kept for.
+    pub(crate) floor: Duration,
+    pub(crate) dpop: Option<&'a DpopState>,
+}
+
+/// Asks the token endpoint for a token for `key`, through `service`, within
+/// `exchange.timeout` (a retry with a DPoP nonce included); a lifetime below
+/// `exchange.floor` is raised to it.
 pub(crate) async fn fetch_token<S, B>(
     service: S,
     credentials: &ClientCredentials,
     key: &TokenKey,
-    timeout: Duration,
-    floor: Duration,
+    exchange: &Exchange<'_>,
 ) -> Result<Issued, TokenError>
 where
     S: HttpService<B>,
     B: From<Bytes>,
 {
+    let attempts = attempts(service, credentials, key, exchange);
+    match tokio::time::timeout(exchange.timeout, attempts).await {
+        Ok(issued) => issued,
+        Err(_) => {
+            let url = crate::url::redact(&credentials.token_endpoint.to_string()).into();
+            Err(TokenError::fetch(FetchError::timeout(
+                url,
+                exchange.timeout,
+            )))
+        }
+    }
+}
+
+/// The token request, and its one retry after a `use_dpop_nonce` answer that carried a
+/// nonce (RFC 9449 §8).
+async fn attempts<S, B>(
+    service: S,
+    credentials: &ClientCredentials,
+    key: &TokenKey,
+    exchange: &Exchange<'_>,
+) -> Result<Issued, TokenError>
+where
+    S: HttpService<B>,
+    B: From<Bytes>,
+{
+    // Each attempt has the whole time; `fetch_token` bounds both together.
     let limits = Limits {
-        timeout,
+        timeout: exchange.timeout,
         max_body: MAX_RESPONSE,
         accept: readable,
     };
-    let sent_at = Instant::now();
-    let request = request::<B>(credentials, key)?;
-    let fetched = fetch::send(service, request, &limits)
-        .await
-        .map_err(TokenError::fetch)?;
-    parse(fetched.status, &fetched.body, fetched.url(), sent_at, floor)
+    let origin = Origin::of(&credentials.token_endpoint);
+    let mut nonce_retry = exchange.dpop.is_some();
+    loop {
+        let sent_at = Instant::now();
+        let mut request = request::<B>(credentials, key)?;
+        if let Some(dpop) = exchange.dpop {
+            let proof = dpop.proof(&Method::POST, &credentials.token_endpoint, None)?;
+            request.headers_mut().insert(DPOP, proof);
+        }
+        let fetched = fetch::send(service.clone(), request, &limits)
+            .await
+            .map_err(TokenError::fetch)?;
+        let new_nonce = match (exchange.dpop, &origin) {
+            (Some(dpop), Some(origin)) => dpop.remember(origin, &fetched.headers),
+            _ => false,
+        };
+        if nonce_retry && new_nonce && asks_for_nonce(fetched.status, &fetched.body) {
+            tracing::debug!(
+                target: "bearer_guard::client",
+                reason = "use_dpop_nonce",
+                "the token endpoint asks for a DPoP nonce; retrying once with it"
+            );
+            nonce_retry = false;
+            continue;
+        }
+        return parse(
+            fetched.status,
+            &fetched.body,
+            fetched.url(),
+            sent_at,
+            exchange.floor,
+            exchange.dpop.is_some(),
+        );
+    }
+}
+
+/// A `400 use_dpop_nonce` error response (RFC 9449 §8).
+fn asks_for_nonce(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::BAD_REQUEST
+        && serde_json::from_slice::<ErrorResponse>(body).is_ok_and(|e| e.error == "use_dpop_nonce")
 }
 
 /// Success, and the statuses RFC 6749 §5.2 errors come with (400; 401 for a client that
@@ -181,13 +255,16 @@ struct ErrorResponse {
 /// A successful token response (§5.1), or the error (§5.2) the endpoint answered with.
 /// Nothing of the body is kept in an error but the §5.2 `error` and its description. A
 /// lifetime below `floor` is raised to it: an endpoint answering `expires_in: 0` would
-/// otherwise cost one token request per call.
+/// otherwise cost one token request per call. A `DPoP` token is accepted only when the
+/// request carried a proof (`dpop_sent`); a `Bearer` one always (RFC 9449 §5: an endpoint
+/// may choose not to bind).
 pub(crate) fn parse(
     status: StatusCode,
     body: &[u8],
     url: &Arc<str>,
     sent_at: Instant,
     floor: Duration,
+    dpop_sent: bool,
 ) -> Result<Issued, TokenError> {
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorResponse>(body) {
@@ -208,12 +285,16 @@ pub(crate) fn parse(
             .token_type
             .as_deref()
             .ok_or_else(|| invalid("no `token_type` member"))?;
-        if !token_type.eq_ignore_ascii_case("bearer") {
+        let scheme = if token_type.eq_ignore_ascii_case("bearer") {
+            "Bearer "
+        } else if dpop_sent && token_type.eq_ignore_ascii_case("dpop") {
+            "DPoP "
+        } else {
             return Err(TokenError::new(TokenErrorKind::UnsupportedTokenType)
                 .with_status(status)
                 .with_token_type(token_type)
                 .at(url));
-        }
+        };
         let expires_in = match &response.expires_in {
             None => None,
             Some(ExpiresIn::Number(n)) => Some(*n),
@@ -237,8 +318,8 @@ pub(crate) fn parse(
                 "the `access_token` is empty or holds characters a header cannot carry",
             ));
         }
-        let mut value = String::with_capacity(7 + token.len());
-        value.push_str("Bearer ");
+        let mut value = String::with_capacity(scheme.len() + token.len());
+        value.push_str(scheme);
         value.push_str(token);
         let header = HeaderValue::from_str(&value);
         value.zeroize();
@@ -246,6 +327,7 @@ pub(crate) fn parse(
         header.set_sensitive(true);
         Ok(Issued {
             header,
+            dpop: scheme == "DPoP ",
             expires_in: lifetime,
             raised_from: expires_in.filter(|n| Duration::from_secs(*n) < floor),
             sent_at,
@@ -333,6 +415,19 @@ mod tests {
             &url(),
             Instant::now(),
             FLOOR,
+            false,
+        )
+    }
+
+    /// As [`ok`], for a request that carried a DPoP proof.
+    fn ok_after_proof(json: &str) -> Result<Issued, TokenError> {
+        parse(
+            StatusCode::OK,
+            json.as_bytes(),
+            &url(),
+            Instant::now(),
+            FLOOR,
+            true,
         )
     }
 
@@ -383,6 +478,41 @@ mod tests {
     }
 
     #[test]
+    fn a_dpop_token_is_taken_only_after_a_proof_and_a_bearer_one_always() {
+        let f = ok_after_proof(r#"{"access_token":"a.b","token_type":"DPoP","expires_in":60}"#)
+            .expect("DPoP after a proof");
+        assert_eq!(f.header, "DPoP a.b");
+        assert!(f.dpop && f.header.is_sensitive());
+        let f = ok_after_proof(r#"{"access_token":"a.b","token_type":"dpop"}"#).expect("any case");
+        assert!(f.dpop);
+        // An endpoint that did not bind the token: it goes out as Bearer.
+        let f = ok_after_proof(r#"{"access_token":"a.b","token_type":"Bearer"}"#)
+            .expect("Bearer after a proof");
+        assert_eq!(f.header, "Bearer a.b");
+        assert!(!f.dpop);
+        for other in ["N_A", "mac", "DPoP "] {
+            let json = format!(r#"{{"access_token":"a","token_type":"{other}"}}"#);
+            assert_eq!(
+                kind(ok_after_proof(&json)),
+                Some(TokenErrorKind::UnsupportedTokenType),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_400_use_dpop_nonce_asks_for_a_nonce() {
+        let nonce = br#"{"error":"use_dpop_nonce","error_description":"x"}"#;
+        assert!(asks_for_nonce(StatusCode::BAD_REQUEST, nonce));
+        assert!(!asks_for_nonce(StatusCode::UNAUTHORIZED, nonce));
+        assert!(!asks_for_nonce(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_dpop_proof"}"#
+        ));
+        assert!(!asks_for_nonce(StatusCode::BAD_REQUEST, b"use_dpop_nonce"));
+    }
+
+    #[test]
     fn error_responses_become_rejections_and_never_echo_the_body() {
         let err = parse(
             StatusCode::UNAUTHORIZED,
@@ -390,6 +520,7 @@ mod tests {
             &url(),
             Instant::now(),
             FLOOR,
+            false,
         )
         .err()
         .expect("error");
@@ -402,6 +533,7 @@ mod tests {
             &url(),
             Instant::now(),
             FLOOR,
+            false,
         )
         .err()
         .expect("error");

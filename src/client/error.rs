@@ -66,8 +66,7 @@ pub enum TokenErrorKind {
     /// The response is not a token response: not JSON, no `access_token`, or a token that
     /// cannot be sent in a header.
     InvalidResponse,
-    /// The `token_type` is not `Bearer` (for example `DPoP`, which this layer does not
-    /// speak).
+    /// The `token_type` is neither `Bearer` nor, when the layer has a DPoP key, `DPoP`.
     UnsupportedTokenType,
     /// No Tokio runtime to run the token request on, or the refresh was abandoned (the
     /// runtime shut down).
@@ -75,6 +74,9 @@ pub enum TokenErrorKind {
     /// The request's [`TokenTarget`](super::TokenTarget) names a resource on another origin
     /// than the request's: its token must not go there, so none was fetched or sent.
     ResourceMismatch,
+    /// The DPoP proof for the request could not be made (no randomness for its `jti`, a key
+    /// the backend cannot sign with, or a request URI that is not absolute).
+    Proof,
 }
 
 impl TokenErrorKind {
@@ -91,6 +93,7 @@ impl TokenErrorKind {
             TokenErrorKind::UnsupportedTokenType => "unsupported_token_type",
             TokenErrorKind::Unavailable => "unavailable",
             TokenErrorKind::ResourceMismatch => "resource_mismatch",
+            TokenErrorKind::Proof => "dpop_proof",
         }
     }
 }
@@ -107,6 +110,7 @@ impl fmt::Display for TokenErrorKind {
             TokenErrorKind::UnsupportedTokenType => "the token type is not Bearer",
             TokenErrorKind::Unavailable => "no token request could be run",
             TokenErrorKind::ResourceMismatch => "the token's resource is on another origin",
+            TokenErrorKind::Proof => "the DPoP proof could not be made",
         })
     }
 }
@@ -303,9 +307,12 @@ impl fmt::Display for TokenError {
             TokenErrorKind::UnsupportedTokenType => write!(
                 f,
                 "the token endpoint{at} issued a {detail} token, not a Bearer one; this layer \
-                 sends Bearer tokens only"
+                 sends Bearer tokens, and DPoP ones when it has a DPoP key \
+                 (AddAccessTokenLayerBuilder::dpop)"
             ),
-            TokenErrorKind::Unavailable | TokenErrorKind::ResourceMismatch
+            TokenErrorKind::Unavailable
+            | TokenErrorKind::ResourceMismatch
+            | TokenErrorKind::Proof
                 if !detail.is_empty() =>
             {
                 write!(f, "{}: {detail}", self.kind)
@@ -335,6 +342,11 @@ fn rejection_hint(error: &str) -> Option<&'static str> {
         "invalid_target" => "check the resource: the client may not ask for tokens for it",
         "unauthorized_client" => "check that the client may use the client-credentials grant",
         "unsupported_grant_type" => "the endpoint does not offer the client-credentials grant",
+        "invalid_dpop_proof" => {
+            "the token endpoint refused the DPoP proof: check this host's clock and that the \
+             endpoint accepts the key's algorithm"
+        }
+        "use_dpop_nonce" => "the token endpoint wants a DPoP nonce but sent none to retry with",
         _ => return None,
     })
 }

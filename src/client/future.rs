@@ -84,7 +84,7 @@ where
             match self.as_mut().project().kind.project() {
                 KindProj::Sent { future, after } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let retry = after.take().and_then(|after| after.unauthorized(&response));
+                    let retry = after.take().and_then(|after| after.answered(&response));
                     match retry {
                         Some(future) => {
                             // The first answer is dropped; the retry's is returned.

@@ -11,6 +11,7 @@ use super::origin::{Origin, Origins};
 use super::replay::CloneBody;
 use super::service::AddAccessToken;
 use super::shared::{Settings, Shared};
+use crate::dpop::DpopKey;
 use crate::error::ConfigError;
 
 /// Default time before expiry at which a token is refreshed.
@@ -30,8 +31,10 @@ const DEFAULT_SETTINGS: Settings = Settings {
 };
 
 /// A [`Layer`] that sends requests to the API its tokens are for with
-/// `Authorization: Bearer <token>`, obtaining the token by the client-credentials grant and
-/// caching it. Requests to any other origin go on without a token.
+/// `Authorization: Bearer <token>` (or, with a [DPoP key](AddAccessTokenLayerBuilder::dpop),
+/// `Authorization: DPoP <token>` and a fresh proof), obtaining the token by the
+/// client-credentials grant and caching it. Requests to any other origin go on without a
+/// token.
 ///
 /// See the [module documentation](super) for the whole behaviour. Build it with
 /// [`builder`](Self::builder) (or [`new`](Self::new) for the defaults). Cloning the layer or
@@ -53,7 +56,7 @@ impl AddAccessTokenLayer {
     pub fn new(credentials: ClientCredentials) -> Self {
         let origins = resource_origin(&credentials, false);
         AddAccessTokenLayer {
-            shared: Arc::new(Shared::new(credentials, DEFAULT_SETTINGS, origins)),
+            shared: Arc::new(Shared::new(credentials, DEFAULT_SETTINGS, origins, None)),
             replay: CloneBody,
         }
     }
@@ -65,6 +68,7 @@ impl AddAccessTokenLayer {
             settings: DEFAULT_SETTINGS,
             allowed: Vec::new(),
             allow_insecure_http: false,
+            dpop: None,
             replay: CloneBody,
         }
     }
@@ -85,6 +89,13 @@ impl<R> AddAccessTokenLayer<R> {
     #[must_use]
     pub fn credentials(&self) -> &ClientCredentials {
         &self.shared.credentials
+    }
+
+    /// The DPoP key tokens are bound to, if the layer has one (see
+    /// [`AddAccessTokenLayerBuilder::dpop`]).
+    #[must_use]
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.shared.dpop.as_ref().map(|d| d.key())
     }
 
     /// Sets [`AddAccessTokenLayerBuilder::refresh_ahead`] after the fact.
@@ -124,6 +135,7 @@ impl<R> AddAccessTokenLayer<R> {
             self.shared.credentials.clone(),
             settings,
             self.shared.origins().clone(),
+            self.dpop_key().cloned(),
         );
         AddAccessTokenLayer {
             shared: Arc::new(shared),
@@ -185,6 +197,7 @@ pub struct AddAccessTokenLayerBuilder<R = CloneBody> {
     settings: Settings,
     allowed: Vec<String>,
     allow_insecure_http: bool,
+    dpop: Option<DpopKey>,
     replay: R,
 }
 
@@ -245,6 +258,39 @@ impl<R> AddAccessTokenLayerBuilder<R> {
         self
     }
 
+    /// Binds the tokens to `key` with DPoP (RFC 9449): token requests carry a proof of it,
+    /// and a token the endpoint issues as `token_type: DPoP` goes out as
+    /// `Authorization: DPoP <token>` with a fresh proof for each request (its method, its URI
+    /// without query and fragment, the token's hash). A stolen token is then useless
+    /// without the key. A token endpoint that issues `Bearer` tokens all the same is used
+    /// as such (with a warning in the log).
+    ///
+    /// Nonces (RFC 9449 §8, §9): a token endpoint's `400 use_dpop_nonce`, and an API's
+    /// `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"`, are retried once with the
+    /// `DPoP-Nonce` they sent (the API's only for a request that can be
+    /// [replayed](Self::replay)); the latest nonce of each origin goes into the next proofs.
+    ///
+    /// Generate the key at start ([`DpopKey::generate`]: ES256), or load one
+    /// ([`DpopKey::from_pem`]) to keep tokens valid across restarts. Proofs are marked
+    /// sensitive and never logged.
+    ///
+    /// ```
+    /// use bearer_guard::client::{AddAccessTokenLayer, ClientCredentials};
+    /// use bearer_guard::dpop::DpopKey;
+    /// # let credentials = ClientCredentials::builder("https://issuer.example/token", "id", "secret")
+    /// #     .resource("https://api.example")
+    /// #     .build()?;
+    /// let layer = AddAccessTokenLayer::builder(credentials)
+    ///     .dpop(DpopKey::generate()?)
+    ///     .build()?;
+    /// assert_eq!(layer.dpop_key().map(|k| k.thumbprint().len()), Some(43));
+    /// # Ok::<(), bearer_guard::ConfigError>(())
+    /// ```
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
     /// Which requests are sent again, once, with a new token after the upstream answered
     /// 401:
     ///
@@ -276,6 +322,7 @@ impl<R> AddAccessTokenLayerBuilder<R> {
             settings: self.settings,
             allowed: self.allowed,
             allow_insecure_http: self.allow_insecure_http,
+            dpop: self.dpop,
             replay: policy,
         }
     }
@@ -293,8 +340,9 @@ impl<R> AddAccessTokenLayerBuilder<R> {
         for origin in &self.allowed {
             origins.allow(origin, self.allow_insecure_http)?;
         }
+        let shared = Shared::new(self.credentials, self.settings, origins, self.dpop);
         Ok(AddAccessTokenLayer {
-            shared: Arc::new(Shared::new(self.credentials, self.settings, origins)),
+            shared: Arc::new(shared),
             replay: self.replay,
         })
     }
@@ -307,6 +355,7 @@ impl<R> fmt::Debug for AddAccessTokenLayerBuilder<R> {
             .field("settings", &self.settings)
             .field("allowed", &self.allowed)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }

@@ -4,7 +4,8 @@
 //! [`AddAccessTokenLayer`] goes around the HTTP client a service calls another service's
 //! API with. It obtains access tokens by the OAuth 2.0 client-credentials grant
 //! (RFC 6749 §4.4), caches them, and sends each request to that API with
-//! `Authorization: Bearer`; requests to other origins go without.
+//! `Authorization: Bearer`, or, with a DPoP key, as DPoP-bound tokens (RFC 9449); requests
+//! to other origins go without.
 //!
 //! # Example
 //!
@@ -119,6 +120,15 @@
 //!   within 30 s is kept and its 401s are returned as they are: an upstream that refuses
 //!   every token (wrong audience, untrusted issuer) does not turn each call into a token
 //!   request.
+//! - **DPoP** (RFC 9449), with [`dpop`](AddAccessTokenLayerBuilder::dpop): token requests
+//!   carry a proof of the layer's key, so the issuer binds the tokens to it (`cnf.jkt`,
+//!   `token_type: DPoP`); each request with such a token carries
+//!   `Authorization: DPoP <token>` and a fresh `DPoP` proof (`htm`, `htu` without query and
+//!   fragment, `ath`, the origin's latest nonce). A token endpoint's `400 use_dpop_nonce` and
+//!   an API's `401` `DPoP error="use_dpop_nonce"` are retried once with the `DPoP-Nonce`
+//!   they sent, and every `DPoP-Nonce` an origin sends is used in its next proofs. A token
+//!   endpoint answering `token_type: Bearer` to a proof gets its token sent as Bearer (and a
+//!   warning in the log); a `DPoP` token without a key configured is an error.
 //! - **Errors**: when no token can be had, the service returns a [`TokenError`] (boxed in
 //!   [`BoxError`]; `downcast_ref` it) and the request is not sent. Its message names the
 //!   token endpoint's URL and says what failed and what to check (`the token request failed:
@@ -132,8 +142,9 @@
 //!
 //! - The [`ClientSecret`] never prints (`[redacted]`), has no accessor and is zeroed on drop;
 //!   [`TokenError`]s, `Debug` output and the `tracing` events (target
-//!   `bearer_guard::client`) hold neither the secret nor a token. The `Authorization`
-//!   headers the layer sets (Basic and Bearer) are marked sensitive.
+//!   `bearer_guard::client`) hold neither the secret nor a token, nor a DPoP proof or
+//!   private key. The `Authorization` headers the layer sets (Basic, Bearer and DPoP) and
+//!   the `DPoP` proofs are marked sensitive.
 //! - The token endpoint must be `https` (plain `http` only to loopback, or with
 //!   [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)); so must the
 //!   origins tokens go to ([`allow_insecure_http`](AddAccessTokenLayerBuilder::allow_insecure_http)
@@ -231,6 +242,7 @@
 
 mod cache;
 mod credentials;
+mod dpop;
 mod endpoint;
 mod error;
 mod future;

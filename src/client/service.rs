@@ -17,12 +17,12 @@ use super::error::BoxError;
 use super::future::ResponseFuture;
 use super::http::HttpService;
 use super::replay::{CloneBody, Replay};
-use super::retry::After;
+use super::retry::{After, nonce_origin};
 use super::shared::{Decision, Shared, Ticket};
 
-/// Adds `Authorization: Bearer <token>` to each request for an allowed origin and sends it
-/// through the inner HTTP client, which also carries the token requests. Built by
-/// [`AddAccessTokenLayer`](super::AddAccessTokenLayer).
+/// Adds `Authorization: Bearer <token>` (or `DPoP <token>` and a `DPoP` proof) to each
+/// request for an allowed origin and sends it through the inner HTTP client, which also
+/// carries the token requests. Built by [`AddAccessTokenLayer`](super::AddAccessTokenLayer).
 ///
 /// Its error is a [`BoxError`]: the inner client's error, or a
 /// [`TokenError`](super::TokenError) when no token could be obtained (the request was then
@@ -107,14 +107,18 @@ where
         let copy = self.replay.replay(&req);
         match self.shared.ticket(&slot, &self.inner) {
             Ticket::Ready(token) => {
-                token.authorize(&mut req);
+                if let Err(err) = self.shared.authorize(&token, &mut req) {
+                    return ResponseFuture::failed(err.into());
+                }
                 let retry = copy.map(|copy| (self.inner.clone(), copy));
+                let origin = nonce_origin(&token, &req);
                 let future = self.inner.call(req);
                 let after = After {
                     slot,
                     token,
                     retry,
                     shared: Arc::clone(&self.shared),
+                    origin,
                 };
                 ResponseFuture::sent(future, Some(after))
             }
@@ -127,15 +131,17 @@ where
                 let shared = Arc::clone(&self.shared);
                 ResponseFuture::boxed(Box::pin(async move {
                     let token = wait.wait().await?;
-                    token.authorize(&mut req);
+                    shared.authorize(&token, &mut req)?;
+                    let origin = nonce_origin(&token, &req);
                     let response = inner.call(req).await.map_err(Into::into)?;
                     let after = After {
                         slot,
                         token,
                         retry: copy.map(|copy| (inner, copy)),
                         shared,
+                        origin,
                     };
-                    match after.unauthorized(&response) {
+                    match after.answered(&response) {
                         Some(retry) => retry.await,
                         None => Ok(response),
                     }

@@ -1,21 +1,24 @@
-//! The state every clone of a layer and of its services shares (the configuration and the
-//! token cache), and the two decisions of a request: whether it gets a token, and which
-//! token, or which place in the queue for one. Token requests run here, in their own tasks.
+//! The state every clone of a layer and of its services shares (the configuration, the token
+//! cache, the DPoP key and nonces), and the two decisions of a request: whether it gets a
+//! token, and which token, or which place in the queue for one. Token requests run here, in
+//! their own tasks.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Uri};
 use tokio::time::Instant;
 
 use super::cache::{Lookup, Refresh, Slot, Token, Tokens, Wait};
 use super::credentials::{ClientCredentials, TokenTarget};
-use super::endpoint::{self, Issued, TokenKey};
+use super::dpop::{DPOP, DpopState};
+use super::endpoint::{self, Exchange, Issued, TokenKey};
 use super::error::{TokenError, TokenErrorKind};
 use super::http::HttpService;
 use super::origin::{Origin, Origins};
+use crate::dpop::DpopKey;
 
 /// The layer's settings (see its builder).
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +36,8 @@ pub(crate) struct Shared {
     /// Where tokens may go.
     origins: Origins,
     pub(crate) tokens: Tokens,
+    /// The DPoP key, when tokens are to be DPoP-bound.
+    pub(crate) dpop: Option<DpopState>,
 }
 
 /// Whether a request gets a token.
@@ -65,6 +70,7 @@ impl Shared {
         credentials: ClientCredentials,
         settings: Settings,
         origins: Origins,
+        dpop: Option<DpopKey>,
     ) -> Self {
         if origins.is_empty() {
             tracing::warn!(
@@ -80,7 +86,31 @@ impl Shared {
             credentials,
             settings,
             origins,
+            dpop: dpop.map(DpopState::new),
         }
+    }
+
+    /// Sets `token` as the request's `Authorization` and, for a DPoP-bound token, a fresh
+    /// proof for this request (with `ath`) as its `DPoP` header.
+    ///
+    /// # Errors
+    /// [`TokenErrorKind::Proof`] when the proof cannot be made: the request must not go.
+    pub(crate) fn authorize<B>(
+        &self,
+        token: &Token,
+        req: &mut Request<B>,
+    ) -> Result<(), TokenError> {
+        if token.is_dpop() {
+            let Some(dpop) = &self.dpop else {
+                // Only a layer with a key accepts DPoP tokens.
+                return Err(TokenError::new(TokenErrorKind::Proof)
+                    .with_detail("a DPoP token without a DPoP key"));
+            };
+            let proof = dpop.proof(req.method(), req.uri(), Some(token.access_token()))?;
+            req.headers_mut().insert(DPOP, proof);
+        }
+        token.authorize(req);
+        Ok(())
     }
 
     pub(crate) fn origins(&self) -> &Origins {
@@ -158,15 +188,13 @@ impl Shared {
         };
         let shared = Arc::clone(self);
         runtime.spawn(async move {
-            let Settings {
-                token_timeout,
-                min_token_lifetime,
-                ..
-            } = shared.settings;
+            let exchange = Exchange {
+                timeout: shared.settings.token_timeout,
+                floor: shared.settings.min_token_lifetime,
+                dpop: shared.dpop.as_ref(),
+            };
             let (credentials, key) = (&shared.credentials, refresh.key());
-            let issued =
-                endpoint::fetch_token(inner, credentials, key, token_timeout, min_token_lifetime)
-                    .await;
+            let issued = endpoint::fetch_token(inner, credentials, key, &exchange).await;
             shared.finish(refresh, issued);
         });
     }
@@ -191,11 +219,24 @@ impl Shared {
                          that long (or until the upstream refuses it) instead"
                     );
                 }
+                if self.dpop.is_some() && !token.dpop {
+                    tracing::warn!(
+                        target: "bearer_guard::client",
+                        reason = "bearer_despite_dpop",
+                        client_id = %client_id,
+                        scope,
+                        resource,
+                        "the token endpoint answered a request with a DPoP proof with a Bearer \
+                         token; it is sent as Bearer (RFC 9449 §5: the endpoint does not bind \
+                         tokens)"
+                    );
+                }
                 tracing::debug!(
                     target: "bearer_guard::client",
                     client_id = %client_id,
                     scope,
                     resource,
+                    token_type = if token.dpop { "DPoP" } else { "Bearer" },
                     expires_in = token.expires_in.as_secs(),
                     "access token obtained"
                 );
@@ -225,6 +266,7 @@ impl fmt::Debug for Shared {
             .field("max_cached_tokens", &self.settings.max_cached_tokens)
             .field("min_token_lifetime", &self.settings.min_token_lifetime)
             .field("origins", &self.origins)
+            .field("dpop", &self.dpop.as_ref().map(DpopState::key))
             .finish_non_exhaustive()
     }
 }

@@ -5,6 +5,8 @@
 //! Errors about the client or the redirect URI are shown on a page, never redirected (an
 //! attacker must not make this server redirect anywhere). Every other error goes back to the
 //! registered redirect URI as `error`, `state` and `iss`.
+//!
+//! `dpop_jkt` (RFC 9449 §10) binds the code to a DPoP key: redeeming it needs a proof of it.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::clients::Client;
+use super::dpop::is_thumbprint;
 use super::form::Params;
 use super::grants::CodeRecord;
 use super::limits::Refused;
@@ -42,6 +45,8 @@ struct Checked {
     scope: Vec<String>,
     aud: Vec<String>,
     code_challenge: String,
+    /// The DPoP key (thumbprint) the code is bound to.
+    dpop_jkt: Option<String>,
     /// The request's parameters, for the form's hidden fields.
     hidden: Vec<(&'static str, String)>,
 }
@@ -148,6 +153,7 @@ impl Issuer {
             expires_ms: unix_millis().saturating_add(
                 u64::try_from(self.0.code_lifetime.as_millis()).unwrap_or(u64::MAX),
             ),
+            dpop_jkt: request.dpop_jkt.clone(),
         };
         let code = match self.create_code(&record).await {
             Ok(code) => code,
@@ -212,6 +218,7 @@ impl Issuer {
             scope: Vec::new(),
             aud: Vec::new(),
             code_challenge: String::new(),
+            dpop_jkt: None,
             hidden: Vec::new(),
             client,
         };
@@ -228,13 +235,20 @@ impl Issuer {
             Ok(Some("code")) => {}
             _ => return fail("unsupported_response_type", "response_type must be code"),
         }
-        let (Ok(challenge), Ok(method), Ok(scope)) = (
+        let (Ok(challenge), Ok(method), Ok(scope), Ok(dpop_jkt)) = (
             params.one("code_challenge"),
             params.one("code_challenge_method"),
             params.one("scope"),
+            params.one("dpop_jkt"),
         ) else {
             return fail("invalid_request", "a parameter is repeated");
         };
+        if dpop_jkt.is_some_and(|jkt| !is_thumbprint(jkt)) {
+            return fail(
+                "invalid_request",
+                "dpop_jkt is not a base64url SHA-256 JWK thumbprint",
+            );
+        }
         let Some(challenge) = challenge else {
             tracing::warn!(target: "issuer::security", event = "pkce_missing", client_id = %checked.client.id, "authorization request without PKCE");
             return fail("invalid_request", "code_challenge is required (PKCE)");
@@ -279,10 +293,12 @@ impl Issuer {
                 .map(|s| ("scope", s.to_owned())),
         );
         hidden.extend(checked.state.clone().map(|s| ("state", s)));
+        hidden.extend(dpop_jkt.map(|jkt| ("dpop_jkt", jkt.to_owned())));
         hidden.extend(resources.into_iter().map(|r| ("resource", r)));
         checked.scope = scope;
         checked.aud = aud;
         checked.code_challenge = challenge.to_owned();
+        checked.dpop_jkt = dpop_jkt.map(str::to_owned);
         checked.hidden = hidden;
         Ok(checked)
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bearer_guard::dpop::DpopReplay;
 use bearer_guard::revocation::Revocations;
 
 use super::limits::Limits;
@@ -45,6 +46,12 @@ pub struct Config {
     pub refresh_lifetime: Duration,
     /// Verification slots, queue and attempt budgets.
     pub limits: Limits,
+    /// DPoP proofs at the token endpoint must carry a nonce of this issuer (RFC 9449 §8);
+    /// off by default.
+    pub dpop_nonces: bool,
+    /// Where the token endpoint remembers the DPoP proofs it accepted (replays are refused);
+    /// `None`: in memory. Replicas share a Redis one (`bearer_guard::dpop::RedisReplay`).
+    pub dpop_replay: Option<Arc<dyn DpopReplay>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("code_lifetime", &self.code_lifetime)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("limits", &self.limits)
+            .field("dpop_nonces", &self.dpop_nonces)
             .finish_non_exhaustive()
     }
 }
@@ -80,13 +88,15 @@ impl Config {
             code_lifetime: Duration::from_secs(60),
             refresh_lifetime: Duration::from_secs(86_400),
             limits: Limits::default(),
+            dpop_nonces: false,
+            dpop_replay: None,
         }
     }
 
     /// From the environment: `ISSUER` (default `http://<local_addr>`), `CLIENTS_FILE`,
     /// `USERS_FILE` (defaults: the files in `examples/`), `SIGNING_KEY_FILE`,
-    /// `SIGNING_KEY_ID`, `TOKEN_FORMAT` (`jwt` or `opaque`). Redis (`REDIS_URL`) is left to
-    /// the caller: connecting is async.
+    /// `SIGNING_KEY_ID`, `TOKEN_FORMAT` (`jwt` or `opaque`), `DPOP_NONCES` (`on` or `off`).
+    /// Redis (`REDIS_URL`) is left to the caller: connecting is async.
     pub fn from_env(local_addr: SocketAddr) -> Result<Config, String> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         let mut config =
@@ -103,6 +113,11 @@ impl Config {
             None | Some("jwt") => TokenFormat::Jwt,
             Some("opaque") => TokenFormat::Opaque,
             Some(_) => return Err("TOKEN_FORMAT must be jwt or opaque".into()),
+        };
+        config.dpop_nonces = match var("DPOP_NONCES").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(_) => return Err("DPOP_NONCES must be on or off".into()),
         };
         Ok(config)
     }

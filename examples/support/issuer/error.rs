@@ -17,6 +17,8 @@ pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
     pub retry_after: Option<u64>,
+    /// A fresh `DPoP-Nonce` for the client to retry with (`use_dpop_nonce`, RFC 9449 §8).
+    pub dpop_nonce: Option<HeaderValue>,
 }
 
 impl OAuthError {
@@ -26,6 +28,7 @@ impl OAuthError {
             code,
             description: description.into(),
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -108,6 +111,9 @@ impl IntoResponse for OAuthError {
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(nonce) = self.dpop_nonce {
+            headers.insert("dpop-nonce", nonce);
         }
         response
     }

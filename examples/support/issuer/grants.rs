@@ -8,12 +8,18 @@
 //!   retires the old one; presenting a retired one revokes the family: its refresh tokens
 //!   stop working and its access tokens go to the revocation store.
 //!
+//! - A token request with a `DPoP` proof gets a DPoP-bound access token; a public client's
+//!   refresh token is bound to the same key, and a code asked for with `dpop_jkt` needs a
+//!   proof of that key (`dpop.rs`). The proof is checked before the code or refresh token is
+//!   used up, so that a `use_dpop_nonce` answer can be retried.
+//!
 //! "First" is decided by the store's `put_new` (Redis `SET NX`), so two replicas sharing a
 //! Redis agree on it. After a winner records an access token in its family, it checks the
 //! family again: either it sees a concurrent revocation, or the revoker sees its token.
 
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -25,7 +31,7 @@ use super::form::Params;
 use super::scope::{grant_scope, is_resource_uri};
 use super::server::{Issuer, random_token, store_failed, unix_millis, unix_now};
 use super::store::digest;
-use super::tokens::{Grant, token_response};
+use super::tokens::{Grant, Issued, token_response};
 
 /// An authorization code's binding (stored under the code's hash).
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +40,10 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub code_challenge: String,
     pub expires_ms: u64,
+    /// `dpop_jkt` of the authorization request (RFC 9449 §10): the code needs a proof of
+    /// this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// What the first redemption of a code issued.
@@ -49,6 +59,9 @@ struct Redeemed {
 pub struct RefreshRecord {
     pub family: String,
     pub grant: Grant,
+    /// The DPoP key (thumbprint) the refresh token is bound to: its use needs a proof of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// `code_verifier = 43*128unreserved` (RFC 7636 §4.1).
@@ -88,6 +101,7 @@ impl Issuer {
         &self,
         client: &Client,
         params: &mut Params,
+        headers: &HeaderMap,
     ) -> Result<Value, OAuthError> {
         let code = params
             .take_secret("code")?
@@ -143,6 +157,9 @@ impl Issuer {
             }
             grant.aud.retain(|a| resources.contains(a));
         }
+        let jkt = self
+            .token_proof(client, headers, record.dpop_jkt.as_deref())
+            .await?;
 
         let redeemed = Redeemed {
             jti: random_token(16)?,
@@ -164,9 +181,10 @@ impl Issuer {
                 .code_replayed(client, used.as_deref().unwrap_or(""))
                 .await);
         }
-        let issued = self.issue(&grant, redeemed.jti).await?;
+        let issued = self.issue(&grant, redeemed.jti, jkt.as_deref()).await?;
+        let refresh_jkt = refresh_binding(client, jkt.as_deref());
         let refresh = self
-            .grow_family(&redeemed.family, &grant, &issued.jti, issued.exp)
+            .grow_family(&redeemed.family, &grant, &issued, refresh_jkt)
             .await?;
         tracing::info!(
             client_id = %client.id,
@@ -174,6 +192,7 @@ impl Issuer {
             scope = %grant.scope.join(" "),
             aud = ?grant.aud,
             jti = %issued.jti,
+            dpop_jkt = issued.jkt.as_deref(),
             "access and refresh tokens issued for an authorization code"
         );
         Ok(token_response(&issued, &grant, Some(&refresh)))
@@ -198,6 +217,7 @@ impl Issuer {
         &self,
         client: &Client,
         params: &mut Params,
+        headers: &HeaderMap,
     ) -> Result<Value, OAuthError> {
         let token = params
             .take_secret("refresh_token")?
@@ -221,6 +241,10 @@ impl Issuer {
             // §6: the new token may have less scope, never more.
             grant.scope = grant_scope(&grant.scope, &grant.scope, Some(scope))?;
         }
+        // A bound refresh token needs a proof of its key (RFC 9449 §5).
+        let jkt = self
+            .token_proof(client, headers, record.jkt.as_deref())
+            .await?;
         let used_key = self.key("refresh-used", &hashed);
         let first = self
             .0
@@ -233,11 +257,14 @@ impl Issuer {
             self.revoke_family(&record.family).await?;
             return Err(OAuthError::invalid_grant());
         }
-        let issued = self.issue(&grant, random_token(16)?).await?;
-        let refresh = self
-            .grow_family(&record.family, &grant, &issued.jti, issued.exp)
+        let issued = self
+            .issue(&grant, random_token(16)?, jkt.as_deref())
             .await?;
-        tracing::info!(client_id = %client.id, sub = %grant.sub, jti = %issued.jti, "refresh token rotated");
+        let refresh_jkt = refresh_binding(client, jkt.as_deref());
+        let refresh = self
+            .grow_family(&record.family, &grant, &issued, refresh_jkt)
+            .await?;
+        tracing::info!(client_id = %client.id, sub = %grant.sub, jti = %issued.jti, dpop_jkt = issued.jkt.as_deref(), "refresh token rotated");
         Ok(token_response(&issued, &grant, Some(&refresh)))
     }
 
@@ -255,15 +282,17 @@ impl Issuer {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    /// Records the access token `jti` in `family` and makes the family's next refresh token;
-    /// refuses (and revokes `jti`) if the family was revoked meanwhile.
+    /// Records the access token `issued` in `family` and makes the family's next refresh
+    /// token, bound to the DPoP key `jkt` if given; refuses (and revokes `issued`) if the
+    /// family was revoked meanwhile.
     async fn grow_family(
         &self,
         family: &str,
         grant: &Grant,
-        jti: &str,
-        exp: i64,
+        issued: &Issued,
+        jkt: Option<&str>,
     ) -> Result<String, OAuthError> {
+        let (jti, exp) = (issued.jti.as_str(), issued.exp);
         let store = &self.0.store;
         store
             .push(
@@ -277,6 +306,7 @@ impl Issuer {
         let record = RefreshRecord {
             family: family.to_owned(),
             grant: grant.clone(),
+            jkt: jkt.map(str::to_owned),
         };
         let json = serde_json::to_string(&record).map_err(|_| OAuthError::server_error())?;
         store
@@ -328,6 +358,12 @@ impl Issuer {
     fn family_ttl(&self) -> Duration {
         self.0.refresh_lifetime + Duration::from_secs(MAX_LIFETIME)
     }
+}
+
+/// The key a new refresh token is bound to: a public client's proof key (RFC 9449 §5); a
+/// confidential client's refresh tokens are bound to its authentication instead.
+fn refresh_binding<'k>(client: &Client, proof_jkt: Option<&'k str>) -> Option<&'k str> {
+    proof_jkt.filter(|_| client.is_public())
 }
 
 #[cfg(test)]

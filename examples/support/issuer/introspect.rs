@@ -4,7 +4,8 @@
 //! The answer is `{"active": false}` (and nothing else, §2.2) for a token that is unknown,
 //! invalid, expired or revoked, and for one the caller may not see: a resource server (a
 //! client with `introspect_for`) sees tokens whose `aud` names one of its resources; any other
-//! client sees only its own tokens. Refresh tokens are not introspected here.
+//! client sees only its own tokens. Refresh tokens are not introspected here. A DPoP-bound
+//! token's answer carries its `cnf.jkt` and `token_type` `DPoP` (RFC 9449 §6.2).
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -70,6 +71,11 @@ fn active(claims: &AccessClaims) -> serde_json::Value {
     });
     if let Some(scope) = &claims.scope {
         body["scope"] = json!(scope);
+    }
+    // A DPoP-bound token (RFC 9449 §6.2): its key, for the resource server to check proofs.
+    if let Some(cnf) = &claims.cnf {
+        body["cnf"] = json!({ "jkt": cnf.jkt });
+        body["token_type"] = json!("DPoP");
     }
     body
 }

@@ -7,7 +7,8 @@
 //! - `POST /oauth/token`: `authorization_code`, `refresh_token` (rotated on every use; reuse
 //!   revokes the family) and `client_credentials` (`token.rs`, `grants.rs`). RFC 8707
 //!   `resource` becomes `aud`. Client authentication: `client_secret_basic`,
-//!   `client_secret_post`, or `none` for public clients.
+//!   `client_secret_post`, or `none` for public clients. A request with a `DPoP` proof
+//!   (RFC 9449) gets a DPoP-bound token (`cnf.jkt`, `token_type: "DPoP"`; `dpop.rs`).
 //! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662), `POST
 //!   /oauth/register` (RFC 7591, public clients only).
 //! - `GET /.well-known/jwks.json` and the RFC 8414 metadata at
@@ -28,6 +29,7 @@
 mod authorize;
 mod clients;
 mod config;
+mod dpop;
 mod error;
 mod form;
 mod grants;

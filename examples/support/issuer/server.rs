@@ -15,6 +15,7 @@ use super::clients::{
     Client, Clients, REGISTERED_PREFIX, Registration, check_hash, client_from_entry,
 };
 use super::config::{Config, TokenFormat};
+use super::dpop::TokenEndpointDpop;
 use super::error::OAuthError;
 use super::form::Credentials;
 use super::limits::{Gate, Refused};
@@ -49,6 +50,8 @@ pub(super) struct Inner {
     pub token_format: TokenFormat,
     pub code_lifetime: Duration,
     pub refresh_lifetime: Duration,
+    /// DPoP proofs of token requests.
+    pub dpop: TokenEndpointDpop,
     pub jwks: String,
     pub metadata: String,
 }
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Inner {
             .field("users", &self.users.len())
             .field("key", &self.key)
             .field("store", &self.store)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +131,7 @@ impl Issuer {
             );
         }
 
+        let dpop = TokenEndpointDpop::new(&issuer, config.dpop_nonces, config.dpop_replay.clone())?;
         let base = issuer.trim_end_matches('/');
         let mut scopes: Vec<&str> = clients
             .list
@@ -157,6 +162,7 @@ impl Issuer {
             "introspection_endpoint_auth_methods_supported": &AUTH_METHODS[..2],
             "authorization_response_iss_parameter_supported": true,
             "scopes_supported": scopes,
+            "dpop_signing_alg_values_supported": dpop.algorithms(),
         });
         if clients.registration.is_some() {
             metadata["registration_endpoint"] = json!(format!("{base}{REGISTER_PATH}"));
@@ -188,6 +194,7 @@ impl Issuer {
             token_format: config.token_format,
             code_lifetime: config.code_lifetime,
             refresh_lifetime: config.refresh_lifetime,
+            dpop,
             jwks,
             metadata: metadata.to_string(),
         })))

@@ -1,11 +1,13 @@
 //! `POST /oauth/token` (RFC 6749 §3.2): client authentication, then one of three grants:
 //! `client_credentials` (§4.4), `authorization_code` and `refresh_token` (in `grants.rs`).
+//! Each grant checks a `DPoP` proof, if any, once its own checks passed (`dpop.rs`).
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
 use super::clients::Client;
+use super::dpop::has_proof;
 use super::error::{OAuthError, no_store_json};
 use super::form::{Params, credentials};
 use super::scope::{grant_audience, grant_scope};
@@ -44,18 +46,25 @@ impl Issuer {
                     "this client may not use the authorization code flow",
                 ))
             }
-            "authorization_code" => self.redeem_code(&client, &mut params).await,
-            "refresh_token" => self.refresh(&client, &mut params).await,
+            "authorization_code" => self.redeem_code(&client, &mut params, headers).await,
+            "refresh_token" => self.refresh(&client, &mut params, headers).await,
             _ if !client.may_use_client_credentials() => Err(OAuthError::unauthorized_client(
                 "this client may not use client_credentials",
             )),
             _ => {
-                self.client_credentials(&client, &params, method.name())
+                self.client_credentials(&client, &params, headers, method.name())
                     .await
             }
         }
         .inspect_err(log_refusal)?;
-        Ok(no_store_json(StatusCode::OK, &body))
+        let mut response = no_store_json(StatusCode::OK, &body);
+        // With nonces on, every DPoP answer carries the next one (RFC 9449 §8.2).
+        if has_proof(headers)
+            && let Some(nonce) = self.0.dpop.nonce_header()
+        {
+            response.headers_mut().insert("dpop-nonce", nonce);
+        }
+        Ok(response)
     }
 
     /// `grant_type=client_credentials`: the client is the subject.
@@ -63,6 +72,7 @@ impl Issuer {
         &self,
         client: &Client,
         params: &Params,
+        headers: &HeaderMap,
         auth: &'static str,
     ) -> Result<Value, OAuthError> {
         let grant = Grant {
@@ -72,7 +82,10 @@ impl Issuer {
             aud: grant_audience(&client.resources, &params.all("resource"))?,
             lifetime: client.lifetime,
         };
-        let issued = self.issue(&grant, random_token(16)?).await?;
+        let jkt = self.token_proof(client, headers, None).await?;
+        let issued = self
+            .issue(&grant, random_token(16)?, jkt.as_deref())
+            .await?;
         tracing::info!(
             client_id = %client.id,
             scope = %grant.scope.join(" "),
@@ -80,6 +93,7 @@ impl Issuer {
             jti = %issued.jti,
             expires_in = grant.lifetime,
             auth,
+            dpop_jkt = issued.jkt.as_deref(),
             "access token issued"
         );
         Ok(token_response(&issued, &grant, None))

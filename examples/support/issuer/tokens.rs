@@ -30,6 +30,14 @@ pub struct Issued {
     pub token: String,
     pub jti: String,
     pub exp: i64,
+    /// Bound to this DPoP key (its RFC 7638 thumbprint): a `DPoP` token.
+    pub jkt: Option<String>,
+}
+
+/// The `cnf` (confirmation) claim of a key-bound token (RFC 7800; `jkt`: RFC 9449 §6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// The claims of an access token, as issued (RFC 9068 §2.2).
@@ -44,6 +52,8 @@ pub struct AccessClaims {
     pub jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 impl AccessClaims {
@@ -59,8 +69,13 @@ impl AccessClaims {
 
 impl Issuer {
     /// Issues an access token for `grant`, with this `jti` (callers that must revoke it later
-    /// choose it first).
-    pub(super) async fn issue(&self, grant: &Grant, jti: String) -> Result<Issued, OAuthError> {
+    /// choose it first), bound to the DPoP key of thumbprint `jkt` if given.
+    pub(super) async fn issue(
+        &self,
+        grant: &Grant,
+        jti: String,
+        jkt: Option<&str>,
+    ) -> Result<Issued, OAuthError> {
         let now = unix_now();
         let lifetime = i64::try_from(grant.lifetime).unwrap_or(i64::MAX);
         let claims = AccessClaims {
@@ -75,9 +90,12 @@ impl Issuer {
             exp: now.saturating_add(lifetime),
             jti,
             scope: (!grant.scope.is_empty()).then(|| grant.scope.join(" ")),
+            // A DPoP-bound token (RFC 9449 §6.1): opaque ones keep it in the store, for
+            // introspection (§6.2).
+            cnf: jkt.map(|jkt| Confirmation {
+                jkt: jkt.to_owned(),
+            }),
         };
-        // A token bound to a key (DPoP, RFC 9449) would get its `cnf` claim here, between
-        // the claims and their encoding.
         let token = match self.0.token_format {
             TokenFormat::Jwt => {
                 let claims =
@@ -107,6 +125,7 @@ impl Issuer {
             token,
             jti: claims.jti,
             exp: claims.exp,
+            jkt: claims.cnf.map(|c| c.jkt),
         })
     }
 
@@ -165,11 +184,17 @@ impl Issuer {
     }
 }
 
-/// The token endpoint's success answer (RFC 6749 §5.1).
+/// The token endpoint's success answer (RFC 6749 §5.1): `token_type` `DPoP` for a token bound
+/// to a DPoP key (RFC 9449 §5).
 pub fn token_response(issued: &Issued, grant: &Grant, refresh_token: Option<&str>) -> Value {
+    let token_type = if issued.jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let mut body = json!({
         "access_token": issued.token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": grant.lifetime,
     });
     if !grant.scope.is_empty() {
