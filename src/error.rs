@@ -274,6 +274,9 @@ pub enum ConfigError {
     EmptyScopes,
     /// The same issuer is trusted twice ([`ValidatorBuilder::trust`](crate::ValidatorBuilder::trust)).
     DuplicateIssuer(String),
+    /// The issuer's metadata could not be read, or does not name the endpoint needed (an
+    /// `Introspection` built by discovery); the reason names the URL and what failed.
+    Discovery(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -318,6 +321,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::DuplicateIssuer(issuer) => {
                 write!(f, "issuer `{}` is trusted twice", crate::url::redact(issuer))
+            }
+            ConfigError::Discovery(reason) => {
+                write!(f, "could not discover the issuer's metadata: {reason}")
             }
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
