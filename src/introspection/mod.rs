@@ -22,6 +22,8 @@ use std::time::Duration;
 #[allow(unused_imports)]
 pub(crate) use self::answer::{Answer, Introspected, Unavailable};
 use self::cache::AnswerCache;
+#[allow(unused_imports)]
+pub(crate) use self::cache::digest;
 use self::flight::{Config, Endpoint, Flights};
 #[allow(unused_imports)]
 pub(crate) use self::route::is_local_jwt;
