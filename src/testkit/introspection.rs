@@ -7,7 +7,7 @@ use crate::introspection::{Answer, Introspection};
 use crate::validator::{Checks, Profile, now};
 use crate::{AccessClaims, AuthError, Claims, VerifiedToken};
 
-/// An [`Answer`], as a test sees it.
+/// The crate-internal answer of an introspection, as a test sees it.
 #[derive(Debug)]
 pub enum Outcome {
     Active {
