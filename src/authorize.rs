@@ -33,7 +33,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::response::Refusal;
 use crate::revocation::Known;
 use crate::scope::RequiredScopes;
-use crate::token::Verified;
+use crate::token::{Confirmation, Verified};
 use crate::validator::{Validator, Verify};
 
 /// What to do with a request.
@@ -72,7 +72,11 @@ impl<T> Pending<T> {
         match self {
             Pending::Keys { scheme, .. } => *scheme,
             Pending::Proof { .. } => Scheme::Dpop,
-            Pending::Revocation(_) => Scheme::Bearer,
+            // Only a token bound to a DPoP key passes the binding stage under `DPoP`.
+            Pending::Revocation(verified) => match verified.token.confirmation() {
+                Some(Confirmation::Jkt(_)) => Scheme::Dpop,
+                _ => Scheme::Bearer,
+            },
         }
     }
 }

@@ -91,10 +91,10 @@ pub enum ErrorKind {
     /// proof: a sender-constrained token presented as a plain bearer token is refused (RFC
     /// 9449 §7.2, RFC 8705 §3).
     SenderConstrained,
-    /// The DPoP proof (RFC 9449) fails a check: [`Refusal::dpop_error`] says which (401
+    /// The DPoP proof (RFC 9449) fails a check: [`Refusal::detail`] says which (401
     /// `invalid_dpop_proof`).
     ///
-    /// [`Refusal::dpop_error`]: crate::Refusal::dpop_error
+    /// [`Refusal::detail`]: crate::Refusal::detail
     InvalidDpopProof,
     /// The DPoP proof lacks a valid server nonce: the answer carries a fresh `DPoP-Nonce`
     /// header to retry with (401 `use_dpop_nonce`, RFC 9449 §9).
@@ -272,7 +272,8 @@ pub enum ConfigError {
     /// needs only a valid token says so with
     /// [`RequireScope::authenticated`](crate::RequireScope::authenticated).
     EmptyScopes,
-    /// The same issuer is trusted twice ([`ValidatorBuilder::trust`](crate::ValidatorBuilder::trust)).
+    /// The same issuer is trusted twice ([`ValidatorBuilder::trust`](crate::ValidatorBuilder::trust));
+    /// the issuer is held with any userinfo replaced by `***`.
     DuplicateIssuer(String),
     /// The issuer's metadata could not be read, or does not name the endpoint needed (an
     /// `Introspection` built by discovery); the reason names the URL and what failed.
@@ -319,9 +320,7 @@ impl fmt::Display for ConfigError {
                 "required scope `{}` is not a valid scope-token (RFC 6749 §3.3)",
                 scope.escape_debug()
             ),
-            ConfigError::DuplicateIssuer(issuer) => {
-                write!(f, "issuer `{}` is trusted twice", crate::url::redact(issuer))
-            }
+            ConfigError::DuplicateIssuer(issuer) => write!(f, "issuer `{issuer}` is trusted twice"),
             ConfigError::Discovery(reason) => {
                 write!(f, "could not discover the issuer's metadata: {reason}")
             }

@@ -4,8 +4,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::Response;
-use http::request::Parts;
 use tower_layer::Layer;
 
 use crate::authorize::{Policy, Requirement, Route};
@@ -14,13 +12,13 @@ use crate::claims::AccessClaims;
 use crate::dpop::Dpop;
 use crate::error::ConfigError;
 use crate::metadata::ProtectedResource;
-use crate::response::{self, Challenges, Refusal, Rejection, StandardRejection};
+use crate::response::{Challenges, StandardRejection};
 use crate::scope::RequiredScopes;
-use crate::service::RequireScopeService;
+use crate::service::{RequireScopeService, State};
 use crate::validator::Validator;
 
 /// How an API answers refusals, shared by its routes: the `WWW-Authenticate` `realm`, the
-/// RFC 9728 `resource_metadata` URL, and the [`Rejection`] that builds the responses. The
+/// RFC 9728 `resource_metadata` URL, and the [`Rejection`](crate::Rejection) that builds the responses. The
 /// [`Validator`] knows tokens; the guard knows HTTP.
 ///
 /// ```
@@ -261,7 +259,7 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 /// | keys or revocation store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
 /// The [`AuthError`](crate::AuthError) is in each rejection's extensions; a
-/// [`Rejection`] given to the [`Guard`] (or to [`rejection`](Self::rejection)) can answer
+/// [`Rejection`](crate::Rejection) given to the [`Guard`] (or to [`rejection`](Self::rejection)) can answer
 /// differently. Cloning the layer or its service is one reference-count increment.
 ///
 /// # Example
@@ -298,40 +296,6 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 /// [`VerifiedToken`]: crate::VerifiedToken
 pub struct RequireScope<T = AccessClaims, R = StandardRejection> {
     state: Arc<State<T, R>>,
-}
-
-/// The layer's state, shared by its services: the route, and how it answers.
-pub(crate) struct State<T, R> {
-    pub(crate) route: Route<T>,
-    /// The guard's challenges, which this route's are built from.
-    base: Arc<Challenges>,
-    /// This route's: its scopes, and DPoP when accepted.
-    challenges: Arc<Challenges>,
-    rejection: Arc<R>,
-}
-
-impl<T, R> State<T, R> {
-    fn new(route: Route<T>, base: Arc<Challenges>, rejection: Arc<R>) -> Self {
-        let mut challenges = base.for_scopes(route.policy.scopes.iter());
-        if let Some(dpop) = &route.binding.dpop {
-            challenges = challenges.with_dpop(dpop.algs_param(), route.binding.dpop_required);
-        }
-        State {
-            route,
-            base,
-            challenges: Arc::new(challenges),
-            rejection,
-        }
-    }
-
-    /// The response to `refusal` for the request `parts`, logged.
-    pub(crate) fn reject<B>(&self, refusal: Refusal, parts: &Parts) -> Response<B>
-    where
-        R: Rejection<B>,
-    {
-        let refusal = refusal.answering(Some(&self.challenges), parts.version, &parts.headers);
-        response::answer(&*self.rejection, &refusal)
-    }
 }
 
 impl<T> RequireScope<T> {
@@ -403,8 +367,8 @@ impl<T, R> RequireScope<T, R> {
         self.with_requirement(None, Arc::new(predicate))
     }
 
-    /// As [`require`](Self::require), naming the requirement: a failure's [`Refusal`]
-    /// carries the name ([`Refusal::requirement`]), for a [`Rejection`] that answers it in
+    /// As [`require`](Self::require), naming the requirement: a failure's [`Refusal`](crate::Refusal)
+    /// carries the name ([`Refusal::requirement`](crate::Refusal::requirement)), for a [`Rejection`](crate::Rejection) that answers it in
     /// its own way, and for the log.
     #[must_use]
     pub fn require_named<F>(self, name: &'static str, predicate: F) -> Self

@@ -153,6 +153,11 @@ mod token;
 mod url;
 mod validator;
 
+// Every Rust block of the README compiles, as a doctest: it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "axum")]
 mod axum;
 #[cfg(feature = "tonic")]

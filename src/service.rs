@@ -10,11 +10,44 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use crate::authorize::Decision;
+use crate::authorize::{Decision, Route};
 use crate::future::ResponseFuture;
-use crate::layer::State;
-use crate::response::Rejection;
+use crate::response::{self, Challenges, Refusal, Rejection};
 use crate::token::Verified;
+
+/// The layer's state, shared by its services: the route, and how it answers.
+pub(crate) struct State<T, R> {
+    pub(crate) route: Route<T>,
+    /// The guard's challenges, which this route's are built from.
+    pub(crate) base: Arc<Challenges>,
+    /// This route's: its scopes, and DPoP when accepted.
+    challenges: Arc<Challenges>,
+    pub(crate) rejection: Arc<R>,
+}
+
+impl<T, R> State<T, R> {
+    pub(crate) fn new(route: Route<T>, base: Arc<Challenges>, rejection: Arc<R>) -> Self {
+        let mut challenges = base.for_scopes(route.policy.scopes.iter());
+        if let Some(dpop) = &route.binding.dpop {
+            challenges = challenges.with_dpop(dpop.algs_param(), route.binding.dpop_required);
+        }
+        State {
+            route,
+            base,
+            challenges: Arc::new(challenges),
+            rejection,
+        }
+    }
+
+    /// The response to `refusal` for the request `parts`, logged.
+    pub(crate) fn reject<B>(&self, refusal: Refusal, parts: &Parts) -> Response<B>
+    where
+        R: Rejection<B>,
+    {
+        let refusal = refusal.answering(Some(&self.challenges), parts.version, &parts.headers);
+        response::answer(&*self.rejection, &refusal)
+    }
+}
 
 /// Decides on the request, then calls the inner service with the claims in the request's
 /// extensions, or answers with the rejection. Built by [`RequireScope`](crate::RequireScope).

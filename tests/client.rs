@@ -7,10 +7,9 @@
 
 #[path = "common/http_stub.rs"]
 mod http_stub;
-#[path = "common/log_capture.rs"]
-mod log_capture;
 #[path = "common/oauth.rs"]
 mod oauth;
+use bearer_guard::testkit::logs;
 use http_stub::{Reply, Stub};
 use oauth::cheap_hash;
 #[path = "../examples/support/issuer/mod.rs"]
@@ -116,7 +115,7 @@ async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
 /// The issuer (counting its token requests) and the protected API, each on a free loopback
 /// port.
 async fn start() -> World {
-    log_capture::install();
+    logs::install();
     let (listener, addr) = bind().await;
     let clients = issuer::parse_clients(&clients_toml(), Format::Toml).expect("clients");
     let key = SigningKey::generate(None).expect("key");
@@ -655,7 +654,7 @@ async fn post_authentication_and_per_request_scope() {
 #[tokio::test]
 async fn logs_hold_neither_secrets_nor_tokens() {
     // The test runtime is single-threaded: every task logs on this thread.
-    let logs = log_capture::capture();
+    let logs = logs::capture();
 
     let world = start().await;
     let svc = caller(&world.layer("svc", SVC_SECRET));
@@ -698,7 +697,7 @@ fn log_capture_sees_callsites_first_hit_on_other_threads() {
     fn event(n: u32) {
         tracing::debug!(n, "shared callsite");
     }
-    let logs = log_capture::capture();
+    let logs = logs::capture();
     std::thread::spawn(|| event(1)).join().expect("thread");
     event(2);
     let text = logs.text();
@@ -769,7 +768,7 @@ async fn tokens_go_to_allowed_origins_only_and_never_to_another_resource_origin(
 
 #[tokio::test]
 async fn expires_in_zero_costs_one_token_request_for_many_calls_and_is_logged() {
-    let logs = log_capture::capture();
+    let logs = logs::capture();
     let issuer = Stub::start(Reply::json(
         200,
         r#"{"access_token":"stub-token","token_type":"Bearer","expires_in":0}"#,

@@ -2,9 +2,6 @@
 //! errors and `Debug` output). One test in its own binary: `tracing`'s per-thread subscriber
 //! can miss events when other tests of the same process hit the same callsites first.
 
-#[path = "common/logs.rs"]
-mod logs;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +31,8 @@ fn kind(check: ProofCheck) -> Option<DpopErrorKind> {
 
 #[test]
 fn logs_say_why_and_hold_no_token_or_proof() {
-    let logs = logs::LogBuffer::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    // One global subscriber, capturing this thread (the runtime's only one).
+    let logs = bearer_guard::testkit::logs::capture();
     let key = DpopKey::generate().expect("key");
     let proof = key
         .proof(&Method::GET, "https://api.test/a")

@@ -7,11 +7,8 @@
 //! The other `tests/issuer_*.rs` cover the limits under load, the authorization code flow,
 //! introspection and opaque tokens, and the login page in a real browser.
 
-#[path = "common/logs.rs"]
-mod logs;
 #[path = "common/oauth.rs"]
 mod oauth;
-use logs::LogBuffer;
 use oauth::{basic_header, cheap_hash, urlencode};
 #[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
@@ -689,14 +686,8 @@ async fn a_client_revokes_its_own_token_and_validators_refuse_it() {
 
 #[tokio::test]
 async fn another_clients_token_gets_200_but_is_not_revoked() {
-    let logs = LogBuffer::default();
-    let subscriber = logs.subscriber();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // While only one dispatcher exists, tracing caches a callsite's interest from the
-    // subscriber of the thread that hits it first: a parallel test's thread, which has
-    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
-    // every subscriber.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // One global subscriber, capturing this thread (the runtime's only one).
+    let logs = bearer_guard::testkit::logs::capture();
 
     let store = Arc::new(MemoryRevocations::new());
     let server = start_with(store.clone()).await;
@@ -1250,15 +1241,8 @@ fn bad_clients_files_are_refused() {
 /// no token, no Authorization header.
 #[tokio::test]
 async fn logs_never_contain_secrets_or_tokens() {
-    let logs = LogBuffer::default();
-    let subscriber = logs.subscriber();
-    // The test runtime is single-threaded: the server's tasks log on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // While only one dispatcher exists, tracing caches a callsite's interest from the
-    // subscriber of the thread that hits it first: a parallel test's thread, which has
-    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
-    // every subscriber.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // One global subscriber, capturing this thread (the runtime's only one).
+    let logs = bearer_guard::testkit::logs::capture();
 
     let server = start().await;
     let wrong_secret = "wrong-secret-that-must-not-be-logged";

@@ -4,11 +4,8 @@
 //! issued), expired code, redirect URI mismatch, refresh-token reuse (revokes the family).
 //! The page in a real browser is `tests/issuer_browser.rs`.
 
-#[path = "common/logs.rs"]
-mod logs;
 #[path = "common/oauth.rs"]
 mod oauth;
-use logs::LogBuffer;
 use oauth::urlencode;
 #[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
@@ -488,13 +485,8 @@ async fn clients_register_themselves_and_use_the_flow() {
 /// Security events are logged, and nothing secret is: no password, code, verifier or token.
 #[tokio::test]
 async fn security_events_are_logged_without_secrets() {
-    let logs = LogBuffer::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
-    // While only one dispatcher exists, tracing caches a callsite's interest from the
-    // subscriber of the thread that hits it first: a parallel test's thread, which has
-    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
-    // every subscriber.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // One global subscriber, capturing this thread (the runtime's only one).
+    let logs = bearer_guard::testkit::logs::capture();
     let (server, _) = start().await;
     let mut secrets: Vec<String> = vec![ALICE_PASSWORD.into(), "wrong-password-123".into()];
 

@@ -8,8 +8,6 @@
 //! time: the assertions count answers and hashes, and a full queue is made on purpose by
 //! holding the verification slots.
 
-#[path = "common/logs.rs"]
-mod logs;
 #[path = "common/oauth.rs"]
 mod oauth;
 use oauth::{basic_header, urlencode};
@@ -213,13 +211,8 @@ async fn failed_attempts_are_limited_per_client_id_known_or_not() {
 
 #[tokio::test]
 async fn failed_attempts_are_limited_per_peer() {
-    let logs = logs::LogBuffer::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
-    // While only one dispatcher exists, tracing caches a callsite's interest from the
-    // subscriber of the thread that hits it first: a parallel test's thread, which has
-    // none, would make this test's events vanish. A second, silent dispatcher makes it ask
-    // every subscriber.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // One global subscriber, capturing this thread (the runtime's only one).
+    let logs = bearer_guard::testkit::logs::capture();
     let server = start(Limits {
         max_attempts: 3,
         ..Limits::default()

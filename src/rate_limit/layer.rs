@@ -4,43 +4,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::key::{ClaimsKey, ClientOrSubject};
 use super::memory::Buckets;
 use super::quota::Quota;
-use super::service::RateLimitByClientService;
+use super::service::{RateLimitByClientService, State};
 
 /// How many requests to callers without a named quota pass between two sweeps of the keyed
 /// store ([`RateLimitByClientBuilder::retain_recent_every`]).
 pub const DEFAULT_RETAIN_RECENT_EVERY: u64 = 4096;
-
-/// Marks a response the rate limit answered with (`429`, or `grpc-status: 8`); it is in the
-/// response's extensions, beside the [`AuthError`](crate::AuthError) of kind
-/// [`RateLimited`](crate::ErrorKind::RateLimited).
-///
-/// ```
-/// use bearer_guard::rate_limit::RateLimited;
-/// # let response = http::Response::new(());
-/// if let Some(limited) = response.extensions().get::<RateLimited>() {
-///     let _wait = limited.retry_after();
-/// }
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimited {
-    pub(crate) retry_after: Duration,
-}
-
-impl RateLimited {
-    /// How long until the caller's next request can pass, exactly. The `Retry-After` header
-    /// carries it in whole seconds, rounded up, and at least 1.
-    #[must_use]
-    pub fn retry_after(&self) -> Duration {
-        self.retry_after
-    }
-}
 
 /// A [`Layer`] that limits each caller's request rate, answering `429 Too Many Requests`
 /// with `Retry-After` (or `grpc-status: 8`) over quota. See the [module docs](super).
@@ -50,15 +24,6 @@ impl RateLimited {
 /// same buckets.
 pub struct RateLimitByClient<K = ClientOrSubject> {
     state: Arc<State<K>>,
-}
-
-pub(crate) struct State<K> {
-    pub(crate) key: K,
-    pub(crate) buckets: Buckets,
-    /// Quotas shared through Redis: when set, they decide, and the buckets above are the
-    /// local fallback.
-    #[cfg(feature = "redis")]
-    pub(crate) redis: Option<super::RedisQuotas>,
 }
 
 impl RateLimitByClient {

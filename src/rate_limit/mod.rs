@@ -109,11 +109,9 @@ mod quota;
 mod service;
 
 pub use self::key::{Caller, ClaimsKey, ClientOrSubject, RateLimitKey};
-pub use self::layer::{
-    DEFAULT_RETAIN_RECENT_EVERY, RateLimitByClient, RateLimitByClientBuilder, RateLimited,
-};
+pub use self::layer::{DEFAULT_RETAIN_RECENT_EVERY, RateLimitByClient, RateLimitByClientBuilder};
 pub use self::quota::{InvalidQuota, Quota};
-pub use self::service::RateLimitByClientService;
+pub use self::service::{RateLimitByClientService, RateLimited};
 
 // Quotas shared through Redis (feature `redis`).
 #[cfg(feature = "redis")]

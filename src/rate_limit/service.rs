@@ -4,16 +4,52 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::key::RateLimitKey;
-use super::layer::{RateLimited, State};
+use super::memory::Buckets;
 use crate::error::ErrorKind;
 use crate::future::ResponseFuture;
 use crate::response::{self, Refusal, StandardRejection};
 use crate::token::VerifiedToken;
+
+/// Marks a response the rate limit answered with (`429`, or `grpc-status: 8`); it is in the
+/// response's extensions, beside the [`AuthError`](crate::AuthError) of kind
+/// [`RateLimited`](crate::ErrorKind::RateLimited).
+///
+/// ```
+/// use bearer_guard::rate_limit::RateLimited;
+/// # let response = http::Response::new(());
+/// if let Some(limited) = response.extensions().get::<RateLimited>() {
+///     let _wait = limited.retry_after();
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    pub(crate) retry_after: Duration,
+}
+
+impl RateLimited {
+    /// How long until the caller's next request can pass, exactly. The `Retry-After` header
+    /// carries it in whole seconds, rounded up, and at least 1.
+    #[must_use]
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+/// The state a rate limit's services share.
+pub(crate) struct State<K> {
+    pub(crate) key: K,
+    pub(crate) buckets: Buckets,
+    /// Quotas shared through Redis: when set, they decide, and the buckets above are the
+    /// local fallback.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<super::RedisQuotas>,
+}
 
 /// Calls the inner service while the request's caller is within its quota, and answers
 /// `429` (or `grpc-status: 8`) otherwise. Built by
@@ -166,10 +202,7 @@ fn quota_unavailable<B, ResBody: Default>(req: &Request<B>) -> Response<ResBody>
 
 /// The answer over quota: the standard refusal (429 with `Retry-After`, or a trailers-only
 /// gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`), marked [`RateLimited`].
-fn too_many_requests<B, ResBody: Default>(
-    wait: std::time::Duration,
-    req: &Request<B>,
-) -> Response<ResBody> {
+fn too_many_requests<B, ResBody: Default>(wait: Duration, req: &Request<B>) -> Response<ResBody> {
     let refusal = Refusal::new(ErrorKind::RateLimited)
         .with_retry_after(wait)
         .with_token(req.extensions().get::<VerifiedToken>())

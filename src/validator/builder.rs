@@ -257,7 +257,8 @@ impl<T> ValidatorBuilder<T> {
                 .iter()
                 .any(|t| t.checks.issuer == trusted.checks.issuer)
             {
-                return Err(ConfigError::DuplicateIssuer(trusted.checks.issuer.into()));
+                let issuer = crate::url::redact(&trusted.checks.issuer).into_owned();
+                return Err(ConfigError::DuplicateIssuer(issuer));
             }
             issuers.push(trusted);
         }

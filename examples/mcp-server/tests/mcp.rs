@@ -1,0 +1,460 @@
+//! The MCP server over real sockets, beside the companion issuer (in-process, on its own
+//! port): an MCP client without a token is sent to the issuer (401, `resource_metadata`,
+//! the RFC 9728 document, the issuer's RFC 8414 metadata), gets a token there, and with it
+//! lists and calls the tools through rmcp's own streamable HTTP client; `admin_stats` needs
+//! the extra scope. Then the whole MCP authorization flow with rmcp's OAuth client:
+//! discovery from the 401, dynamic registration, PKCE, a user signing in, the tools.
+
+#[path = "../../support/issuer/mod.rs"]
+mod issuer;
+#[path = "../../../tests/common/issuer_server.rs"]
+mod issuer_server;
+#[path = "../../../tests/common/oauth.rs"]
+mod oauth;
+
+use bearer_guard_mcp_server::{
+    ADMIN_SCOPE, Caller, INSUFFICIENT_SCOPE, Settings, StatsReport, TOOLS_SCOPE, build,
+};
+use http::{Request, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use issuer_server::{Reply, Server, client_from, send_with};
+use oauth::{cheap_hash, urlencode};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::auth::AuthorizationMetadataSource;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{
+    AuthClient, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
+    StreamableHttpClientTransport,
+};
+use rmcp::{ServiceError, ServiceExt as _};
+use serde_json::{Value, json};
+
+const AGENT_SECRET: &str = "agent-secret-0123456789";
+const ADMIN_SECRET: &str = "admin-secret-0123456789";
+const READER_SECRET: &str = "reader-secret-0123456789";
+const ELSEWHERE: &str = "https://elsewhere.test/mcp";
+
+/// The issuer's clients for the MCP resource `resource`: `agent` (`mcp:tools`), `admin`
+/// (`mcp:tools`, and `mcp:admin` when it asks), `reader` (a scope of another API only),
+/// `roamer` (`mcp:tools`, for another resource); registration open to MCP clients.
+fn clients_toml(resource: &str) -> String {
+    format!(
+        r#"
+[[clients]]
+client_id = "agent"
+secret_hash = "{agent}"
+scopes = ["{TOOLS_SCOPE}"]
+resources = ["{resource}"]
+
+[[clients]]
+client_id = "admin"
+secret_hash = "{admin}"
+scopes = ["{TOOLS_SCOPE}", "{ADMIN_SCOPE}"]
+default_scope = "{TOOLS_SCOPE}"
+resources = ["{resource}"]
+
+[[clients]]
+client_id = "reader"
+secret_hash = "{reader}"
+scopes = ["read"]
+resources = ["{resource}"]
+
+[[clients]]
+client_id = "roamer"
+secret_hash = "{agent}"
+scopes = ["{TOOLS_SCOPE}"]
+resources = ["{ELSEWHERE}"]
+
+[registration]
+scopes = ["{TOOLS_SCOPE}", "{ADMIN_SCOPE}"]
+resources = ["{resource}"]
+"#,
+        agent = cheap_hash(AGENT_SECRET),
+        admin = cheap_hash(ADMIN_SECRET),
+        reader = cheap_hash(READER_SECRET),
+    )
+}
+
+/// The issuer and the MCP server, each on a free loopback port.
+struct Setup {
+    issuer: Server,
+    /// `http://127.0.0.1:<port>/mcp`: the MCP endpoint and the resource identifier.
+    mcp: String,
+    /// Where RFC 9728 §3.1 puts the metadata of that resource.
+    metadata: String,
+}
+
+async fn start() -> Setup {
+    // The MCP server's address first: the issuer's clients name it as their resource.
+    let (listener, addr) = issuer_server::bind().await;
+    let public_url = format!("http://{addr}");
+    let mcp = format!("{public_url}/mcp");
+    let issuer = Server::start_full(
+        clients_toml(&mcp),
+        issuer::SigningKey::generate(None).expect("key"),
+        |_| {},
+    )
+    .await;
+    let settings = Settings {
+        issuer: issuer.base.clone(),
+        public_url: public_url.clone(),
+        bind: addr,
+    };
+    let server = build(&settings).await.expect("the MCP server starts");
+    assert_eq!(server.resource.resource(), mcp);
+    tokio::spawn(async move { axum::serve(listener, server.router).await });
+    Setup {
+        issuer,
+        mcp,
+        metadata: format!("{public_url}/.well-known/oauth-protected-resource/mcp"),
+    }
+}
+
+async fn get(url: &str) -> Reply {
+    let req = Request::get(url).body(Full::default()).expect("request");
+    send_with(&client_from(None), req).await
+}
+
+/// A client-credentials token from the token endpoint `endpoint`, for the MCP resource.
+async fn token(setup: &Setup, endpoint: &str, id: &str, secret: &str, scope: &str) -> String {
+    let path = endpoint
+        .strip_prefix(&setup.issuer.base)
+        .expect("the token endpoint is the issuer's");
+    setup
+        .issuer
+        .basic_to(
+            path,
+            id,
+            secret,
+            &format!(
+                "grant_type=client_credentials&scope={}&resource={}",
+                urlencode(scope),
+                urlencode(&setup.mcp)
+            ),
+        )
+        .await
+        .assert_token()
+}
+
+/// rmcp's client over its streamable HTTP transport, with this bearer token (or none).
+async fn connect(
+    mcp: &str,
+    token: Option<&str>,
+) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(mcp);
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    tool: &'static str,
+    arguments: Value,
+) -> Result<CallToolResult, ServiceError> {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
+        .await
+}
+
+/// The structured result of a successful call.
+fn structured<T: serde::de::DeserializeOwned>(result: &CallToolResult) -> T {
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    serde_json::from_value(
+        result
+            .structured_content
+            .clone()
+            .expect("structured content"),
+    )
+    .expect("the tool's output type")
+}
+
+#[tokio::test]
+async fn a_client_without_a_token_is_sent_to_the_issuer_and_with_one_uses_the_tools() {
+    let setup = start().await;
+
+    // (1) No token: rmcp's client is refused with the RFC 9728 challenge...
+    let refused = connect(&setup.mcp, None).await.expect_err("no token");
+    let challenge = format!(r#"Bearer resource_metadata="{}""#, setup.metadata);
+    assert!(refused.is_authorization_required(), "{refused:?}");
+    assert_eq!(refused.auth_challenge(), Some(challenge.as_str()));
+    // ... which is a 401 on the wire, for any MCP request.
+    let req = Request::post(&setup.mcp)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream")
+        .body(Full::new(Bytes::from(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
+        )))
+        .expect("request");
+    let reply = send_with(&client_from(None), req).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    assert_eq!(
+        reply.header(header::WWW_AUTHENTICATE),
+        Some(challenge.as_str())
+    );
+
+    // (2) The metadata names the issuer, the resource and its scopes (RFC 9728 §2)...
+    let document = get(&setup.metadata).await;
+    assert_eq!(document.status, StatusCode::OK);
+    assert_eq!(
+        document.json(),
+        json!({
+            "resource": setup.mcp,
+            "authorization_servers": [setup.issuer.base],
+            "scopes_supported": [ADMIN_SCOPE, TOOLS_SCOPE],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "bearer-guard MCP example",
+        })
+    );
+    // ... and the issuer's own metadata (RFC 8414) where to get tokens and to register.
+    let issuer_url = document.json()["authorization_servers"][0]
+        .as_str()
+        .expect("issuer")
+        .to_owned();
+    let as_metadata = get(&format!(
+        "{issuer_url}/.well-known/oauth-authorization-server"
+    ))
+    .await
+    .json();
+    assert_eq!(as_metadata["issuer"], setup.issuer.iss());
+    assert!(
+        as_metadata["registration_endpoint"].is_string(),
+        "{as_metadata}"
+    );
+    let token_endpoint = as_metadata["token_endpoint"]
+        .as_str()
+        .expect("token_endpoint");
+
+    // (3) A token for the resource, then rmcp's client with it: initialize, list, call.
+    let agent = token(&setup, token_endpoint, "agent", AGENT_SECRET, TOOLS_SCOPE).await;
+    let client = connect(&setup.mcp, Some(&agent))
+        .await
+        .expect("initialized with a token");
+    let mut tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|tool| tool.name.into_owned())
+        .collect();
+    tools.sort();
+    assert_eq!(tools, ["admin_stats", "echo", "whoami"]);
+    let echoed = call(&client, "echo", json!({"text": "héllo, MCP"}))
+        .await
+        .expect("echo");
+    assert_eq!(
+        echoed.content[0].as_text().map(|t| t.text.as_str()),
+        Some("héllo, MCP")
+    );
+    let caller: Caller = structured(&call(&client, "whoami", json!({})).await.expect("whoami"));
+    assert_eq!(caller.issuer, setup.issuer.iss());
+    assert_eq!(caller.client_id.as_deref(), Some("agent"));
+    assert_eq!(caller.scopes, [TOOLS_SCOPE]);
+
+    // (4) admin_stats without mcp:admin: an MCP error naming the scope, not a result.
+    let error = call(&client, "admin_stats", json!({}))
+        .await
+        .expect_err("mcp:tools alone");
+    let ServiceError::McpError(error) = error else {
+        panic!("expected an MCP error, got {error:?}")
+    };
+    assert_eq!(error.code, INSUFFICIENT_SCOPE);
+    assert_eq!(
+        error.data,
+        Some(json!({"error": "insufficient_scope", "scope": ADMIN_SCOPE}))
+    );
+    // The admin client, with a token of mcp:tools only, is refused as well...
+    let admin_without = token(&setup, token_endpoint, "admin", ADMIN_SECRET, TOOLS_SCOPE).await;
+    let admin_client = connect(&setup.mcp, Some(&admin_without))
+        .await
+        .expect("initialized");
+    assert!(matches!(
+        call(&admin_client, "admin_stats", json!({})).await,
+        Err(ServiceError::McpError(e)) if e.code == INSUFFICIENT_SCOPE
+    ));
+    // ... and served with one that grants mcp:admin.
+    let both = format!("{TOOLS_SCOPE} {ADMIN_SCOPE}");
+    let admin = token(&setup, token_endpoint, "admin", ADMIN_SECRET, &both).await;
+    let admin_client = connect(&setup.mcp, Some(&admin))
+        .await
+        .expect("initialized");
+    let stats: StatsReport = structured(
+        &call(&admin_client, "admin_stats", json!({}))
+            .await
+            .expect("admin_stats with mcp:admin"),
+    );
+    assert_eq!(
+        (
+            stats.echo_calls,
+            stats.whoami_calls,
+            stats.admin_stats_calls,
+            stats.refused_calls
+        ),
+        (1, 1, 1, 2)
+    );
+}
+
+#[tokio::test]
+async fn tokens_without_the_scope_or_for_another_resource_are_refused_over_http() {
+    let setup = start().await;
+    let endpoint = format!("{}/oauth/token", setup.issuer.base);
+
+    // A valid token of this resource without mcp:tools: 403 naming the scope (step-up).
+    let reader = token(&setup, &endpoint, "reader", READER_SECRET, "read").await;
+    let refused = connect(&setup.mcp, Some(&reader))
+        .await
+        .expect_err("no mcp:tools");
+    assert_eq!(
+        refused.auth_challenge(),
+        Some(
+            format!(
+                r#"Bearer resource_metadata="{}", error="insufficient_scope", scope="{TOOLS_SCOPE}""#,
+                setup.metadata
+            )
+            .as_str()
+        )
+    );
+
+    // A token the same issuer minted for another resource: 401 invalid_token.
+    let roamer = setup
+        .issuer
+        .basic(
+            "roamer",
+            AGENT_SECRET,
+            &format!(
+                "grant_type=client_credentials&resource={}",
+                urlencode(ELSEWHERE)
+            ),
+        )
+        .await
+        .assert_token();
+    let refused = connect(&setup.mcp, Some(&roamer))
+        .await
+        .expect_err("another audience");
+    assert_eq!(
+        refused.auth_challenge(),
+        Some(
+            format!(
+                r#"Bearer resource_metadata="{}", error="invalid_token""#,
+                setup.metadata
+            )
+            .as_str()
+        )
+    );
+
+    // A token that does not verify (its signature altered): 401 invalid_token.
+    let agent = token(&setup, &endpoint, "agent", AGENT_SECRET, TOOLS_SCOPE).await;
+    let (signed, signature) = agent.rsplit_once('.').expect("a JWS");
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+    let refused = connect(&setup.mcp, Some(&forged))
+        .await
+        .expect_err("a forged token");
+    assert!(
+        refused
+            .auth_challenge()
+            .is_some_and(|c| c.ends_with(r#"error="invalid_token""#)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
+    let setup = start().await;
+
+    // The 401's challenge is where rmcp's OAuth client starts (MCP authorization, RFC 9728).
+    let refused = connect(&setup.mcp, None).await.expect_err("no token");
+    let challenge = refused.auth_challenge().expect("a challenge").to_owned();
+    let mut manager = AuthorizationManager::new(setup.mcp.as_str())
+        .await
+        .expect("manager");
+    let resolution = manager
+        .resolve_metadata_from_challenge(Some(&challenge))
+        .await
+        .expect("discovery");
+    assert!(
+        matches!(
+            resolution.source,
+            AuthorizationMetadataSource::ProtectedResourceMetadata
+        ),
+        "found through the resource's metadata, not guessed"
+    );
+    let base = &setup.issuer.base;
+    assert_eq!(
+        resolution.metadata.token_endpoint,
+        format!("{base}/oauth/token")
+    );
+    manager.set_metadata(resolution.metadata);
+
+    // Dynamic registration (RFC 7591), then the authorization request (PKCE S256).
+    let session = AuthorizationSession::new(
+        manager,
+        AuthorizationRequest::new(issuer_server::REDIRECT)
+            .with_client_name("rmcp test client")
+            .with_challenge(challenge),
+    )
+    .await
+    .map_err(|(_, e)| e)
+    .expect("registered");
+    let auth_url = session.get_authorization_url().to_owned();
+    let query = auth_url
+        .strip_prefix(&format!("{base}/oauth/authorize?"))
+        .unwrap_or_else(|| panic!("{auth_url} is not the issuer's authorization endpoint"));
+    assert_eq!(
+        issuer_server::query_value(query, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+
+    // alice signs in on the issuer's page (its form, posted as a browser would) and is sent
+    // back to the client with a code, which the client redeems.
+    let reply = setup
+        .issuer
+        .form_to(
+            "/oauth/authorize",
+            &format!(
+                "{query}&username=alice&password={}&approve=yes",
+                urlencode(issuer_server::ALICE_PASSWORD)
+            ),
+        )
+        .await;
+    session
+        .handle_callback_url(&reply.location())
+        .await
+        .expect("the code redeemed");
+
+    // The client's transport now sends alice's token: the tools answer.
+    let transport = StreamableHttpClientTransport::with_client(
+        AuthClient::new(reqwest::Client::default(), session.auth_manager),
+        StreamableHttpClientTransportConfig::with_uri(setup.mcp.as_str()),
+    );
+    let client = ClientConfig::default()
+        .serve(transport)
+        .await
+        .expect("initialized with alice's token");
+    let caller: Caller = structured(&call(&client, "whoami", json!({})).await.expect("whoami"));
+    assert_eq!(caller.issuer, setup.issuer.iss());
+    assert_eq!(caller.subject.as_deref(), Some("alice"));
+    assert!(
+        caller
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("dyn-")),
+        "a registered client: {caller:?}"
+    );
+    assert!(caller.scopes.iter().any(|s| s == TOOLS_SCOPE), "{caller:?}");
+    let echoed = call(&client, "echo", json!({"text": "from alice"}))
+        .await
+        .expect("echo");
+    assert_eq!(
+        echoed.content[0].as_text().map(|t| t.text.as_str()),
+        Some("from alice")
+    );
+}
