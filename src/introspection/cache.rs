@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn stale_entries_are_not_served_and_are_swept() {
         let cache = AnswerCache::new(8, 1 << 20);
-        let tiny = Duration::from_millis(30);
+        let tiny = Duration::from_millis(300);
         cache.insert(digest("a"), &Answer::Inactive, NOW, TTL, tiny);
         cache.insert(digest("b"), &Answer::Inactive, NOW, TTL, tiny);
         cache.insert(digest("c"), &active(NOW + 60, 0), NOW, TTL, tiny);
