@@ -114,10 +114,10 @@ mod authorize;
 mod bind;
 mod cache;
 mod claims;
-// Client authentication at the authorization server: token requests, introspection.
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+// Client authentication at the authorization server: token requests, introspection.
 #[cfg(any(feature = "remote", feature = "client"))]
 mod client_auth;
 mod credentials;

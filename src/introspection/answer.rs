@@ -224,7 +224,8 @@ pub(crate) fn read(
     let Some(json) = claims_json(body, (!named).then_some(&*rules[index].issuer)) else {
         return Answer::Unavailable(Unavailable::InvalidResponse("not a JSON object"));
     };
-    let size = json.get().len() as u64 + facts.scopes.size() + 256;
+    // The JSON kept, and about as much again for the facts and the claims read from it.
+    let size = 2 * json.get().len() as u64 + facts.scopes.size() + 256;
     Answer::Active(Arc::new(Introspected {
         token: VerifiedToken::new(facts),
         issuer: index,

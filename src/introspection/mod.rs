@@ -206,10 +206,22 @@ impl fmt::Debug for Introspection {
 }
 
 /// Where the endpoint is, as configured.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Target {
     Endpoint(String),
     Discover(String),
+}
+
+impl fmt::Debug for Target {
+    /// Without userinfo: a URL with credentials is refused by `build`, but may be printed
+    /// before.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, url) = match self {
+            Target::Endpoint(url) => ("Endpoint", url),
+            Target::Discover(url) => ("Discover", url),
+        };
+        f.debug_tuple(kind).field(&crate::url::redact(url)).finish()
+    }
 }
 
 /// Builds an [`Introspection`]; from [`Introspection::builder`] or

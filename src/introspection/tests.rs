@@ -459,6 +459,10 @@ fn insecure_endpoints_are_refused_at_build_time() {
     let builder = Introspection::discover("http://issuer.example", "api", SECRET);
     assert!(!format!("{builder:?}").contains("hunter2"));
     assert!(matches!(builder.build(), Err(ConfigError::InsecureUrl(_))));
+    let builder = Introspection::builder("https://u:hunter3@issuer.example/i", "api", SECRET);
+    let shown = format!("{builder:?}");
+    assert!(shown.contains("https://***@issuer.example/i"), "{shown}");
+    assert!(!shown.contains("hunter"), "{shown}");
 }
 
 #[test]
