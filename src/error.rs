@@ -275,6 +275,9 @@ pub enum ConfigError {
     /// The same issuer is trusted twice ([`ValidatorBuilder::trust`](crate::ValidatorBuilder::trust));
     /// the issuer is held with any userinfo replaced by `***`.
     DuplicateIssuer(String),
+    /// The issuer's metadata could not be read, or does not name the endpoint needed (an
+    /// `Introspection` built by discovery); the reason names the URL and what failed.
+    Discovery(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -318,6 +321,9 @@ impl fmt::Display for ConfigError {
                 scope.escape_debug()
             ),
             ConfigError::DuplicateIssuer(issuer) => write!(f, "issuer `{issuer}` is trusted twice"),
+            ConfigError::Discovery(reason) => {
+                write!(f, "could not discover the issuer's metadata: {reason}")
+            }
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
             ),

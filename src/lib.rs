@@ -117,6 +117,9 @@ mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+// Client authentication at the authorization server: token requests, introspection.
+#[cfg(any(feature = "remote", feature = "client"))]
+mod client_auth;
 mod credentials;
 pub mod dpop;
 mod error;
@@ -124,6 +127,9 @@ mod error;
 #[cfg(any(feature = "remote", feature = "client"))]
 mod fetch;
 mod future;
+// Token introspection (RFC 7662): opaque tokens, verified by asking the issuer.
+#[cfg(feature = "remote")]
+mod introspection;
 mod json;
 mod jws;
 mod keys;
@@ -161,10 +167,16 @@ mod tonic;
 pub use crate::axum::ClaimsRejection;
 pub use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 pub use crate::claims::{AccessClaims, Audience, Claims};
+#[cfg(any(feature = "remote", feature = "client"))]
+pub use crate::client_auth::ClientSecret;
 pub use crate::error::{AuthError, BoxError, ConfigError, ErrorKind};
 #[cfg(any(feature = "remote", feature = "client"))]
 pub use crate::fetch::{FetchError, FetchErrorKind};
 pub use crate::future::ResponseFuture;
+#[cfg(feature = "remote")]
+pub use crate::introspection::{
+    DEFAULT_INTROSPECTION_TTL, DEFAULT_NEGATIVE_TTL, Introspection, IntrospectionBuilder,
+};
 pub use crate::keys::{JwksOptions, Key, KeySet};
 pub use crate::layer::{Guard, RequireScope};
 pub use crate::metadata::{

@@ -4,65 +4,9 @@
 use std::fmt;
 
 use http::Uri;
-use zeroize::Zeroize;
 
+pub use crate::client_auth::ClientSecret;
 use crate::error::ConfigError;
-
-/// A client secret. It never prints: `Debug` and `Display` show `[redacted]`.
-///
-/// There is no accessor, no `PartialEq` and no serialisation; the secret leaves this type
-/// only to authenticate at the token endpoint. Its memory is zeroed when it is dropped (the
-/// copies the HTTP stack makes of a request are out of reach of this type).
-///
-/// ```
-/// use bearer_guard::client::ClientSecret;
-///
-/// let secret = ClientSecret::new("s3cr3t-value");
-/// assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
-/// ```
-#[derive(Clone)]
-pub struct ClientSecret(String);
-
-impl ClientSecret {
-    /// Wraps `secret`.
-    pub fn new(secret: impl Into<String>) -> Self {
-        ClientSecret(secret.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for ClientSecret {
-    fn from(secret: String) -> Self {
-        ClientSecret(secret)
-    }
-}
-
-impl From<&str> for ClientSecret {
-    fn from(secret: &str) -> Self {
-        ClientSecret(secret.to_owned())
-    }
-}
-
-impl Drop for ClientSecret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

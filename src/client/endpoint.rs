@@ -3,12 +3,9 @@
 //! request carries a proof, and a `use_dpop_nonce` answer is retried once with the nonce the
 //! endpoint sent (RFC 9449 §5, §8).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -21,6 +18,7 @@ use super::dpop::{DPOP, DpopState};
 use super::error::{TokenError, TokenErrorKind};
 use super::http::HttpService;
 use super::origin::Origin;
+use crate::client_auth::{basic_authorization, form_encode};
 use crate::fetch::{self, FetchError, Limits};
 
 /// Largest token endpoint response read.
@@ -193,38 +191,10 @@ pub(crate) fn request<B: From<Bytes>>(
         .map_err(|e| TokenError::new(TokenErrorKind::Transport).with_source(e))
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1), sensitive; the
-/// intermediate copies of the secret are zeroed.
+/// `client_secret_basic` for these credentials.
 fn basic(credentials: &ClientCredentials) -> Result<HeaderValue, TokenError> {
-    let mut pair = String::new();
-    form_encode(&mut pair, &credentials.client_id);
-    pair.push(':');
-    form_encode(&mut pair, credentials.client_secret.expose());
-    let mut value = String::with_capacity(6 + pair.len() * 4 / 3 + 4);
-    value.push_str("Basic ");
-    STANDARD.encode_string(pair.as_bytes(), &mut value);
-    pair.zeroize();
-    let header = HeaderValue::from_str(&value);
-    value.zeroize();
-    let mut header =
-        header.map_err(|e| TokenError::new(TokenErrorKind::Transport).with_source(e))?;
-    header.set_sensitive(true);
-    Ok(header)
-}
-
-/// `application/x-www-form-urlencoded` encoding of one name or value.
-fn form_encode(out: &mut String, value: &str) {
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
+    basic_authorization(&credentials.client_id, &credentials.client_secret)
+        .map_err(|e| TokenError::new(TokenErrorKind::Transport).with_source(e))
 }
 
 #[derive(Deserialize)]
@@ -341,6 +311,9 @@ pub(crate) fn parse(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
     use crate::client::ClientCredentials;
     use http_body_util::{BodyExt as _, Full};

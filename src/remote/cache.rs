@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use ::http::Uri;
 use arc_swap::ArcSwapOption;
-use serde::Deserialize;
 
+use super::discovery::{Failure, discover};
 use super::http::{self, HttpClient};
 use super::{RemoteKeys, Settings, Source};
 use crate::error::ConfigError;
-use crate::fetch::{FetchError, Limits};
+use crate::fetch::Limits;
 use crate::keys::{Key, KeySet};
-use crate::url::redact;
 
 /// Refresh interval when the issuer sends no `max-age`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
@@ -260,73 +259,17 @@ impl KeyCache {
         if let Some(uri) = &*self.jwks_uri.load() {
             return Ok(Uri::clone(uri));
         }
+        let allow_http = self.settings.allow_http;
         let uri = match &self.settings.source {
-            Source::Jwks(url) => checked(url, self.settings.allow_http)?,
-            Source::Discover(issuer) => self.discover(issuer).await?,
+            Source::Jwks(url) => crate::url::checked_uri(url, allow_http)?,
+            Source::Discover(url) => {
+                let found =
+                    discover(&*self.client, &self.limits, allow_http, url, &self.issuer).await?;
+                found.endpoint("jwks_uri", found.metadata.jwks_uri.as_deref(), allow_http)?
+            }
         };
         self.jwks_uri.store(Some(Arc::new(uri.clone())));
         Ok(uri)
-    }
-
-    /// RFC 8414 metadata, falling back to OpenID Connect discovery. The document's `issuer`
-    /// must equal ours exactly (RFC 8414 §3.3).
-    async fn discover(&self, issuer: &str) -> Result<Uri, Failure> {
-        #[derive(Deserialize)]
-        struct Metadata {
-            issuer: String,
-            jwks_uri: Option<String>,
-        }
-        let mut last_err = None;
-        for url in discovery_urls(issuer) {
-            let uri = checked(&url, self.settings.allow_http)?;
-            let fetched = match http::get(&*self.client, &uri, &self.limits).await {
-                Ok((fetched, _)) => fetched,
-                Err(e) => {
-                    // Keep the first failure: the RFC 8414 one is the more telling.
-                    last_err.get_or_insert(Failure::from(e));
-                    continue;
-                }
-            };
-            // A catch-all web app may answer the first URL with HTML: try the next one.
-            let parsed = crate::json::check_strict(&fetched.body)
-                .map_err(|e| {
-                    FetchError::invalid_json(Arc::clone(fetched.url()), fetched.status, &e)
-                })
-                .and_then(|()| {
-                    crate::fetch::json::<Metadata>(fetched.url(), fetched.status, &fetched.body)
-                });
-            let meta = match parsed {
-                Ok(meta) => meta,
-                Err(e) => {
-                    last_err.get_or_insert(Failure::from(e));
-                    continue;
-                }
-            };
-            let invalid = |msg: String| Failure::document(fetched.url(), msg);
-            if meta.issuer != self.issuer {
-                return Err(invalid(format!(
-                    "the document names issuer `{}`, expected `{}`",
-                    redact(&meta.issuer),
-                    redact(&self.issuer)
-                )));
-            }
-            let jwks = meta
-                .jwks_uri
-                .ok_or_else(|| invalid("the document has no `jwks_uri`".into()))?;
-            let jwks_uri = checked(&jwks, self.settings.allow_http)?;
-            let downgrade = uri.scheme_str() == Some("https")
-                && jwks_uri.scheme_str() != Some("https")
-                && !self.settings.allow_http;
-            if downgrade {
-                return Err(invalid(format!(
-                    "an https issuer names the plain-http `jwks_uri` `{}`; refused (see \
-                     `allow_insecure_http`)",
-                    redact(&jwks)
-                )));
-            }
-            return Ok(jwks_uri);
-        }
-        Err(last_err.unwrap_or_else(|| Failure::document(issuer, "no discovery URL".into())))
     }
 
     /// Starts the background refresher once, if a Tokio runtime is running. It holds only a
@@ -392,105 +335,5 @@ impl fmt::Debug for KeyCache {
             .field("source", &self.settings.source)
             .field("keys", &self.current.load().as_ref().map(|s| s.keys.len()))
             .finish_non_exhaustive()
-    }
-}
-
-/// Why the keys could not be had: the fetch failed (its error names the URL and what
-/// failed), or what came back is not what was expected.
-#[derive(Debug)]
-enum Failure {
-    Fetch(FetchError),
-    /// A configured or discovered URL that the URL rule refuses.
-    Config(ConfigError),
-    /// The document at `url` is not usable.
-    Document {
-        url: String,
-        reason: String,
-    },
-}
-
-impl Failure {
-    fn document(url: &str, reason: String) -> Self {
-        Failure::Document {
-            url: redact(url).into_owned(),
-            reason,
-        }
-    }
-
-    fn reason(&self) -> &'static str {
-        match self {
-            Failure::Fetch(e) => e.kind().as_str(),
-            Failure::Config(_) => "invalid_url",
-            Failure::Document { .. } => "invalid_document",
-        }
-    }
-}
-
-impl From<FetchError> for Failure {
-    fn from(error: FetchError) -> Self {
-        Failure::Fetch(error)
-    }
-}
-
-impl From<ConfigError> for Failure {
-    fn from(error: ConfigError) -> Self {
-        Failure::Config(error)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Fetch(e) => e.fmt(f),
-            Failure::Config(e) => e.fmt(f),
-            Failure::Document { url, reason } => write!(
-                f,
-                "{url}: {reason}; check that the URL serves the issuer's metadata or key set"
-            ),
-        }
-    }
-}
-
-fn checked(url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
-    crate::url::checked_uri(url, allow_http)
-}
-
-/// RFC 8414 §3.1 inserts the well-known segment between host and path; OpenID Connect
-/// Discovery appends it to the issuer.
-fn discovery_urls(issuer: &str) -> [String; 2] {
-    let trimmed = issuer.trim_end_matches('/');
-    let (origin, path) = match trimmed.find("://").map(|i| i + 3) {
-        Some(start) => match trimmed[start..].find('/') {
-            Some(slash) => trimmed.split_at(start + slash),
-            None => (trimmed, ""),
-        },
-        None => (trimmed, ""),
-    };
-    [
-        format!("{origin}/.well-known/oauth-authorization-server{path}"),
-        format!("{trimmed}/.well-known/openid-configuration"),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn discovery_urls_follow_rfc_8414_and_oidc() {
-        assert_eq!(
-            discovery_urls("https://issuer.example"),
-            [
-                "https://issuer.example/.well-known/oauth-authorization-server",
-                "https://issuer.example/.well-known/openid-configuration"
-            ]
-        );
-        assert_eq!(
-            discovery_urls("https://issuer.example/tenant/1/"),
-            [
-                "https://issuer.example/.well-known/oauth-authorization-server/tenant/1",
-                "https://issuer.example/tenant/1/.well-known/openid-configuration"
-            ]
-        );
     }
 }

@@ -1,5 +1,6 @@
-//! Fetching JSON documents (JWKS, discovery) over HTTP: a replaceable client, and the caps
-//! and timeouts applied around whichever client is used.
+//! Fetching JSON documents (JWKS, discovery) and posting forms (token introspection) over
+//! HTTP: a replaceable client, and the caps and timeouts applied around whichever client is
+//! used.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http::header::CACHE_CONTROL;
 use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 
 use crate::fetch::{self, FetchError, Fetched, Limits};
 
@@ -20,7 +21,8 @@ use crate::error::BoxError;
 pub type ResponseFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Response<BoxBody<Bytes, BoxError>>, BoxError>> + Send + 'a>>;
 
-/// The HTTP client that fetches discovery documents and key sets.
+/// The HTTP client that fetches discovery documents and key sets, and asks introspection
+/// endpoints.
 ///
 /// The default is hyper with rustls (system roots, or your
 /// [`tls_config`](crate::RemoteKeys::tls_config) for a private CA or mTLS). Implement
@@ -30,13 +32,26 @@ pub type ResponseFuture<'a> =
 pub trait HttpClient: Send + Sync + 'static {
     /// Sends `request` (a `GET`) and returns the response with its body unread.
     fn send(&self, request: Request<Empty<Bytes>>) -> ResponseFuture<'_>;
+
+    /// Sends `request` (a `POST` with a form body: token introspection, RFC 7662) and
+    /// returns the response with its body unread.
+    ///
+    /// The provided implementation fails every call: a client used by an
+    /// [`Introspection`](crate::Introspection) must implement it. Key sets and discovery only
+    /// need [`send`](Self::send).
+    fn send_form(&self, request: Request<Full<Bytes>>) -> ResponseFuture<'_> {
+        let _ = request;
+        Box::pin(std::future::ready(Err(BoxError::from(
+            "this HttpClient does not implement `send_form`, which token introspection needs",
+        ))))
+    }
 }
 
 /// The default client: hyper-util over rustls, HTTP/1.1, no redirects.
 pub(crate) struct HyperClient {
     client: hyper_util::client::legacy::Client<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Empty<Bytes>,
+        Full<Bytes>,
     >,
 }
 
@@ -94,6 +109,10 @@ fn default_tls() -> rustls::ClientConfig {
 
 impl HttpClient for HyperClient {
     fn send(&self, request: Request<Empty<Bytes>>) -> ResponseFuture<'_> {
+        self.send_form(request.map(|_| Full::default()))
+    }
+
+    fn send_form(&self, request: Request<Full<Bytes>>) -> ResponseFuture<'_> {
         let fut = self.client.request(request);
         Box::pin(async move {
             let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;

@@ -1,6 +1,7 @@
 //! Keys from the issuer (feature `remote`): [`RemoteKeys`], cached in a `KeyCache`.
 
 mod cache;
+pub(crate) mod discovery;
 pub(crate) mod http;
 
 use std::fmt;

@@ -12,6 +12,8 @@
     clippy::unwrap_used
 )]
 
+#[cfg(feature = "remote")]
+pub mod introspection;
 pub mod logs;
 
 use std::time::{SystemTime, UNIX_EPOCH};

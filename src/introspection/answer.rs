@@ -1,0 +1,575 @@
+//! An introspection response (RFC 7662 §2.2), read strictly and checked by the validator's
+//! rules into an [`Answer`]: what the decision path acts on.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::claims::Claims;
+use crate::error::{AuthError, ErrorKind};
+use crate::fetch::FetchErrorKind;
+use crate::json::{self, Value};
+use crate::jws;
+use crate::scope::Granted;
+use crate::token::{Confirmation, Facts, VerifiedToken};
+use crate::validator::Checks;
+
+/// What the issuer says about a token, as the rules judge it.
+#[derive(Clone)]
+pub(crate) enum Answer {
+    /// `active: true`, and the rules accept it.
+    Active(Arc<Introspected>),
+    /// `active: false`: unknown, expired, revoked, or not for us (401 `invalid_token`).
+    Inactive,
+    /// `active: true`, but the rules refuse it (`iss`, `aud`, times, a claim's type): 401
+    /// with this error's kind.
+    Refused(AuthError),
+    /// No answer could be had: 503. Never cached.
+    Unavailable(Unavailable),
+}
+
+/// Why no answer could be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// The request failed: connect, TLS, timeout, an HTTP status (401/403: the endpoint
+    /// refused our client credentials), the size cap, the body.
+    Fetch(FetchErrorKind),
+    /// The endpoint answered something that is not an RFC 7662 response; says what.
+    InvalidResponse(&'static str),
+    /// Too many tokens waiting, or no free slot within the timeout.
+    Overloaded,
+    /// The endpoint could not be discovered.
+    Discovery,
+    /// No Tokio runtime to send the request on.
+    NoRuntime,
+    /// The task asking the endpoint ended without an answer (its runtime shut down).
+    Aborted,
+}
+
+impl Unavailable {
+    /// The stable `reason` logged.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Unavailable::Fetch(FetchErrorKind::Status(s)) if s == 401 || s == 403 => {
+                "client_refused"
+            }
+            Unavailable::Fetch(kind) => kind.as_str(),
+            Unavailable::InvalidResponse(_) => "invalid_response",
+            Unavailable::Overloaded => "overloaded",
+            Unavailable::Discovery => "discovery_failed",
+            Unavailable::NoRuntime => "no_runtime",
+            Unavailable::Aborted => "aborted",
+        }
+    }
+}
+
+/// An active token: what it grants, and the answer's JSON for the application's claims.
+pub(crate) struct Introspected {
+    /// The facts, as for a JWT; `exp` is the answer's, or (without one) the end of the
+    /// answer's ttl.
+    pub(crate) token: VerifiedToken,
+    /// Which of the rules' issuers vouched for it.
+    pub(crate) issuer: usize,
+    /// The answer's JSON object (with `iss` added when it had none), for `Claims<T>`.
+    pub(crate) json: Box<RawValue>,
+    /// Estimated bytes held, for the cache's memory bound.
+    pub(crate) size: u64,
+    /// The claims deserialized once, as the validator's `T`.
+    claims: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Introspected {
+    pub(crate) fn facts(&self) -> &Facts {
+        self.token.facts()
+    }
+
+    /// The answer's JSON as the claims type `T`, deserialized on the first call and shared
+    /// by the later ones (a cached answer costs no parsing).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidClaims`] when the JSON does not deserialize into `T`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn claims<T>(&self) -> Result<Claims<T>, AuthError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if let Some(memo) = self.claims.get()
+            && let Ok(claims) = Arc::clone(memo).downcast::<T>()
+        {
+            return Ok(Claims(claims));
+        }
+        let claims: Arc<T> = Arc::new(
+            serde_json::from_str(self.json.get())
+                .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?,
+        );
+        let _ = self
+            .claims
+            .set(Arc::clone(&claims) as Arc<dyn Any + Send + Sync>);
+        Ok(Claims(claims))
+    }
+}
+
+impl fmt::Debug for Introspected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspected")
+            .field("token", &self.token)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Active(i) => f.debug_tuple("Active").field(i).finish(),
+            Answer::Inactive => f.write_str("Inactive"),
+            Answer::Refused(e) => f.debug_tuple("Refused").field(e).finish(),
+            Answer::Unavailable(u) => f.debug_tuple("Unavailable").field(u).finish(),
+        }
+    }
+}
+
+/// The members read from an answer.
+const MEMBERS: [&str; 12] = [
+    "active",
+    "iss",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "sub",
+    "client_id",
+    "jti",
+    "scope",
+    "scp",
+    "cnf",
+];
+/// Read as raw JSON text: `active` (its value), `cnf` (an object).
+const RAW: [bool; 12] = [
+    true, false, false, false, false, false, false, false, false, false, false, true,
+];
+
+/// Reads the answer `body`, checked by `rules` at `now`. `issuer` is the endpoint's own
+/// issuer, when known; `ttl` how long an active answer may be cached (an answer without
+/// `exp` is taken to expire then).
+pub(crate) fn read(
+    body: &[u8],
+    rules: &[Checks],
+    issuer: Option<&str>,
+    now: i64,
+    ttl: Duration,
+) -> Answer {
+    let Ok(members) = json::read_object_raw(body, MEMBERS, RAW) else {
+        return Answer::Unavailable(Unavailable::InvalidResponse(
+            "not a JSON object without repeated members",
+        ));
+    };
+    let [
+        active,
+        iss,
+        aud,
+        exp,
+        nbf,
+        iat,
+        sub,
+        client_id,
+        jti,
+        scope,
+        scp,
+        cnf,
+    ] = members;
+    match active {
+        Some(Value::Raw("true")) => {}
+        Some(Value::Raw("false")) => return Answer::Inactive,
+        _ => {
+            return Answer::Unavailable(Unavailable::InvalidResponse("no boolean `active` member"));
+        }
+    }
+    let checked = (|| {
+        let (index, named) = select_issuer(iss.as_ref(), rules, issuer)?;
+        let checks = &rules[index];
+        if let Some(aud) = &aud {
+            check_audience(aud, &checks.audiences)?;
+        }
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let exp = date(exp.as_ref(), "exp")?.unwrap_or(now.saturating_add(ttl_secs));
+        let nbf = date(nbf.as_ref(), "nbf")?;
+        let iat = date(iat.as_ref(), "iat")?;
+        checks.check_times(exp, nbf, iat, now)?;
+        let jti = optional_str(jti, "jti")?;
+        if checks.require_jti && jti.is_none() {
+            return Err(AuthError::claim(ErrorKind::MissingClaim, "jti"));
+        }
+        let facts = Facts {
+            issuer: checks.issuer.clone(),
+            client_id: optional_str(client_id, "client_id")?,
+            subject: optional_str(sub, "sub")?,
+            scopes: Granted::from_claims(scope.as_ref(), scp.as_ref())?,
+            jti,
+            exp,
+            nbf,
+            iat,
+            cnf: cnf.map(|c| confirmation(&c)).transpose()?,
+        };
+        Ok((index, named, facts))
+    })();
+    let (index, named, facts) = match checked {
+        Ok(checked) => checked,
+        Err(err) => return Answer::Refused(err),
+    };
+    let Some(json) = claims_json(body, (!named).then_some(&*rules[index].issuer)) else {
+        return Answer::Unavailable(Unavailable::InvalidResponse("not a JSON object"));
+    };
+    // The JSON kept, and about as much again for the facts and the claims read from it.
+    let size = 2 * json.get().len() as u64 + facts.scopes.size() + 256;
+    Answer::Active(Arc::new(Introspected {
+        token: VerifiedToken::new(facts),
+        issuer: index,
+        json,
+        size,
+        claims: OnceLock::new(),
+    }))
+}
+
+/// Which rule applies: the one of the answer's `iss` (which must be the endpoint's issuer
+/// when that is known), else the endpoint's issuer's, else the only one. Also whether the
+/// answer named its issuer.
+fn select_issuer(
+    iss: Option<&Value<'_>>,
+    rules: &[Checks],
+    endpoint_issuer: Option<&str>,
+) -> Result<(usize, bool), AuthError> {
+    let invalid = AuthError::claim(ErrorKind::InvalidIssuer, "iss");
+    let position = |name: &str| rules.iter().position(|c| *c.issuer == *name).ok_or(invalid);
+    match (iss, endpoint_issuer) {
+        (Some(Value::Str(iss)), Some(ours)) if **iss != *ours => Err(invalid),
+        (Some(Value::Str(iss)), _) => Ok((position(iss)?, true)),
+        (Some(_), _) => Err(AuthError::claim(ErrorKind::InvalidClaimType, "iss")),
+        (None, Some(ours)) => Ok((position(ours)?, false)),
+        (None, None) if rules.len() == 1 => Ok((0, false)),
+        (None, None) => Err(AuthError::claim(ErrorKind::MissingClaim, "iss")),
+    }
+}
+
+/// `aud`: a string or an array of strings, one of which is ours.
+fn check_audience(aud: &Value<'_>, ours: &[Box<str>]) -> Result<(), AuthError> {
+    let is_ours = |a: &str| ours.iter().any(|o| **o == *a);
+    let wrong_type = AuthError::claim(ErrorKind::InvalidClaimType, "aud");
+    let found = match aud {
+        Value::Str(a) => is_ours(a),
+        Value::Array(items) => {
+            let mut found = false;
+            for item in items {
+                found |= is_ours(item.as_str().ok_or(wrong_type)?);
+            }
+            found
+        }
+        _ => return Err(wrong_type),
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(AuthError::claim(ErrorKind::InvalidAudience, "aud"))
+    }
+}
+
+/// An RFC 7662 date: an integer number of seconds since the epoch.
+fn date(value: Option<&Value<'_>>, claim: &'static str) -> Result<Option<i64>, AuthError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Int(n)) => Ok(Some(*n)),
+        Some(Value::Float(_)) => Err(AuthError::claim(ErrorKind::Malformed, claim)),
+        Some(_) => Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
+    }
+}
+
+fn optional_str(
+    value: Option<Value<'_>>,
+    claim: &'static str,
+) -> Result<Option<Box<str>>, AuthError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(Box::from(s.as_ref()))),
+        Some(_) => Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
+    }
+}
+
+/// `cnf` (RFC 7800; RFC 9449 §6.2, RFC 8705 §3.2 for introspection): `jkt` or `x5t#S256`;
+/// any other confirmation method, or both, binds to nothing a request can prove.
+fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError> {
+    let invalid = || AuthError::claim(ErrorKind::InvalidClaimType, "cnf");
+    let Value::Raw(text) = value else {
+        return Err(invalid());
+    };
+    if !text.starts_with('{') {
+        return Err(invalid());
+    }
+    let [jkt, x5t] =
+        json::read_object(text.as_bytes(), ["jkt", "x5t#S256"]).map_err(jws::json_error)?;
+    let thumbprint = |v: Value<'_>| match v {
+        Value::Str(s) if !s.is_empty() => Ok(Box::<str>::from(s.as_ref())),
+        _ => Err(invalid()),
+    };
+    Ok(match (jkt, x5t) {
+        (Some(jkt), None) => Confirmation::Jkt(thumbprint(jkt)?),
+        (None, Some(x5t)) => Confirmation::X5tS256(thumbprint(x5t)?),
+        _ => Confirmation::Other,
+    })
+}
+
+/// The answer's JSON object for the claims type, with `"iss": add_iss` first when given (an
+/// answer without `iss` is its endpoint's issuer's: a claims type that requires `iss`, such
+/// as `AccessClaims`, reads it as from a JWT). `body` is known to be a JSON object with at
+/// least one member (`active`).
+fn claims_json(body: &[u8], add_iss: Option<&str>) -> Option<Box<RawValue>> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let json = match add_iss {
+        None => text.to_owned(),
+        Some(iss) => {
+            let rest = text.strip_prefix('{')?;
+            let iss = serde_json::to_string(iss).ok()?;
+            format!("{{\"iss\":{iss},{rest}")
+        }
+    };
+    RawValue::from_string(json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::AccessClaims;
+    use crate::validator::Profile;
+
+    const ISS: &str = "https://issuer.example";
+    const NOW: i64 = 1_700_000_000;
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn rules() -> Box<[Checks]> {
+        let rule = |iss: &str, aud: &str| {
+            Checks::new(
+                iss.into(),
+                Box::new([aud.into()]),
+                Duration::from_secs(60),
+                Profile::Jwt,
+                None,
+                false,
+            )
+        };
+        Box::new([
+            rule(ISS, "https://api.example"),
+            rule("https://other.example", "https://other-api.example"),
+        ])
+    }
+
+    fn answer(body: serde_json::Value, endpoint_issuer: Option<&str>) -> Answer {
+        read(
+            body.to_string().as_bytes(),
+            &rules(),
+            endpoint_issuer,
+            NOW,
+            TTL,
+        )
+    }
+
+    fn active(body: serde_json::Value) -> Arc<Introspected> {
+        match answer(body, Some(ISS)) {
+            Answer::Active(i) => i,
+            other => panic!("not active: {other:?}"),
+        }
+    }
+
+    fn refused(body: serde_json::Value, endpoint_issuer: Option<&str>) -> (ErrorKind, String) {
+        match answer(body, endpoint_issuer) {
+            Answer::Refused(e) => (e.kind(), e.claim_name().unwrap_or_default().to_owned()),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_active_answer_maps_to_the_facts_of_a_jwt() {
+        let i = active(serde_json::json!({
+            "active": true, "scope": "read write", "client_id": "svc", "sub": "alice",
+            "aud": ["https://x.example", "https://api.example"], "iss": ISS,
+            "exp": NOW + 600, "iat": NOW - 10, "nbf": NOW - 10, "jti": "j-1",
+            "token_type": "Bearer", "cnf": {"jkt": "thumb"}
+        }));
+        let t = &i.token;
+        assert_eq!(t.issuer(), ISS);
+        assert_eq!(t.client_id(), Some("svc"));
+        assert_eq!(t.subject(), Some("alice"));
+        assert_eq!(t.scopes().collect::<Vec<_>>(), ["read", "write"]);
+        assert_eq!(t.jti(), Some("j-1"));
+        assert_eq!(t.expires_at(), NOW + 600);
+        assert_eq!(t.issued_at(), Some(NOW - 10));
+        assert_eq!(t.confirmation(), Some(&Confirmation::Jkt("thumb".into())));
+        assert_eq!(i.issuer, 0);
+        let claims: Claims<AccessClaims> = i.claims().expect("claims");
+        assert_eq!(claims.0.iss, ISS);
+        assert_eq!(claims.0.client_id.as_deref(), Some("svc"));
+        assert_eq!(claims.0.extra["token_type"], "Bearer");
+        // Deserialized once: the second call shares it.
+        let again: Claims<AccessClaims> = i.claims().expect("claims");
+        assert!(Arc::ptr_eq(&claims.0, &again.0));
+    }
+
+    #[test]
+    fn the_issuer_comes_from_iss_or_from_the_endpoint() {
+        // No `iss`: the endpoint's issuer, added to the claims JSON.
+        let i = match answer(
+            serde_json::json!({"active": true, "exp": NOW + 60, "aud": "https://other-api.example"}),
+            Some("https://other.example"),
+        ) {
+            Answer::Active(i) => i,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(i.issuer, 1);
+        let claims: Claims<AccessClaims> = i.claims().expect("claims with iss");
+        assert_eq!(claims.0.iss, "https://other.example");
+        // An `iss` that is not the endpoint's, or not trusted, or not a string.
+        let other = serde_json::json!({"active": true, "iss": "https://other.example"});
+        assert_eq!(refused(other, Some(ISS)).0, ErrorKind::InvalidIssuer);
+        let unknown = serde_json::json!({"active": true, "iss": "https://evil.example"});
+        assert_eq!(refused(unknown, None).0, ErrorKind::InvalidIssuer);
+        let typed = serde_json::json!({"active": true, "iss": 7});
+        assert_eq!(refused(typed, None).0, ErrorKind::InvalidClaimType);
+        // No `iss`, no known endpoint issuer, several trusted: which one is unknowable.
+        let bare = serde_json::json!({"active": true});
+        assert_eq!(refused(bare, None), (ErrorKind::MissingClaim, "iss".into()));
+        // With a single rule it is that one.
+        let single = read(br#"{"active":true}"#, &rules()[..1], None, NOW, TTL);
+        assert!(matches!(single, Answer::Active(_)), "{single:?}");
+        // The endpoint's issuer must be trusted.
+        let bare = serde_json::json!({"active": true});
+        assert_eq!(
+            refused(bare, Some("https://evil.example")).0,
+            ErrorKind::InvalidIssuer
+        );
+    }
+
+    #[test]
+    fn aud_and_times_are_checked_when_present() {
+        let base = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({"active": true, "iss": ISS});
+            body.as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            body
+        };
+        // Absent `aud`, absent `exp`: accepted; `exp` is then the end of the ttl.
+        let i = active(base(serde_json::json!({})));
+        assert_eq!(i.token.expires_at(), NOW + 60);
+        for (extra, kind, claim) in [
+            (
+                serde_json::json!({"aud": "https://x.example"}),
+                ErrorKind::InvalidAudience,
+                "aud",
+            ),
+            (
+                serde_json::json!({"aud": ["https://api.example", 1]}),
+                ErrorKind::InvalidClaimType,
+                "aud",
+            ),
+            (
+                serde_json::json!({"exp": NOW - 61}),
+                ErrorKind::Expired,
+                "exp",
+            ),
+            (
+                serde_json::json!({"nbf": NOW + 61}),
+                ErrorKind::NotYetValid,
+                "nbf",
+            ),
+            (
+                serde_json::json!({"iat": NOW + 61}),
+                ErrorKind::IssuedInFuture,
+                "iat",
+            ),
+            (
+                serde_json::json!({"exp": "soon"}),
+                ErrorKind::InvalidClaimType,
+                "exp",
+            ),
+            (serde_json::json!({"exp": 1.5}), ErrorKind::Malformed, "exp"),
+            (
+                serde_json::json!({"scope": ["read"]}),
+                ErrorKind::InvalidClaimType,
+                "scope",
+            ),
+            (
+                serde_json::json!({"client_id": 1}),
+                ErrorKind::InvalidClaimType,
+                "client_id",
+            ),
+            (
+                serde_json::json!({"cnf": "jkt"}),
+                ErrorKind::InvalidClaimType,
+                "cnf",
+            ),
+        ] {
+            let shown = extra.to_string();
+            assert_eq!(
+                refused(base(extra), Some(ISS)),
+                (kind, claim.to_owned()),
+                "{shown}"
+            );
+        }
+        // Within the leeway.
+        active(base(serde_json::json!({"exp": NOW - 59})));
+    }
+
+    #[test]
+    fn only_a_boolean_active_counts() {
+        let inactive = answer(serde_json::json!({"active": false}), Some(ISS));
+        assert!(matches!(inactive, Answer::Inactive));
+        for body in [
+            r#"{"scope":"read"}"#,
+            r#"{"active":"true"}"#,
+            r#"{"active":1}"#,
+            r#"{"active":null}"#,
+            r#"{"active":true,"active":false}"#,
+            r#"{"active":false,"active":true}"#,
+            r#"[{"active":true}]"#,
+            "true",
+            "<html>",
+            "",
+        ] {
+            let read = read(body.as_bytes(), &rules(), Some(ISS), NOW, TTL);
+            assert!(
+                matches!(read, Answer::Unavailable(Unavailable::InvalidResponse(_))),
+                "{body}: {read:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn jti_is_required_when_revocation_is_on() {
+        let mut rules = rules();
+        rules[0].require_jti = true;
+        let read = read(br#"{"active":true}"#, &rules, Some(ISS), NOW, TTL);
+        assert!(
+            matches!(read, Answer::Refused(e) if e.claim_name() == Some("jti")),
+            "{read:?}"
+        );
+    }
+
+    #[test]
+    fn reasons_are_stable() {
+        let status = |s: u16| {
+            Unavailable::Fetch(FetchErrorKind::Status(
+                http::StatusCode::from_u16(s).expect("status"),
+            ))
+        };
+        assert_eq!(status(401).reason(), "client_refused");
+        assert_eq!(status(403).reason(), "client_refused");
+        assert_eq!(status(500).reason(), "http_status");
+        assert_eq!(
+            Unavailable::Fetch(FetchErrorKind::Connect).reason(),
+            "connect"
+        );
+        assert_eq!(Unavailable::Overloaded.reason(), "overloaded");
+    }
+}
