@@ -19,7 +19,9 @@
 //! carries what was already verified.
 
 use std::fmt;
-use std::future::Future as _;
+use std::future::Future;
+#[cfg(feature = "remote")]
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -30,6 +32,8 @@ use crate::claims::Claims;
 use crate::credentials::{self, Scheme};
 use crate::dpop::ProofFuture;
 use crate::error::{AuthError, ErrorKind};
+#[cfg(feature = "remote")]
+use crate::introspection::Answer;
 use crate::response::Refusal;
 use crate::revocation::Known;
 use crate::scope::RequiredScopes;
@@ -57,6 +61,14 @@ pub(crate) enum Pending<T> {
         issuer: usize,
         generation: u64,
     },
+    /// The introspection endpoint's answer for an opaque token (the token is kept for the
+    /// binding stage).
+    #[cfg(feature = "remote")]
+    Introspection {
+        token: Box<str>,
+        scheme: Scheme,
+        answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
+    },
     /// The DPoP replay store's answer for the proof of a verified token.
     Proof {
         verified: Arc<Verified<T>>,
@@ -71,6 +83,8 @@ impl<T> Pending<T> {
     fn scheme(&self) -> Scheme {
         match self {
             Pending::Keys { scheme, .. } => *scheme,
+            #[cfg(feature = "remote")]
+            Pending::Introspection { scheme, .. } => *scheme,
             Pending::Proof { .. } => Scheme::Dpop,
             // Only a token bound to a DPoP key passes the binding stage under `DPoP`.
             Pending::Revocation(verified) => match verified.token.confirmation() {
@@ -173,6 +187,12 @@ where
                 issuer,
                 generation,
             }),
+            #[cfg(feature = "remote")]
+            Verify::Introspect => Decision::Wait(Pending::Introspection {
+                token: token.into(),
+                scheme,
+                answer: Box::pin(self.validator.introspect(token)),
+            }),
         };
         with_scheme(decision, scheme)
     }
@@ -231,8 +251,22 @@ where
                         Verify::Fetch { .. } => {
                             Decision::Deny(Refusal::new(ErrorKind::KeysUnavailable))
                         }
+                        // Keys were fetched for a JWT: it is still one.
+                        #[cfg(feature = "remote")]
+                        Verify::Introspect => {
+                            Decision::Deny(Refusal::new(ErrorKind::KeysUnavailable))
+                        }
                     }
                 }
+                #[cfg(feature = "remote")]
+                Pending::Introspection {
+                    token,
+                    scheme,
+                    answer,
+                } => match self.validator.introspected(answer.await) {
+                    Ok(verified) => self.after_verify(verified, &token, scheme, parts),
+                    Err(err) => Decision::Deny(Refusal::new(err)),
+                },
                 Pending::Proof { verified, proof } => {
                     match self.binding.proven(proof.await, &verified.token) {
                         Bound::Holds => self.after_bind(verified),
@@ -378,11 +412,17 @@ where
 
     /// Stages 2 to 5 on a bare token, as far as they go without waiting.
     fn decide_token(&self, token: &str, scopes: &RequiredScopes, may_fetch: bool) -> Bare<T> {
-        let verified = match self.verify(token, may_fetch) {
-            Verify::Done(Ok(verified)) => verified,
-            Verify::Done(Err(err)) => return Bare::Done(Err(err)),
-            Verify::Fetch { issuer, generation } => return Bare::Keys { issuer, generation },
-        };
+        match self.verify(token, may_fetch) {
+            Verify::Done(Ok(verified)) => self.decide_verified(verified, scopes),
+            Verify::Done(Err(err)) => Bare::Done(Err(err)),
+            Verify::Fetch { issuer, generation } => Bare::Keys { issuer, generation },
+            #[cfg(feature = "remote")]
+            Verify::Introspect => Bare::Introspection,
+        }
+    }
+
+    /// Stages 3 to 5 on a bare token, verified.
+    fn decide_verified(&self, verified: Arc<Verified<T>>, scopes: &RequiredScopes) -> Bare<T> {
         if let Err(refusal) = bind_bare(&verified) {
             return Bare::Done(Err(*refusal.error()));
         }
@@ -408,9 +448,18 @@ where
             self.fetch_keys(issuer, generation).await;
             step = self.decide_token(token, scopes, false);
         }
+        #[cfg(feature = "remote")]
+        if let Bare::Introspection = step {
+            step = match self.introspected(self.introspect(token).await) {
+                Ok(verified) => self.decide_verified(verified, scopes),
+                Err(err) => Bare::Done(Err(err)),
+            };
+        }
         match step {
             Bare::Done(result) => result,
             Bare::Keys { .. } => Err(ErrorKind::KeysUnavailable.into()),
+            #[cfg(feature = "remote")]
+            Bare::Introspection => Err(ErrorKind::IntrospectionUnavailable.into()),
             Bare::Revocation(verified) => match ask_revocation(self, verified).await {
                 Ok(verified) => Ok(verified.claims.clone()),
                 Err(refusal) => Err(*refusal.error()),
@@ -430,6 +479,12 @@ where
         let verified = match step {
             Bare::Done(result) => return result,
             Bare::Keys { .. } => return Err(ErrorKind::KeysUnavailable.into()),
+            // Started now (it runs on its own task); a later call finds the answer cached.
+            #[cfg(feature = "remote")]
+            Bare::Introspection => {
+                drop(self.introspect(token));
+                return Err(ErrorKind::IntrospectionUnavailable.into());
+            }
             Bare::Revocation(verified) => verified,
         };
         // The store must be asked and the caller cannot wait. A store that answers at once
@@ -471,6 +526,9 @@ enum Bare<T> {
     },
     /// The revocation store must be asked.
     Revocation(Arc<Verified<T>>),
+    /// The introspection endpoint must be asked.
+    #[cfg(feature = "remote")]
+    Introspection,
 }
 
 fn admitted<T>(verified: Option<Arc<Verified<T>>>) -> Result<Claims<T>, AuthError> {

@@ -115,6 +115,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The token has been revoked (its `jti` is in the revocation store).
     Revoked,
+    /// The issuer's introspection endpoint says the token is not active (RFC 7662
+    /// `active: false`: unknown, expired, revoked, or not for this resource server) (401
+    /// `invalid_token`).
+    InactiveToken,
     /// No verification keys are available (for example the issuer's key set could not be
     /// fetched): a server-side problem, answered with 503.
     KeysUnavailable,
@@ -124,6 +128,12 @@ pub enum ErrorKind {
     RevocationUnavailable,
     /// The DPoP replay store could not be asked: 503 with `Retry-After` (fail closed).
     ProofReplayUnavailable,
+    /// The introspection endpoint could not answer (down, slow, refusing this resource
+    /// server's credentials, answering something that is not RFC 7662, too many tokens
+    /// waiting): 503 with `Retry-After`, never 401. A synchronous
+    /// [`Validator::validate`](crate::Validator::validate) that would have to wait answers
+    /// this too, and starts the introspection in the background.
+    IntrospectionUnavailable,
     /// The client is over its rate limit (429 with `Retry-After`; gRPC
     /// `RESOURCE_EXHAUSTED`).
     RateLimited,

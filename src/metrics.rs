@@ -81,9 +81,11 @@ fn refused_labels(kind: ErrorKind) -> &'static [metrics::Label] {
         InsufficientScope,
         Forbidden,
         Revoked,
+        InactiveToken,
         KeysUnavailable,
         RevocationUnavailable,
         ProofReplayUnavailable,
+        IntrospectionUnavailable,
         RateLimited,
         QuotaUnavailable,
     )

@@ -141,8 +141,8 @@ pub(crate) struct Verified<T> {
     pub(crate) claims: Claims<T>,
     pub(crate) token: VerifiedToken,
     /// The key that verified the signature: a cached entry is served only while it is
-    /// still in its issuer's key set.
-    pub(crate) key: Key,
+    /// still in its issuer's key set. `None` for a token vouched for by introspection.
+    pub(crate) key: Option<Key>,
     /// Which of the validator's issuers vouched for it.
     pub(crate) issuer: usize,
     /// Estimated bytes held, for the cache's memory bound.

@@ -92,7 +92,6 @@ impl Introspected {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidClaims`] when the JSON does not deserialize into `T`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn claims<T>(&self) -> Result<Claims<T>, AuthError>
     where
         T: DeserializeOwned + Send + Sync + 'static,

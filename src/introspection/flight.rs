@@ -194,7 +194,7 @@ impl Flights {
 pub(crate) fn join(
     shared: &Arc<Shared>,
     token: &str,
-) -> impl Future<Output = Answer> + Send + 'static {
+) -> impl Future<Output = Answer> + Send + 'static + use<> {
     let joined = start_or_join(shared, token);
     async move {
         let mut flight = match joined {

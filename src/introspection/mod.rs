@@ -7,7 +7,7 @@
 //! - [`route`]: mixed mode, which tokens are verified locally and which are introspected.
 
 mod answer;
-mod cache;
+pub(crate) mod cache;
 mod flight;
 mod route;
 #[cfg(test)]
@@ -18,14 +18,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-// The interface of the decision path; `allow`s until it is plugged in.
-#[allow(unused_imports)]
-pub(crate) use self::answer::{Answer, Introspected, Unavailable};
+pub(crate) use self::answer::Answer;
 use self::cache::AnswerCache;
-#[allow(unused_imports)]
-pub(crate) use self::cache::digest;
 use self::flight::{Config, Endpoint, Flights};
-#[allow(unused_imports)]
 pub(crate) use self::route::is_local_jwt;
 use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 use crate::client_auth::ClientSecret;
@@ -149,6 +144,12 @@ impl Introspection {
             .map_err(|e| ConfigError::Discovery(e.to_string()))
     }
 
+    /// The issuer whose tokens this endpoint answers for, when known (configured, or the
+    /// URL given to [`discover`](Self::discover)).
+    pub(crate) fn issuer(&self) -> Option<&str> {
+        self.shared.config.issuer()
+    }
+
     /// How full the answer cache is: `(entries, estimated bytes)`.
     #[must_use]
     pub fn cache_usage(&self) -> (usize, u64) {
@@ -159,7 +160,6 @@ impl Introspection {
     /// their audiences, leeway and lifetime cap), with a cache and flights of its own: an
     /// answer is cached as the rules judged it. The configuration, the HTTP client and the
     /// bound on concurrent requests stay shared.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn bind(&self, rules: Box<[Checks]>) -> Introspection {
         let config = Arc::clone(&self.shared.config);
         Introspection {
@@ -169,7 +169,6 @@ impl Introspection {
 
     /// The cached answer for `token` at `now` (Unix seconds), if any: no allocation, no
     /// waiting. `Unavailable` is never cached.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn cached(&self, token: &str, now: i64) -> Option<Answer> {
         self.shared.cache.get(&cache::digest(token), now)
     }
@@ -178,8 +177,10 @@ impl Introspection {
     /// token is in flight (then its answer is shared). The request runs in a task of its own:
     /// dropping the future does not cancel it. Must be called within a Tokio runtime (else
     /// [`Unavailable::NoRuntime`]).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn introspect(&self, token: &str) -> impl Future<Output = Answer> + Send + 'static {
+    pub(crate) fn introspect(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Answer> + Send + 'static + use<> {
         flight::join(&self.shared, token)
     }
 }

@@ -13,6 +13,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty, Full};
 use tokio::sync::Semaphore;
 
+use super::answer::Unavailable;
 use super::*;
 use crate::error::BoxError;
 use crate::fetch::FetchErrorKind;

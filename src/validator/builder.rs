@@ -33,6 +33,8 @@ impl Validator<AccessClaims> {
                 memo: DEFAULT_REVOCATION_MEMO,
                 fail_open: false,
             },
+            #[cfg(feature = "remote")]
+            introspection: None,
             _claims: PhantomData,
         }
     }
@@ -67,6 +69,8 @@ pub struct ValidatorBuilder<T = AccessClaims> {
     max_token_len: usize,
     cache: Option<(usize, u64)>,
     revocation: RevocationSettings,
+    #[cfg(feature = "remote")]
+    introspection: Option<crate::Introspection>,
     _claims: PhantomData<fn() -> T>,
 }
 
@@ -200,6 +204,34 @@ impl<T> ValidatorBuilder<T> {
         self
     }
 
+    /// Verifies opaque tokens by asking the issuer (RFC 7662, feature `remote`).
+    ///
+    /// Tokens that are JWTs of a trusted issuer with keys are still verified here (mixed
+    /// mode); every other token is introspected, and the answer is checked by the same
+    /// rules (issuer, audience, times, lifetime cap, `cnf`) before scopes, binding and
+    /// revocation, as for a JWT. An issuer needs no keys then: all of its tokens are
+    /// introspected. The introspection's issuer
+    /// ([`IntrospectionBuilder::issuer`](crate::IntrospectionBuilder::issuer), or the URL
+    /// given to [`Introspection::discover`](crate::Introspection::discover)) is trusted
+    /// without being named again.
+    ///
+    /// ```
+    /// use bearer_guard::{Introspection, Validator};
+    /// let validator = Validator::builder()
+    ///     .audience("https://api.example")
+    ///     .introspection(
+    ///         Introspection::discover("https://issuer.example", "api", "s3cr3t").build()?,
+    ///     )
+    ///     .build()?;
+    /// assert_eq!(validator.issuer(), "https://issuer.example");
+    /// # Ok::<(), bearer_guard::ConfigError>(())
+    /// ```
+    #[cfg(feature = "remote")]
+    pub fn introspection(mut self, introspection: crate::Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
     /// Chooses the type the claims are deserialized into (default [`AccessClaims`]).
     ///
     /// ```
@@ -219,6 +251,8 @@ impl<T> ValidatorBuilder<T> {
             max_token_len: self.max_token_len,
             cache: self.cache,
             revocation: self.revocation,
+            #[cfg(feature = "remote")]
+            introspection: self.introspection,
             _claims: PhantomData,
         }
     }
@@ -235,6 +269,10 @@ impl<T> ValidatorBuilder<T> {
         let revocation = self.revocation.store.map(|store| {
             RevocationCheck::new(store, self.revocation.memo, self.revocation.fail_open)
         });
+        #[cfg(feature = "remote")]
+        let introspected = self.introspection.is_some();
+        #[cfg(not(feature = "remote"))]
+        let introspected = false;
         let primary = (self.issuer.is_some() || self.keys.is_some()).then(|| Issuer {
             issuer: self.issuer,
             keys: self.keys,
@@ -249,9 +287,24 @@ impl<T> ValidatorBuilder<T> {
             leeway: self.leeway,
             max_lifetime: self.max_lifetime,
             require_jti: revocation.is_some(),
+            introspected,
         };
+        // The introspection's issuer is trusted, for its tokens, if it is not already.
+        #[cfg(feature = "remote")]
+        let introspected_issuer = self
+            .introspection
+            .as_ref()
+            .and_then(|i| i.issuer())
+            .filter(|name| {
+                let named = |i: &Issuer| i.issuer.as_deref() == Some(*name);
+                !primary.iter().any(named) && !self.trusted.iter().any(named)
+            })
+            .map(Issuer::new);
+        #[cfg(not(feature = "remote"))]
+        let introspected_issuer = None;
         let mut issuers: Vec<Trusted> = Vec::new();
-        for issuer in primary.into_iter().chain(self.trusted) {
+        let all = primary.into_iter().chain(self.trusted);
+        for issuer in all.chain(introspected_issuer) {
             let trusted = defaults.trusted(issuer)?;
             if issuers
                 .iter()
@@ -266,6 +319,11 @@ impl<T> ValidatorBuilder<T> {
             return Err(ConfigError::MissingIssuer);
         }
         let max_leeway = issuers.iter().map(|t| t.checks.leeway).max().unwrap_or(0);
+        #[cfg(feature = "remote")]
+        let introspection = self.introspection.map(|i| {
+            let rules = issuers.iter().map(|t| t.checks.clone()).collect();
+            i.bind(rules)
+        });
         Ok(Validator {
             inner: Arc::new(Inner {
                 issuers: issuers.into_boxed_slice(),
@@ -273,6 +331,8 @@ impl<T> ValidatorBuilder<T> {
                     .cache
                     .map(|(entries, bytes)| TokenCache::new(entries, bytes)),
                 revocation,
+                #[cfg(feature = "remote")]
+                introspection,
                 max_token_len: self.max_token_len,
                 max_leeway,
             }),
@@ -287,15 +347,19 @@ struct Defaults<'a> {
     leeway: Duration,
     max_lifetime: Option<Duration>,
     require_jti: bool,
+    /// Tokens may be introspected: an issuer needs no keys.
+    introspected: bool,
 }
 
 impl Defaults<'_> {
     /// `issuer`, checked and with its keys started.
     fn trusted(&self, issuer: Issuer) -> Result<Trusted, ConfigError> {
-        let keys = issuer.keys.ok_or(ConfigError::MissingKeys)?;
+        if issuer.keys.is_none() && !self.introspected {
+            return Err(ConfigError::MissingKeys);
+        }
         let name = issuer
             .issuer
-            .or_else(|| keys.discovery_issuer().map(str::to_owned))
+            .or_else(|| issuer.keys.as_ref()?.discovery_issuer().map(str::to_owned))
             .filter(|i| !i.is_empty())
             .ok_or(ConfigError::MissingIssuer)?;
         let audiences = if issuer.audiences.is_empty() {
@@ -313,7 +377,13 @@ impl Defaults<'_> {
                 max: MAX_LEEWAY.as_secs(),
             });
         }
-        let keys = keys.start(&name)?;
+        let keys = match issuer.keys {
+            Some(keys) => keys.start(&name)?,
+            #[cfg(feature = "remote")]
+            None => super::IssuerKeys::None,
+            #[cfg(not(feature = "remote"))]
+            None => return Err(ConfigError::MissingKeys),
+        };
         let checks = Checks::new(
             name.into(),
             audiences.into_iter().map(Into::into).collect(),

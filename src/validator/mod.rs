@@ -71,6 +71,9 @@ pub(crate) struct Inner<T> {
     pub(crate) issuers: Box<[Trusted]>,
     pub(crate) cache: Option<TokenCache<T>>,
     pub(crate) revocation: Option<RevocationCheck>,
+    /// Opaque tokens (and JWTs of issuers without keys) are introspected.
+    #[cfg(feature = "remote")]
+    pub(crate) introspection: Option<crate::Introspection>,
     pub(crate) max_token_len: usize,
     /// The largest leeway of any issuer: how long past `exp` a cached token may matter.
     pub(crate) max_leeway: i64,
@@ -105,8 +108,10 @@ impl<T> fmt::Debug for Validator<T> {
                 "cached_tokens",
                 &self.inner.cache.as_ref().map(TokenCache::len),
             )
-            .field("revocation", &self.inner.revocation)
-            .finish()
+            .field("revocation", &self.inner.revocation);
+        #[cfg(feature = "remote")]
+        d.field("introspection", &self.inner.introspection);
+        d.finish()
     }
 }
 
@@ -140,10 +145,14 @@ impl<T> Validator<T> {
     /// place, and the validator serves their tokens (the failed issuer's get 503 until its
     /// keys arrive). Whether to start anyway is the caller's choice.
     ///
+    /// With [`introspection`](ValidatorBuilder::introspection) by discovery, the issuer's
+    /// metadata is read too.
+    ///
     /// # Errors
     /// [`ConfigError::KeyFetch`] naming, for each issuer whose keys could not be had, the
     /// URL and what failed (connect, status, body too large, invalid JSON, issuer mismatch,
-    /// no usable key ...).
+    /// no usable key ...); [`ConfigError::Discovery`] when the introspection endpoint could
+    /// not be discovered.
     pub async fn ready(&self) -> Result<(), ConfigError> {
         let mut pending: Vec<_> = self
             .inner
@@ -173,11 +182,14 @@ impl<T> Validator<T> {
             }
         })
         .await;
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::KeyFetch(failures.join("; ")))
+        if !failures.is_empty() {
+            return Err(ConfigError::KeyFetch(failures.join("; ")));
         }
+        #[cfg(feature = "remote")]
+        if let Some(introspection) = &self.inner.introspection {
+            introspection.ready().await?;
+        }
+        Ok(())
     }
 
     pub(crate) fn max_token_len(&self) -> usize {

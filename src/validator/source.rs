@@ -72,6 +72,9 @@ impl fmt::Debug for KeySource {
 
 /// One issuer's keys while the validator runs.
 pub(crate) enum IssuerKeys {
+    /// None: the issuer's tokens are introspected, never verified here.
+    #[cfg(feature = "remote")]
+    None,
     Static(KeySet),
     #[cfg(feature = "remote")]
     Remote(Arc<KeyCache>),
@@ -84,6 +87,8 @@ impl IssuerKeys {
         match self {
             IssuerKeys::Static(_) => true,
             #[cfg(feature = "remote")]
+            IssuerKeys::None => false,
+            #[cfg(feature = "remote")]
             IssuerKeys::Remote(cache) => cache.contains(key),
         }
     }
@@ -94,6 +99,8 @@ impl IssuerKeys {
         match self {
             IssuerKeys::Static(keys) => keys.clone(),
             #[cfg(feature = "remote")]
+            IssuerKeys::None => KeySet::default(),
+            #[cfg(feature = "remote")]
             IssuerKeys::Remote(cache) => cache.current().unwrap_or_default(),
         }
     }
@@ -102,6 +109,8 @@ impl IssuerKeys {
     pub(crate) async fn ready(&self) -> Result<(), ConfigError> {
         match self {
             IssuerKeys::Static(_) => Ok(()),
+            #[cfg(feature = "remote")]
+            IssuerKeys::None => Ok(()),
             #[cfg(feature = "remote")]
             IssuerKeys::Remote(cache) => cache.ready().await,
         }
@@ -121,6 +130,8 @@ impl fmt::Debug for IssuerKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IssuerKeys::Static(keys) => keys.fmt(f),
+            #[cfg(feature = "remote")]
+            IssuerKeys::None => f.write_str("Introspected"),
             #[cfg(feature = "remote")]
             IssuerKeys::Remote(cache) => cache.fmt(f),
         }

@@ -1,6 +1,8 @@
 //! One token, verified: from the cache when it is there and still good, else from its
 //! signature (with its issuer's keys only) and its claims.
 
+#[cfg(feature = "remote")]
+use std::future::Future;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -23,6 +25,10 @@ pub(crate) enum Verify<T> {
         issuer: usize,
         generation: u64,
     },
+    /// The token is to be introspected and no answer is cached: ask the endpoint
+    /// (`Validator::introspect`), then [`Validator::introspected`].
+    #[cfg(feature = "remote")]
+    Introspect,
 }
 
 impl<T> Validator<T>
@@ -38,12 +44,16 @@ where
         }
         let now = now();
         let Some(cache) = &inner.cache else {
-            return self.verify_uncached(token, now, may_fetch);
+            return self.verify_unseen(token, now, may_fetch);
         };
         cache.sweep_expired(now, inner.max_leeway);
         if let Some(hit) = cache.get(token) {
             let trusted = self.trusted(hit.issuer);
-            if trusted.checks.still_valid(hit.facts(), now) && trusted.keys.contains(&hit.key) {
+            let key_kept = hit
+                .key
+                .as_ref()
+                .is_some_and(|key| trusted.keys.contains(key));
+            if trusted.checks.still_valid(hit.facts(), now) && key_kept {
                 crate::metrics::cache_hit();
                 return Verify::Done(Ok(hit));
             }
@@ -51,11 +61,75 @@ where
             cache.remove(token);
         }
         crate::metrics::cache_miss();
-        let step = self.verify_uncached(token, now, may_fetch);
-        if let Verify::Done(Ok(verified)) = &step {
+        let step = self.verify_unseen(token, now, may_fetch);
+        // Introspected tokens have a cache of their own, with the introspection's ttl.
+        if let Verify::Done(Ok(verified)) = &step
+            && verified.key.is_some()
+        {
             cache.insert(token, Arc::clone(verified));
         }
         step
+    }
+
+    /// A token not in the verified-token cache: introspected (an opaque token, or a JWT of
+    /// no issuer with keys), else verified here.
+    fn verify_unseen(&self, token: &str, now: i64, may_fetch: bool) -> Verify<T> {
+        #[cfg(feature = "remote")]
+        if let Some(introspection) = &self.inner.introspection {
+            let local = |iss: &str| {
+                self.inner
+                    .issuers
+                    .iter()
+                    .any(|t| *t.checks.issuer == *iss && !matches!(t.keys, IssuerKeys::None))
+            };
+            if !crate::introspection::is_local_jwt(token, local) {
+                return match introspection.cached(token, now) {
+                    Some(answer) => Verify::Done(self.introspected(answer)),
+                    None => Verify::Introspect,
+                };
+            }
+        }
+        self.verify_uncached(token, now, may_fetch)
+    }
+
+    /// Asks the introspection endpoint about `token` (for a [`Verify::Introspect`]). The
+    /// request runs on its own task from this call on, shared by every request with the
+    /// same token; dropping the future does not cancel it.
+    #[cfg(feature = "remote")]
+    pub(crate) fn introspect(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = crate::introspection::Answer> + Send + 'static + use<T> {
+        let introspection = self.inner.introspection.clone();
+        let answer = introspection.as_ref().map(|i| i.introspect(token));
+        async move {
+            match answer {
+                Some(answer) => answer.await,
+                // Never asked for without an introspection.
+                None => crate::introspection::Answer::Inactive,
+            }
+        }
+    }
+
+    /// What an introspection answer means for the request.
+    #[cfg(feature = "remote")]
+    pub(crate) fn introspected(
+        &self,
+        answer: crate::introspection::Answer,
+    ) -> Result<Arc<Verified<T>>, AuthError> {
+        use crate::introspection::Answer;
+        match answer {
+            Answer::Active(active) => Ok(Arc::new(Verified {
+                claims: active.claims::<T>()?,
+                token: active.token.clone(),
+                key: None,
+                issuer: active.issuer,
+                size: active.size,
+            })),
+            Answer::Inactive => Err(ErrorKind::InactiveToken.into()),
+            Answer::Refused(err) => Err(err),
+            Answer::Unavailable(_) => Err(ErrorKind::IntrospectionUnavailable.into()),
+        }
     }
 
     /// Waits for the fetch a [`Verify::Fetch`] asked for (at most one per cooldown, shared
@@ -86,7 +160,7 @@ where
             Ok(Ok(Arc::new(Verified {
                 claims: Claims(Arc::new(claims)),
                 token: VerifiedToken::new(facts),
-                key,
+                key: Some(key),
                 issuer,
                 size,
             })))
@@ -131,6 +205,9 @@ where
         let _ = may_fetch;
         match &self.trusted(issuer).keys {
             IssuerKeys::Static(keys) => jws.verify(keys).cloned().map(Ok),
+            // Only introspection vouches for this issuer's tokens.
+            #[cfg(feature = "remote")]
+            IssuerKeys::None => Err(ErrorKind::UnknownKey.into()),
             #[cfg(feature = "remote")]
             IssuerKeys::Remote(cache) => {
                 use crate::remote::KeyCache;
