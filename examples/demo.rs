@@ -27,8 +27,9 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
-use bearer_guard::{Guard, RemoteKeys, Validator};
+use bearer_guard::{Guard, ProtectedResource, RemoteKeys, Validator};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -89,32 +90,34 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<Vec<Row>, Error> {
     let demo = Demo::start().await?;
 
-    println!("bearer-guard demo: OAuth 2.0 client credentials, end to end\n");
+    println!("bearer-guard demo: OAuth 2.0 on one machine, end to end\n");
     println!(
-        "  issuer           {}  token endpoint {}, revocation {}, keys {}",
-        demo.issuer_url,
-        issuer::TOKEN_PATH,
-        issuer::REVOKE_PATH,
-        issuer::JWKS_PATH
+        "  issuer    {}  (token, revocation, keys, login page)",
+        demo.issuer_url
     );
     println!(
-        "  resource server  {}  GET /protected-resource needs scope {ROUTE_SCOPE:?}",
+        "  API       {}/protected-resource  needs scope {ROUTE_SCOPE:?}; Bearer or DPoP",
         demo.api_url
     );
-    println!("  clients          demo-client (read write), reader (read); demo-only secrets");
-    println!("                   demo-app (public, authorization code + PKCE) for user alice\n");
+    println!("  clients   demo-client (may have read write), reader (read): client secrets");
+    println!("            demo-app: public, authorization code + PKCE, for the user alice\n");
+    println!("  Each case says who calls and with which token, then what came back:");
+    println!("    200 (c)              the API admitted it; c is the token's client (and user)");
+    println!("    401 invalid_token    the API's status and its WWW-Authenticate `error`");
+    println!("    token 400 x          the issuer refused a token request with error x\n");
 
     let rows = demo.cases().await;
-    print_table(&rows);
+    print_rows(&rows);
     Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The cases
 
-/// One line of the table.
+/// One case: what it shows, who calls with which token, what should and did come back.
 struct Row {
     case: &'static str,
+    who: &'static str,
     expected: String,
     got: String,
 }
@@ -128,37 +131,40 @@ impl Row {
 impl Demo {
     async fn cases(&self) -> Vec<Row> {
         let mut rows = Vec::new();
-        let mut row = |case, expected: &str, got: String| {
+        let mut row = |case, who, expected: &str, got: String| {
             rows.push(Row {
                 case,
+                who,
                 expected: expected.to_owned(),
                 got,
             });
         };
 
-        // 1. The normal flow: client_secret_basic, then the token on the protected route.
+        // The normal flow: client_secret_basic, then the token on the protected route.
         let got = match self.token("demo-client", DEMO_SECRET, None, None).await {
             Ok(token) => self.call(Some(&token)).await,
             Err(refused) => refused,
         };
         row(
             "successful access",
-            "200 \"Access granted!\" (demo-client)",
+            "demo-client, its token as Bearer",
+            "200 (demo-client)",
             got,
         );
 
-        // 2. A wrong secret gets no token; the resource refuses a request without one.
+        // A wrong secret gets no token.
         let got = match self.token("demo-client", WRONG_SECRET, None, None).await {
-            Ok(token) => format!("token 200; API {}", self.call(Some(&token)).await),
-            Err(refused) => format!("{refused}; API {}", self.call(None).await),
+            Ok(_) => "token 200".to_owned(),
+            Err(refused) => refused,
         };
         row(
-            "wrong secret",
-            "token 401 invalid_client; API 401 Bearer",
+            "wrong client secret",
+            "demo-client with a guessed secret",
+            "token 401 invalid_client",
             got,
         );
 
-        // 3. `reader` may only have `read`.
+        // `reader` may only have `read`.
         let got = match self
             .token("reader", READER_SECRET, Some("write"), None)
             .await
@@ -167,15 +173,22 @@ impl Demo {
             Err(refused) => refused,
         };
         row(
-            "scope not allowed for client",
+            "scope not allowed for the client",
+            "reader asks for write",
             "token 400 invalid_scope",
             got,
         );
 
-        // 4. No Authorization header: a bare challenge (RFC 6750 §3.1).
-        row("no token", "401 Bearer", self.call(None).await);
+        // No Authorization header: a challenge without error, naming the route's scope
+        // (RFC 6750 §3) and, for clients that know only this URL, the metadata (RFC 9728).
+        row(
+            "no token",
+            "anyone, no Authorization header",
+            "401 challenge: scope write, resource_metadata",
+            self.call(None).await,
+        );
 
-        // 5. A genuine token of this issuer, but for another resource (RFC 8707 `aud`).
+        // A genuine token of this issuer, but for another resource (RFC 8707 `aud`).
         let got = match self
             .token("demo-client", DEMO_SECRET, None, Some(OTHER_RESOURCE))
             .await
@@ -183,27 +196,38 @@ impl Demo {
             Ok(token) => self.call(Some(&token)).await,
             Err(refused) => refused,
         };
-        row("token for another audience", "401 invalid_token", got);
+        row(
+            "token for another API",
+            "demo-client, token for reports.example",
+            "401 invalid_token",
+            got,
+        );
 
-        // 6. Signed by the issuer's own key, everything right except `exp`: an hour ago.
+        // Signed by the issuer's own key, everything right except `exp`: an hour ago.
         let got = match self.expired_token() {
             Ok(token) => self.call(Some(&token)).await,
             Err(e) => format!("cannot mint: {e}"),
         };
-        row("expired token", "401 invalid_token", got);
+        row(
+            "expired token",
+            "issuer-signed token, expired 1 h ago",
+            "401 invalid_token",
+            got,
+        );
 
-        // 7. `reader`'s token is valid here, but lacks the route's scope.
+        // `reader`'s token is valid here, but lacks the route's scope.
         let got = match self.token("reader", READER_SECRET, None, None).await {
             Ok(token) => self.call(Some(&token)).await,
             Err(refused) => refused,
         };
         row(
             "token lacks the route's scope",
+            "reader, its token (read)",
             "403 insufficient_scope",
             got,
         );
 
-        // 8. A good token with one character of its payload changed.
+        // A good token with one character of its payload changed.
         let got = match self.token("demo-client", DEMO_SECRET, None, None).await {
             Ok(token) => match tamper(&token) {
                 Some(token) => self.call(Some(&token)).await,
@@ -211,10 +235,15 @@ impl Demo {
             },
             Err(refused) => refused,
         };
-        row("tampered token", "401 invalid_token", got);
+        row(
+            "tampered token",
+            "demo-client's token, 1 char changed",
+            "401 invalid_token",
+            got,
+        );
 
-        // 9. A good token, used once, then revoked by its own client (RFC 7009): the resource
-        //    server sees the shared store and refuses it from then on.
+        // A good token, used once, then revoked by its own client (RFC 7009): the resource
+        // server sees the shared store and refuses it from then on.
         let got = match self.token("demo-client", DEMO_SECRET, None, None).await {
             Ok(token) => {
                 let before = self.call(Some(&token)).await;
@@ -226,12 +255,77 @@ impl Demo {
         };
         row(
             "revoked token",
+            "demo-client, its token, then revoked",
             "200; revoke 200; then 401 invalid_token",
             got,
         );
 
-        // 10-12. demo-app signs alice in (authorization code + PKCE), rotates its refresh
-        //    token, then presents the old one again: the whole family is revoked.
+        // A client that knows only the API's URL: the 401 names the metadata (RFC 9728),
+        // which names the issuer, whose metadata (RFC 8414) names the token endpoint.
+        row(
+            "discovery from the API's URL",
+            "demo-client, knowing only the API",
+            "found the issuer; 200 (demo-client)",
+            self.discover_and_call().await,
+        );
+
+        // DPoP (RFC 9449): the token is bound to demo-client's key; each call carries a
+        // fresh proof signed by it, for this method and URL.
+        let key = DpopKey::generate().map_err(|e| e.to_string());
+        let bound = match &key {
+            Ok(key) => self.dpop_token(key).await,
+            Err(e) => Err(e.clone()),
+        };
+        let api = format!("{}/protected-resource", self.api_url);
+        let got = match (&key, &bound) {
+            (Ok(key), Ok(token)) => {
+                match key.proof(&Method::GET, &api).access_token(token).sign() {
+                    Ok(proof) => {
+                        let first = self.call_dpop(token, &proof).await;
+                        // The thief has the token and this (used) proof, not the key.
+                        let replayed = self.call_dpop(token, &proof).await;
+                        format!("{first}; replayed proof {replayed}")
+                    }
+                    Err(e) => e.to_string(),
+                }
+            }
+            (_, Err(e)) | (Err(e), _) => e.clone(),
+        };
+        row(
+            "DPoP-bound token, its proof",
+            "demo-client + its key; then a replay",
+            "200 (demo-client); replayed proof 401 invalid_dpop_proof",
+            got,
+        );
+        let got = match &bound {
+            Ok(token) => self.call(Some(token)).await,
+            Err(e) => e.clone(),
+        };
+        row(
+            "stolen DPoP token as Bearer",
+            "a thief with the token, no key",
+            "401 invalid_token",
+            got,
+        );
+        let other = format!("{}/healthz", self.api_url);
+        let got = match (&key, &bound) {
+            (Ok(key), Ok(token)) => {
+                match key.proof(&Method::GET, &other).access_token(token).sign() {
+                    Ok(proof) => self.call_dpop(token, &proof).await,
+                    Err(e) => e.to_string(),
+                }
+            }
+            (_, Err(e)) | (Err(e), _) => e.clone(),
+        };
+        row(
+            "DPoP proof for another URL",
+            "a thief with a captured proof for /healthz",
+            "401 invalid_dpop_proof",
+            got,
+        );
+
+        // demo-app signs alice in (authorization code + PKCE), rotates its refresh token,
+        // then presents the old one again: the whole family is revoked.
         let app = AuthCodeClient {
             http: &self.http,
             issuer_url: &self.issuer_url,
@@ -243,7 +337,8 @@ impl Demo {
         };
         row(
             "authorization code + PKCE",
-            "200 \"Access granted!\" (demo-app for alice)",
+            "demo-app, signed in as alice",
+            "200 (demo-app for alice)",
             got,
         );
         let rotated = match &signed_in {
@@ -257,7 +352,12 @@ impl Demo {
             Ok(_) => "the same refresh token again".to_owned(),
             Err(refused) => refused.clone(),
         };
-        row("refresh token rotated", "200", got);
+        row(
+            "refresh token rotated",
+            "demo-app, its refresh token",
+            "200",
+            got,
+        );
         let got = match &rotated {
             Ok((old, new)) => format!(
                 "{}; newest {}; API {}",
@@ -268,18 +368,101 @@ impl Demo {
                 app.refresh(&new.refresh)
                     .await
                     .err()
-                    .unwrap_or_else(|| "token 200".into()),
+                    .map_or_else(|| "token 200".into(), |e| e.replacen("token ", "", 1)),
                 self.call(Some(&new.access)).await
             ),
             Err(refused) => refused.clone(),
         };
         row(
             "refresh token reused",
-            "token 400 invalid_grant; newest token 400 invalid_grant; API 401 invalid_token",
+            "demo-app, the old refresh token",
+            "token 400 invalid_grant; newest 400 invalid_grant; API 401 invalid_token",
             got,
         );
 
         rows
+    }
+
+    /// What a client knowing only the API's URL does: read the challenge, the resource's
+    /// metadata, its issuer's metadata, ask the token endpoint, call. Describes the outcome.
+    async fn discover_and_call(&self) -> String {
+        let first = match self
+            .get(&format!("{}/protected-resource", self.api_url))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => return e,
+        };
+        let Some(metadata_url) = first
+            .challenges
+            .iter()
+            .find_map(|c| param(c, "resource_metadata"))
+        else {
+            return format!("{} without resource_metadata", first.status.as_u16());
+        };
+        let scope = first.challenges.iter().find_map(|c| param(c, "scope"));
+        let resource = match self.get_json(&metadata_url).await {
+            Ok(doc) => doc,
+            Err(e) => return format!("metadata: {e}"),
+        };
+        let Some(issuer) = resource["authorization_servers"][0].as_str() else {
+            return "metadata names no authorization server".to_owned();
+        };
+        let found = if issuer == self.issuer_url {
+            "found the issuer".to_owned()
+        } else {
+            format!("metadata names {issuer}")
+        };
+        let issuer_metadata = match self
+            .get_json(&format!("{issuer}{}", issuer::METADATA_PATH))
+            .await
+        {
+            Ok(doc) => doc,
+            Err(e) => return format!("{found}; issuer metadata: {e}"),
+        };
+        let Some(token_endpoint) = issuer_metadata["token_endpoint"].as_str() else {
+            return format!("{found}; no token_endpoint");
+        };
+        let mut form = "grant_type=client_credentials".to_owned();
+        if let Some(scope) = scope {
+            let _ = write!(form, "&scope={}", form_encode(&scope));
+        }
+        if let Some(resource) = resource["resource"].as_str() {
+            let _ = write!(form, "&resource={}", form_encode(resource));
+        }
+        let basic = basic_auth("demo-client", DEMO_SECRET);
+        let token = match self
+            .token_request(token_endpoint, &form, &[(AUTHORIZATION.as_str(), &basic)])
+            .await
+        {
+            Ok(body) => body["access_token"].as_str().map(str::to_owned),
+            Err(refused) => return format!("{found}; {refused}"),
+        };
+        match token {
+            Some(token) => format!("{found}; {}", self.call(Some(&token)).await),
+            None => format!("{found}; token 200 without access_token"),
+        }
+    }
+
+    /// A token bound to `key`: the token request carries a proof of it (RFC 9449 §5).
+    async fn dpop_token(&self, key: &DpopKey) -> Result<String, String> {
+        let url = format!("{}{}", self.issuer_url, issuer::TOKEN_PATH);
+        let proof = key
+            .proof(&Method::POST, &url)
+            .sign()
+            .map_err(|e| e.to_string())?;
+        let basic = basic_auth("demo-client", DEMO_SECRET);
+        let headers = [
+            (AUTHORIZATION.as_str(), basic.as_str()),
+            ("dpop", proof.as_str()),
+        ];
+        let body = self
+            .token_request(&url, "grant_type=client_credentials", &headers)
+            .await?;
+        match (body["token_type"].as_str(), body["access_token"].as_str()) {
+            (Some("DPoP"), Some(token)) => Ok(token.to_owned()),
+            (kind, _) => Err(format!("token 200 of type {kind:?}")),
+        }
     }
 
     /// An RFC 9068 token for this resource server, signed by the issuer, expired an hour ago.
@@ -300,7 +483,7 @@ impl Demo {
 
 /// `200` for a success line of [`Demo::call`], else the line itself.
 fn status_only(call: &str) -> &str {
-    if call.starts_with("200 ") {
+    if call.starts_with("200 (") {
         "200"
     } else {
         call
@@ -321,36 +504,16 @@ fn tamper(token: &str) -> Option<String> {
     Some(parts.join("."))
 }
 
-fn print_table(rows: &[Row]) {
-    let width = |title: &str, column: fn(&Row) -> &str| {
-        rows.iter()
-            .map(|r| column(r).chars().count())
-            .chain([title.len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let case = width("case", |r| r.case);
-    let expected = width("expected", |r| &r.expected);
-    let got = width("got", |r| &r.got);
-    println!(
-        "   #  {:case$}  {:expected$}  {:got$}  result",
-        "case", "expected", "got"
-    );
-    println!(
-        "   -  {}  {}  {}  ------",
-        "-".repeat(case),
-        "-".repeat(expected),
-        "-".repeat(got)
-    );
+/// Two lines a case: number, case and caller; then the answer and the verdict (and what
+/// was expected, when it differs). Every line fits 100 columns.
+fn print_rows(rows: &[Row]) {
     for (i, r) in rows.iter().enumerate() {
-        println!(
-            "  {:>2}  {:case$}  {:expected$}  {:got$}  {}",
-            i + 1,
-            r.case,
-            r.expected,
-            r.got,
-            if r.pass() { "pass" } else { "FAIL" }
-        );
+        println!("  {:>2}  {:<34}{}", i + 1, r.case, r.who);
+        let verdict = if r.pass() { "pass" } else { "FAIL" };
+        println!("      {:<86}{verdict}", r.got);
+        if !r.pass() {
+            println!("      expected {}", r.expected);
+        }
     }
 }
 
@@ -408,8 +571,21 @@ impl Demo {
             )))
             .build()?;
         validator.ready().await?;
-        let guard = Guard::new(&validator);
-        let app = support::resource_server::app(&guard, ROUTE_SCOPE, Default::default())?;
+        // RFC 9728: the API says which issuer it trusts; every 401 points at the document.
+        let metadata = ProtectedResource::builder(api_url.as_str())
+            .authorization_server(issuer_url.as_str())
+            .resource_name("bearer-guard demo API")
+            .build()?;
+        // DPoP proofs name this API's public URL (`htu`).
+        let dpop = Dpop::builder().external_origin(api_url.as_str()).build()?;
+        let guard = Guard::new(&validator)
+            .protected_resource(&metadata)?
+            .dpop(dpop);
+        let extras = support::resource_server::Extras {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        let app = support::resource_server::app(&guard, ROUTE_SCOPE, extras)?;
         tokio::spawn(async move { axum::serve(api_listener, app).await });
 
         Ok(Demo {
@@ -420,8 +596,8 @@ impl Demo {
         })
     }
 
-    /// `POST /oauth/token` with `client_secret_basic`. `Err` describes a refusal (or failure)
-    /// for the table.
+    /// `POST /oauth/token` for the client credentials grant with `client_secret_basic`.
+    /// `Err` describes a refusal (or failure) for the table.
     async fn token(
         &self,
         client_id: &str,
@@ -435,12 +611,34 @@ impl Demo {
                 let _ = write!(form, "&{name}={}", form_encode(value));
             }
         }
-        let request = Request::builder()
+        let url = format!("{}{}", self.issuer_url, issuer::TOKEN_PATH);
+        let basic = basic_auth(client_id, secret);
+        let body = self
+            .token_request(&url, &form, &[(AUTHORIZATION.as_str(), &basic)])
+            .await?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "token 200 without access_token".to_owned())
+    }
+
+    /// A token request: `form` to `url` with these headers. The answer's JSON, or a
+    /// description of the refusal (`token 400 invalid_scope`).
+    async fn token_request(
+        &self,
+        url: &str,
+        form: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, String> {
+        let mut request = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}{}", self.issuer_url, issuer::TOKEN_PATH))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(AUTHORIZATION, basic_auth(client_id, secret))
-            .body(Full::new(Bytes::from(form)))
+            .uri(url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(form.to_owned())))
             .map_err(|e| format!("bad request: {e}"))?;
         let reply = self
             .send(request)
@@ -448,10 +646,7 @@ impl Demo {
             .map_err(|e| format!("token: {e}"))?;
         let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         if reply.status == StatusCode::OK {
-            body["access_token"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| "token 200 without access_token".to_owned())
+            Ok(body)
         } else {
             let error = body["error"].as_str().unwrap_or("(no error code)");
             Err(format!("token {} {error}", reply.status.as_u16()))
@@ -485,12 +680,27 @@ impl Demo {
         format!("{} {error}", reply.status.as_u16())
     }
 
-    /// `GET /protected-resource`, with the token if any; describes the answer for the table:
-    /// the message on success, else the status and the challenge's `error`.
+    /// `GET /protected-resource` with the token as `Bearer`, if any; described for the table.
     async fn call(&self, token: Option<&str>) -> String {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        self.call_with(authorization.as_deref(), None).await
+    }
+
+    /// `GET /protected-resource` with the token as `DPoP` and this proof.
+    async fn call_dpop(&self, token: &str, proof: &str) -> String {
+        self.call_with(Some(&format!("DPoP {token}")), Some(proof))
+            .await
+    }
+
+    /// The API's answer, described: `200 (client)` or `200 (client for user)` on success,
+    /// else the status and the `error` of its challenge (or what the challenge names).
+    async fn call_with(&self, authorization: Option<&str>, proof: Option<&str>) -> String {
         let mut request = Request::get(format!("{}/protected-resource", self.api_url));
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
         }
         let reply = match request.body(Full::default()) {
             Ok(request) => match self.send(request).await {
@@ -503,16 +713,42 @@ impl Demo {
         if reply.status == StatusCode::OK {
             let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
             let client = body["client"].as_str().unwrap_or("?");
-            let who = match body["subject"].as_str() {
-                Some(user) if user != client => format!("{client} for {user}"),
-                _ => client.to_owned(),
+            return match body["subject"].as_str() {
+                Some(user) if user != client => format!("{status} ({client} for {user})"),
+                _ => format!("{status} ({client})"),
             };
-            return format!("{status} {} ({who})", body["message"]);
         }
-        match &reply.challenge {
-            Some(challenge) => format!("{status} {}", challenge_error(challenge)),
+        if let Some(error) = reply.challenges.iter().find_map(|c| param(c, "error")) {
+            return format!("{status} {error}");
+        }
+        match reply.challenges.first() {
+            Some(challenge) => {
+                let mut named = Vec::new();
+                if let Some(scope) = param(challenge, "scope") {
+                    named.push(format!("scope {scope}"));
+                }
+                if param(challenge, "resource_metadata").is_some() {
+                    named.push("resource_metadata".to_owned());
+                }
+                format!("{status} challenge: {}", named.join(", "))
+            }
             None => format!("{status} (no WWW-Authenticate)"),
         }
+    }
+
+    async fn get(&self, url: &str) -> Result<Reply, String> {
+        let request = Request::get(url)
+            .body(Full::default())
+            .map_err(|e| format!("bad request: {e}"))?;
+        self.send(request).await.map_err(|e| format!("{url}: {e}"))
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let reply = self.get(url).await?;
+        if reply.status != StatusCode::OK {
+            return Err(format!("{}", reply.status.as_u16()));
+        }
+        serde_json::from_slice(&reply.body).map_err(|e| format!("invalid JSON: {e}"))
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, Error> {
@@ -520,14 +756,16 @@ impl Demo {
             let response = self.http.request(request).await?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
-            let challenge = parts
+            let challenges = parts
                 .headers
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect();
             Ok::<_, Error>(Reply {
                 status: parts.status,
-                challenge,
+                challenges,
                 body,
             })
         })
@@ -538,24 +776,20 @@ impl Demo {
 
 struct Reply {
     status: StatusCode,
-    challenge: Option<String>,
+    /// The `WWW-Authenticate` values (`Bearer ..`, `DPoP ..`).
+    challenges: Vec<String>,
     body: Bytes,
 }
 
-/// The `error` auth-param of a Bearer challenge, or `Bearer` for a challenge without one.
-fn challenge_error(challenge: &str) -> String {
-    let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return format!("{scheme} challenge");
-    }
+/// The auth-param `name` of a challenge (`Bearer error="invalid_token", scope="write"`),
+/// unquoted. The demo's challenges hold no commas inside quoted values.
+fn param(challenge: &str, name: &str) -> Option<String> {
+    let (_scheme, params) = challenge.split_once(' ')?;
     params
         .split(',')
         .filter_map(|p| p.trim().split_once('='))
-        .find(|(name, _)| name.eq_ignore_ascii_case("error"))
-        .map_or_else(
-            || "Bearer".to_owned(),
-            |(_, value)| value.trim_matches('"').to_owned(),
-        )
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
 /// The two demo clients: `demo-client` may have `read write` for this resource server and for

@@ -15,6 +15,11 @@
 //!   issuers); every 401 points at that document (`resource_metadata`);
 //! - `JWKS_FILE` or `JWKS_URL`: the issuer's keys from a file or a URL instead of discovery
 //!   (one issuer only);
+//! - `INTROSPECTION_CLIENT_ID` and `INTROSPECTION_CLIENT_SECRET`: opaque tokens are
+//!   introspected (RFC 7662) as this client, at `INTROSPECTION_URL` or the endpoint the
+//!   (first) issuer's metadata names; JWTs of the issuers are still verified here (mixed
+//!   mode). `INTROSPECTION_CACHE_TTL` (seconds, default 60): how long an answer is trusted,
+//!   the longest a token revoked at the issuer can still be accepted;
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
 //! - `PUBLIC_URL`: the origin clients use (DPoP proofs' `htu` must match it); default
 //!   `http://` + the request's `Host`;
@@ -31,11 +36,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bearer_guard::dpop::{Dpop, RedisReplay};
 use bearer_guard::rate_limit::{Quota, RateLimitByClient, RedisQuotas};
 use bearer_guard::revocation::RedisRevocations;
-use bearer_guard::{Guard, Issuer, KeySet, ProtectedResource, RemoteKeys, Validator};
+use bearer_guard::{
+    Guard, Introspection, Issuer, KeySet, ProtectedResource, RemoteKeys, Validator,
+};
 use tracing_subscriber::EnvFilter;
 
 mod support {
@@ -80,6 +88,9 @@ async fn main() -> Result<(), Error> {
             .fold(builder, |b, issuer| b.trust(Issuer::discover(issuer))),
         _ => return Err("JWKS_FILE and JWKS_URL take a single ISSUER".into()),
     };
+    if let Some(introspection) = introspection(&issuers[0])? {
+        builder = builder.introspection(introspection);
+    }
     if let Some(url) = &redis {
         // The URL may carry a password: never logged (the stores' errors leave it out).
         let store = RedisRevocations::connect(url)
@@ -150,6 +161,27 @@ async fn main() -> Result<(), Error> {
     println!("listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Introspection, when `INTROSPECTION_CLIENT_ID` and `INTROSPECTION_CLIENT_SECRET` are set.
+fn introspection(issuer: &str) -> Result<Option<Introspection>, Error> {
+    let (Some(client_id), Some(secret)) = (
+        optional("INTROSPECTION_CLIENT_ID"),
+        optional("INTROSPECTION_CLIENT_SECRET"),
+    ) else {
+        return Ok(None);
+    };
+    let mut introspection = match optional("INTROSPECTION_URL") {
+        Some(url) => Introspection::builder(url, client_id, secret).issuer(issuer),
+        None => Introspection::discover(issuer, client_id, secret),
+    };
+    if let Some(ttl) = optional("INTROSPECTION_CACHE_TTL") {
+        let seconds: u64 = ttl
+            .parse()
+            .map_err(|_| "INTROSPECTION_CACHE_TTL: a number of seconds")?;
+        introspection = introspection.ttl(Duration::from_secs(seconds));
+    }
+    Ok(Some(introspection.build()?))
 }
 
 fn required(name: &str) -> Result<String, Error> {

@@ -120,6 +120,30 @@ pub(crate) fn revocation_lookup(result: &'static str, took: std::time::Duration)
     let _ = (result, took);
 }
 
+/// An introspection request: its outcome (`active`, `inactive`, `refused`, or why there was
+/// no answer), and how long it took.
+#[cfg(feature = "remote")]
+pub(crate) fn introspection(result: &'static str, took: std::time::Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("bearer_guard_introspection_requests_total", "result" => result)
+            .increment(1);
+        metrics::histogram!("bearer_guard_introspection_seconds").record(took);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (result, took);
+}
+
+/// A token request of the outgoing client: `ok`, or why it failed
+/// ([`TokenErrorKind::as_str`](crate::client::TokenErrorKind::as_str)).
+#[cfg(feature = "client")]
+pub(crate) fn client_token_request(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("bearer_guard_client_token_requests_total", "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
 /// Tokens evicted from the verified-token cache, and its size after an insertion.
 pub(crate) fn token_cache(evicted: u64, entries: usize, bytes: u64) {
     #[cfg(feature = "metrics")]

@@ -867,3 +867,28 @@ async fn token_endpoint_failures_name_the_url_and_what_to_check() {
         assert!(api.heads().is_empty(), "the request never went out");
     }
 }
+
+/// `bearer_guard_client_token_requests_total` counts each token request by its result; a
+/// call that reuses a cached token counts nothing. The recorder is this thread's (the test
+/// runtime has one thread), so parallel tests do not add to it.
+#[tokio::test]
+async fn token_requests_are_counted_by_result() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let world = start().await;
+    let svc = caller(&world.layer("svc", SVC_SECRET));
+    for _ in 0..3 {
+        assert_eq!(send(&svc, world.get("/data")).await.0, StatusCode::OK);
+    }
+    let wrong = caller(&world.layer("svc", "wrong-secret-0123"));
+    assert!(wrong.oneshot(world.get("/data")).await.is_err());
+    let text = handle.render();
+    for line in [
+        r#"bearer_guard_client_token_requests_total{result="ok"} 1"#,
+        r#"bearer_guard_client_token_requests_total{result="rejected"} 1"#,
+    ] {
+        assert!(text.contains(line), "no {line}:\n{text}");
+    }
+    assert!(!text.contains("wrong-secret"), "{text}");
+}

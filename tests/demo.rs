@@ -25,10 +25,17 @@ fn demo_passes_every_case() {
         output.status
     );
     assert!(
-        stdout.contains("12 passed, 0 failed"),
-        "no `12 passed, 0 failed` line:\n{stdout}"
+        stdout.contains("16 passed, 0 failed"),
+        "no `16 passed, 0 failed` line:\n{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    // It reads on a 100-column terminal.
+    for line in stdout.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line:?}"
+        );
+    }
 
     // Tokens (a JWS starts with `{"` = `eyJ`) and the demo's secrets never appear.
     let all = format!("{stdout}\n{stderr}");

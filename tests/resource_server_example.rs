@@ -1,6 +1,7 @@
 //! `examples/resource_server.rs` as a real process, against two companion issuers started
 //! here: both issuers' tokens pass, every 401 points at the RFC 9728 document, the document
-//! lists the issuers, and `GET /metrics` counts a refusal under its reason.
+//! lists the issuers, and `GET /metrics` counts a refusal under its reason; with the
+//! `INTROSPECTION_*` settings, opaque tokens are introspected beside local JWTs.
 
 #[path = "common/example.rs"]
 mod example;
@@ -20,7 +21,8 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use issuer_server::{API, SVC_SECRET, Server};
+use issuer::TokenFormat;
+use issuer_server::{API, RS_SECRET, SVC_SECRET, Server};
 use serde_json::{Value, json};
 
 /// The example's process; killed when dropped.
@@ -36,9 +38,11 @@ impl Drop for Example {
     }
 }
 
-/// Starts the example for `issuers` (comma-separated), with `API` as its audience.
-fn start(issuers: &str) -> Example {
+/// Starts the example for `issuers` (comma-separated), with `API` as its audience and
+/// `env` besides.
+fn start(issuers: &str, env: &[(&str, &str)]) -> Example {
     let mut child = Command::new(example::build_example("resource_server"))
+        .envs(env.iter().copied())
         .env("ISSUER", issuers)
         .env("AUDIENCE", API)
         .env("BIND", "127.0.0.1:0")
@@ -99,7 +103,7 @@ async fn two_issuers_metadata_and_metrics() {
     let (a, b) = (Server::start().await, Server::start().await);
     let example = tokio::task::spawn_blocking({
         let issuers = format!("{},{}", a.base, b.base);
-        move || start(&issuers)
+        move || start(&issuers, &[])
     })
     .await
     .expect("started");
@@ -157,4 +161,62 @@ async fn two_issuers_metadata_and_metrics() {
     for secret in [SVC_SECRET, "eyJ"] {
         assert!(!metrics.contains(secret), "{secret} in the metrics");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_in_mixed_mode() {
+    let opaque = Server::start_with(|config| config.token_format = TokenFormat::Opaque).await;
+    let jwt = Server::start().await;
+    let example = tokio::task::spawn_blocking({
+        let issuers = format!("{},{}", opaque.base, jwt.base);
+        move || {
+            start(
+                &issuers,
+                &[
+                    ("INTROSPECTION_CLIENT_ID", "rs"),
+                    ("INTROSPECTION_CLIENT_SECRET", RS_SECRET),
+                    ("INTROSPECTION_CACHE_TTL", "30"),
+                ],
+            )
+        }
+    })
+    .await
+    .expect("started");
+    let addr = example.addr;
+
+    // An opaque token of the first issuer (found by discovery) passes, twice, with one
+    // introspection; a JWT of the second is verified here; a made-up token is inactive.
+    let token = opaque.token("svc", SVC_SECRET).await;
+    assert_eq!(token.split('.').count(), 1, "opaque");
+    for _ in 0..2 {
+        let (status, _, body) = get(addr, "/protected-resource", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["client"], "svc");
+    }
+    let local = jwt.token("svc", SVC_SECRET).await;
+    let (status, _, _) = get(addr, "/protected-resource", Some(&local)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, challenges, _) = get(
+        addr,
+        "/protected-resource",
+        Some("not-a-token-anyone-issued"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenges[0].contains(r#"error="invalid_token""#),
+        "{challenges:?}"
+    );
+
+    let (_, _, metrics) = get(addr, "/metrics", None).await;
+    for line in [
+        r#"bearer_guard_introspection_requests_total{result="active"} 1"#,
+        r#"bearer_guard_introspection_requests_total{result="inactive"} 1"#,
+        r#"bearer_guard_requests_total{outcome="refused",reason="inactive"} 1"#,
+        r#"bearer_guard_requests_total{outcome="admitted"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "no {line}:\n{metrics}");
+    }
+    assert!(!metrics.contains(&token));
 }

@@ -71,7 +71,7 @@ where
     B: From<Bytes>,
 {
     let attempts = attempts(service, credentials, key, exchange);
-    match tokio::time::timeout(exchange.timeout, attempts).await {
+    let issued = match tokio::time::timeout(exchange.timeout, attempts).await {
         Ok(issued) => issued,
         Err(_) => {
             let url = crate::url::redact(&credentials.token_endpoint.to_string()).into();
@@ -80,7 +80,12 @@ where
                 exchange.timeout,
             )))
         }
-    }
+    };
+    crate::metrics::client_token_request(match &issued {
+        Ok(_) => "ok",
+        Err(err) => err.kind().as_str(),
+    });
+    issued
 }
 
 /// The token request, and its one retry after a `use_dpop_nonce` answer that carried a

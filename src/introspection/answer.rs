@@ -50,6 +50,19 @@ pub(crate) enum Unavailable {
     Aborted,
 }
 
+impl Answer {
+    /// The `result` label of the introspection metric: `active`, `inactive`, `refused`, or
+    /// why there was no answer.
+    pub(crate) fn result(&self) -> &'static str {
+        match self {
+            Answer::Active(_) => "active",
+            Answer::Inactive => "inactive",
+            Answer::Refused(_) => "refused",
+            Answer::Unavailable(why) => why.reason(),
+        }
+    }
+}
+
 impl Unavailable {
     /// The stable `reason` logged.
     pub(crate) fn reason(self) -> &'static str {

@@ -246,7 +246,9 @@ fn start_or_join(
         key,
     };
     runtime.spawn(async move {
+        let started = std::time::Instant::now();
         let (answer, now) = flight.shared.ask(&token).await;
+        crate::metrics::introspection(answer.result(), started.elapsed());
         let s = &flight.shared.config.settings;
         flight
             .shared
