@@ -48,7 +48,6 @@ pub(crate) fn only_ok(status: StatusCode) -> bool {
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
-    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     url: Arc<str>,

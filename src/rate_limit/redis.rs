@@ -187,7 +187,7 @@ impl RedisQuotas {
         L: FnOnce() -> Result<(), Duration> + Send + 'static,
     {
         let bucket = self.bucket_key(key);
-        if self.inner.leases.take(&bucket) {
+        if self.inner.leases.take(&bucket, Instant::now()) {
             self.inner.batched.fetch_add(1, Ordering::Relaxed);
             return Check::Now(Verdict::Admit);
         }
@@ -205,7 +205,7 @@ impl RedisQuotas {
                     if taken == 0 {
                         Verdict::Limited(Duration::from_micros(wait))
                     } else {
-                        this.inner.leases.lend(bucket, taken, sent);
+                        this.inner.leases.lend(bucket, taken, sent, Instant::now());
                         Verdict::Admit
                     }
                 }

@@ -44,8 +44,8 @@ impl Leases {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Spends a cell lent earlier for `bucket`, if one is left and still fresh.
-    pub(super) fn take(&self, bucket: &str) -> bool {
+    /// Spends a cell lent earlier for `bucket`, if one is left and still fresh at `now`.
+    pub(super) fn take(&self, bucket: &str, now: Instant) -> bool {
         if self.batch <= 1 {
             return false;
         }
@@ -53,7 +53,7 @@ impl Leases {
         let Some(lease) = leases.get_mut(bucket) else {
             return false;
         };
-        let fresh = lease.until > Instant::now();
+        let fresh = lease.until > now;
         if fresh {
             lease.cells -= 1;
         }
@@ -64,8 +64,9 @@ impl Leases {
     }
 
     /// Keeps the `taken - 1` cells Redis granted beyond this request, at most `batch - 1`
-    /// for a bucket, until `max_age` after the round trip was sent.
-    pub(super) fn lend(&self, bucket: String, taken: u64, sent: Instant) {
+    /// for a bucket, until `max_age` after the round trip was `sent`; `now` is when it came
+    /// back.
+    pub(super) fn lend(&self, bucket: String, taken: u64, sent: Instant, now: Instant) {
         let Ok(extra @ 1..) = u32::try_from(taken.saturating_sub(1)) else {
             return;
         };
@@ -73,7 +74,6 @@ impl Leases {
             return;
         }
         let until = sent + self.max_age;
-        let now = Instant::now();
         let mut leases = self.lock();
         if leases.len() >= SWEEP_AT {
             leases.retain(|_, lease| lease.until > now);
@@ -99,47 +99,56 @@ mod tests {
         }
     }
 
+    /// Times are given, not read from the clock: a loaded machine cannot age a lease
+    /// between two lines (a 5 ms lease once expired before its first `take`).
     #[test]
     fn lent_cells_are_spent_once_capped_and_never_outlive_their_grant() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
         let leases = Leases::new(8, Duration::from_millis(5));
-        leases.lend("k".to_owned(), 4, Instant::now());
-        assert!((0..3).all(|_| leases.take("k")), "three lent cells");
-        assert!(!leases.take("k"), "spent");
-        assert!(!leases.take("other"));
+        leases.lend("k".to_owned(), 4, t0, ms(1));
+        assert!((0..3).all(|_| leases.take("k", ms(2))), "three lent cells");
+        assert!(!leases.take("k", ms(2)), "spent");
+        assert!(!leases.take("other", ms(2)));
         // Concurrent grants add up to `batch - 1` cells at most.
         for _ in 0..3 {
-            leases.lend("k".to_owned(), 8, Instant::now());
+            leases.lend("k".to_owned(), 8, ms(2), ms(3));
         }
         let (cells, until) = leases.held("k").expect("held");
-        assert_eq!(cells, 7);
+        assert_eq!((cells, until), (7, ms(7)));
         // A later grant never extends the life of earlier cells.
-        std::thread::sleep(Duration::from_millis(1));
-        leases.lend("k".to_owned(), 2, Instant::now());
-        assert_eq!(leases.held("k"), Some((7, until)));
-        std::thread::sleep(Duration::from_millis(10));
-        assert!(!leases.take("k"), "expired");
+        leases.lend("k".to_owned(), 2, ms(4), ms(4));
+        assert_eq!(leases.held("k"), Some((7, ms(7))));
+        assert!(leases.take("k", ms(6)), "fresh until its grant's end");
+        assert!(!leases.take("k", ms(7)), "expired");
         assert_eq!(leases.held("k"), None);
+        // A grant that comes back after its lease would have ended lends nothing usable.
+        leases.lend("late".to_owned(), 4, ms(10), ms(20));
+        assert!(!leases.take("late", ms(20)));
     }
 
     #[test]
     fn nothing_is_lent_with_batching_off_or_for_a_single_cell() {
         let off = Leases::new(1, Duration::from_secs(60));
-        off.lend("k".to_owned(), 4, Instant::now());
-        assert!(!off.take("k"));
+        let now = Instant::now();
+        off.lend("k".to_owned(), 4, now, now);
+        assert!(!off.take("k", now));
         assert_eq!(off.held("k"), None);
         let on = Leases::new(8, Duration::from_secs(60));
-        on.lend("k".to_owned(), 1, Instant::now());
+        on.lend("k".to_owned(), 1, now, now);
         assert_eq!(on.held("k"), None);
     }
 
     #[test]
     fn expired_leases_are_swept_out_past_the_threshold() {
-        let leases = Leases::new(4, Duration::ZERO);
+        let leases = Leases::new(4, Duration::from_millis(1));
+        let t0 = Instant::now();
         for i in 0..SWEEP_AT {
-            leases.lend(format!("k{i}"), 2, Instant::now());
+            leases.lend(format!("k{i}"), 2, t0, t0);
         }
         assert_eq!(leases.lock().len(), SWEEP_AT);
-        leases.lend("last".to_owned(), 2, Instant::now());
+        let later = t0 + Duration::from_millis(2);
+        leases.lend("last".to_owned(), 2, later, later);
         assert_eq!(leases.lock().len(), 1);
     }
 }
