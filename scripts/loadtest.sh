@@ -1,64 +1,67 @@
 #!/usr/bin/env bash
-# Load test of examples/resource_server.rs with wrk: requests per second to
-# /protected-resource with one repeated token, against /healthz with no auth, at 64
-# connections. Fails if any response is not 2xx.
+# End-to-end load test with wrk: one minimal axum handler served at /open and, behind
+# RequireScope with one repeated token, at /guarded (benches/e2e_server.rs, one
+# single-threaded runtime). The server is pinned to one core and wrk to the other, so they
+# do not compete; the two paths alternate ROUNDS times and the medians are compared. Fails if
+# any response is not 2xx.
 #
-#   scripts/loadtest.sh            # 10 s per run
-#   DURATION=30s scripts/loadtest.sh
+#   scripts/loadtest.sh                      # 5 rounds of 5 s per path
+#   ROUNDS=3 DURATION=10s scripts/loadtest.sh
 #
-# Needs wrk (`apt-get install wrk`), curl and a release build of the examples.
+# Needs wrk (`apt-get install wrk`), taskset (util-linux) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-ISSUER_BIND=127.0.0.1:18000
-API_BIND=127.0.0.1:18001
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+BIND=${BIND:-127.0.0.1:18002}
+SERVER_CPU=${SERVER_CPU:-0}
+WRK_CPU=${WRK_CPU:-1}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
-cargo build --release --quiet --example issuer --example resource_server
+cargo bench --bench e2e_server --no-run --quiet 2>/dev/null
+server=$(cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_server" and m.get("executable"):
+        print(m["executable"])')
 
 tmp=$(mktemp -d)
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
-pids=()
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-wait_for() { # file
-  for _ in $(seq 1 100); do grep -q "listening on" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "server did not start: $1" >&2; cat "$1" >&2; exit 1
-}
+taskset -c "$SERVER_CPU" "$server" "$BIND" "$tmp/token" >"$tmp/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$tmp/server.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "listening on" "$tmp/server.log" || { cat "$tmp/server.log" >&2; exit 1; }
+auth="Authorization: Bearer $(cat "$tmp/token")"
 
-# The issuer's demo client may ask for the resource http://127.0.0.1:8001 (examples/clients.toml).
-BIND=$ISSUER_BIND RUST_LOG=warn target/release/examples/issuer >"$tmp/issuer.log" 2>&1 &
-pids+=($!)
-wait_for "$tmp/issuer.log"
-ISSUER=http://$ISSUER_BIND AUDIENCE=http://127.0.0.1:8001 BIND=$API_BIND RUST_LOG=warn \
-  target/release/examples/resource_server >"$tmp/api.log" 2>&1 &
-pids+=($!)
-wait_for "$tmp/api.log"
-
-token=$(curl -fsS -u demo-client:demo-secret -d grant_type=client_credentials -d scope=read \
-  -d resource=http://127.0.0.1:8001 "http://$ISSUER_BIND/oauth/token" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-curl -fsS -o /dev/null -H "Authorization: Bearer $token" "http://$API_BIND/protected-resource"
-
-run() { # name, url, [header]
+run() { # path, [header]
   local out
-  if [ $# -gt 2 ]; then
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -H "$3" "$2")
+  if [ $# -gt 1 ]; then
+    out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "$2" "http://$BIND$1")
   else
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$2")
+    out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "http://$BIND$1")
   fi
-  echo "$out" >"$tmp/$1.wrk"
   if grep -q "Non-2xx" <<<"$out"; then
     echo "$1: non-2xx responses:" >&2; echo "$out" >&2; exit 1
   fi
   grep "Requests/sec" <<<"$out" | awk '{print $2}'
 }
 
-healthz=$(run healthz "http://$API_BIND/healthz")
-protected=$(run protected "http://$API_BIND/protected-resource" "Authorization: Bearer $token")
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, zero non-2xx responses"
-printf '%-40s %12s req/s\n' "/healthz (no auth)" "$healthz"
-printf '%-40s %12s req/s\n' "/protected-resource (one repeated token)" "$protected"
-python3 -c "print(f'ratio protected/healthz: {$protected/$healthz:.3f}')"
+open=(); guarded=()
+run /open >/dev/null; run /guarded "$auth" >/dev/null   # warm-up
+for i in $(seq 1 "$ROUNDS"); do
+  open+=("$(run /open)")
+  guarded+=("$(run /guarded "$auth")")
+  echo "round $i: /open ${open[-1]} req/s, /guarded ${guarded[-1]} req/s"
+done
+python3 - "${open[*]}" "${guarded[*]}" <<'EOF'
+import statistics, sys
+o = [float(x) for x in sys.argv[1].split()]
+g = [float(x) for x in sys.argv[2].split()]
+mo, mg = statistics.median(o), statistics.median(g)
+print(f"median /open {mo:.0f} req/s, /guarded {mg:.0f} req/s: guarded/open = {mg / mo:.3f}")
+EOF

@@ -252,11 +252,11 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 ///
 /// | failure | HTTP | gRPC (HTTP/2, `content-type: application/grpc`) |
 /// |---|---|---|
-/// | no `Authorization: Bearer` | 401, `WWW-Authenticate: Bearer` | 200, `grpc-status: 16` |
+/// | no `Authorization: Bearer` | 401, `WWW-Authenticate: Bearer scope=".."` | 200, `grpc-status: 16` |
 /// | malformed header | 400, `error="invalid_request"` | 200, `grpc-status: 16` |
-/// | invalid token, revoked token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
+/// | invalid, inactive or revoked token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
 /// | missing scope, failed [`require`](Self::require) | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
-/// | keys or revocation store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
+/// | keys, introspection or a store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
 /// The [`AuthError`](crate::AuthError) is in each rejection's extensions; a
 /// [`Rejection`](crate::Rejection) given to the [`Guard`] (or to [`rejection`](Self::rejection)) can answer

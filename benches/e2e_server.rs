@@ -1,0 +1,46 @@
+//! The server of the end-to-end load test (`scripts/loadtest.sh`): one minimal axum handler
+//! served twice on one single-threaded runtime, at `/open` as it is and at `/guarded` behind
+//! `RequireScope` (static keys, the verified-token cache on). With the same token repeated,
+//! the throughput ratio guarded/open is what the layer costs a real server.
+//!
+//! ```text
+//! cargo bench --bench e2e_server -- 127.0.0.1:18002 /tmp/token   # then wrk (see the script)
+//! ```
+//!
+//! Writes a test token (signed by the crate's test key, valid ten minutes) to the given file,
+//! then prints `listening on <addr>`.
+
+use axum::Router;
+use axum::routing::get;
+use bearer_guard::RequireScope;
+use bearer_guard::testkit as mint;
+use serde_json::json;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:18002".to_owned());
+    let token_file = args.next().ok_or("usage: e2e_server <addr> <token file>")?;
+
+    let validator = mint::validator();
+    let token = mint::token("ec-1", json!({ "scope": "read" }));
+    validator.validate(&token)?;
+    std::fs::write(&token_file, &token)?;
+
+    async fn handler() -> &'static str {
+        "ok"
+    }
+    let app = Router::new().route("/open", get(handler)).route(
+        "/guarded",
+        get(handler).layer(RequireScope::all(&validator, ["read"])?),
+    );
+
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            println!("listening on {}", listener.local_addr()?);
+            axum::serve(listener, app).await?;
+            Ok(())
+        })
+}
