@@ -43,12 +43,13 @@ impl Binding {
         self.dpop.is_some()
     }
 
-    /// Checks `token`, verified from `access_token` as it came with `scheme`, against the
+    /// Checks `token`, verified from `access_token` (the bytes presented: a verified JWS,
+    /// or an introspected `b64token`, so ASCII) as it came with `scheme`, against the
     /// request `parts`.
     pub(crate) fn check(
         &self,
         scheme: Scheme,
-        access_token: &str,
+        access_token: &[u8],
         token: &VerifiedToken,
         parts: &Parts,
     ) -> Bound {
@@ -66,6 +67,8 @@ impl Binding {
                 let Some(dpop) = &self.dpop else {
                     return refuse(ErrorKind::SenderConstrained);
                 };
+                // Never fails for a verified token; an empty string would fail `ath` anyway.
+                let access_token = std::str::from_utf8(access_token).unwrap_or_default();
                 match dpop.verify_access(&ProofRequest::from(parts), access_token, jkt) {
                     ProofCheck::Ready(result) => self.proven(result, token),
                     ProofCheck::Pending(proof) => Bound::Wait(proof),

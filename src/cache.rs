@@ -6,10 +6,11 @@
 //! The cache is bounded both in entries and in bytes, so a flood of distinct tokens only
 //! evicts older entries.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
 use crate::token::Verified;
 
@@ -20,11 +21,54 @@ pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(crate) struct TokenCache<T> {
     cache:
-        quick_cache::sync::Cache<Box<str>, Arc<Verified<T>>, Weight, DefaultHashBuilder, Evictions>,
+        quick_cache::sync::Cache<TokenKey, Arc<Verified<T>>, Weight, DefaultHashBuilder, Evictions>,
     /// Unix second at or after which the next sweep of expired entries runs.
     next_sweep: AtomicI64,
     /// Evictions not reported to the metrics yet.
     evicted: Arc<AtomicU64>,
+}
+
+/// A cached token's exact bytes. Hashed by its length and its last [`HASHED`] bytes only
+/// (the end of the signature, which the issuer's key made: no caller chooses it), so that a
+/// lookup hashes a few dozen bytes instead of hundreds; equality compares every byte, so
+/// only the exact token is ever found.
+struct TokenKey(Box<[u8]>);
+
+/// A lookup by the bytes presented, without copying them into a key.
+struct Lookup<'a>(&'a [u8]);
+
+/// How many trailing bytes of a token are hashed.
+const HASHED: usize = 32;
+
+fn hash_tail<H: Hasher>(token: &[u8], state: &mut H) {
+    state.write_usize(token.len());
+    state.write(&token[token.len().saturating_sub(HASHED)..]);
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_tail(&self.0, state);
+    }
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_tail(self.0, state);
+    }
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for TokenKey {}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *self.0 == *key.0
+    }
 }
 
 /// Counts the entries the cache evicts to stay within its bounds.
@@ -53,9 +97,9 @@ struct Weight {
 /// Bookkeeping per entry beyond the token and the claims: the `Arc`s, the map slot.
 const ENTRY_OVERHEAD: u64 = 128;
 
-impl<T> Weighter<Box<str>, Arc<Verified<T>>> for Weight {
-    fn weight(&self, key: &Box<str>, value: &Arc<Verified<T>>) -> u64 {
-        (key.len() as u64 + value.size + ENTRY_OVERHEAD).max(self.floor)
+impl<T> Weighter<TokenKey, Arc<Verified<T>>> for Weight {
+    fn weight(&self, key: &TokenKey, value: &Arc<Verified<T>>) -> u64 {
+        (key.0.len() as u64 + value.size + ENTRY_OVERHEAD).max(self.floor)
     }
 }
 
@@ -93,19 +137,21 @@ impl<T> TokenCache<T> {
             .retain(|_, v| now.saturating_sub(leeway) < v.facts().exp);
     }
 
-    /// The entry for exactly this token. No allocation.
-    pub(crate) fn get(&self, token: &str) -> Option<Arc<Verified<T>>> {
-        self.cache.get(token)
+    /// The entry for exactly this token (its bytes as presented: no UTF-8 check is needed
+    /// to look it up). No allocation.
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
+        self.cache.get(&Lookup(token))
     }
 
     pub(crate) fn insert(&self, token: &str, verified: Arc<Verified<T>>) {
-        self.cache.insert(token.into(), verified);
+        self.cache
+            .insert(TokenKey(token.as_bytes().into()), verified);
         let evicted = self.evicted.swap(0, Ordering::Relaxed);
         crate::metrics::token_cache(evicted, self.cache.len(), self.cache.weight());
     }
 
-    pub(crate) fn remove(&self, token: &str) {
-        self.cache.remove(token);
+    pub(crate) fn remove(&self, token: &[u8]) {
+        self.cache.remove(&Lookup(token));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -164,6 +210,25 @@ mod tests {
         let forged = format!("{}x", &good[..good.len() - 1]);
         assert!(v.validate(&forged).is_err());
         assert_eq!(v.token_cache_usage(), Some((0, 0)));
+    }
+
+    /// Keys are hashed by their last bytes only: a token that shares them with a cached one
+    /// (same length, same signature end) lands in its bucket and is still not found.
+    #[test]
+    fn only_the_exact_token_is_found_whatever_it_shares_with_a_cached_one() {
+        let v = builder().build().expect("validator");
+        let good = token("ed-1", json!({}));
+        v.validate(&good).expect("valid");
+        let cache = v.inner.cache.as_ref().expect("cache on");
+        assert!(cache.get(good.as_bytes()).is_some());
+        let mut twin = good.clone().into_bytes();
+        twin[10] = if twin[10] == b'A' { b'B' } else { b'A' };
+        assert_eq!(twin.len(), good.len());
+        assert_eq!(twin[twin.len() - 32..], good.as_bytes()[good.len() - 32..]);
+        assert!(cache.get(&twin).is_none());
+        let twin = String::from_utf8(twin).expect("ascii");
+        assert!(v.validate(&twin).is_err(), "verified in full, and refused");
+        assert!(cache.get(&good.as_bytes()[1..]).is_none());
     }
 
     #[test]

@@ -178,10 +178,21 @@ where
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
             Err(err) => return Decision::Deny(Refusal::new(err)),
         };
-        let (token, scheme) = (credentials.token(), credentials.scheme);
-        // 2. verify
-        let decision = match self.validator.verify(token, true) {
-            Verify::Done(Ok(verified)) => self.after_verify(verified, token, scheme, parts),
+        let scheme = credentials.scheme;
+        // 2. verify: a token in the verified-token cache was verified before, byte for byte;
+        // any other must first be a well-formed `b64token` (RFC 6750 §2.1), on optional
+        // routes too.
+        if let Some(hit) = self.validator.cached(credentials.bytes()) {
+            let decision = self.after_verify(hit, credentials.bytes(), scheme, parts);
+            return with_scheme(decision, scheme);
+        }
+        let Some(token) = credentials.checked() else {
+            return Decision::Deny(Refusal::new(ErrorKind::InvalidRequest));
+        };
+        let decision = match self.validator.verify_miss(token, true) {
+            Verify::Done(Ok(verified)) => {
+                self.after_verify(verified, token.as_bytes(), scheme, parts)
+            }
             Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
             Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
                 token: token.into(),
@@ -203,7 +214,7 @@ where
     fn after_verify(
         &self,
         verified: Arc<Verified<T>>,
-        token: &str,
+        token: &[u8],
         scheme: Scheme,
         parts: &Parts,
     ) -> Decision<T> {
@@ -247,7 +258,7 @@ where
                     self.validator.fetch_keys(issuer, generation).await;
                     match self.validator.verify(&token, false) {
                         Verify::Done(Ok(verified)) => {
-                            self.after_verify(verified, &token, scheme, parts)
+                            self.after_verify(verified, token.as_bytes(), scheme, parts)
                         }
                         Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
                         Verify::Fetch { .. } => {
@@ -266,7 +277,7 @@ where
                     scheme,
                     answer,
                 } => match self.validator.introspected(answer.await) {
-                    Ok(verified) => self.after_verify(verified, &token, scheme, parts),
+                    Ok(verified) => self.after_verify(verified, token.as_bytes(), scheme, parts),
                     Err(err) => Decision::Deny(Refusal::new(err)),
                 },
                 Pending::Proof { verified, proof } => {

@@ -38,6 +38,37 @@ where
     /// Verifies `token` with what is at hand. With `may_fetch`, asks for a key fetch when
     /// it could help (remote keys: none yet, or an unknown `kid`).
     pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Verify<T> {
+        match self.cached(token.as_bytes()) {
+            Some(hit) => Verify::Done(Ok(hit)),
+            None => self.verify_miss(token, may_fetch),
+        }
+    }
+
+    /// The verified-token cache's entry for exactly these bytes, while it is still good (not
+    /// expired, its key still in its issuer's set). Such a token was verified before, byte
+    /// for byte: it is a well-formed JWS (ASCII).
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
+        let inner = &*self.inner;
+        let cache = inner.cache.as_ref()?;
+        let now = now();
+        cache.sweep_expired(now, inner.max_leeway);
+        let hit = cache.get(token)?;
+        let trusted = self.trusted(hit.issuer);
+        let key_kept = hit
+            .key
+            .as_ref()
+            .is_some_and(|key| trusted.keys.contains(key));
+        if trusted.checks.still_valid(hit.facts(), now) && key_kept {
+            crate::metrics::cache_hit();
+            return Some(hit);
+        }
+        // Expired, or its key has left the set: check it in full (and fail) again.
+        cache.remove(token);
+        None
+    }
+
+    /// Verifies a token [`cached`](Self::cached) did not have, and caches it when it passes.
+    pub(crate) fn verify_miss(&self, token: &str, may_fetch: bool) -> Verify<T> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_len {
             return Verify::Done(Err(ErrorKind::TokenTooLarge.into()));
@@ -46,20 +77,6 @@ where
         let Some(cache) = &inner.cache else {
             return self.verify_unseen(token, now, may_fetch);
         };
-        cache.sweep_expired(now, inner.max_leeway);
-        if let Some(hit) = cache.get(token) {
-            let trusted = self.trusted(hit.issuer);
-            let key_kept = hit
-                .key
-                .as_ref()
-                .is_some_and(|key| trusted.keys.contains(key));
-            if trusted.checks.still_valid(hit.facts(), now) && key_kept {
-                crate::metrics::cache_hit();
-                return Verify::Done(Ok(hit));
-            }
-            // Expired, or its key has left the set: check it in full (and fail) again.
-            cache.remove(token);
-        }
         crate::metrics::cache_miss();
         let step = self.verify_unseen(token, now, may_fetch);
         // Introspected tokens have a cache of their own, with the introspection's ttl.
