@@ -10,72 +10,75 @@
 //! Only the `Authorization` header is read: form-body and URI-query tokens (§2.2, §2.3) are
 //! not supported, as RFC 9700 advises.
 
+use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderValue};
 
 pub(crate) use crate::dpop::Scheme;
 use crate::error::{AuthError, ErrorKind};
 
-/// A token as the request presented it: the `Authorization` value (a handle on the same
-/// bytes, not a copy), and where the token starts in it.
-#[derive(Clone, Debug)]
-pub(crate) struct Credentials {
+/// A token as the request presented it: the scheme, and the token's bytes in the
+/// `Authorization` value (borrowed, not copied).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Credentials<'h> {
     pub(crate) scheme: Scheme,
-    value: HeaderValue,
-    start: usize,
+    token: &'h [u8],
 }
 
-impl Credentials {
+impl<'h> Credentials<'h> {
     /// The token's bytes as presented: its length and the separator after the scheme are
     /// checked, not its characters. Enough to look it up in the verified-token cache: a
     /// token found there was verified before, byte for byte, so it is a well-formed JWS.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.value.as_bytes()[self.start..]
+    pub(crate) fn bytes(&self) -> &'h [u8] {
+        self.token
     }
 
     /// The token, if it is a `b64token` (RFC 6750 §2.1): checked only for a token the
     /// verified-token cache does not hold, which saves a cache hit two passes over hundreds
     /// of bytes.
-    pub(crate) fn checked(&self) -> Option<&str> {
-        let bytes = self.bytes();
-        if is_b64token(bytes) {
-            std::str::from_utf8(bytes).ok()
+    pub(crate) fn checked(&self) -> Option<&'h str> {
+        if is_b64token(self.token) {
+            std::str::from_utf8(self.token).ok()
         } else {
             None
         }
     }
 }
 
-/// Extracts the credentials from `headers`, and marks the `Authorization` header sensitive
-/// (out of `Debug` output and HPACK tables further in).
+/// Marks the `Authorization` header sensitive: out of `Debug` output, and of HPACK tables
+/// further in.
+pub(crate) fn mark_sensitive(headers: &mut HeaderMap) {
+    if let Some(value) = headers.get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
+}
+
+/// Extracts the credentials from `headers`.
 ///
 /// `Ok(None)` when there is no `Authorization` header or it uses a scheme this crate does
-/// not serve (the request carries no bearer credentials). One header lookup; allocates
-/// nothing (the value's bytes are shared, not copied); the size cap is applied before any
-/// byte of the token is looked at. The token's characters are checked later, and only when
-/// it is not in the verified-token cache ([`Credentials::checked`]).
+/// not serve (the request carries no bearer credentials). Allocates nothing and copies
+/// nothing (not even a reference count: the token is borrowed); the size cap is applied
+/// before any byte of the token is looked at. The token's characters are checked later,
+/// and only when it is not in the verified-token cache ([`Credentials::checked`]).
 pub(crate) fn extract(
-    headers: &mut HeaderMap,
+    headers: &HeaderMap,
     max_token_len: usize,
     accept_dpop: bool,
-) -> Result<Option<Credentials>, AuthError> {
+) -> Result<Option<Credentials<'_>>, AuthError> {
     // Several values are rare enough to look for only when some header has several.
     if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
     {
         return Err(ErrorKind::InvalidRequest.into());
     }
-    let Some(value) = headers.get_mut(AUTHORIZATION) else {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    value.set_sensitive(true);
-    let value = value.clone();
-    let Some((scheme, start)) = parse(value.as_bytes(), max_token_len, accept_dpop)? else {
+    let value = value.as_bytes();
+    let Some((scheme, start)) = parse(value, max_token_len, accept_dpop)? else {
         return Ok(None);
     };
     Ok(Some(Credentials {
         scheme,
-        value,
-        start,
+        token: &value[start..],
     }))
 }
 
@@ -139,6 +142,7 @@ fn is_b64token_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -154,8 +158,8 @@ mod tests {
     /// The token extracted from `values` and checked as the decision checks a token the
     /// cache does not hold, or the error kind.
     fn token(values: &[&[u8]], max: usize) -> Result<Option<String>, ErrorKind> {
-        let mut h = headers(values);
-        let Some(c) = extract(&mut h, max, false).map_err(|e| e.kind())? else {
+        let h = headers(values);
+        let Some(c) = extract(&h, max, false).map_err(|e| e.kind())? else {
             return Ok(None);
         };
         c.checked()
@@ -184,7 +188,7 @@ mod tests {
     #[test]
     fn no_header_or_other_scheme_is_no_token() {
         assert_eq!(
-            extract(&mut HeaderMap::new(), 8192, false).map(|c| c.is_none()),
+            extract(&HeaderMap::new(), 8192, false).map(|c| c.is_none()),
             Ok(true)
         );
         assert_eq!(token(&[b"Basic dXNlcjpwYXNz"], 8192), Ok(None));
@@ -226,15 +230,13 @@ mod tests {
 
     #[test]
     fn dpop_is_read_only_where_the_route_accepts_it() {
-        let mut h = headers(&[b"DPoP abc.def.ghi"]);
-        assert_eq!(extract(&mut h, 8192, false).map(|c| c.is_none()), Ok(true));
-        let c = extract(&mut h, 8192, true)
-            .expect("ok")
-            .expect("credentials");
+        let h = headers(&[b"DPoP abc.def.ghi"]);
+        assert_eq!(extract(&h, 8192, false).map(|c| c.is_none()), Ok(true));
+        let c = extract(&h, 8192, true).expect("ok").expect("credentials");
         assert_eq!((c.scheme, c.checked()), (Scheme::Dpop, Some("abc.def.ghi")));
-        let mut h = headers(&[b"dpop\tabc"]);
+        let h = headers(&[b"dpop\tabc"]);
         assert_eq!(
-            extract(&mut h, 8192, true)
+            extract(&h, 8192, true)
                 .map(|c| c.is_some())
                 .map_err(|e| e.kind()),
             Err(ErrorKind::InvalidRequest)
@@ -244,7 +246,8 @@ mod tests {
     #[test]
     fn the_header_is_marked_sensitive() {
         let mut h = headers(&[b"Bearer abc"]);
-        extract(&mut h, 8192, false).expect("ok");
+        assert!(!h[AUTHORIZATION].is_sensitive());
+        mark_sensitive(&mut h);
         assert!(h[AUTHORIZATION].is_sensitive());
     }
 

@@ -169,10 +169,12 @@ where
 {
     /// Decides without waiting. Marks the `Authorization` header sensitive.
     pub(crate) fn decide(&self, parts: &mut Parts) -> Decision<T> {
+        credentials::mark_sensitive(&mut parts.headers);
+        let parts: &Parts = parts;
         // 1. extract
         let max_len = self.validator.max_token_len();
         let accept_dpop = self.binding.accepts_dpop();
-        let credentials = match credentials::extract(&mut parts.headers, max_len, accept_dpop) {
+        let credentials = match credentials::extract(&parts.headers, max_len, accept_dpop) {
             Ok(Some(credentials)) => credentials,
             Ok(None) if self.policy.optional => return Decision::Admit(None),
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),

@@ -4,8 +4,9 @@
 //!
 //! - `POST /mcp`: the MCP endpoint (rmcp's streamable HTTP service), behind
 //!   `RequireScope::all(.., ["mcp:tools"])`, whatever the method. A request without a valid
-//!   token gets `401` with `WWW-Authenticate: Bearer resource_metadata="<metadata URL>"`
-//!   (RFC 9728 §5.1); a token without `mcp:tools` gets `403` `insufficient_scope`.
+//!   token gets `401` with
+//!   `WWW-Authenticate: Bearer resource_metadata="<metadata URL>", scope="mcp:tools"`
+//!   (RFC 9728 §5.1, and the scopes to ask for); a token without `mcp:tools` gets `403` `insufficient_scope`.
 //! - `GET /.well-known/oauth-protected-resource/mcp`: the metadata (RFC 9728 §3.1): the
 //!   resource (`<PUBLIC_URL>/mcp`, the audience its tokens must carry), the issuer, the
 //!   scopes `mcp:tools` and `mcp:admin`.

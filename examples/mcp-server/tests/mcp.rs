@@ -183,7 +183,11 @@ async fn a_client_without_a_token_is_sent_to_the_issuer_and_with_one_uses_the_to
 
     // (1) No token: rmcp's client is refused with the RFC 9728 challenge...
     let refused = connect(&setup.mcp, None).await.expect_err("no token");
-    let challenge = format!(r#"Bearer resource_metadata="{}""#, setup.metadata);
+    // The first 401 names the route's scopes too (MCP authorization, scope selection).
+    let challenge = format!(
+        r#"Bearer resource_metadata="{}", scope="{TOOLS_SCOPE}""#,
+        setup.metadata
+    );
     assert!(refused.is_authorization_required(), "{refused:?}");
     assert_eq!(refused.auth_challenge(), Some(challenge.as_str()));
     // ... which is a 401 on the wire, for any MCP request.
