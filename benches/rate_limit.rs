@@ -61,15 +61,28 @@ fn main() {
     // A million requests per second per client: every client stays far below its quota.
     let quota = Quota::per_second(NonZeroU32::new(1_000_000).expect("non-zero"));
     let cases: [(&str, Svc); 3] = [
-        ("memory", service(RateLimitByClient::new(quota))),
+        (
+            "memory",
+            service(
+                RateLimitByClient::builder(quota)
+                    .key_from_claims(client)
+                    .build(),
+            ),
+        ),
         (
             "redis",
-            service(RateLimitByClient::builder(quota).redis(exact).build()),
+            service(
+                RateLimitByClient::builder(quota)
+                    .key_from_claims(client)
+                    .redis(exact)
+                    .build(),
+            ),
         ),
         (
             "redis_batch16",
             service(
                 RateLimitByClient::builder(quota)
+                    .key_from_claims(client)
                     .redis(batched.clone())
                     .build(),
             ),
@@ -139,10 +152,30 @@ fn main() {
     drop(redis);
 }
 
-fn service(limit: RateLimitByClient) -> Svc {
-    BoxCloneSyncService::new(limit.layer(service_fn(|_req: Request<()>| async {
+fn service<K>(limit: RateLimitByClient<K>) -> Svc
+where
+    RateLimitByClient<K>: tower::Layer<Svc>,
+    <RateLimitByClient<K> as tower::Layer<Svc>>::Service: tower::Service<
+            Request<()>,
+            Response = Response<()>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    // The handler, boxed so that every case wraps the same named type.
+    let handler: Svc = BoxCloneSyncService::new(service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(()))
-    })))
+    }));
+    BoxCloneSyncService::new(limit.layer(handler))
+}
+
+/// The bucket's key: the client of the claims the bench puts in each request (the default
+/// key reads the `VerifiedToken` that only `RequireScope` makes).
+fn client(claims: &AccessClaims) -> Option<&str> {
+    claims.client_id()
 }
 
 fn claims(i: usize) -> Claims<AccessClaims> {

@@ -12,6 +12,7 @@
 #
 #   scripts/loadtest.sh                      # 6 rounds of 5 s
 #   ROUNDS=10 DURATION=10s scripts/loadtest.sh
+#   GUARDED=/guarded-layer scripts/loadtest.sh   # the layer added with MethodRouter::layer
 #
 # Needs wrk (`apt-get install wrk`), taskset (util-linux) and python3.
 set -euo pipefail
@@ -22,6 +23,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 PORTS=(18002 18003)
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
+GUARDED=${GUARDED:-/guarded}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 server=$(cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
@@ -65,14 +67,14 @@ both() { # port-a path-a port-b path-b duration: the two loads at once
   wait "$one" "$two"
 }
 
-both "${PORTS[0]}" /open "${PORTS[1]}" /guarded 1s   # warm-up
+both "${PORTS[0]}" /open "${PORTS[1]}" "$GUARDED" 1s   # warm-up
 ratios=()
 for i in $(seq 1 "$ROUNDS"); do
   if (( i % 2 )); then a=${PORTS[0]}; b=${PORTS[1]}; else a=${PORTS[1]}; b=${PORTS[0]}; fi
-  both "$a" /open "$b" /guarded "$DURATION"
+  both "$a" /open "$b" "$GUARDED" "$DURATION"
   open=$(rps "$a"); guarded=$(rps "$b")
   ratio=$(python3 -c "print(f'{$guarded / $open:.3f}')")
   ratios+=("$ratio")
-  echo "round $i: /open $open req/s, /guarded $guarded req/s side by side: $ratio"
+  echo "round $i: /open $open req/s, $GUARDED $guarded req/s side by side: $ratio"
 done
-python3 -c "import statistics; r=[float(x) for x in '${ratios[*]}'.split()]; print(f'guarded/open, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')"
+python3 -c "import statistics; r=[float(x) for x in '${ratios[*]}'.split()]; print(f'$GUARDED / /open, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')"
