@@ -140,6 +140,8 @@ pub mod mtls;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_conn;
 #[cfg(feature = "remote")]
 mod remote;
 mod response;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::replay::{DpopReplay, ReplayError, ReplayFuture, ReplayKey};
 
@@ -46,17 +46,9 @@ impl RedisReplay {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, ReplayError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ReplayError::new(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(config)
+        let conn = crate::redis_conn::connect(url, timeout)
             .await
-            .map_err(|e| ReplayError::new(e.to_string()))?;
+            .map_err(ReplayError::new)?;
         Ok(RedisReplay {
             conn,
             prefix: "bearer-guard:dpop:".to_owned(),

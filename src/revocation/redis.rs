@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::{KEEP_PAST_EXP, RevocationError, RevocationFuture, Revocations, unix_now};
 
@@ -47,17 +47,9 @@ impl RedisRevocations {
         url: &str,
         timeout: Duration,
     ) -> Result<Self, RevocationError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| RevocationError::new(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(config)
+        let conn = crate::redis_conn::connect(url, timeout)
             .await
-            .map_err(|e| RevocationError::new(e.to_string()))?;
+            .map_err(RevocationError::new)?;
         Ok(RedisRevocations {
             conn,
             prefix: "bearer-guard:revoked:".to_owned(),

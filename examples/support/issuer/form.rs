@@ -202,6 +202,20 @@ pub struct Credentials {
     pub secret: Option<Secret>,
 }
 
+/// A request about one token (RFC 7009 §2.1, RFC 7662 §2.1): its form, the client's
+/// credentials, and the `token` parameter (required).
+pub fn token_request(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Params, Credentials, Secret), OAuthError> {
+    let mut params = Params::from_form_request(headers, body)?;
+    let credentials = credentials(headers, &mut params)?;
+    let token = params
+        .take_secret("token")?
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    Ok((params, credentials, token))
+}
+
 /// The client's credentials. No client id at all, or a malformed Authorization header, is
 /// `invalid_client`.
 pub fn credentials(headers: &HeaderMap, params: &mut Params) -> Result<Credentials, OAuthError> {

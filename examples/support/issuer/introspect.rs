@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::clients::Client;
 use super::error::{OAuthError, no_store_json};
-use super::form::{AuthMethod, Params, credentials};
+use super::form::{AuthMethod, token_request};
 use super::server::{Issuer, unix_now};
 use super::tokens::AccessClaims;
 
@@ -24,11 +24,7 @@ impl Issuer {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, OAuthError> {
-        let mut params = Params::from_form_request(headers, body)?;
-        let credentials = credentials(headers, &mut params)?;
-        let token = params
-            .take_secret("token")?
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let (_, credentials, token) = token_request(headers, body)?;
         // Public clients cannot authenticate: they may not introspect (§2.1).
         if credentials.method == AuthMethod::None {
             return Err(OAuthError::invalid_client());

@@ -50,11 +50,10 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 // Each user of this module (binary, demo, tests) needs a different part of it.
@@ -167,17 +166,44 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> std::io
 }
 
 /// The peer's budget key (see `limits::peer_key`).
-struct Peer(String);
+fn peer(parts: &Parts) -> String {
+    let addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    peer_key(addr)
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
+/// A form POST to one of the endpoints: the peer's budget key, the headers, the body (capped
+/// at [`MAX_BODY`]; too large or unreadable is an OAuth `invalid_request`).
+struct Post {
+    peer: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        Ok(Peer(peer_key(addr)))
+impl<S: Send + Sync> FromRequest<S> for Post {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
+        let (mut parts, body) = req.into_parts();
+        let peer = peer(&parts);
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    let status = StatusCode::PAYLOAD_TOO_LARGE;
+                    OAuthError::new(status, "invalid_request", "request body too large")
+                } else {
+                    OAuthError::invalid_request("unreadable request body")
+                }
+            })?;
+        Ok(Post {
+            peer,
+            headers,
+            body,
+        })
     }
 }
 
@@ -185,82 +211,37 @@ async fn authorize_page(State(issuer): State<Issuer>, RawQuery(query): RawQuery)
     issuer.authorize_page(query.as_deref().unwrap_or("")).await
 }
 
+/// The login form's answer; errors are pages, not OAuth JSON.
 async fn authorize_submit(
     State(issuer): State<Issuer>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: Result<Post, OAuthError>,
 ) -> Response {
-    match read_body(body) {
-        Ok(body) => issuer.authorize_submit(&peer, &headers, &body).await,
+    match post {
+        Ok(post) => {
+            issuer
+                .authorize_submit(&post.peer, &post.headers, &post.body)
+                .await
+        }
         Err(error) => page::error_page(error.status, &error.description),
     }
 }
 
-async fn token(
-    State(issuer): State<Issuer>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match read_body(body) {
-        Ok(body) => issuer.token(&peer, &headers, &body).await,
-        Err(error) => Err(error),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
+async fn token(State(issuer): State<Issuer>, post: Post) -> Result<Response, OAuthError> {
+    issuer.token(&post.peer, &post.headers, &post.body).await
 }
 
-async fn revoke(
-    State(issuer): State<Issuer>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match read_body(body) {
-        Ok(body) => issuer.revoke(&peer, &headers, &body).await,
-        Err(error) => Err(error),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
+async fn revoke(State(issuer): State<Issuer>, post: Post) -> Result<Response, OAuthError> {
+    issuer.revoke(&post.peer, &post.headers, &post.body).await
 }
 
-async fn introspect(
-    State(issuer): State<Issuer>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match read_body(body) {
-        Ok(body) => issuer.introspect(&peer, &headers, &body).await,
-        Err(error) => Err(error),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
+async fn introspect(State(issuer): State<Issuer>, post: Post) -> Result<Response, OAuthError> {
+    issuer
+        .introspect(&post.peer, &post.headers, &post.body)
+        .await
 }
 
-async fn register(
-    State(issuer): State<Issuer>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match read_body(body) {
-        Ok(body) => issuer.register(&peer, &headers, &body).await,
-        Err(error) => Err(error),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
-}
-
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OAuthError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            OAuthError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                "request body too large",
-            )
-        } else {
-            OAuthError::invalid_request("unreadable request body")
-        }
-    })
+async fn register(State(issuer): State<Issuer>, post: Post) -> Result<Response, OAuthError> {
+    issuer.register(&post.peer, &post.headers, &post.body).await
 }
 
 async fn jwks(State(issuer): State<Issuer>) -> Response {

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::OAuthError;
-use super::form::{Params, credentials};
+use super::form::token_request;
 use super::server::{Issuer, unix_now};
 
 impl Issuer {
@@ -23,11 +23,7 @@ impl Issuer {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, OAuthError> {
-        let mut params = Params::from_form_request(headers, body)?;
-        let credentials = credentials(headers, &mut params)?;
-        let token = params
-            .take_secret("token")?
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let (params, credentials, token) = token_request(headers, body)?;
         let refresh_first = params.one("token_type_hint")? == Some("refresh_token");
         let method = credentials.method;
         let client = self.authenticate("revocation", peer, credentials).await?;

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::ConnectionManagerConfig;
-
 use super::RedisQuotas;
 
 /// The prefix of every key ([`RedisQuotasBuilder::prefix`]).
@@ -166,17 +164,10 @@ impl RedisQuotasBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(QuotaStoreError::new("no Tokio runtime"));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| QuotaStoreError::new(format!("invalid Redis URL ({:?})", e.kind())))?;
         let timeout = self.settings.timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| QuotaStoreError::new(e.to_string()))?;
+        let connect = timeout.max(Duration::from_millis(500));
+        let conn = crate::redis_conn::connect_lazy(self.url.as_str(), connect, timeout)
+            .map_err(QuotaStoreError::new)?;
         Ok(RedisQuotas::new(conn, self.settings))
     }
 }
