@@ -35,20 +35,25 @@ const MAX_METADATA: usize = 1024 * 1024;
 /// Where requests go.
 pub(crate) enum Endpoint {
     Fixed(Uri),
-    /// Read from the metadata of the issuer at `url`, once; one discovery at a time.
+    /// Read from the metadata of the issuer at `url`, once; one discovery at a time, and
+    /// none for `retry` after one failed.
     Discover {
         url: String,
         found: OnceLock<Uri>,
-        lock: tokio::sync::Mutex<()>,
+        retry: Duration,
+        /// Held while discovering; the last failure: when the next attempt may start, and
+        /// what went wrong.
+        failed: tokio::sync::Mutex<Option<(Instant, String)>>,
     },
 }
 
 impl Endpoint {
-    pub(crate) fn discover(url: String) -> Self {
+    pub(crate) fn discover(url: String, retry: Duration) -> Self {
         Endpoint::Discover {
             url,
             found: OnceLock::new(),
-            lock: tokio::sync::Mutex::new(()),
+            retry,
+            failed: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -94,18 +99,51 @@ impl Config {
 
     /// The endpoint: configured, or read from the issuer's metadata once.
     pub(crate) async fn endpoint(&self) -> Result<Uri, Failure> {
-        let s = &self.settings;
-        let (url, found, lock) = match &s.endpoint {
+        let (url, found, retry, failed) = match &self.settings.endpoint {
             Endpoint::Fixed(uri) => return Ok(uri.clone()),
-            Endpoint::Discover { url, found, lock } => (url, found, lock),
+            Endpoint::Discover {
+                url,
+                found,
+                retry,
+                failed,
+            } => (url, found, *retry, failed),
         };
         if let Some(uri) = found.get() {
             return Ok(uri.clone());
         }
-        let _one_at_a_time = lock.lock().await;
+        let mut failed = failed.lock().await;
         if let Some(uri) = found.get() {
             return Ok(uri.clone());
         }
+        if let Some((next, error)) = &*failed {
+            let now = Instant::now();
+            if now < *next {
+                let (error, after) = (error.clone(), *next - now);
+                return Err(Failure::Retry { error, after });
+            }
+        }
+        match self.discover(url).await {
+            Ok(uri) => {
+                let _ = found.set(uri.clone());
+                tracing::info!(
+                    target: TARGET,
+                    reason = "endpoint_discovered",
+                    endpoint = %crate::url::redact(&uri.to_string()),
+                    "introspection endpoint discovered"
+                );
+                *failed = None;
+                Ok(uri)
+            }
+            Err(failure) => {
+                *failed = Some((Instant::now() + retry, failure.to_string()));
+                Err(failure)
+            }
+        }
+    }
+
+    /// Reads the endpoint from the metadata of the issuer at `url`.
+    async fn discover(&self, url: &str) -> Result<Uri, Failure> {
+        let s = &self.settings;
         let limits = crate::remote::http::limits(s.timeout, MAX_METADATA);
         let expected = s.issuer.as_deref().unwrap_or(url);
         let doc = discover(&*s.client, &limits, s.allow_http, url, expected).await?;
@@ -114,13 +152,6 @@ impl Config {
             doc.metadata.introspection_endpoint(),
             s.allow_http,
         )?;
-        let _ = found.set(uri.clone());
-        tracing::info!(
-            target: TARGET,
-            reason = "endpoint_discovered",
-            endpoint = %crate::url::redact(&uri.to_string()),
-            "introspection endpoint discovered"
-        );
         Ok(uri)
     }
 

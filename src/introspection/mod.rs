@@ -241,6 +241,7 @@ pub struct IntrospectionBuilder {
     max_concurrent: usize,
     max_pending: usize,
     cache: (usize, u64),
+    discovery_retry: Duration,
     client: Option<Arc<dyn HttpClient>>,
     tls: Option<rustls::ClientConfig>,
     allow_http: bool,
@@ -261,6 +262,7 @@ impl IntrospectionBuilder {
             max_concurrent: 16,
             max_pending: 1024,
             cache: (DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_BYTES),
+            discovery_retry: Duration::from_secs(5),
             client: None,
             tls: None,
             allow_http: false,
@@ -287,6 +289,15 @@ impl IntrospectionBuilder {
     /// request per this time. Default 5 s.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
+        self
+    }
+
+    /// With [`Introspection::discover`]: after a failed discovery, how long requests that
+    /// need the endpoint are answered 503 at once, without asking again. A down or
+    /// misconfigured issuer is asked at most once per this time, however many opaque tokens
+    /// arrive. Default 5 s.
+    pub fn discovery_retry(mut self, after: Duration) -> Self {
+        self.discovery_retry = after;
         self
     }
 
@@ -362,7 +373,7 @@ impl IntrospectionBuilder {
             Target::Discover(url) => {
                 crate::url::checked_uri(&url, self.allow_http)?;
                 let issuer = self.issuer.unwrap_or_else(|| url.clone());
-                (Endpoint::discover(url), Some(issuer))
+                (Endpoint::discover(url, self.discovery_retry), Some(issuer))
             }
         };
         let client = self

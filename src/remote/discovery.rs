@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::http::Uri;
 use serde::Deserialize;
@@ -130,6 +131,11 @@ pub(crate) enum Failure {
         url: String,
         reason: String,
     },
+    /// Not tried: the last attempt failed with `error`, the next may start `after` this.
+    Retry {
+        error: String,
+        after: Duration,
+    },
 }
 
 impl Failure {
@@ -146,6 +152,7 @@ impl Failure {
             Failure::Fetch(e) => e.kind().as_str(),
             Failure::Config(_) => "invalid_url",
             Failure::Document { .. } => "invalid_document",
+            Failure::Retry { .. } => "retry_later",
         }
     }
 }
@@ -170,6 +177,11 @@ impl fmt::Display for Failure {
             Failure::Document { url, reason } => write!(
                 f,
                 "{url}: {reason}; check that the URL serves the issuer's metadata or key set"
+            ),
+            Failure::Retry { error, after } => write!(
+                f,
+                "{error} (not tried again for another {} ms)",
+                after.as_millis()
             ),
         }
     }
