@@ -13,10 +13,9 @@ use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::fetch::FetchErrorKind;
 use crate::json::{self, Value};
-use crate::jws;
 use crate::scope::Granted;
-use crate::token::{Confirmation, Facts, VerifiedToken};
-use crate::validator::Checks;
+use crate::token::{Facts, VerifiedToken};
+use crate::validator::{Checks, check_audience, confirmation, optional_str};
 
 /// What the issuer says about a token, as the rules judge it.
 #[derive(Clone)]
@@ -205,7 +204,7 @@ pub(crate) fn read(
         let (index, named) = select_issuer(iss.as_ref(), rules, issuer)?;
         let checks = &rules[index];
         if let Some(aud) = &aud {
-            check_audience(aud, &checks.audiences)?;
+            check_audience(Some(aud), &checks.audiences)?;
         }
         let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let exp = date(exp.as_ref(), "exp")?.unwrap_or(now.saturating_add(ttl_secs));
@@ -267,28 +266,6 @@ fn select_issuer(
     }
 }
 
-/// `aud`: a string or an array of strings, one of which is ours.
-fn check_audience(aud: &Value<'_>, ours: &[Box<str>]) -> Result<(), AuthError> {
-    let is_ours = |a: &str| ours.iter().any(|o| **o == *a);
-    let wrong_type = AuthError::claim(ErrorKind::InvalidClaimType, "aud");
-    let found = match aud {
-        Value::Str(a) => is_ours(a),
-        Value::Array(items) => {
-            let mut found = false;
-            for item in items {
-                found |= is_ours(item.as_str().ok_or(wrong_type)?);
-            }
-            found
-        }
-        _ => return Err(wrong_type),
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(AuthError::claim(ErrorKind::InvalidAudience, "aud"))
-    }
-}
-
 /// An RFC 7662 date: an integer number of seconds since the epoch.
 fn date(value: Option<&Value<'_>>, claim: &'static str) -> Result<Option<i64>, AuthError> {
     match value {
@@ -297,40 +274,6 @@ fn date(value: Option<&Value<'_>>, claim: &'static str) -> Result<Option<i64>, A
         Some(Value::Float(_)) => Err(AuthError::claim(ErrorKind::Malformed, claim)),
         Some(_) => Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
     }
-}
-
-fn optional_str(
-    value: Option<Value<'_>>,
-    claim: &'static str,
-) -> Result<Option<Box<str>>, AuthError> {
-    match value {
-        None => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(Box::from(s.as_ref()))),
-        Some(_) => Err(AuthError::claim(ErrorKind::InvalidClaimType, claim)),
-    }
-}
-
-/// `cnf` (RFC 7800; RFC 9449 §6.2, RFC 8705 §3.2 for introspection): `jkt` or `x5t#S256`;
-/// any other confirmation method, or both, binds to nothing a request can prove.
-fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError> {
-    let invalid = || AuthError::claim(ErrorKind::InvalidClaimType, "cnf");
-    let Value::Raw(text) = value else {
-        return Err(invalid());
-    };
-    if !text.starts_with('{') {
-        return Err(invalid());
-    }
-    let [jkt, x5t] =
-        json::read_object(text.as_bytes(), ["jkt", "x5t#S256"]).map_err(jws::json_error)?;
-    let thumbprint = |v: Value<'_>| match v {
-        Value::Str(s) if !s.is_empty() => Ok(Box::<str>::from(s.as_ref())),
-        _ => Err(invalid()),
-    };
-    Ok(match (jkt, x5t) {
-        (Some(jkt), None) => Confirmation::Jkt(thumbprint(jkt)?),
-        (None, Some(x5t)) => Confirmation::X5tS256(thumbprint(x5t)?),
-        _ => Confirmation::Other,
-    })
 }
 
 /// The answer's JSON object for the claims type, with `"iss": add_iss` first when given (an
@@ -354,6 +297,7 @@ fn claims_json(body: &[u8], add_iss: Option<&str>) -> Option<Box<RawValue>> {
 mod tests {
     use super::*;
     use crate::claims::AccessClaims;
+    use crate::token::Confirmation;
     use crate::validator::Profile;
 
     const ISS: &str = "https://issuer.example";

@@ -203,7 +203,8 @@ fn member(name: &str) -> usize {
         .unwrap_or_else(|| unreachable!("every required claim is read"))
 }
 
-fn optional_str(
+/// An optional string claim: absent, or a JSON string (anything else is the wrong type).
+pub(crate) fn optional_str(
     value: Option<Value<'_>>,
     claim: &'static str,
 ) -> Result<Option<Box<str>>, AuthError> {
@@ -270,7 +271,8 @@ fn numeric_date(
     value.checked_add(adjust).map(Some).ok_or(malformed)
 }
 
-fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), AuthError> {
+/// `aud`: a string or an array of strings, one of which is ours.
+pub(crate) fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), AuthError> {
     let is_ours = |a: &str| ours.iter().any(|o| **o == *a);
     let found = match aud {
         None => return Err(AuthError::claim(ErrorKind::MissingClaim, "aud")),
@@ -297,7 +299,7 @@ fn check_audience(aud: Option<&Value<'_>>, ours: &[Box<str>]) -> Result<(), Auth
 /// The `cnf` claim (RFC 7800): an object naming the key the presenter must prove. `jkt`
 /// (DPoP) and `x5t#S256` (mTLS) are understood; any other confirmation method, or none, is
 /// [`Confirmation::Other`], which no request can satisfy.
-fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError> {
+pub(crate) fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError> {
     let invalid = || AuthError::claim(ErrorKind::InvalidClaimType, "cnf");
     let Value::Raw(text) = value else {
         return Err(invalid());

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 pub use self::builder::ValidatorBuilder;
 pub(crate) use self::checks::Checks;
+// Claim readers that introspection answers share with JWTs.
 pub use self::checks::Profile;
+#[cfg(feature = "remote")]
+pub(crate) use self::checks::{check_audience, confirmation, optional_str};
 pub use self::issuer::Issuer;
 pub(crate) use self::source::IssuerKeys;
 pub use self::source::KeySource;
