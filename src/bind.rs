@@ -11,6 +11,7 @@
 //!
 //! It runs on every request, the cached tokens' too: a proof is good for one request.
 
+use http::HeaderValue;
 use http::request::Parts;
 
 use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest, Scheme};
@@ -30,8 +31,10 @@ pub(crate) struct Binding {
 
 /// The outcome of the binding stage.
 pub(crate) enum Bound {
-    /// The binding holds.
-    Holds,
+    /// The binding holds; with the next server nonce when the proof's is past half its life
+    /// (RFC 9449 §8.2: sent with the response, so that the client never meets
+    /// `use_dpop_nonce`).
+    Holds(Option<HeaderValue>),
     Refused(Refusal),
     /// The DPoP replay store must be asked.
     Wait(ProofFuture),
@@ -58,7 +61,7 @@ impl Binding {
             (None, Scheme::Bearer) if self.dpop_required => {
                 self.refused(DpopErrorKind::DpopRequired.into(), token)
             }
-            (None, Scheme::Bearer) => Bound::Holds,
+            (None, Scheme::Bearer) => Bound::Holds(None),
             (None | Some(Confirmation::X5tS256(_)), Scheme::Dpop) => {
                 self.refused(DpopErrorKind::UnboundTokenAsDpop.into(), token)
             }
@@ -79,7 +82,7 @@ impl Binding {
             }
             (Some(Confirmation::X5tS256(x5t)), Scheme::Bearer) => {
                 match check_x5t(x5t, parts.extensions.get::<PeerCertificate>()) {
-                    Ok(()) => Bound::Holds,
+                    Ok(()) => Bound::Holds(None),
                     Err(err) => Bound::Refused(
                         Refusal::new(ErrorKind::BindingMismatch)
                             .with_token(Some(token))
@@ -98,7 +101,12 @@ impl Binding {
         token: &VerifiedToken,
     ) -> Bound {
         match result {
-            Ok(_) => Bound::Holds,
+            Ok(proof) => Bound::Holds(
+                proof
+                    .nonce_refresh_due()
+                    .then(|| self.dpop.as_ref().and_then(Dpop::nonce_header))
+                    .flatten(),
+            ),
             Err(err) => self.refused(err, token),
         }
     }

@@ -3,10 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use http::Response;
+use http::{HeaderValue, Response};
+
 use pin_project_lite::pin_project;
+
+use crate::dpop::DPOP_NONCE;
 
 /// The boxed branch: a request that waits (for keys, a store's answer) before the inner
 /// service.
@@ -27,7 +30,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, dpop_nonce: Option<HeaderValue> },
         Reject { response: Option<Response<B>> },
         Wait { future: Waiting<B, E> },
     }
@@ -36,8 +39,19 @@ pin_project! {
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         ResponseFuture {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner {
+                future,
+                dpop_nonce: None,
+            },
         }
+    }
+
+    /// Adds `DPoP-Nonce: nonce` to the inner service's response, when given.
+    pub(crate) fn with_dpop_nonce(mut self, nonce: Option<HeaderValue>) -> Self {
+        if let Kind::Inner { dpop_nonce, .. } = &mut self.kind {
+            *dpop_nonce = nonce;
+        }
+        self
     }
 
     pub(crate) fn reject(response: Response<B>) -> Self {
@@ -63,13 +77,27 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Inner { future, dpop_nonce } => {
+                let response = ready!(future.poll(cx));
+                Poll::Ready(response.map(|r| with_dpop_nonce(r, dpop_nonce.take())))
+            }
             KindProj::Reject { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
             KindProj::Wait { future } => future.as_mut().poll(cx),
         }
     }
+}
+
+/// `response`, with `DPoP-Nonce: nonce` when given (replacing any the inner service set).
+pub(crate) fn with_dpop_nonce<B>(
+    mut response: Response<B>,
+    nonce: Option<HeaderValue>,
+) -> Response<B> {
+    if let Some(nonce) = nonce {
+        response.headers_mut().insert(DPOP_NONCE, nonce);
+    }
+    response
 }
 
 impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use crate::authorize::{Decision, Route};
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, with_dpop_nonce};
 use crate::response::{self, Challenges, Refusal, Rejection};
 use crate::token::Verified;
 
@@ -113,9 +113,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         match self.state.route.decide(&mut parts) {
-            Decision::Admit(verified) => {
-                admit(&mut parts, verified);
-                ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)))
+            Decision::Admit(admitted) => {
+                admit(&mut parts, admitted.verified);
+                let future = self.inner.call(Request::from_parts(parts, body));
+                ResponseFuture::inner(future).with_dpop_nonce(admitted.dpop_nonce)
             }
             Decision::Deny(refusal) => ResponseFuture::reject(self.state.reject(refusal, &parts)),
             Decision::Wait(pending) => {
@@ -127,9 +128,10 @@ where
                 let state = Arc::clone(&self.state);
                 ResponseFuture::wait(Box::pin(async move {
                     match state.route.resume(pending, &parts).await {
-                        Ok(verified) => {
-                            admit(&mut parts, verified);
-                            inner.call(Request::from_parts(parts, body)).await
+                        Ok(admitted) => {
+                            admit(&mut parts, admitted.verified);
+                            let response = inner.call(Request::from_parts(parts, body)).await;
+                            response.map(|r| with_dpop_nonce(r, admitted.dpop_nonce))
                         }
                         Err(refusal) => Ok(state.reject(refusal, &parts)),
                     }

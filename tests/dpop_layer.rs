@@ -300,3 +300,63 @@ async fn nonces_are_handed_out_and_then_required() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_nonce_past_half_its_life_is_renewed_with_the_response() {
+    let key = DpopKey::generate().expect("key");
+    let dpop = Dpop::builder()
+        .external_origin("https://api.test")
+        .nonces([7u8; 32], Duration::from_secs(4))
+        .build()
+        .expect("dpop");
+    // Two routes: one decides at once, one waits for the revocation store (its memo is cold
+    // for a new `jti`): both ways out of the decision carry the nonce.
+    let at_once = layer(&Guard::new(&validator()).dpop(dpop.clone()));
+    let store = std::sync::Arc::new(bearer_guard::revocation::MemoryRevocations::new());
+    let waiting =
+        layer(&Guard::new(&mint::builder().revocation(store).build().expect("v")).dpop(dpop));
+    let token = bound_token(&key);
+    let auth = Some(format!("DPoP {token}"));
+    let with = |nonce: &str, token: &str| {
+        key.proof(&Method::GET, URL)
+            .access_token(token)
+            .nonce(nonce)
+            .sign()
+            .expect("proof")
+    };
+
+    let first = send(
+        &at_once,
+        auth.clone(),
+        &[proof(&key, &Method::GET, URL, &token)],
+    )
+    .await;
+    let nonce = first.nonce.expect("a DPoP-Nonce to retry with");
+    // A fresh nonce: the answer carries none.
+    let fresh = send(&at_once, auth.clone(), &[with(&nonce, &token)]).await;
+    assert_eq!((fresh.status, fresh.nonce), (StatusCode::OK, None));
+
+    // Past half its life (nonces count whole seconds: 2 s of 4), still valid: the answer
+    // brings the next one.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let renewed = send(&at_once, auth.clone(), &[with(&nonce, &token)]).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{renewed:?}");
+    let next = renewed.nonce.expect("the next nonce");
+    assert_ne!(next, nonce);
+    let other = mint::token(
+        "ec-1",
+        json!({ "cnf": { "jkt": key.thumbprint() }, "jti": "w-1" }),
+    );
+    let waited = send(
+        &waiting,
+        Some(format!("DPoP {other}")),
+        &[with(&nonce, &other)],
+    )
+    .await;
+    assert_eq!(waited.status, StatusCode::OK, "{waited:?}");
+    assert!(waited.nonce.is_some(), "{waited:?}");
+
+    // The next nonce works, and is fresh.
+    let later = send(&at_once, auth, &[with(&next, &token)]).await;
+    assert_eq!((later.status, later.nonce), (StatusCode::OK, None));
+}

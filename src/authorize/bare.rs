@@ -93,10 +93,11 @@ where
         if let Err(err) = scopes.check(verified.token.scopes()) {
             return Bare::Done(Err(err));
         }
-        match revocation(self, verified) {
-            Decision::Admit(verified) => Bare::Done(admitted(verified)),
+        // No request, no proof, no nonce.
+        match revocation(self, verified, None) {
+            Decision::Admit(admitted) => Bare::Done(self::admitted(admitted.verified)),
             Decision::Deny(refusal) => Bare::Done(Err(*refusal.error())),
-            Decision::Wait(Pending::Revocation(verified)) => Bare::Revocation(verified),
+            Decision::Wait(Pending::Revocation(verified, _)) => Bare::Revocation(verified),
             // Stage 5 waits for nothing else.
             Decision::Wait(_) => Bare::Done(Err(ErrorKind::RevocationUnavailable.into())),
         }

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -44,13 +45,30 @@ use crate::validator::{Validator, Verify};
 
 /// What to do with a request.
 pub(crate) enum Decision<T> {
-    /// Call the inner service, with these claims (`None`: no credentials, on an optional
-    /// route).
-    Admit(Option<Arc<Verified<T>>>),
+    /// Call the inner service.
+    Admit(Admitted<T>),
     /// Answer with this refusal.
     Deny(Refusal),
     /// Wait for something, then [`Route::resume`].
     Wait(Pending<T>),
+}
+
+/// An admitted request: what was verified, and what its response must carry.
+pub(crate) struct Admitted<T> {
+    /// The token's claims (`None`: no credentials, on an optional route).
+    pub(crate) verified: Option<Arc<Verified<T>>>,
+    /// A `DPoP-Nonce` for the response: the next server nonce, the proof's being past half
+    /// its life.
+    pub(crate) dpop_nonce: Option<HeaderValue>,
+}
+
+impl<T> Admitted<T> {
+    fn token(verified: Arc<Verified<T>>, dpop_nonce: Option<HeaderValue>) -> Self {
+        Admitted {
+            verified: Some(verified),
+            dpop_nonce,
+        }
+    }
 }
 
 /// What a decision waits for, with what it already knows.
@@ -76,8 +94,9 @@ pub(crate) enum Pending<T> {
         verified: Arc<Verified<T>>,
         proof: ProofFuture,
     },
-    /// The revocation store's answer for a token that passed every other stage.
-    Revocation(Arc<Verified<T>>),
+    /// The revocation store's answer for a token that passed every other stage (and the
+    /// next DPoP nonce for its response).
+    Revocation(Arc<Verified<T>>, Option<HeaderValue>),
 }
 
 impl<T> Pending<T> {
@@ -89,7 +108,7 @@ impl<T> Pending<T> {
             Pending::Introspection { scheme, .. } => *scheme,
             Pending::Proof { .. } => Scheme::Dpop,
             // Only a token bound to a DPoP key passes the binding stage under `DPoP`.
-            Pending::Revocation(verified) => match verified.token.confirmation() {
+            Pending::Revocation(verified, _) => match verified.token.confirmation() {
                 Some(Confirmation::Jkt(_)) => Scheme::Dpop,
                 _ => Scheme::Bearer,
             },
@@ -176,7 +195,12 @@ where
         let accept_dpop = self.binding.accepts_dpop();
         let credentials = match credentials::extract(&parts.headers, max_len, accept_dpop) {
             Ok(Some(credentials)) => credentials,
-            Ok(None) if self.policy.optional => return Decision::Admit(None),
+            Ok(None) if self.policy.optional => {
+                return Decision::Admit(Admitted {
+                    verified: None,
+                    dpop_nonce: None,
+                });
+            }
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
             Err(err) => return Decision::Deny(Refusal::new(err)),
         };
@@ -222,20 +246,24 @@ where
     ) -> Decision<T> {
         // 3. bind
         match self.binding.check(scheme, token, &verified.token, parts) {
-            Bound::Holds => self.after_bind(verified),
+            Bound::Holds(dpop_nonce) => self.after_bind(verified, dpop_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
         }
     }
 
     /// Stages 4 and 5, on a verified token whose binding holds.
-    fn after_bind(&self, verified: Arc<Verified<T>>) -> Decision<T> {
+    fn after_bind(
+        &self,
+        verified: Arc<Verified<T>>,
+        dpop_nonce: Option<HeaderValue>,
+    ) -> Decision<T> {
         // 4. policy
         if let Err(refusal) = self.policy.check(&verified) {
             return Decision::Deny(refusal);
         }
         // 5. revocation
-        revocation(&self.validator, verified)
+        revocation(&self.validator, verified, dpop_nonce)
     }
 
     /// Waits for what [`decide`](Self::decide) asked for, and finishes the decision from
@@ -244,7 +272,7 @@ where
         &self,
         pending: Pending<T>,
         parts: &Parts,
-    ) -> Result<Option<Arc<Verified<T>>>, Refusal> {
+    ) -> Result<Admitted<T>, Refusal> {
         let scheme = pending.scheme();
         let mut pending = pending;
         // Each wait is met once; a decision can wait for keys, then a proof, then the
@@ -284,20 +312,20 @@ where
                 },
                 Pending::Proof { verified, proof } => {
                     match self.binding.proven(proof.await, &verified.token) {
-                        Bound::Holds => self.after_bind(verified),
+                        Bound::Holds(dpop_nonce) => self.after_bind(verified, dpop_nonce),
                         Bound::Refused(refusal) => Decision::Deny(refusal),
                         Bound::Wait(_) => unreachable!("a proof's outcome is final"),
                     }
                 }
-                Pending::Revocation(verified) => {
+                Pending::Revocation(verified, dpop_nonce) => {
                     match ask_revocation(&self.validator, verified).await {
-                        Ok(verified) => Decision::Admit(Some(verified)),
+                        Ok(verified) => Decision::Admit(Admitted::token(verified, dpop_nonce)),
                         Err(refusal) => Decision::Deny(refusal),
                     }
                 }
             };
             match decision {
-                Decision::Admit(verified) => return Ok(verified),
+                Decision::Admit(admitted) => return Ok(admitted),
                 Decision::Deny(refusal) => return Err(refusal.with_scheme(Some(scheme))),
                 Decision::Wait(next) => pending = next,
             }
@@ -325,14 +353,20 @@ fn bind_bare<T>(verified: &Verified<T>) -> Result<(), Refusal> {
 }
 
 /// Stage 5 without waiting: the memo's answer, or a wait for the store.
-fn revocation<T>(validator: &Validator<T>, verified: Arc<Verified<T>>) -> Decision<T> {
+fn revocation<T>(
+    validator: &Validator<T>,
+    verified: Arc<Verified<T>>,
+    dpop_nonce: Option<HeaderValue>,
+) -> Decision<T> {
     let (Some(check), Some(jti)) = (validator.revocation(), verified.token.jti()) else {
-        return Decision::Admit(Some(verified));
+        return Decision::Admit(Admitted::token(verified, dpop_nonce));
     };
     match check.known(verified.issuer, jti) {
-        Known::NotRevoked => Decision::Admit(Some(verified)),
+        Known::NotRevoked => Decision::Admit(Admitted::token(verified, dpop_nonce)),
         Known::Revoked => Decision::Deny(revoked(&verified)),
-        Known::Unknown | Known::StoreDown => Decision::Wait(Pending::Revocation(verified)),
+        Known::Unknown | Known::StoreDown => {
+            Decision::Wait(Pending::Revocation(verified, dpop_nonce))
+        }
     }
 }
 

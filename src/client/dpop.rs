@@ -11,12 +11,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 use super::error::{TokenError, TokenErrorKind};
 use super::origin::Origin;
+pub(crate) use crate::dpop::DPOP_NONCE;
 use crate::dpop::{DpopKey, ProofError};
 
 /// The `DPoP` request header.
 pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
-/// The `DPoP-Nonce` response header (RFC 9449 §8, §9).
-pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// Longest nonce remembered; a longer one is ignored.
 const MAX_NONCE_LEN: usize = 1024;
 /// Most origins whose nonce is remembered. Proofs only go to the token endpoint and the

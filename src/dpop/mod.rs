@@ -37,6 +37,10 @@
 
 mod error;
 mod htu;
+
+/// The `DPoP-Nonce` header (RFC 9449 §8): the server's nonce, in a refusal or with a
+/// response.
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 mod jwk;
 pub(crate) use self::jwk::algorithm_name;
 #[cfg(feature = "dpop-client")]

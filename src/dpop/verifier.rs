@@ -262,7 +262,9 @@ impl DpopBuilder {
     /// Requires a server nonce in every proof (RFC 9449 §8, §9): stateless nonces sealed with
     /// HMAC-SHA256 under `secret` (at least 32 bytes; give every replica the same one),
     /// valid for `lifetime` (at most an hour). A proof without one, or with an invalid or
-    /// expired one, is answered `use_dpop_nonce` with a fresh nonce.
+    /// expired one, is answered `use_dpop_nonce` with a fresh nonce. Behind
+    /// [`RequireScope`](crate::RequireScope), a request whose nonce is past half its life
+    /// gets the next one in its response's `DPoP-Nonce` header (RFC 9449 §8.2).
     pub fn nonces(mut self, secret: impl AsRef<[u8]>, lifetime: Duration) -> Self {
         self.nonces = Some(Nonces::new(secret.as_ref(), lifetime));
         self

@@ -213,7 +213,7 @@ impl Refusal {
             headers.append(WWW_AUTHENTICATE, challenge);
         }
         if let Some(nonce) = &self.dpop_nonce {
-            headers.insert("dpop-nonce", HeaderValue::clone(nonce));
+            headers.insert(crate::dpop::DPOP_NONCE, HeaderValue::clone(nonce));
         }
         let wait = match (kind, self.retry_after) {
             (_, Some(wait)) => Some(wait),
