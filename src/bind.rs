@@ -31,16 +31,27 @@ pub(crate) struct Binding {
 
 /// The outcome of the binding stage.
 pub(crate) enum Bound {
-    /// The binding holds; with the next server nonce when the proof's is past half its life
-    /// (RFC 9449 §8.2: sent with the response, so that the client never meets
-    /// `use_dpop_nonce`).
-    Holds(Option<HeaderValue>),
+    /// The binding holds. `renew_nonce`: the proof's server nonce is past half its life, so
+    /// the response brings the next one (RFC 9449 §8.2), and the client never meets
+    /// `use_dpop_nonce`.
+    Holds {
+        renew_nonce: bool,
+    },
     Refused(Refusal),
     /// The DPoP replay store must be asked.
     Wait(ProofFuture),
 }
 
+impl Bound {
+    const HOLDS: Bound = Bound::Holds { renew_nonce: false };
+}
+
 impl Binding {
+    /// The next DPoP server nonce, as a `DPoP-Nonce` value (when nonces are on).
+    pub(crate) fn next_nonce(&self) -> Option<HeaderValue> {
+        self.dpop.as_ref().and_then(Dpop::nonce_header)
+    }
+
     /// Whether `Authorization: DPoP` is read at all.
     pub(crate) fn accepts_dpop(&self) -> bool {
         self.dpop.is_some()
@@ -61,7 +72,7 @@ impl Binding {
             (None, Scheme::Bearer) if self.dpop_required => {
                 self.refused(DpopErrorKind::DpopRequired.into(), token)
             }
-            (None, Scheme::Bearer) => Bound::Holds(None),
+            (None, Scheme::Bearer) => Bound::HOLDS,
             (None | Some(Confirmation::X5tS256(_)), Scheme::Dpop) => {
                 self.refused(DpopErrorKind::UnboundTokenAsDpop.into(), token)
             }
@@ -82,7 +93,7 @@ impl Binding {
             }
             (Some(Confirmation::X5tS256(x5t)), Scheme::Bearer) => {
                 match check_x5t(x5t, parts.extensions.get::<PeerCertificate>()) {
-                    Ok(()) => Bound::Holds(None),
+                    Ok(()) => Bound::HOLDS,
                     Err(err) => Bound::Refused(
                         Refusal::new(ErrorKind::BindingMismatch)
                             .with_token(Some(token))
@@ -101,12 +112,9 @@ impl Binding {
         token: &VerifiedToken,
     ) -> Bound {
         match result {
-            Ok(proof) => Bound::Holds(
-                proof
-                    .nonce_refresh_due()
-                    .then(|| self.dpop.as_ref().and_then(Dpop::nonce_header))
-                    .flatten(),
-            ),
+            Ok(proof) => Bound::Holds {
+                renew_nonce: proof.nonce_refresh_due(),
+            },
             Err(err) => self.refused(err, token),
         }
     }

@@ -30,7 +30,9 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F, dpop_nonce: Option<HeaderValue> },
+        Inner { #[pin] future: F },
+        // The inner service's, whose response brings the next DPoP nonce.
+        Renew { #[pin] future: F, nonce: Option<HeaderValue> },
         Reject { response: Option<Response<B>> },
         Wait { future: Waiting<B, E> },
     }
@@ -39,19 +41,15 @@ pin_project! {
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         ResponseFuture {
-            kind: Kind::Inner {
-                future,
-                dpop_nonce: None,
-            },
+            kind: Kind::Inner { future },
         }
     }
 
-    /// Adds `DPoP-Nonce: nonce` to the inner service's response, when given.
-    pub(crate) fn with_dpop_nonce(mut self, nonce: Option<HeaderValue>) -> Self {
-        if let Kind::Inner { dpop_nonce, .. } = &mut self.kind {
-            *dpop_nonce = nonce;
+    /// The inner service's future, whose response gets `DPoP-Nonce: nonce` (when given).
+    pub(crate) fn renew(future: F, nonce: Option<HeaderValue>) -> Self {
+        ResponseFuture {
+            kind: Kind::Renew { future, nonce },
         }
-        self
     }
 
     pub(crate) fn reject(response: Response<B>) -> Self {
@@ -77,9 +75,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, dpop_nonce } => {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Renew { future, nonce } => {
                 let response = ready!(future.poll(cx));
-                Poll::Ready(response.map(|r| with_dpop_nonce(r, dpop_nonce.take())))
+                Poll::Ready(response.map(|r| with_dpop_nonce(r, nonce.take())))
             }
             KindProj::Reject { response } => Poll::Ready(Ok(response
                 .take()

@@ -116,7 +116,10 @@ where
             Decision::Admit(admitted) => {
                 admit(&mut parts, admitted.verified);
                 let future = self.inner.call(Request::from_parts(parts, body));
-                ResponseFuture::inner(future).with_dpop_nonce(admitted.dpop_nonce)
+                match admitted.renew_nonce {
+                    false => ResponseFuture::inner(future),
+                    true => ResponseFuture::renew(future, self.state.route.binding.next_nonce()),
+                }
             }
             Decision::Deny(refusal) => ResponseFuture::reject(self.state.reject(refusal, &parts)),
             Decision::Wait(pending) => {
@@ -131,7 +134,11 @@ where
                         Ok(admitted) => {
                             admit(&mut parts, admitted.verified);
                             let response = inner.call(Request::from_parts(parts, body)).await;
-                            response.map(|r| with_dpop_nonce(r, admitted.dpop_nonce))
+                            let nonce = admitted
+                                .renew_nonce
+                                .then(|| state.route.binding.next_nonce())
+                                .flatten();
+                            response.map(|r| with_dpop_nonce(r, nonce))
                         }
                         Err(refusal) => Ok(state.reject(refusal, &parts)),
                     }

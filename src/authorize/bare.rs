@@ -94,7 +94,7 @@ where
             return Bare::Done(Err(err));
         }
         // No request, no proof, no nonce.
-        match revocation(self, verified, None) {
+        match revocation(self, verified, false) {
             Decision::Admit(admitted) => Bare::Done(self::admitted(admitted.verified)),
             Decision::Deny(refusal) => Bare::Done(Err(*refusal.error())),
             Decision::Wait(Pending::Revocation(verified, _)) => Bare::Revocation(verified),

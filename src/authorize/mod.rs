@@ -27,7 +27,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http::HeaderValue;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -57,16 +56,16 @@ pub(crate) enum Decision<T> {
 pub(crate) struct Admitted<T> {
     /// The token's claims (`None`: no credentials, on an optional route).
     pub(crate) verified: Option<Arc<Verified<T>>>,
-    /// A `DPoP-Nonce` for the response: the next server nonce, the proof's being past half
-    /// its life.
-    pub(crate) dpop_nonce: Option<HeaderValue>,
+    /// The response must carry the next DPoP server nonce: the proof's is past half its
+    /// life.
+    pub(crate) renew_nonce: bool,
 }
 
 impl<T> Admitted<T> {
-    fn token(verified: Arc<Verified<T>>, dpop_nonce: Option<HeaderValue>) -> Self {
+    fn token(verified: Arc<Verified<T>>, renew_nonce: bool) -> Self {
         Admitted {
             verified: Some(verified),
-            dpop_nonce,
+            renew_nonce,
         }
     }
 }
@@ -95,8 +94,8 @@ pub(crate) enum Pending<T> {
         proof: ProofFuture,
     },
     /// The revocation store's answer for a token that passed every other stage (and the
-    /// next DPoP nonce for its response).
-    Revocation(Arc<Verified<T>>, Option<HeaderValue>),
+    /// whether its response renews the DPoP nonce).
+    Revocation(Arc<Verified<T>>, bool),
 }
 
 impl<T> Pending<T> {
@@ -198,7 +197,7 @@ where
             Ok(None) if self.policy.optional => {
                 return Decision::Admit(Admitted {
                     verified: None,
-                    dpop_nonce: None,
+                    renew_nonce: false,
                 });
             }
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
@@ -246,24 +245,20 @@ where
     ) -> Decision<T> {
         // 3. bind
         match self.binding.check(scheme, token, &verified.token, parts) {
-            Bound::Holds(dpop_nonce) => self.after_bind(verified, dpop_nonce),
+            Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
         }
     }
 
     /// Stages 4 and 5, on a verified token whose binding holds.
-    fn after_bind(
-        &self,
-        verified: Arc<Verified<T>>,
-        dpop_nonce: Option<HeaderValue>,
-    ) -> Decision<T> {
+    fn after_bind(&self, verified: Arc<Verified<T>>, renew_nonce: bool) -> Decision<T> {
         // 4. policy
         if let Err(refusal) = self.policy.check(&verified) {
             return Decision::Deny(refusal);
         }
         // 5. revocation
-        revocation(&self.validator, verified, dpop_nonce)
+        revocation(&self.validator, verified, renew_nonce)
     }
 
     /// Waits for what [`decide`](Self::decide) asked for, and finishes the decision from
@@ -312,14 +307,14 @@ where
                 },
                 Pending::Proof { verified, proof } => {
                     match self.binding.proven(proof.await, &verified.token) {
-                        Bound::Holds(dpop_nonce) => self.after_bind(verified, dpop_nonce),
+                        Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
                         Bound::Refused(refusal) => Decision::Deny(refusal),
                         Bound::Wait(_) => unreachable!("a proof's outcome is final"),
                     }
                 }
-                Pending::Revocation(verified, dpop_nonce) => {
+                Pending::Revocation(verified, renew_nonce) => {
                     match ask_revocation(&self.validator, verified).await {
-                        Ok(verified) => Decision::Admit(Admitted::token(verified, dpop_nonce)),
+                        Ok(verified) => Decision::Admit(Admitted::token(verified, renew_nonce)),
                         Err(refusal) => Decision::Deny(refusal),
                     }
                 }
@@ -356,16 +351,16 @@ fn bind_bare<T>(verified: &Verified<T>) -> Result<(), Refusal> {
 fn revocation<T>(
     validator: &Validator<T>,
     verified: Arc<Verified<T>>,
-    dpop_nonce: Option<HeaderValue>,
+    renew_nonce: bool,
 ) -> Decision<T> {
     let (Some(check), Some(jti)) = (validator.revocation(), verified.token.jti()) else {
-        return Decision::Admit(Admitted::token(verified, dpop_nonce));
+        return Decision::Admit(Admitted::token(verified, renew_nonce));
     };
     match check.known(verified.issuer, jti) {
-        Known::NotRevoked => Decision::Admit(Admitted::token(verified, dpop_nonce)),
+        Known::NotRevoked => Decision::Admit(Admitted::token(verified, renew_nonce)),
         Known::Revoked => Decision::Deny(revoked(&verified)),
         Known::Unknown | Known::StoreDown => {
-            Decision::Wait(Pending::Revocation(verified, dpop_nonce))
+            Decision::Wait(Pending::Revocation(verified, renew_nonce))
         }
     }
 }
