@@ -13,6 +13,9 @@
 #   scripts/loadtest.sh                      # 6 rounds of 5 s
 #   ROUNDS=10 DURATION=10s scripts/loadtest.sh
 #   GUARDED=/guarded-layer scripts/loadtest.sh   # the layer added with MethodRouter::layer
+#   SEQUENTIAL=1 scripts/loadtest.sh   # one server on one core, one wrk on the other, the
+#                                      # paths in turn (wrk may then be the bottleneck,
+#                                      # which hides part of the layer's cost)
 #
 # Needs wrk (`apt-get install wrk`), taskset (util-linux) and python3.
 set -euo pipefail
@@ -24,6 +27,7 @@ PORTS=(18002 18003)
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 GUARDED=${GUARDED:-/guarded}
+SEQUENTIAL=${SEQUENTIAL:-0}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 server=$(cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
@@ -66,6 +70,21 @@ both() { # port-a path-a port-b path-b duration: the two loads at once
   load "$3" "$4" "$5" & local two=$!
   wait "$one" "$two"
 }
+
+if [ "$SEQUENTIAL" = 1 ]; then
+  port=${PORTS[0]}
+  load "$port" /open 1s   # warm-up
+  ratios=()
+  for i in $(seq 1 "$ROUNDS"); do
+    load "$port" /open "$DURATION"; open=$(rps "$port")
+    load "$port" "$GUARDED" "$DURATION"; guarded=$(rps "$port")
+    ratio=$(python3 -c "print(f'{$guarded / $open:.3f}')")
+    ratios+=("$ratio")
+    echo "round $i: /open $open req/s, then $GUARDED $guarded req/s: $ratio"
+  done
+  python3 -c "import statistics; r=[float(x) for x in '${ratios[*]}'.split()]; print(f'$GUARDED / /open, one after the other, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')"
+  exit 0
+fi
 
 both "${PORTS[0]}" /open "${PORTS[1]}" "$GUARDED" 1s   # warm-up
 ratios=()
