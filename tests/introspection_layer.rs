@@ -128,6 +128,18 @@ async fn bearer(addr: SocketAddr, path: &str, token: &str) -> Reply {
     call(addr, path, &[("authorization", &format!("Bearer {token}"))]).await
 }
 
+/// `GET path` with `token` as `DPoP` and a proof of `key` for this request.
+async fn with_proof(addr: SocketAddr, path: &str, token: &str, key: &DpopKey) -> Reply {
+    let url = format!("http://{addr}{path}");
+    let proof = key
+        .proof(&Method::GET, &url)
+        .access_token(token)
+        .sign()
+        .expect("proof");
+    let auth = format!("DPoP {token}");
+    call(addr, path, &[("authorization", &auth), ("dpop", &proof)]).await
+}
+
 fn challenge(reply: &Reply) -> &str {
     reply.header(header::WWW_AUTHENTICATE).unwrap_or("")
 }
@@ -402,37 +414,10 @@ async fn a_dpop_bound_opaque_token_needs_its_proof() {
     let reply = bearer(addr, "/read", &token).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     // With a proof of the key for this request: admitted.
-    let url = format!("http://{addr}/read");
-    let proof = key
-        .proof(&Method::GET, &url)
-        .access_token(&token)
-        .sign()
-        .expect("proof");
-    let reply = call(
-        addr,
-        "/read",
-        &[
-            ("authorization", &format!("DPoP {token}")),
-            ("dpop", &proof),
-        ],
-    )
-    .await;
+    let reply = with_proof(addr, "/read", &token, &key).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     // Another key's proof: refused.
     let thief = DpopKey::generate().expect("key");
-    let proof = thief
-        .proof(&Method::GET, &url)
-        .access_token(&token)
-        .sign()
-        .expect("proof");
-    let reply = call(
-        addr,
-        "/read",
-        &[
-            ("authorization", &format!("DPoP {token}")),
-            ("dpop", &proof),
-        ],
-    )
-    .await;
+    let reply = with_proof(addr, "/read", &token, &thief).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }

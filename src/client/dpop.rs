@@ -353,21 +353,7 @@ mod tests {
         async fn token_requests_and_calls_carry_fresh_proofs_and_the_token_goes_as_dpop() {
             let key = DpopKey::generate().expect("key");
             let seen = Arc::new(Seen::default());
-            let log = Arc::clone(&seen);
-            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
-                log.record(&req);
-                let token_request = req.uri().path() == "/token";
-                async move {
-                    Ok::<_, Infallible>(if token_request {
-                        json(
-                            StatusCode::OK,
-                            r#"{"access_token":"tok-1","token_type":"DPoP","expires_in":60}"#,
-                        )
-                    } else {
-                        json(StatusCode::OK, "data")
-                    })
-                }
-            }));
+            let svc = layer(&key).layer(issuer_and_api(&seen, "DPoP"));
             for url in [
                 "https://api.example/x?page=2#f",
                 "https://API.example:443/x",
@@ -402,6 +388,29 @@ mod tests {
         /// A token endpoint and an API that both want nonces (`n-token`, `n-api`), answering
         /// each proof without the right one with `use_dpop_nonce` and the nonce; the API
         /// hands out `n-api-2` on success.
+        /// The token endpoint (`/token`, answering a token of `token_type`) and the API
+        /// (any other path, `data`), both recording what they see.
+        fn issuer_and_api(
+            seen: &Arc<Seen>,
+            token_type: &'static str,
+        ) -> impl crate::client::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
+            let log = Arc::clone(seen);
+            service_fn(move |req: Request<Full<Bytes>>| {
+                log.record(&req);
+                let token_request = req.uri().path() == "/token";
+                async move {
+                    Ok::<_, Infallible>(if token_request {
+                        let body = format!(
+                            r#"{{"access_token":"tok-1","token_type":"{token_type}","expires_in":60}}"#
+                        );
+                        json(StatusCode::OK, &body)
+                    } else {
+                        json(StatusCode::OK, "data")
+                    })
+                }
+            })
+        }
+
         fn nonce_servers(
             seen: &Arc<Seen>,
         ) -> impl crate::client::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
@@ -557,21 +566,7 @@ mod tests {
             let logs = crate::testkit::logs::capture();
             let key = DpopKey::generate().expect("key");
             let seen = Arc::new(Seen::default());
-            let log = Arc::clone(&seen);
-            let svc = layer(&key).layer(service_fn(move |req: Request<Full<Bytes>>| {
-                log.record(&req);
-                let token_request = req.uri().path() == "/token";
-                async move {
-                    Ok::<_, Infallible>(if token_request {
-                        json(
-                            StatusCode::OK,
-                            r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":60}"#,
-                        )
-                    } else {
-                        json(StatusCode::OK, "data")
-                    })
-                }
-            }));
+            let svc = layer(&key).layer(issuer_and_api(&seen, "Bearer"));
             assert_eq!(status(&svc, "https://api.example/x").await, StatusCode::OK);
             let seen = seen.all();
             assert!(seen[0].2.is_some(), "the token request carried a proof");
