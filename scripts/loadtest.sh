@@ -65,6 +65,14 @@ rps() { # port
   grep "Requests/sec" "$tmp/wrk.$1" | awk '{print $2}'
 }
 
+divide() { # guarded open: their ratio
+  python3 -c "print(f'{$1 / $2:.3f}')"
+}
+summary() { # how, then the ratios: their median, min and max
+  local how=$1; shift
+  python3 -c "import statistics, sys; r=[float(x) for x in sys.argv[1:]]; print(f'$GUARDED / /open, $how, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$@"
+}
+
 both() { # port-a path-a port-b path-b duration: the two loads at once
   load "$1" "$2" "$5" & local one=$!
   load "$3" "$4" "$5" & local two=$!
@@ -78,11 +86,11 @@ if [ "$SEQUENTIAL" = 1 ]; then
   for i in $(seq 1 "$ROUNDS"); do
     load "$port" /open "$DURATION"; open=$(rps "$port")
     load "$port" "$GUARDED" "$DURATION"; guarded=$(rps "$port")
-    ratio=$(python3 -c "print(f'{$guarded / $open:.3f}')")
+    ratio=$(divide "$guarded" "$open")
     ratios+=("$ratio")
     echo "round $i: /open $open req/s, then $GUARDED $guarded req/s: $ratio"
   done
-  python3 -c "import statistics; r=[float(x) for x in '${ratios[*]}'.split()]; print(f'$GUARDED / /open, one after the other, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')"
+  summary "one after the other" "${ratios[@]}"
   exit 0
 fi
 
@@ -92,8 +100,8 @@ for i in $(seq 1 "$ROUNDS"); do
   if (( i % 2 )); then a=${PORTS[0]}; b=${PORTS[1]}; else a=${PORTS[1]}; b=${PORTS[0]}; fi
   both "$a" /open "$b" "$GUARDED" "$DURATION"
   open=$(rps "$a"); guarded=$(rps "$b")
-  ratio=$(python3 -c "print(f'{$guarded / $open:.3f}')")
+  ratio=$(divide "$guarded" "$open")
   ratios+=("$ratio")
   echo "round $i: /open $open req/s, $GUARDED $guarded req/s side by side: $ratio"
 done
-python3 -c "import statistics; r=[float(x) for x in '${ratios[*]}'.split()]; print(f'$GUARDED / /open, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')"
+summary "side by side" "${ratios[@]}"
