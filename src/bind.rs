@@ -128,11 +128,7 @@ impl Binding {
             (_, Some(_)) => ErrorKind::BindingMismatch,
             (_, None) => ErrorKind::ProofReplayUnavailable,
         };
-        let nonce = err
-            .kind()
-            .nonce_due()
-            .then(|| self.dpop.as_ref().and_then(Dpop::nonce_header))
-            .flatten();
+        let nonce = err.kind().nonce_due().then(|| self.next_nonce()).flatten();
         Bound::Refused(
             Refusal::new(AuthError::with_claim(kind, err.claim_name()))
                 .with_token(Some(token))
