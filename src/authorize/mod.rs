@@ -93,7 +93,7 @@ pub(crate) enum Pending<T> {
         verified: Arc<Verified<T>>,
         proof: ProofFuture,
     },
-    /// The revocation store's answer for a token that passed every other stage (and the
+    /// The revocation store's answer for a token that passed every other stage (and
     /// whether its response renews the DPoP nonce).
     Revocation(Arc<Verified<T>>, bool),
 }

@@ -131,7 +131,6 @@ impl Config {
                     endpoint = %crate::url::redact(&uri.to_string()),
                     "introspection endpoint discovered"
                 );
-                *failed = None;
                 Ok(uri)
             }
             Err(failure) => {
