@@ -14,6 +14,7 @@
 use http::HeaderValue;
 use http::request::Parts;
 
+use crate::credentials;
 use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest, Scheme};
 use crate::error::{AuthError, ErrorKind};
 use crate::mtls::{PeerCertificate, check_x5t};
@@ -57,16 +58,8 @@ impl Binding {
         self.dpop.is_some()
     }
 
-    /// Checks `token`, verified from `access_token` (the bytes presented: a verified JWS,
-    /// or an introspected `b64token`, so ASCII) as it came with `scheme`, against the
-    /// request `parts`.
-    pub(crate) fn check(
-        &self,
-        scheme: Scheme,
-        access_token: &[u8],
-        token: &VerifiedToken,
-        parts: &Parts,
-    ) -> Bound {
+    /// Checks `token`, as it came with `scheme` in the request `parts`, against them.
+    pub(crate) fn check(&self, scheme: Scheme, token: &VerifiedToken, parts: &Parts) -> Bound {
         let refuse = |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(token)));
         match (token.confirmation(), scheme) {
             (None, Scheme::Bearer) if self.dpop_required => {
@@ -81,8 +74,12 @@ impl Binding {
                 let Some(dpop) = &self.dpop else {
                     return refuse(ErrorKind::SenderConstrained);
                 };
-                // Never fails for a verified token; an empty string would fail `ath` anyway.
-                let access_token = std::str::from_utf8(access_token).unwrap_or_default();
+                // The bytes presented: a verified JWS or an introspected `b64token`, so
+                // ASCII. Never missing for a verified token; an empty string would fail `ath`
+                // anyway.
+                let access_token = credentials::presented(&parts.headers)
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .unwrap_or_default();
                 match dpop.verify_access(&ProofRequest::from(parts), access_token, jkt) {
                     ProofCheck::Ready(result) => self.proven(result, token),
                     ProofCheck::Pending(proof) => Bound::Wait(proof),

@@ -10,8 +10,8 @@
 //! Only the `Authorization` header is read: form-body and URI-query tokens (§2.2, §2.3) are
 //! not supported, as RFC 9700 advises.
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, Entry};
+use http::{HeaderMap, HeaderValue};
 
 pub(crate) use crate::dpop::Scheme;
 use crate::error::{AuthError, ErrorKind};
@@ -44,15 +44,8 @@ impl<'h> Credentials<'h> {
     }
 }
 
-/// Marks the `Authorization` header sensitive: out of `Debug` output, and of HPACK tables
-/// further in.
-pub(crate) fn mark_sensitive(headers: &mut HeaderMap) {
-    if let Some(value) = headers.get_mut(AUTHORIZATION) {
-        value.set_sensitive(true);
-    }
-}
-
-/// Extracts the credentials from `headers`.
+/// Extracts the credentials from `headers`, and marks the `Authorization` header sensitive
+/// (out of `Debug` output, and of HPACK tables further in): one lookup does both.
 ///
 /// `Ok(None)` when there is no `Authorization` header or it uses a scheme this crate does
 /// not serve (the request carries no bearer credentials). Allocates nothing and copies
@@ -60,19 +53,44 @@ pub(crate) fn mark_sensitive(headers: &mut HeaderMap) {
 /// before any byte of the token is looked at. The token's characters are checked later,
 /// and only when it is not in the verified-token cache ([`Credentials::checked`]).
 pub(crate) fn extract(
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
     max_token_len: usize,
     accept_dpop: bool,
 ) -> Result<Option<Credentials<'_>>, AuthError> {
     // Several values are rare enough to look for only when some header has several.
-    if headers.len() != headers.keys_len() && headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+    if headers.len() != headers.keys_len()
+        && let Entry::Occupied(mut several) = headers.entry(AUTHORIZATION)
     {
-        return Err(ErrorKind::InvalidRequest.into());
+        several
+            .iter_mut()
+            .for_each(|value| value.set_sensitive(true));
+        if several.iter().nth(1).is_some() {
+            return Err(ErrorKind::InvalidRequest.into());
+        }
     }
-    let Some(value) = headers.get(AUTHORIZATION) else {
+    let Some(value) = headers.get_mut(AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.as_bytes();
+    value.set_sensitive(true);
+    let value: &HeaderValue = value;
+    read(value.as_bytes(), max_token_len, accept_dpop)
+}
+
+/// The token's bytes in a request whose credentials [`extract`] already accepted (the
+/// binding stage hashes them into a DPoP proof's `ath`).
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    read(value, usize::MAX, true)
+        .ok()
+        .flatten()
+        .map(|c| c.token)
+}
+
+fn read(
+    value: &[u8],
+    max_token_len: usize,
+    accept_dpop: bool,
+) -> Result<Option<Credentials<'_>>, AuthError> {
     let Some((scheme, start)) = parse(value, max_token_len, accept_dpop)? else {
         return Ok(None);
     };
@@ -88,12 +106,17 @@ fn parse(
     max_token_len: usize,
     accept_dpop: bool,
 ) -> Result<Option<(Scheme, usize)>, AuthError> {
-    let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
-    let scheme = match &value[..scheme_len] {
-        s if s.eq_ignore_ascii_case(b"bearer") => Scheme::Bearer,
-        s if accept_dpop && s.eq_ignore_ascii_case(b"dpop") => Scheme::Dpop,
-        // Another scheme (Basic, Digest ...) carries no token of ours.
-        _ => return Ok(None),
+    // `Bearer ` in any case, the common case, in one comparison; else the scheme's `tchar`s.
+    let (scheme, scheme_len) = if starts_with_bearer(value) {
+        (Scheme::Bearer, 6)
+    } else {
+        let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
+        match &value[..scheme_len] {
+            s if s.eq_ignore_ascii_case(b"bearer") => (Scheme::Bearer, scheme_len),
+            s if accept_dpop && s.eq_ignore_ascii_case(b"dpop") => (Scheme::Dpop, scheme_len),
+            // Another scheme (Basic, Digest ...) carries no token of ours.
+            _ => return Ok(None),
+        }
     };
     // `1*SP`, then the token: nothing else, and no other whitespace (a tab, a line fold).
     let rest = &value[scheme_len..];
@@ -108,9 +131,39 @@ fn parse(
     Ok(Some((scheme, scheme_len + spaces)))
 }
 
+/// Whether `value` starts with `Bearer ` (the scheme in any case, one space) and one more
+/// byte: eight bytes read as one word, the six letters lowered by setting their 0x20 bit
+/// (which maps only `B` and `b` to `b`, and so on), the space compared as it is, the eighth
+/// byte masked out.
+fn starts_with_bearer(value: &[u8]) -> bool {
+    const BEARER: u64 = u64::from_le_bytes(*b"bearer \0");
+    const LOWER: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0, 0]);
+    const SEVEN: u64 = u64::from_le_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]);
+    value
+        .first_chunk::<8>()
+        .is_some_and(|head| (u64::from_le_bytes(*head) | LOWER) & SEVEN == BEARER)
+}
+
 /// RFC 9110 `tchar`: what an auth-scheme is made of.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// `b64token`, checked 32 bytes at a time without an early exit inside a block, so that the
@@ -158,8 +211,8 @@ mod tests {
     /// The token extracted from `values` and checked as the decision checks a token the
     /// cache does not hold, or the error kind.
     fn token(values: &[&[u8]], max: usize) -> Result<Option<String>, ErrorKind> {
-        let h = headers(values);
-        let Some(c) = extract(&h, max, false).map_err(|e| e.kind())? else {
+        let mut h = headers(values);
+        let Some(c) = extract(&mut h, max, false).map_err(|e| e.kind())? else {
             return Ok(None);
         };
         c.checked()
@@ -188,7 +241,7 @@ mod tests {
     #[test]
     fn no_header_or_other_scheme_is_no_token() {
         assert_eq!(
-            extract(&HeaderMap::new(), 8192, false).map(|c| c.is_none()),
+            extract(&mut HeaderMap::new(), 8192, false).map(|c| c.is_none()),
             Ok(true)
         );
         assert_eq!(token(&[b"Basic dXNlcjpwYXNz"], 8192), Ok(None));
@@ -230,13 +283,15 @@ mod tests {
 
     #[test]
     fn dpop_is_read_only_where_the_route_accepts_it() {
-        let h = headers(&[b"DPoP abc.def.ghi"]);
-        assert_eq!(extract(&h, 8192, false).map(|c| c.is_none()), Ok(true));
-        let c = extract(&h, 8192, true).expect("ok").expect("credentials");
+        let mut h = headers(&[b"DPoP abc.def.ghi"]);
+        assert_eq!(extract(&mut h, 8192, false).map(|c| c.is_none()), Ok(true));
+        let c = extract(&mut h, 8192, true)
+            .expect("ok")
+            .expect("credentials");
         assert_eq!((c.scheme, c.checked()), (Scheme::Dpop, Some("abc.def.ghi")));
-        let h = headers(&[b"dpop\tabc"]);
+        let mut h = headers(&[b"dpop\tabc"]);
         assert_eq!(
-            extract(&h, 8192, true)
+            extract(&mut h, 8192, true)
                 .map(|c| c.is_some())
                 .map_err(|e| e.kind()),
             Err(ErrorKind::InvalidRequest)
@@ -245,10 +300,53 @@ mod tests {
 
     #[test]
     fn the_header_is_marked_sensitive() {
-        let mut h = headers(&[b"Bearer abc"]);
-        assert!(!h[AUTHORIZATION].is_sensitive());
-        mark_sensitive(&mut h);
-        assert!(h[AUTHORIZATION].is_sensitive());
+        for (values, accept_dpop) in [
+            (&[&b"Bearer abc"[..]][..], false),
+            (&[b"DPoP abc"], true),
+            (&[b"Basic dXNlcjpwYXNz"], false),
+            (&[b"Bearer\tabc"], false),
+            (&[b"Bearer a", b"Bearer b"], false),
+        ] {
+            let mut h = headers(values);
+            assert!(!h[AUTHORIZATION].is_sensitive());
+            let _ = extract(&mut h, 8192, accept_dpop);
+            assert!(
+                h.get_all(AUTHORIZATION)
+                    .iter()
+                    .all(HeaderValue::is_sensitive),
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bearer_word_test_is_the_case_insensitive_comparison() {
+        // Every byte at every place of the eight: the word test agrees with the slow one.
+        let base = *b"Bearer x";
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                let mut v = base;
+                v[at] = b;
+                let slow = v[..7].eq_ignore_ascii_case(b"bearer ");
+                assert_eq!(starts_with_bearer(&v), slow, "{v:?}");
+            }
+        }
+        assert!(!starts_with_bearer(b"Bearer "));
+    }
+
+    #[test]
+    fn presented_reads_the_token_extract_accepted() {
+        for v in [&b"Bearer abc.def"[..], b"DPoP  abc.def", b"bearer abc.def"] {
+            let mut h = headers(&[v]);
+            let token = extract(&mut h, 8192, true)
+                .expect("ok")
+                .expect("some")
+                .token;
+            let token = token.to_vec();
+            assert_eq!(presented(&h), Some(&token[..]));
+            assert_eq!(token, b"abc.def");
+        }
+        assert_eq!(presented(&HeaderMap::new()), None);
     }
 
     #[test]

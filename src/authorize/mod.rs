@@ -80,11 +80,9 @@ pub(crate) enum Pending<T> {
         issuer: usize,
         generation: u64,
     },
-    /// The introspection endpoint's answer for an opaque token (the token is kept for the
-    /// binding stage).
+    /// The introspection endpoint's answer for an opaque token.
     #[cfg(feature = "remote")]
     Introspection {
-        token: Box<str>,
         scheme: Scheme,
         answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
     },
@@ -187,12 +185,10 @@ where
 {
     /// Decides without waiting. Marks the `Authorization` header sensitive.
     pub(crate) fn decide(&self, parts: &mut Parts) -> Decision<T> {
-        credentials::mark_sensitive(&mut parts.headers);
-        let parts: &Parts = parts;
         // 1. extract
         let max_len = self.validator.max_token_len();
         let accept_dpop = self.binding.accepts_dpop();
-        let credentials = match credentials::extract(&parts.headers, max_len, accept_dpop) {
+        let credentials = match credentials::extract(&mut parts.headers, max_len, accept_dpop) {
             Ok(Some(credentials)) => credentials,
             Ok(None) if self.policy.optional => {
                 return Decision::Admit(Admitted {
@@ -208,16 +204,13 @@ where
         // any other must first be a well-formed `b64token` (RFC 6750 §2.1), on optional
         // routes too.
         if let Some(hit) = self.validator.cached(credentials.bytes()) {
-            let decision = self.after_verify(hit, credentials.bytes(), scheme, parts);
-            return with_scheme(decision, scheme);
+            return with_scheme(self.after_verify(hit, scheme, parts), scheme);
         }
         let Some(token) = credentials.checked() else {
             return Decision::Deny(Refusal::new(ErrorKind::InvalidRequest));
         };
         let decision = match self.validator.verify_miss(token, true) {
-            Verify::Done(Ok(verified)) => {
-                self.after_verify(verified, token.as_bytes(), scheme, parts)
-            }
+            Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, parts),
             Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
             Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
                 token: token.into(),
@@ -227,7 +220,6 @@ where
             }),
             #[cfg(feature = "remote")]
             Verify::Introspect => Decision::Wait(Pending::Introspection {
-                token: token.into(),
                 scheme,
                 answer: Box::pin(self.validator.introspect(token)),
             }),
@@ -239,12 +231,11 @@ where
     fn after_verify(
         &self,
         verified: Arc<Verified<T>>,
-        token: &[u8],
         scheme: Scheme,
         parts: &Parts,
     ) -> Decision<T> {
         // 3. bind
-        match self.binding.check(scheme, token, &verified.token, parts) {
+        match self.binding.check(scheme, &verified.token, parts) {
             Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
@@ -282,9 +273,7 @@ where
                 } => {
                     self.validator.fetch_keys(issuer, generation).await;
                     match self.validator.verify(&token, false) {
-                        Verify::Done(Ok(verified)) => {
-                            self.after_verify(verified, token.as_bytes(), scheme, parts)
-                        }
+                        Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, parts),
                         Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
                         Verify::Fetch { .. } => {
                             Decision::Deny(Refusal::new(ErrorKind::KeysUnavailable))
@@ -297,14 +286,12 @@ where
                     }
                 }
                 #[cfg(feature = "remote")]
-                Pending::Introspection {
-                    token,
-                    scheme,
-                    answer,
-                } => match self.validator.introspected(answer.await) {
-                    Ok(verified) => self.after_verify(verified, token.as_bytes(), scheme, parts),
-                    Err(err) => Decision::Deny(Refusal::new(err)),
-                },
+                Pending::Introspection { scheme, answer } => {
+                    match self.validator.introspected(answer.await) {
+                        Ok(verified) => self.after_verify(verified, scheme, parts),
+                        Err(err) => Decision::Deny(Refusal::new(err)),
+                    }
+                }
                 Pending::Proof { verified, proof } => {
                     match self.binding.proven(proof.await, &verified.token) {
                         Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
