@@ -58,14 +58,19 @@ pub(crate) fn extract(
     accept_dpop: bool,
 ) -> Result<Option<Credentials<'_>>, AuthError> {
     // Several values are rare enough to look for only when some header has several.
-    if headers.len() != headers.keys_len()
-        && let Entry::Occupied(mut several) = headers.entry(AUTHORIZATION)
-    {
-        several
-            .iter_mut()
-            .for_each(|value| value.set_sensitive(true));
-        if several.iter().nth(1).is_some() {
-            return Err(ErrorKind::InvalidRequest.into());
+    if headers.len() != headers.keys_len() {
+        match headers.try_entry(AUTHORIZATION) {
+            Ok(Entry::Occupied(mut several)) => {
+                several
+                    .iter_mut()
+                    .for_each(|value| value.set_sensitive(true));
+                if several.iter().nth(1).is_some() {
+                    return Err(ErrorKind::InvalidRequest.into());
+                }
+            }
+            Ok(Entry::Vacant(_)) => {}
+            // A map at http's size limit: refused rather than read half-way.
+            Err(_) => return Err(ErrorKind::InvalidRequest.into()),
         }
     }
     let Some(value) = headers.get_mut(AUTHORIZATION) else {
