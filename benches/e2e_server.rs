@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Writes a test token (signed by the crate's test key, valid ten minutes) to the given file,
-//! then prints `listening on <addr>`.
+//! then prints `listening on <addr>`. With `E2E_METRICS` set, a Prometheus recorder is
+//! installed first, so that the crate's counters do their full work.
 
 use axum::Router;
 use axum::handler::Handler as _;
@@ -23,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:18002".to_owned());
     let token_file = args.next().ok_or("usage: e2e_server <addr> <token file>")?;
 
+    if std::env::var_os("E2E_METRICS").is_some() {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    }
     let validator = mint::validator();
     let token = mint::token("ec-1", json!({ "scope": "read" }));
     validator.validate(&token)?;
