@@ -179,6 +179,32 @@ async fn a_bound_token_passes_with_a_fresh_proof_each_time_and_nowhere_else() {
         );
     }
 
+    // A proof made for another access token of the same key: its `ath` is that token's
+    // hash. The token is read again from the header for this check, spaces and all.
+    let other = bound_token(&key);
+    assert_ne!(other, token);
+    let for_other = send(
+        &route,
+        dpop_auth.clone(),
+        &[proof(&key, &Method::GET, URL, &other)],
+    )
+    .await;
+    assert_eq!(
+        (for_other.status, for_other.kind, for_other.detail),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some(ErrorKind::InvalidDpopProof),
+            Some("ath_mismatch")
+        )
+    );
+    let spaced = send(
+        &route,
+        Some(format!("dpop   {token}")),
+        &[proof(&key, &Method::GET, URL, &token)],
+    )
+    .await;
+    assert_eq!(spaced.status, StatusCode::OK, "{spaced:?}");
+
     // No proof at all.
     let missing = send(&route, dpop_auth.clone(), &[]).await;
     assert_eq!(
