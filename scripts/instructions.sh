@@ -20,12 +20,9 @@ TOP=${TOP:-0}
 for tool in valgrind callgrind_control callgrind_annotate wrk; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 2; }
 done
-server=$(cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_server" and m.get("executable"):
-        print(m["executable"])')
+. scripts/common.sh
+server=$(e2e_server)
+[ -n "$server" ] || { echo "the e2e_server bench did not build" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 pid=

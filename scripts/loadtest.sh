@@ -30,12 +30,9 @@ GUARDED=${GUARDED:-/guarded}
 SEQUENTIAL=${SEQUENTIAL:-0}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
-server=$(cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_server" and m.get("executable"):
-        print(m["executable"])')
+. scripts/common.sh
+server=$(e2e_server)
+[ -n "$server" ] || { echo "the e2e_server bench did not build" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 pids=()

@@ -29,6 +29,15 @@ fn dpop() -> Dpop {
         .expect("dpop")
 }
 
+/// DPoP with server nonces that live `lifetime`.
+fn dpop_with_nonces(lifetime: Duration) -> Dpop {
+    Dpop::builder()
+        .external_origin("https://api.test")
+        .nonces([7u8; 32], lifetime)
+        .build()
+        .expect("dpop")
+}
+
 /// A token bound to `key` (its `cnf.jkt`).
 fn bound_token(key: &DpopKey) -> String {
     mint::token("ec-1", json!({ "cnf": { "jkt": key.thumbprint() } }))
@@ -37,6 +46,15 @@ fn bound_token(key: &DpopKey) -> String {
 fn proof(key: &DpopKey, method: &Method, url: &str, token: &str) -> String {
     key.proof(method, url)
         .access_token(token)
+        .sign()
+        .expect("proof")
+}
+
+/// A proof for `GET URL` with the server's `nonce`.
+fn proof_with_nonce(key: &DpopKey, token: &str, nonce: &str) -> String {
+    key.proof(&Method::GET, URL)
+        .access_token(token)
+        .nonce(nonce)
         .sign()
         .expect("proof")
 }
@@ -292,11 +310,7 @@ async fn a_dpop_route_offers_both_schemes_and_a_dpop_only_route_one() {
 #[tokio::test]
 async fn nonces_are_handed_out_and_then_required() {
     let key = DpopKey::generate().expect("key");
-    let dpop = Dpop::builder()
-        .external_origin("https://api.test")
-        .nonces([7u8; 32], Duration::from_secs(60))
-        .build()
-        .expect("dpop");
+    let dpop = dpop_with_nonces(Duration::from_secs(60));
     let route = layer(&Guard::new(&validator()).dpop(dpop));
     let token = bound_token(&key);
     let auth = Some(format!("DPoP {token}"));
@@ -315,12 +329,7 @@ async fn nonces_are_handed_out_and_then_required() {
         "{first:?}"
     );
     let nonce = first.nonce.expect("a DPoP-Nonce to retry with");
-    let with_nonce = key
-        .proof(&Method::GET, URL)
-        .access_token(&token)
-        .nonce(nonce)
-        .sign()
-        .expect("proof");
+    let with_nonce = proof_with_nonce(&key, &token, &nonce);
     assert_eq!(
         send(&route, auth, &[with_nonce]).await.status,
         StatusCode::OK
@@ -330,11 +339,7 @@ async fn nonces_are_handed_out_and_then_required() {
 #[tokio::test]
 async fn a_nonce_past_half_its_life_is_renewed_with_the_response() {
     let key = DpopKey::generate().expect("key");
-    let dpop = Dpop::builder()
-        .external_origin("https://api.test")
-        .nonces([7u8; 32], Duration::from_secs(4))
-        .build()
-        .expect("dpop");
+    let dpop = dpop_with_nonces(Duration::from_secs(4));
     // Two routes: one decides at once, one waits for the revocation store (its memo is cold
     // for a new `jti`): both ways out of the decision carry the nonce.
     let at_once = layer(&Guard::new(&validator()).dpop(dpop.clone()));
@@ -343,13 +348,7 @@ async fn a_nonce_past_half_its_life_is_renewed_with_the_response() {
         layer(&Guard::new(&mint::builder().revocation(store).build().expect("v")).dpop(dpop));
     let token = bound_token(&key);
     let auth = Some(format!("DPoP {token}"));
-    let with = |nonce: &str, token: &str| {
-        key.proof(&Method::GET, URL)
-            .access_token(token)
-            .nonce(nonce)
-            .sign()
-            .expect("proof")
-    };
+    let with = |nonce: &str, token: &str| proof_with_nonce(&key, token, nonce);
 
     let first = send(
         &at_once,
