@@ -151,24 +151,7 @@ fn starts_with_bearer(value: &[u8]) -> bool {
 
 /// RFC 9110 `tchar`: what an auth-scheme is made of.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `b64token`, checked 32 bytes at a time without an early exit inside a block, so that the
