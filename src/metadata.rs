@@ -160,13 +160,17 @@ impl ProtectedResource {
 
 impl fmt::Debug for ProtectedResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let document = &self.inner.document;
         f.debug_struct("ProtectedResource")
-            .field("resource", &self.inner.document.resource)
+            .field("resource", &crate::url::Redacted(&document.resource))
             .field(
                 "authorization_servers",
-                &self.inner.document.authorization_servers,
+                &crate::url::redacted_all(&document.authorization_servers),
             )
-            .field("metadata_url", &self.inner.metadata_url)
+            .field(
+                "metadata_url",
+                &crate::url::Redacted(&self.inner.metadata_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -265,7 +269,7 @@ impl ProtectedResourceBuilder {
 impl fmt::Debug for ProtectedResourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProtectedResourceBuilder")
-            .field("resource", &self.document.resource)
+            .field("resource", &crate::url::Redacted(&self.document.resource))
             .finish_non_exhaustive()
     }
 }

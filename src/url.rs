@@ -42,6 +42,29 @@ pub(crate) fn redact(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// A URL (or what may be one: an issuer, an audience) as `Debug` prints it: quoted, with any
+/// userinfo replaced by `***`. Every type that holds a URL prints it through this, before and
+/// after it is checked.
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*redact(self.0), f)
+    }
+}
+
+/// [`Redacted`] for each URL of a list.
+pub(crate) fn redacted_all<'a, S: AsRef<str> + 'a>(
+    urls: impl IntoIterator<Item = &'a S>,
+) -> Vec<Redacted<'a>> {
+    urls.into_iter().map(|u| Redacted(u.as_ref())).collect()
+}
+
+/// [`Redacted`] for an optional URL.
+pub(crate) fn redacted_opt(url: Option<&str>) -> Option<Redacted<'_>> {
+    url.map(Redacted)
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -96,5 +119,63 @@ mod tests {
         );
         assert_eq!(redact("https://host/a@b"), "https://host/a@b");
         assert_eq!(redact("no scheme"), "no scheme");
+    }
+
+    #[test]
+    fn every_type_holding_a_url_redacts_it_when_printed() {
+        let secret_url = "https://user:hunter2@issuer.example/p";
+        let mut shown: Vec<String> = Vec::new();
+        let builder = crate::Validator::builder()
+            .issuer(secret_url)
+            .audience("https://aud:hunter2@api.example")
+            .keys(crate::testkit::key_set());
+        shown.push(format!("{builder:?}"));
+        // Built: the issuer (any string) is kept, and printed without its userinfo.
+        let validator = builder.build().expect("static keys, any issuer string");
+        shown.push(format!("{validator:?}"));
+        let resource = crate::ProtectedResource::builder("https://api.example/r")
+            .authorization_server(secret_url)
+            .build()
+            .expect("resource");
+        shown.push(format!("{resource:?}"));
+        shown.push(format!(
+            "{:?}",
+            crate::ProtectedResource::builder(secret_url)
+        ));
+        #[cfg(feature = "remote")]
+        {
+            shown.push(format!("{:?}", crate::RemoteKeys::jwks_url(secret_url)));
+            shown.push(format!("{:?}", crate::RemoteKeys::discover(secret_url)));
+            shown.push(format!("{:?}", crate::Issuer::discover(secret_url)));
+            let builder = crate::Validator::builder()
+                .audience("https://api.example")
+                .keys(crate::RemoteKeys::discover(secret_url));
+            shown.push(format!("{builder:?}"));
+            // Refused when built, and the error does not print it either.
+            let err = builder.build().expect_err("credentials in the URL");
+            shown.push(format!("{err:?} {err}"));
+            let builder = crate::Validator::builder()
+                .audience("https://api.example")
+                .trust(crate::Issuer::discover(secret_url));
+            shown.push(format!("{builder:?}"));
+        }
+        for text in &shown {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert!(
+            shown[0].contains("https://***@issuer.example/p"),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[1].contains("https://***@issuer.example/p"),
+            "{}",
+            shown[1]
+        );
+        assert!(
+            shown[2].contains("https://***@issuer.example/p"),
+            "{}",
+            shown[2]
+        );
     }
 }

@@ -512,10 +512,48 @@ async fn clients_subjects_and_odd_ids_get_buckets_of_their_own() {
         keys(&mut conn).await,
         [
             "bearer-guard:quota:{anonymous}",
-            "bearer-guard:quota:{client:a%7D%7Bb%20%257D}",
-            "bearer-guard:quota:{client:a%7D%7Bb%20%7D}",
-            "bearer-guard:quota:{client:payments}",
-            "bearer-guard:quota:{sub:payments}",
+            "bearer-guard:quota:{client:19:https:%2F%2Fissuer.test:a%7D%7Bb%20%257D}",
+            "bearer-guard:quota:{client:19:https:%2F%2Fissuer.test:a%7D%7Bb%20%7D}",
+            "bearer-guard:quota:{client:19:https:%2F%2Fissuer.test:payments}",
+            "bearer-guard:quota:{sub:19:https:%2F%2Fissuer.test:payments}",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_same_client_id_of_two_issuers_has_two_buckets_in_redis() {
+    let redis = redis_or_skip!();
+    let mut conn = inspect(&redis).await;
+    // Two trusted issuers (the same test keys), each with a client called `app`.
+    let other = "https://other.test";
+    let v = bearer_guard::Validator::builder()
+        .audience(mint::AUDIENCE)
+        .trust(bearer_guard::Issuer::new(mint::ISSUER).keys(mint::key_set()))
+        .trust(bearer_guard::Issuer::new(other).keys(mint::key_set()))
+        .build()
+        .expect("validator");
+    let limit = RateLimitByClient::builder(hourly(2))
+        .redis(quotas(&redis, |b| b).await)
+        .build();
+    let r: Replica = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(RequireScope::authenticated(&v))
+            .layer(limit)
+            .service(service_fn(echo)),
+    );
+    let theirs = mint::token(
+        "ec-1",
+        json!({ "iss": other, "client_id": "app", "sub": "app" }),
+    );
+    let ours = mint::token("ec-1", json!({ "client_id": "app", "sub": "app" }));
+    // The other issuer's `app` spends its quota, and ours still has all of its own.
+    assert_eq!(statuses(&r, Some(&theirs), 3).await, [200, 200, 429]);
+    assert_eq!(statuses(&r, Some(&ours), 3).await, [200, 200, 429]);
+    assert_eq!(
+        keys(&mut conn).await,
+        [
+            "bearer-guard:quota:{client:18:https:%2F%2Fother.test:app}",
+            "bearer-guard:quota:{client:19:https:%2F%2Fissuer.test:app}",
         ]
     );
 }
@@ -566,7 +604,7 @@ async fn a_key_lives_until_its_bucket_is_full_again() {
             .build(),
     );
     let t = client_token("payments");
-    let key = "bearer-guard:quota:{client:payments}";
+    let key = "bearer-guard:quota:{client:19:https:%2F%2Fissuer.test:payments}";
     let pttl = |conn: &mut redis::aio::MultiplexedConnection| {
         let mut conn = conn.clone();
         async move {

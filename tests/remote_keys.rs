@@ -1310,6 +1310,126 @@ fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
     drop(server);
 }
 
+#[test]
+fn after_an_idle_spell_the_first_request_waits_for_the_overdue_refresh() {
+    // The issuer runs on a runtime of its own, for the whole test.
+    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = issuer_runtime.block_on(serving(&["ec-1", "ed-1"]));
+    let removed = token("ed-1", json!({}));
+    let kept = token("ec-1", json!({}));
+
+    // Two validators (one asked directly, one behind the layer), built and used on a
+    // runtime that is then shut down: no background refresher is left, and the removed
+    // key's token is in each verified-token cache.
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (direct, layered) = setup.block_on(async {
+        let build = || async {
+            remote(&server)
+                .refresh_interval(Duration::from_millis(200), Duration::from_millis(200))
+                .build()
+                .await
+                .expect("build")
+        };
+        let (direct, layered) = (build().await, build().await);
+        assert!(direct.validate_async(&removed).await.is_ok());
+        assert_accepted(&app(&layered), &removed).await;
+        (direct, layered)
+    });
+    drop(setup);
+    assert_eq!(server.hits(JWKS), 2);
+
+    // The issuer removes the key; the process is idle past the refresh time.
+    server.json(JWKS, mint::jwks(&["ec-1"]));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Outside any runtime, the overdue set is not used (it cannot be refreshed here).
+    let err = direct.validate(&removed).expect_err("overdue set used");
+    assert_eq!(err.kind(), ErrorKind::KeysUnavailable);
+
+    // The very first request on a new runtime waits for the refresh: refused, cached
+    // token or not, by every way in.
+    let serving_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    serving_runtime.block_on(async {
+        let err = direct
+            .validate_async(&removed)
+            .await
+            .expect_err("removed key");
+        assert_eq!(err.kind(), ErrorKind::UnknownKey);
+        assert_eq!(server.hits(JWKS), 3, "one refresh for the first request");
+        assert!(direct.validate_async(&kept).await.is_ok());
+        let app = app(&layered);
+        assert_refused(
+            &app,
+            &removed,
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::UnknownKey,
+        )
+        .await;
+        assert_eq!(server.hits(JWKS), 4);
+        assert_accepted(&app, &kept).await;
+    });
+    drop(server);
+}
+
+#[test]
+fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
+    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = issuer_runtime.block_on(serving(&["ec-1"]));
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let validator = setup.block_on(async {
+        remote(&server)
+            .refresh_interval(Duration::from_millis(200), Duration::from_millis(200))
+            .max_staleness(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("build")
+    });
+    drop(setup);
+    // The issuer fails; the set is overdue.
+    server.set(JWKS, Behaviour::Status(500));
+    std::thread::sleep(Duration::from_millis(300));
+    let serving_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    serving_runtime.block_on(async {
+        // The refresh is tried (and fails): the last good set then serves.
+        assert!(
+            validator
+                .validate_async(&token("ec-1", json!({})))
+                .await
+                .is_ok()
+        );
+        assert_eq!(server.hits(JWKS), 2);
+        // Until the retry, no request fetches again.
+        assert!(
+            validator
+                .validate_async(&token("ec-1", json!({})))
+                .await
+                .is_ok()
+        );
+        assert_eq!(server.hits(JWKS), 2);
+    });
+    drop(server);
+}
+
 /// Sends every request to `server`, whatever its scheme and host: an `https://` issuer
 /// played by the local plain-http server.
 struct Rewriting {

@@ -115,12 +115,18 @@ impl ClientCredentials {
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint",
+                &crate::url::Redacted(&self.token_endpoint.to_string()),
+            )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("auth_method", &self.auth_method)
             .field("scope", &self.scope)
-            .field("resource", &self.resource)
+            .field(
+                "resource",
+                &crate::url::redacted_opt(self.resource.as_deref()),
+            )
             .finish()
     }
 }
@@ -196,12 +202,18 @@ impl ClientCredentialsBuilder {
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
-            .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint",
+                &crate::url::Redacted(&self.token_endpoint),
+            )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("auth_method", &self.auth_method)
             .field("scope", &self.scope)
-            .field("resource", &self.resource)
+            .field(
+                "resource",
+                &crate::url::redacted_opt(self.resource.as_deref()),
+            )
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }

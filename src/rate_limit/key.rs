@@ -9,17 +9,31 @@ use http::Request;
 use crate::claims::Claims;
 use crate::token::VerifiedToken;
 
-/// Whose quota a request counts against. Client ids, subjects and custom keys are separate
-/// key spaces: a token whose `sub` equals another client's id never drains that client's
-/// quota.
+/// Whose quota a request counts against.
+///
+/// A client id is only unique within its authorization server (RFC 6749 §2.2), and so is a
+/// subject: both are keyed together with the token's issuer, so that with several trusted
+/// issuers, client `app` of one and client `app` of another never share a bucket. Client ids,
+/// subjects and custom keys are separate key spaces too: a token whose `sub` equals another
+/// client's id never drains that client's quota.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Caller<'a> {
-    /// An OAuth client, by `client_id`.
-    Client(Cow<'a, str>),
-    /// A subject (`sub`), for tokens that name no client.
-    Subject(Cow<'a, str>),
-    /// Any other key a custom [`RateLimitKey`] chose.
+    /// An OAuth client: its issuer and its `client_id`.
+    Client {
+        /// The token's issuer (`iss`).
+        issuer: Cow<'a, str>,
+        /// The token's `client_id`.
+        id: Cow<'a, str>,
+    },
+    /// A subject, for tokens that name no client: its issuer and its `sub`.
+    Subject {
+        /// The token's issuer (`iss`).
+        issuer: Cow<'a, str>,
+        /// The token's `sub`.
+        sub: Cow<'a, str>,
+    },
+    /// Any other key a custom [`RateLimitKey`] chose (its own key space, whatever it holds).
     Other(Cow<'a, str>),
 }
 
@@ -27,20 +41,28 @@ impl Caller<'_> {
     /// An owned copy.
     #[must_use]
     pub fn into_owned(self) -> Caller<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
         match self {
-            Caller::Client(id) => Caller::Client(Cow::Owned(id.into_owned())),
-            Caller::Subject(id) => Caller::Subject(Cow::Owned(id.into_owned())),
-            Caller::Other(id) => Caller::Other(Cow::Owned(id.into_owned())),
+            Caller::Client { issuer, id } => Caller::Client {
+                issuer: own(issuer),
+                id: own(id),
+            },
+            Caller::Subject { issuer, sub } => Caller::Subject {
+                issuer: own(issuer),
+                sub: own(sub),
+            },
+            Caller::Other(key) => Caller::Other(own(key)),
         }
     }
 
-    /// The caller as a shared-store key, typed so that two key spaces never share a bucket:
-    /// `client:<id>`, `sub:<sub>`, `key:<custom key>`.
+    /// The caller as a shared-store key, typed so that two key spaces never share a bucket
+    /// and the issuer's length delimits it: `client:<len>:<issuer>:<id>`,
+    /// `sub:<len>:<issuer>:<sub>`, `key:<custom key>`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn shared_key(&self) -> String {
         match self {
-            Caller::Client(id) => format!("client:{id}"),
-            Caller::Subject(sub) => format!("sub:{sub}"),
+            Caller::Client { issuer, id } => format!("client:{}:{issuer}:{id}", issuer.len()),
+            Caller::Subject { issuer, sub } => format!("sub:{}:{issuer}:{sub}", issuer.len()),
             Caller::Other(key) => format!("key:{key}"),
         }
     }
@@ -49,8 +71,17 @@ impl Caller<'_> {
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
         match self {
-            Caller::Client(id) => Some(id),
+            Caller::Client { id, .. } => Some(id),
             _ => None,
+        }
+    }
+
+    /// The issuer, for a [`Caller::Client`] or a [`Caller::Subject`].
+    #[must_use]
+    pub fn issuer(&self) -> Option<&str> {
+        match self {
+            Caller::Client { issuer, .. } | Caller::Subject { issuer, .. } => Some(issuer),
+            Caller::Other(_) => None,
         }
     }
 }
@@ -77,8 +108,8 @@ where
     }
 }
 
-/// The default key: the client of the request's [`VerifiedToken`] (whatever the claims
-/// type), else its subject. Requests without one (an optional route, a limit placed outside
+/// The default key: the issuer and client of the request's [`VerifiedToken`] (whatever the
+/// claims type), else its issuer and subject. Requests without one (an optional route, a limit placed outside
 /// `RequireScope`) are anonymous.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClientOrSubject;
@@ -86,9 +117,16 @@ pub struct ClientOrSubject;
 impl<B> RateLimitKey<B> for ClientOrSubject {
     fn key<'r>(&self, req: &'r Request<B>) -> Option<Caller<'r>> {
         let token: &'r VerifiedToken = req.extensions().get::<VerifiedToken>()?;
+        let issuer = Cow::Borrowed(token.issuer());
         match (token.client_id(), token.subject()) {
-            (Some(client), _) => Some(Caller::Client(Cow::Borrowed(client))),
-            (None, Some(subject)) => Some(Caller::Subject(Cow::Borrowed(subject))),
+            (Some(id), _) => Some(Caller::Client {
+                issuer,
+                id: Cow::Borrowed(id),
+            }),
+            (None, Some(sub)) => Some(Caller::Subject {
+                issuer,
+                sub: Cow::Borrowed(sub),
+            }),
             (None, None) => None,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::key::{ClaimsKey, ClientOrSubject};
-use super::memory::Buckets;
+use super::memory::{Buckets, Issuers};
 use super::quota::Quota;
 use super::service::{RateLimitByClientService, State};
 
@@ -61,7 +61,7 @@ impl<K> RateLimitByClient<K> {
 pub struct RateLimitByClientBuilder<K = ClientOrSubject> {
     key: K,
     default: Quota,
-    clients: HashMap<String, Quota>,
+    clients: HashMap<(Issuers, String), Quota>,
     anonymous: Option<Quota>,
     retain_every: u64,
     #[cfg(feature = "redis")]
@@ -80,11 +80,28 @@ impl<K> RateLimitByClientBuilder<K> {
         self
     }
 
-    /// Gives the client `client_id` its own quota instead of the default one. Only tokens
-    /// whose `client_id` is this id draw from it (never one whose `sub` merely equals it).
-    /// Setting a client twice keeps the last quota.
+    /// Gives the client `client_id` of **every** trusted issuer its own quota instead of the
+    /// default one. A client id is only unique within its issuer (RFC 6749 §2.2), so each
+    /// issuer's `client_id` gets a bucket of its own with this quota: client `app` of one
+    /// issuer never drains client `app` of another. Only tokens whose `client_id` is this id
+    /// draw from it (never one whose `sub` merely equals it). Setting a client twice keeps
+    /// the last quota; [`issuer_client`](Self::issuer_client) wins over it for its issuer.
     pub fn client(mut self, client_id: impl Into<String>, quota: Quota) -> Self {
-        self.clients.insert(client_id.into(), quota);
+        self.clients.insert((Issuers::Any, client_id.into()), quota);
+        self
+    }
+
+    /// Gives the client `client_id` of the issuer `issuer` (the token's `iss`, exactly) its
+    /// own quota. Tokens of other issuers with the same `client_id` do not get it: they draw
+    /// from [`client`](Self::client)'s quota if one is set for that id, else the default.
+    pub fn issuer_client(
+        mut self,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        quota: Quota,
+    ) -> Self {
+        self.clients
+            .insert((Issuers::One(issuer.into()), client_id.into()), quota);
         self
     }
 

@@ -45,13 +45,49 @@ fn waited(
     outcome.map_err(|not_until| not_until.wait_time_from(clock.now()))
 }
 
+/// A bucket per issuer, for a client id named for every issuer.
+struct PerIssuer {
+    quota: Quota,
+    limiter: DefaultKeyedRateLimiter<Caller<'static>>,
+}
+
+impl fmt::Debug for PerIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.quota.fmt(f)
+    }
+}
+
+/// The quotas named for one client id.
+#[derive(Debug, Default)]
+struct Named {
+    /// The quota of this client id of every issuer, a bucket per issuer.
+    any_issuer: Option<PerIssuer>,
+    /// The quotas of this client id of one issuer each (these win over `any_issuer`).
+    of_issuer: HashMap<String, Bucket>,
+}
+
+/// The bucket a named client draws from.
+enum NamedBucket<'a> {
+    Own(&'a Bucket),
+    PerIssuer(&'a PerIssuer),
+}
+
+/// Which issuers a named client quota applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Issuers {
+    /// The client id of every trusted issuer (each issuer's client has its own bucket).
+    Any,
+    /// The client id of this issuer only.
+    One(String),
+}
+
 /// Every bucket of a rate limit.
 pub(crate) struct Buckets {
     default_quota: Quota,
     /// Callers without a named quota, one bucket each.
     default: DefaultKeyedRateLimiter<Caller<'static>>,
-    /// Clients with a named quota; fixed after building, so lookups take no lock.
-    clients: HashMap<String, Bucket>,
+    /// Client ids with a named quota; fixed after building, so lookups take no lock.
+    clients: HashMap<String, Named>,
     /// `None`: anonymous requests are not limited.
     anonymous: Option<Bucket>,
     calls: AtomicU64,
@@ -61,17 +97,29 @@ pub(crate) struct Buckets {
 impl Buckets {
     pub(crate) fn new(
         default: Quota,
-        clients: HashMap<String, Quota>,
+        named: HashMap<(Issuers, String), Quota>,
         anonymous: Option<Quota>,
         retain_every: u64,
     ) -> Self {
+        let mut clients: HashMap<String, Named> = HashMap::new();
+        for ((issuers, id), quota) in named {
+            let named = clients.entry(id).or_default();
+            match issuers {
+                Issuers::Any => {
+                    named.any_issuer = Some(PerIssuer {
+                        quota,
+                        limiter: DefaultKeyedRateLimiter::keyed(quota.governor()),
+                    });
+                }
+                Issuers::One(issuer) => {
+                    named.of_issuer.insert(issuer, Bucket::new(quota));
+                }
+            }
+        }
         Buckets {
             default_quota: default,
             default: DefaultKeyedRateLimiter::keyed(default.governor()),
-            clients: clients
-                .into_iter()
-                .map(|(client, quota)| (client, Bucket::new(quota)))
-                .collect(),
+            clients,
             anonymous: anonymous.map(Bucket::new),
             calls: AtomicU64::new(0),
             retain_every,
@@ -84,8 +132,14 @@ impl Buckets {
         let Some(caller) = caller else {
             return self.anonymous.as_ref().map_or(Ok(()), Bucket::check);
         };
-        if let Some(bucket) = caller.client_id().and_then(|id| self.clients.get(id)) {
-            return bucket.check();
+        match self.named(caller) {
+            Some(NamedBucket::Own(bucket)) => return bucket.check(),
+            Some(NamedBucket::PerIssuer(per_issuer)) => {
+                let caller = caller.clone().into_owned();
+                let limiter = &per_issuer.limiter;
+                return waited(limiter.check_key(&caller), limiter.clock());
+            }
+            None => {}
         }
         self.sweep();
         let caller = caller.clone().into_owned();
@@ -98,12 +152,23 @@ impl Buckets {
     pub(crate) fn quota_for(&self, caller: Option<&Caller<'_>>) -> Option<Quota> {
         match caller {
             None => self.anonymous.as_ref().map(|b| b.quota),
-            Some(caller) => Some(
-                caller
-                    .client_id()
-                    .and_then(|id| self.clients.get(id))
-                    .map_or(self.default_quota, |b| b.quota),
-            ),
+            Some(caller) => Some(match self.named(caller) {
+                Some(NamedBucket::Own(bucket)) => bucket.quota,
+                Some(NamedBucket::PerIssuer(per_issuer)) => per_issuer.quota,
+                None => self.default_quota,
+            }),
+        }
+    }
+
+    /// The named quota of a client caller: its issuer's own, else the one for every issuer.
+    fn named(&self, caller: &Caller<'_>) -> Option<NamedBucket<'_>> {
+        let Caller::Client { issuer, id } = caller else {
+            return None;
+        };
+        let named = self.clients.get(id.as_ref())?;
+        match named.of_issuer.get(issuer.as_ref()) {
+            Some(bucket) => Some(NamedBucket::Own(bucket)),
+            None => named.any_issuer.as_ref().map(NamedBucket::PerIssuer),
         }
     }
 

@@ -8,10 +8,14 @@
 //! quota does not slow down another.
 //!
 //! - **Quotas.** A default [`Quota`] for every caller, and per-client quotas for named ones
-//!   ([`client`](RateLimitByClientBuilder::client)): a burst, refilled at a steady rate.
-//! - **Key.** By default ([`ClientOrSubject`]): the token's `client_id`, else its `sub`, as
-//!   separate key spaces ([`Caller`]): a token whose `sub` equals another client's id never
-//!   drains that client's quota. Other keys:
+//!   ([`client`](RateLimitByClientBuilder::client) for a client id of every issuer,
+//!   [`issuer_client`](RateLimitByClientBuilder::issuer_client) for one issuer's): a burst,
+//!   refilled at a steady rate.
+//! - **Key.** By default ([`ClientOrSubject`]): the token's issuer with its `client_id`, else
+//!   with its `sub`, as separate key spaces ([`Caller`]). A client id is only unique within
+//!   its issuer (RFC 6749 §2.2): with several trusted issuers, client `app` of one and client
+//!   `app` of another have two buckets, and a token whose `sub` equals another client's id
+//!   never drains that client's quota. Other keys:
 //!   [`key_from_claims`](RateLimitByClientBuilder::key_from_claims) or any closure over the
 //!   request ([`key`](RateLimitByClientBuilder::key)).
 //! - **Anonymous requests** (no claims: a route with [optional](crate::RequireScope::optional)
@@ -150,8 +154,13 @@ mod tests {
 
     /// What the authentication layer records for a token with this client and subject.
     fn verified(client_id: Option<&str>, subject: Option<&str>) -> VerifiedToken {
+        verified_by("https://issuer.test", client_id, subject)
+    }
+
+    /// The same, for a token of `issuer`.
+    fn verified_by(issuer: &str, client_id: Option<&str>, subject: Option<&str>) -> VerifiedToken {
         VerifiedToken::new(Facts {
-            issuer: "https://issuer.test".into(),
+            issuer: issuer.into(),
             client_id: client_id.map(Into::into),
             subject: subject.map(Into::into),
             scopes: crate::scope::Granted::default(),
@@ -216,6 +225,77 @@ mod tests {
             "each unnamed client has its own bucket"
         );
         assert_eq!(layer.tracked_clients(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_same_client_id_of_two_issuers_has_two_buckets() {
+        let of = |issuer: &'static str, id: &'static str| {
+            move || Some(verified_by(issuer, Some(id), Some(id)))
+        };
+        let (a, b) = ("https://a.test", "https://b.test");
+        // The default quota: issuer B's `app` cannot drain issuer A's `app`.
+        let layer = RateLimitByClient::new(hourly(2));
+        assert_eq!(statuses(&layer, 3, of(b, "app")).await, [200, 200, 429]);
+        assert_eq!(statuses(&layer, 3, of(a, "app")).await, [200, 200, 429]);
+        // Subjects too.
+        let sub = |issuer: &'static str| move || Some(verified_by(issuer, None, Some("svc")));
+        assert_eq!(statuses(&layer, 3, sub(a)).await, [200, 200, 429]);
+        assert_eq!(statuses(&layer, 1, sub(b)).await, [200]);
+        assert_eq!(layer.tracked_clients(), 4);
+
+        // A quota named for a client id of every issuer: each issuer's client gets its own
+        // bucket of that size; one named for one issuer applies to that issuer's only.
+        let layer = RateLimitByClient::builder(hourly(1))
+            .client("billing", hourly(3))
+            .issuer_client(a, "reports", hourly(2))
+            .build();
+        assert_eq!(
+            statuses(&layer, 4, of(a, "billing")).await,
+            [200, 200, 200, 429]
+        );
+        assert_eq!(
+            statuses(&layer, 4, of(b, "billing")).await,
+            [200, 200, 200, 429]
+        );
+        assert_eq!(statuses(&layer, 3, of(a, "reports")).await, [200, 200, 429]);
+        assert_eq!(
+            statuses(&layer, 2, of(b, "reports")).await,
+            [200, 429],
+            "issuer B's `reports` has the default quota, in a bucket of its own"
+        );
+        // The issuer's own quota wins over the one for every issuer.
+        let layer = RateLimitByClient::builder(hourly(1))
+            .client("billing", hourly(3))
+            .issuer_client(b, "billing", hourly(1))
+            .build();
+        assert_eq!(statuses(&layer, 2, of(b, "billing")).await, [200, 429]);
+        assert_eq!(
+            statuses(&layer, 4, of(a, "billing")).await,
+            [200, 200, 200, 429]
+        );
+    }
+
+    #[test]
+    fn shared_keys_name_the_issuer_and_cannot_collide() {
+        let client = |issuer: &'static str, id: &'static str| Caller::Client {
+            issuer: issuer.into(),
+            id: id.into(),
+        };
+        assert_eq!(
+            client("https://a.test", "app").shared_key(),
+            "client:14:https://a.test:app"
+        );
+        // An issuer ending in what another's client id begins with is told apart by length.
+        assert_ne!(
+            client("https://a.test:x", "y").shared_key(),
+            client("https://a.test", "x:y").shared_key()
+        );
+        let sub = Caller::Subject {
+            issuer: "https://a.test".into(),
+            sub: "app".into(),
+        };
+        assert_eq!(sub.shared_key(), "sub:14:https://a.test:app");
+        assert_eq!(Caller::Other("app".into()).shared_key(), "key:app");
     }
 
     #[tokio::test]

@@ -63,8 +63,10 @@ pub struct QuotaStats {
 ///   (`EVALSHA`; reloaded by itself after `NOSCRIPT`, as from a restarted Redis). Times are
 ///   whole microseconds: an emission interval is rounded *up* to one (stricter by at most
 ///   1 µs per request), and held to at most about a year.
-/// - **Keys.** One per client: `<prefix>{<key>}`, the key escaped (`%XX` for every byte but
-///   ASCII letters, digits and `-_.:@`), so that no client id can reach another's key, and
+/// - **Keys.** One per caller: `<prefix>{<key>}`, where the key names the token's issuer with
+///   its client id or subject ([`Caller`](super::Caller): `client:<len>:<issuer>:<id>`), escaped
+///   (`%XX` for every byte but ASCII letters, digits and `-_.:@`), so that no client id can
+///   reach another's key, nor another issuer's client of the same id, and
 ///   in braces, a hash tag: Redis Cluster keeps each bucket in one slot. A key expires when
 ///   its bucket would be full again, so idle clients cost nothing.
 /// - **When Redis cannot answer** within the [timeout](RedisQuotasBuilder::timeout), the

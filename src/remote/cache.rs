@@ -40,7 +40,8 @@ pub(crate) struct KeyCache {
     limits: Limits,
     current: ArcSwapOption<Snapshot>,
     jwks_uri: ArcSwapOption<Uri>,
-    /// Bumped on every successful fetch; waiters use it to see that someone else fetched.
+    /// Bumped after every fetch, whether it succeeded or failed; waiters use it to see that
+    /// someone else fetched (or tried to) while they waited, and do not fetch again.
     generation: AtomicU64,
     /// Milliseconds since `epoch` of the last fetch an unknown `kid` triggered (0: never).
     last_on_demand: AtomicU64,
@@ -52,13 +53,16 @@ pub(crate) struct KeyCache {
     epoch: Instant,
     fetch_lock: tokio::sync::Mutex<()>,
     background_started: AtomicBool,
+    /// The due time last reported as not refreshable (no runtime), so it is said once.
+    warned_due: AtomicU64,
 }
 
 /// What the request path should do about keys.
 pub(crate) enum Keys {
     /// Verify with these (always `Some`).
     Ready(arc_swap::Guard<Option<Arc<Snapshot>>>),
-    /// None usable (never fetched, or stale beyond the limit), and a fetch may be tried.
+    /// None usable (never fetched, stale beyond the limit, or past the refresh time and not
+    /// refreshed yet), and a fetch may be tried: wait for it, then look again.
     Fetch(u64),
     /// None usable and no fetch allowed now.
     Unavailable,
@@ -93,17 +97,27 @@ impl KeyCache {
             epoch: Instant::now(),
             fetch_lock: tokio::sync::Mutex::new(()),
             background_started: AtomicBool::new(false),
+            warned_due: AtomicU64::new(0),
         })
     }
 
     /// The current keys, or what to do instead. Lock-free and allocation-free, except when
     /// a refresh is due and has to be started.
+    ///
+    /// A set past its refresh time is not used until that refresh has been tried: a key the
+    /// issuer removed must not verify one more token because no refresh happened to run (an
+    /// idle process, a background task whose runtime is gone). The request waits for the
+    /// refresh (one fetch, shared, bounded by the fetch timeout); only when it fails does the
+    /// old set serve again, within `max_staleness`, until the retry.
     pub(crate) fn keys(self: &Arc<Self>) -> Keys {
         self.start_background();
         let snapshot = self.current.load();
         match &*snapshot {
             Some(s) if s.fetched_at.elapsed() <= self.settings.max_staleness => {
-                self.refresh_if_due();
+                if self.overdue() {
+                    self.refresh_if_due();
+                    return Keys::Fetch(self.generation());
+                }
                 Keys::Ready(snapshot)
             }
             _ if self.may_fetch_on_demand() => Keys::Fetch(self.generation()),
@@ -113,6 +127,12 @@ impl KeyCache {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the set is past its refresh time and no refresh has been tried since.
+    fn overdue(&self) -> bool {
+        let due = self.next_due.load(Ordering::Acquire);
+        due != 0 && self.now_ms() >= due
     }
 
     fn now_ms(&self) -> u64 {
@@ -126,12 +146,21 @@ impl KeyCache {
         last == 0 || self.now_ms().saturating_sub(last) >= self.settings.cooldown.as_millis() as u64
     }
 
-    /// Fetches because a request found no key (or no key set). One fetch at a time; requests
-    /// that waited on someone else's fetch return without fetching again, and none fetches
-    /// within the cooldown of the last on-demand fetch.
+    /// Fetches because a request found no key, no key set, or an overdue set. One fetch at a
+    /// time; requests that waited on someone else's fetch (successful or not) return without
+    /// fetching again, and none fetches on demand within the cooldown of the last on-demand
+    /// fetch. An overdue set is refreshed whatever the cooldown: that is its due refresh.
     pub(crate) async fn refresh_on_demand(&self, seen_generation: u64) {
         let _guard = self.fetch_lock.lock().await;
-        if self.generation() != seen_generation || !self.may_fetch_on_demand() {
+        if self.generation() != seen_generation {
+            return;
+        }
+        if self.overdue() {
+            self.refresh_locked("key refresh failed; keeping the last good key set")
+                .await;
+            return;
+        }
+        if !self.may_fetch_on_demand() {
             return;
         }
         let had_keys = self.current.load().is_some();
@@ -174,37 +203,49 @@ impl KeyCache {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let cache = Arc::clone(self);
-                runtime.spawn(async move { cache.refresh_when_due().await });
+                runtime.spawn(async move { cache.refresh_when_due(Duration::ZERO).await });
             }
             Err(_) => {
-                self.schedule(RETRY_AFTER_FAILURE.min(self.settings.refresh_min));
+                // The set stays overdue (and unused) until a refresh can run; said once per
+                // due time, not once per request.
                 self.refreshing.store(false, Ordering::Release);
-                tracing::warn!(
-                    target: "bearer_guard::remote",
-                    reason = "refresh_not_running",
-                    "key refresh is due but no Tokio runtime is running to fetch it; \
-                     serving the current key set"
-                );
+                if self.warned_due.swap(due, Ordering::AcqRel) != due {
+                    tracing::warn!(
+                        target: "bearer_guard::remote",
+                        reason = "refresh_not_running",
+                        "key refresh is due but no Tokio runtime is running to fetch it; \
+                         the key set is not used until it is refreshed"
+                    );
+                }
             }
         }
     }
 
-    /// The refresh itself: the caller set `refreshing`; this clears it.
-    async fn refresh_when_due(&self) {
+    /// The refresh itself, `lead` ahead of the due time at most: the caller set
+    /// `refreshing`; this clears it.
+    async fn refresh_when_due(&self, lead: Duration) {
         let guard = self.fetch_lock.lock().await;
-        if self.now_ms() >= self.next_due.load(Ordering::Acquire)
-            && let Err(err) = self.fetch_and_install().await
-        {
+        let lead = u64::try_from(lead.as_millis()).unwrap_or(0);
+        if self.now_ms().saturating_add(lead) >= self.next_due.load(Ordering::Acquire) {
+            self.refresh_locked("key refresh failed; keeping the last good key set")
+                .await;
+        }
+        drop(guard);
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// One refresh, the fetch lock held: on failure, logged and retried later (the old set
+    /// serves meanwhile, within `max_staleness`).
+    async fn refresh_locked(&self, message: &'static str) {
+        if let Err(err) = self.fetch_and_install().await {
             tracing::warn!(
                 target: "bearer_guard::remote",
                 reason = err.reason(),
                 error = %err,
-                "key refresh failed; keeping the last good key set"
+                "{message}"
             );
             self.schedule(RETRY_AFTER_FAILURE.min(self.settings.refresh_min));
         }
-        drop(guard);
-        self.refreshing.store(false, Ordering::Release);
     }
 
     fn schedule(&self, after: Duration) {
@@ -217,6 +258,7 @@ impl KeyCache {
     /// `max-age`, within the bounds.
     async fn fetch_and_install(&self) -> Result<(), Failure> {
         let outcome = self.fetch_and_install_inner().await;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let result = match &outcome {
             Ok(()) => "ok",
             Err(failure) => failure.reason(),
@@ -239,7 +281,6 @@ impl KeyCache {
             keys,
             fetched_at: Instant::now(),
         })));
-        self.generation.fetch_add(1, Ordering::AcqRel);
         let next = max_age
             .unwrap_or(DEFAULT_REFRESH)
             .clamp(self.settings.refresh_min, self.settings.refresh_max);
@@ -286,37 +327,45 @@ impl KeyCache {
             return;
         }
         let weak = Arc::downgrade(self);
+        // The background task refreshes a little ahead of the due time, so that requests
+        // seldom find the set overdue (and wait for the refresh) while it runs.
+        let lead = self.settings.timeout.min(self.settings.refresh_min / 4);
         runtime.spawn(async move {
             loop {
                 let wait = match weak.upgrade() {
-                    Some(cache) => cache.until_due(),
+                    Some(cache) => cache.until_due(lead),
                     None => return,
                 };
                 tokio::time::sleep(wait).await;
                 let Some(cache) = weak.upgrade() else { return };
                 if cache.next_due.load(Ordering::Acquire) != 0
-                    && cache.now_ms() >= cache.next_due.load(Ordering::Acquire)
+                    && cache.until_due(lead).is_zero()
                     && !cache.refreshing.swap(true, Ordering::AcqRel)
                 {
-                    cache.refresh_when_due().await;
+                    cache.refresh_when_due(lead).await;
                 }
             }
         });
     }
 
-    /// How long until the next refresh is due (a while, before the first fetch).
-    fn until_due(&self) -> Duration {
+    /// How long until `lead` before the next refresh is due (a while, before the first
+    /// fetch).
+    fn until_due(&self, lead: Duration) -> Duration {
         match self.next_due.load(Ordering::Acquire) {
             0 => RETRY_AFTER_FAILURE.min(self.settings.refresh_min),
-            due => Duration::from_millis(due.saturating_sub(self.now_ms())),
+            due => Duration::from_millis(due.saturating_sub(self.now_ms())).saturating_sub(lead),
         }
     }
 
     /// Whether `key` is in the current key set (a cached token stays valid only as long as
-    /// the key that verified it). Starts a refresh when one is due, as [`keys`](Self::keys)
-    /// does: cache hits must not keep a removed key alive.
+    /// the key that verified it). An overdue set answers `false` (after starting its
+    /// refresh), as [`keys`](Self::keys) makes a request wait: cache hits must not keep a
+    /// removed key alive.
     pub(crate) fn contains(self: &Arc<Self>, key: &Key) -> bool {
-        self.refresh_if_due();
+        if self.overdue() {
+            self.refresh_if_due();
+            return false;
+        }
         self.current.load().as_ref().is_some_and(|s| {
             s.fetched_at.elapsed() <= self.settings.max_staleness
                 && s.keys.iter().any(|k| k.same(key))

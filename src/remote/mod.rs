@@ -13,10 +13,22 @@ use self::http::HttpClient;
 use crate::keys::JwksOptions;
 
 /// Where the keys come from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum Source {
     Jwks(String),
     Discover(String),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, url) = match self {
+            Source::Jwks(url) => ("Jwks", url),
+            Source::Discover(url) => ("Discover", url),
+        };
+        f.debug_tuple(kind)
+            .field(&crate::url::Redacted(url))
+            .finish()
+    }
 }
 
 /// Settings of a remote key source, with their defaults.

@@ -84,8 +84,8 @@ struct RevocationSettings {
 impl<T> fmt::Debug for ValidatorBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ValidatorBuilder")
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
+            .field("issuer", &crate::url::redacted_opt(self.issuer.as_deref()))
+            .field("audiences", &crate::url::redacted_all(&self.audiences))
             .field("keys", &self.keys)
             .field("profile", &self.profile)
             .finish_non_exhaustive()

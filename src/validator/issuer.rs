@@ -102,9 +102,9 @@ impl Issuer {
 impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Issuer")
-            .field("issuer", &self.issuer)
+            .field("issuer", &crate::url::redacted_opt(self.issuer.as_deref()))
             .field("keys", &self.keys)
-            .field("audiences", &self.audiences)
+            .field("audiences", &crate::url::redacted_all(&self.audiences))
             .field("profile", &self.profile)
             .finish_non_exhaustive()
     }

@@ -100,8 +100,11 @@ impl<T> fmt::Debug for Validator<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Validator");
         for trusted in &*self.inner.issuers {
-            d.field("issuer", &trusted.checks.issuer)
-                .field("audiences", &trusted.checks.audiences)
+            d.field("issuer", &crate::url::Redacted(&trusted.checks.issuer))
+                .field(
+                    "audiences",
+                    &crate::url::redacted_all(&*trusted.checks.audiences),
+                )
                 .field("profile", &trusted.checks.profile)
                 .field("leeway", &trusted.checks.leeway)
                 .field("keys", &trusted.keys);
