@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bearer_guard::dpop::{Dpop, DpopKey, MemoryReplay, ProofCheck, ProofRequest};
-use bearer_guard::{Algorithm, Validator};
+use bearer_guard::{Validator, keys::Algorithm};
 use criterion::{BatchSize, Criterion};
 use http::{Method, Request};
 use serde_json::json;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use bearer_guard::{Key, KeySet, Validator};
+use bearer_guard::{KeySet, Validator, keys::Key};
 use serde_json::json;
 
 /// Counts live heap bytes and their peak.

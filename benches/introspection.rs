@@ -17,12 +17,15 @@ use bearer_guard::testkit::introspection as probe;
 use std::hint::black_box;
 use std::time::Instant;
 
-use bearer_guard::{BoxError, HttpClient, HttpResponseFuture, Introspection};
+use bearer_guard::{
+    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+};
 use bytes::Bytes;
 use criterion::Criterion;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use serde_json::json;
+use tower::BoxError;
 
 const ROUNDS: usize = 15;
 const BATCH: usize = 2000;

@@ -19,7 +19,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bearer_guard::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
+use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator, keys::Key};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use jsonwebtoken::{DecodingKey, Validation};

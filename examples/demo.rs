@@ -29,7 +29,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
-use bearer_guard::{Guard, ProtectedResource, RemoteKeys, Validator};
+use bearer_guard::{Guard, RemoteKeys, Validator, metadata::ProtectedResource};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -34,7 +34,9 @@ use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::mtls::{AddPeerCertificateLayer, PeerCertificate};
-use bearer_guard::{AccessClaims, Algorithm, Claims, Key, KeySet, RequireScope, Validator};
+use bearer_guard::{
+    AccessClaims, Claims, KeySet, RequireScope, Validator, keys::Algorithm, keys::Key,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject as _;

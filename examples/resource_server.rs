@@ -42,7 +42,8 @@ use bearer_guard::dpop::{Dpop, RedisReplay};
 use bearer_guard::rate_limit::{Quota, RateLimitByClient, RedisQuotas};
 use bearer_guard::revocation::RedisRevocations;
 use bearer_guard::{
-    Guard, Introspection, Issuer, KeySet, ProtectedResource, RemoteKeys, Validator,
+    Guard, Issuer, KeySet, RemoteKeys, Validator, introspection::Introspection,
+    metadata::ProtectedResource,
 };
 use tracing_subscriber::EnvFilter;
 

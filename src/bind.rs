@@ -19,7 +19,7 @@ use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, Proof
 use crate::error::{AuthError, ErrorKind};
 use crate::mtls::{PeerCertificate, check_x5t};
 use crate::response::Refusal;
-use crate::token::{Confirmation, VerifiedToken};
+use crate::verified::{Confirmation, VerifiedToken};
 
 /// A route's rules on sender-constrained tokens.
 #[derive(Clone, Debug, Default)]

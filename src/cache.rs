@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
-use crate::token::Verified;
+use crate::verified::Verified;
 
 /// Default bound on cached tokens.
-pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
+pub(crate) const DEFAULT_CACHE_ENTRIES: usize = 4096;
 /// Default bound on the cache's memory, in bytes (estimated: token, claims JSON, scopes).
-pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(crate) struct TokenCache<T> {
     cache:

@@ -1,7 +1,9 @@
-//! How this crate authenticates as an OAuth client at an authorization server's endpoints
-//! (RFC 6749 §2.3.1): the [`ClientSecret`] that never prints, the `client_secret_basic`
-//! header, and `application/x-www-form-urlencoded` encoding. Shared by the outgoing client's
-//! token requests and by token introspection.
+//! Client authentication at an authorization server's endpoints (RFC 6749 §2.3.1), for the
+//! outgoing client's token requests and for token introspection: the [`ClientSecret`] that
+//! never prints.
+//
+// Inside: the `client_secret_basic` header and `application/x-www-form-urlencoded`
+// encoding.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -19,7 +21,7 @@ use zeroize::Zeroize;
 /// dropped (the copies the HTTP stack makes of a request are out of reach of this type).
 ///
 /// ```
-/// use bearer_guard::ClientSecret;
+/// use bearer_guard::client_auth::ClientSecret;
 ///
 /// let secret = ClientSecret::new("s3cr3t-value");
 /// assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");

@@ -8,8 +8,8 @@ use std::fmt;
 use http::StatusCode;
 
 /// A boxed error: what the crate's services return when an inner service or an HTTP client
-/// fails, and what a custom [`HttpClient`](crate::HttpClient) may return.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// fails, and what a custom [`HttpClient`](crate::remote::HttpClient) may return.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request was refused.
 ///
@@ -94,7 +94,7 @@ pub enum ErrorKind {
     /// The DPoP proof (RFC 9449) fails a check: [`Refusal::detail`] says which (401
     /// `invalid_dpop_proof`).
     ///
-    /// [`Refusal::detail`]: crate::Refusal::detail
+    /// [`Refusal::detail`]: crate::response::Refusal::detail
     InvalidDpopProof,
     /// The DPoP proof lacks a valid server nonce: the answer carries a fresh `DPoP-Nonce`
     /// header to retry with (401 `use_dpop_nonce`, RFC 9449 §9).

@@ -1,10 +1,11 @@
-//! One bounded HTTP fetch over any tower `Service`: a total timeout, a body-size cap (checked
-//! against `Content-Length` first, then while reading), redirects never followed, a status
-//! check the caller chooses, and one typed error, [`FetchError`], that names the URL
-//! (without userinfo), says what failed and what to check.
-//!
-//! The outgoing client's token requests go through it, and so do the remote key sets and
-//! discovery documents, whose type-erased client becomes a `Service` with [`service_fn`].
+//! What an outgoing HTTP call (key sets, discovery, introspection, token requests) can fail
+//! with: one typed [`FetchError`] that names the URL (without userinfo), says what failed
+//! ([`FetchErrorKind`]) and what to check.
+//
+// Inside: one bounded fetch over any tower `Service`: a total timeout, a body-size cap
+// (checked against `Content-Length` first, then while reading), redirects never followed, a
+// status check the caller chooses. The remote key sets and discovery documents use it through
+// `service_fn`.
 
 mod error;
 
@@ -679,7 +680,7 @@ mod tests {
     async fn a_type_erased_client_fetches_through_service_fn() {
         use std::sync::Arc;
 
-        use crate::HttpClient;
+        use crate::remote::HttpClient;
         use crate::remote::http::HyperClient;
 
         let client: Arc<dyn HttpClient> = Arc::new(HyperClient::new(None, Duration::from_secs(5)));

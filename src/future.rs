@@ -1,4 +1,4 @@
-//! The response future of the crate's services ([`RequireScopeService`](crate::RequireScopeService),
+//! The response future of the crate's services ([`RequireScopeService`](crate::service::RequireScopeService),
 //! and the rate limit's).
 
 use std::future::Future;

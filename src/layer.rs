@@ -1,5 +1,5 @@
-//! [`RequireScope`], the per-route layer, and [`Guard`], the settings an API's routes share
-//! for answering refusals.
+//! [`RequireScope`], the per-route layer, and [`Guard`], the one home of what an API's routes
+//! share (the validator, the rejection, DPoP, the challenges' realm and metadata).
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,12 +17,14 @@ use crate::scope::RequiredScopes;
 use crate::service::{RequireScopeService, State};
 use crate::validator::Validator;
 
-/// How an API answers refusals, shared by its routes: the `WWW-Authenticate` `realm`, the
-/// RFC 9728 `resource_metadata` URL, and the [`Rejection`](crate::Rejection) that builds the responses. The
-/// [`Validator`] knows tokens; the guard knows HTTP.
+/// What the routes of one API share: the [`Validator`], the `WWW-Authenticate` `realm`, the
+/// RFC 9728 `resource_metadata` URL, DPoP, and the [`Rejection`](crate::response::Rejection)
+/// that builds the responses. The validator knows tokens; the guard knows HTTP. Each route's
+/// [`RequireScope`] is built from it (or from a bare `&Validator`, for a guard with the
+/// defaults).
 ///
 /// ```
-/// use bearer_guard::{Guard, KeySet, Validator};
+/// use bearer_guard::{Guard, KeySet, RequireScope, Validator};
 /// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
 /// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
 /// let validator = Validator::builder()
@@ -33,8 +35,8 @@ use crate::validator::Validator;
 /// let guard = Guard::new(&validator)
 ///     .realm("transactions")?
 ///     .resource_metadata("https://api.example/.well-known/oauth-protected-resource")?;
-/// let read = guard.all(["read:transactions"])?;   // a RequireScope layer
-/// let any_token = guard.authenticated();
+/// let read = RequireScope::all(&guard, ["read:transactions"])?;
+/// let any_token = RequireScope::authenticated(&guard);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Guard<T = AccessClaims, R = StandardRejection> {
@@ -102,7 +104,8 @@ impl<T, R> Guard<T, R> {
     /// routes built from this guard into its `scopes_supported`.
     ///
     /// ```
-    /// use bearer_guard::{Guard, KeySet, ProtectedResource, Validator};
+    /// use bearer_guard::metadata::ProtectedResource;
+    /// use bearer_guard::{Guard, KeySet, RequireScope, Validator};
     /// # let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
     /// #   "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
     /// # let validator = Validator::builder().issuer("https://issuer.example")
@@ -111,7 +114,7 @@ impl<T, R> Guard<T, R> {
     ///     .authorization_server("https://issuer.example")
     ///     .build()?;
     /// let guard = Guard::new(&validator).protected_resource(&resource)?;
-    /// let _read = guard.all(["read"])?;
+    /// let _read = RequireScope::all(&guard, ["read"])?;
     /// assert!(resource.document().contains(r#""scopes_supported":["read"]"#));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -162,8 +165,8 @@ impl<T, R> Guard<T, R> {
         &self.validator
     }
 
-    /// A layer requiring a valid token granting `scopes`.
-    pub fn require(&self, scopes: RequiredScopes) -> RequireScope<T, R> {
+    /// The layer of one route: this guard's settings, `scopes` and nothing else yet.
+    fn route(&self, scopes: RequiredScopes) -> RequireScope<T, R> {
         if let Some(resource) = &self.resource {
             resource.register_scopes(scopes.iter());
         }
@@ -186,36 +189,6 @@ impl<T, R> Guard<T, R> {
                 Arc::clone(&self.rejection),
             )),
         }
-    }
-
-    /// A layer requiring a valid token granting every one of `scopes`.
-    ///
-    /// # Errors
-    /// [`ConfigError::EmptyScopes`], [`ConfigError::InvalidScope`]: see
-    /// [`RequiredScopes::all`].
-    pub fn all<I, S>(&self, scopes: I) -> Result<RequireScope<T, R>, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Ok(self.require(RequiredScopes::all(scopes)?))
-    }
-
-    /// A layer requiring a valid token granting at least one of `scopes`.
-    ///
-    /// # Errors
-    /// As [`all`](Self::all).
-    pub fn any<I, S>(&self, scopes: I) -> Result<RequireScope<T, R>, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Ok(self.require(RequiredScopes::any(scopes)?))
-    }
-
-    /// A layer requiring a valid token, whatever its scopes.
-    pub fn authenticated(&self) -> RequireScope<T, R> {
-        self.require(RequiredScopes::none())
     }
 }
 
@@ -259,8 +232,8 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 /// | keys, introspection or a store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
 /// The [`AuthError`](crate::AuthError) is in each rejection's extensions; a
-/// [`Rejection`](crate::Rejection) given to the [`Guard`] (or to [`rejection`](Self::rejection)) can answer
-/// differently. Cloning the layer or its service is one reference-count increment.
+/// [`Rejection`](crate::response::Rejection) given to the [`Guard`] can answer differently.
+/// Cloning the layer or its service is one reference-count increment.
 ///
 /// # Example
 /// ```
@@ -299,42 +272,43 @@ pub struct RequireScope<T = AccessClaims, R = StandardRejection> {
     state: Arc<State<T, R>>,
 }
 
-impl<T> RequireScope<T> {
-    /// Requires a valid token granting `scopes`.
-    pub fn new(guard: impl Into<Guard<T>>, scopes: RequiredScopes) -> Self {
-        guard.into().require(scopes)
+impl<T, R> RequireScope<T, R> {
+    /// Requires a valid token granting `scopes`. `guard` is a [`&Guard`](Guard) (the API's
+    /// shared settings) or a [`&Validator`](Validator) (a guard with the defaults).
+    pub fn new(guard: impl Into<Guard<T, R>>, scopes: RequiredScopes) -> Self {
+        guard.into().route(scopes)
     }
 
     /// Requires a valid token granting every one of `scopes`. `guard` is a
-    /// [`&Validator`](Validator) or a [`&Guard`](Guard).
+    /// [`&Guard`](Guard) or a [`&Validator`](Validator).
     ///
     /// # Errors
     /// [`ConfigError::EmptyScopes`] for an empty list (use
     /// [`authenticated`](Self::authenticated) to require only a valid token),
     /// [`ConfigError::InvalidScope`] for a scope no token could be granted.
-    pub fn all<I, S>(guard: impl Into<Guard<T>>, scopes: I) -> Result<Self, ConfigError>
+    pub fn all<I, S>(guard: impl Into<Guard<T, R>>, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        guard.into().all(scopes)
+        Ok(Self::new(guard, RequiredScopes::all(scopes)?))
     }
 
     /// Requires a valid token granting at least one of `scopes`.
     ///
     /// # Errors
     /// As [`all`](Self::all).
-    pub fn any<I, S>(guard: impl Into<Guard<T>>, scopes: I) -> Result<Self, ConfigError>
+    pub fn any<I, S>(guard: impl Into<Guard<T, R>>, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        guard.into().any(scopes)
+        Ok(Self::new(guard, RequiredScopes::any(scopes)?))
     }
 
     /// Requires a valid token, whatever its scopes.
-    pub fn authenticated(guard: impl Into<Guard<T>>) -> Self {
-        guard.into().authenticated()
+    pub fn authenticated(guard: impl Into<Guard<T, R>>) -> Self {
+        Self::new(guard, RequiredScopes::none())
     }
 }
 
@@ -368,8 +342,8 @@ impl<T, R> RequireScope<T, R> {
         self.with_requirement(None, Arc::new(predicate))
     }
 
-    /// As [`require`](Self::require), naming the requirement: a failure's [`Refusal`](crate::Refusal)
-    /// carries the name ([`Refusal::requirement`](crate::Refusal::requirement)), for a [`Rejection`](crate::Rejection) that answers it in
+    /// As [`require`](Self::require), naming the requirement: a failure's [`Refusal`](crate::response::Refusal)
+    /// carries the name ([`Refusal::requirement`](crate::response::Refusal::requirement)), for a [`Rejection`](crate::response::Rejection) that answers it in
     /// its own way, and for the log.
     #[must_use]
     pub fn require_named<F>(self, name: &'static str, predicate: F) -> Self
@@ -387,15 +361,8 @@ impl<T, R> RequireScope<T, R> {
         self.with_policy(|p| p.requirements.push(Requirement { name, predicate }))
     }
 
-    /// Accepts DPoP-bound tokens on this route, with proofs checked by `dpop`; see
-    /// [`Guard::dpop`].
-    #[must_use]
-    pub fn dpop(self, dpop: Dpop) -> Self {
-        self.with_route(|route| route.binding.dpop = Some(dpop))
-    }
-
     /// Requires DPoP on this route: only DPoP-bound tokens with a valid proof (checked by
-    /// `dpop`) pass; a plain `Bearer` token is refused with
+    /// `dpop`, which replaces the guard's [`dpop`](Guard::dpop) for this route) pass; a plain `Bearer` token is refused with
     /// [`ErrorKind::DpopRequired`](crate::ErrorKind::DpopRequired), and the challenges offer
     /// only `DPoP`.
     #[must_use]
@@ -423,23 +390,6 @@ impl<T, R> RequireScope<T, R> {
                 route,
                 Arc::clone(&state.base),
                 Arc::clone(&state.rejection),
-            )),
-        }
-    }
-
-    /// Answers this route's refusals with `rejection`.
-    pub fn rejection<R2>(self, rejection: R2) -> RequireScope<T, R2> {
-        let state = &self.state;
-        let route = Route {
-            validator: state.route.validator.clone(),
-            binding: state.route.binding.clone(),
-            policy: state.route.policy.clone(),
-        };
-        RequireScope {
-            state: Arc::new(State::new(
-                route,
-                Arc::clone(&state.base),
-                Arc::new(rejection),
             )),
         }
     }

@@ -43,6 +43,18 @@
 //! [`Validator::validate`] and [`Validator::validate_async`] work on their own, for GraphQL
 //! resolvers, WebSocket handshakes or custom extractors.
 //!
+//! # Where to start
+//!
+//! Three types: a [`Validator`] (built by [`Validator::builder`]: the issuer, the audience,
+//! the keys from [`RemoteKeys`] or a [`KeySet`]), a [`RequireScope`] layer per route (from
+//! the validator, or from a [`Guard`] holding what an API's routes share), and the
+//! [`Claims`] the handler reads (with [`VerifiedToken`] beside them). A refusal is an
+//! [`AuthError`] with an [`ErrorKind`]; a mistake in the configuration, a [`ConfigError`].
+//! Everything else lives in the module named for what it is: [`keys`], [`remote`] and
+//! [`introspection`] (where tokens are checked), [`metadata`] (RFC 9728), [`response`] (how
+//! refusals are answered), [`dpop`] and [`mtls`] (sender-constrained tokens),
+//! [`revocation`], [`rate_limit`], [`client`] (the outgoing side).
+//!
 //! # The request's way
 //!
 //! [`RequireScope`] decides in five stages (`extract -> verify -> bind -> policy ->
@@ -51,7 +63,7 @@
 //! checked, the route's scopes and requirements applied, then the revocation store asked.
 //! Only a fetch of the issuer's keys or a revocation answer makes a request wait; a refusal
 //! is built from one table ([`ErrorKind::status`], [`ErrorKind::oauth_error`],
-//! [`ErrorKind::grpc_code`]) and can be answered your way with a [`Rejection`]. A [`Guard`]
+//! [`ErrorKind::grpc_code`]) and can be answered your way with a [`Rejection`](response::Rejection). A [`Guard`]
 //! holds what the routes of one API share on the HTTP side (`realm`, RFC 9728
 //! `resource_metadata`, the rejection).
 //!
@@ -61,7 +73,7 @@
 //!   at most 8 KiB by default, checked before any parsing.
 //! - **Signature**: the key is looked up by `kid` in the configured [`KeySet`]; every key pins
 //!   one algorithm and the token's `alg` must equal it. `none` is never accepted, HMAC only
-//!   with a secret added through [`Key::hmac`], and `jku`, `x5u`, `jwk`, `x5c` are ignored:
+//!   with a secret added through [`Key::hmac`](keys::Key::hmac), and `jku`, `x5u`, `jwk`, `x5c` are ignored:
 //!   a token never chooses its key. Any `crit` header is refused.
 //! - **Profile** ([`Profile`]): by default RFC 9068: `typ` must be `at+jwt`, and `iss`,
 //!   `exp`, `aud`, `sub`, `client_id`, `iat`, `jti` are required; [`Profile::Jwt`] for
@@ -111,30 +123,33 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authorize;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod bind;
 mod cache;
 mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-// Client authentication at the authorization server: token requests, introspection.
 #[cfg(any(feature = "remote", feature = "client"))]
-mod client_auth;
+#[cfg_attr(docsrs, doc(cfg(any(feature = "remote", feature = "client"))))]
+pub mod client_auth;
 mod credentials;
 pub mod dpop;
 mod error;
-// The one bounded HTTP fetch: token requests, key sets, discovery documents.
 #[cfg(any(feature = "remote", feature = "client"))]
-mod fetch;
+#[cfg_attr(docsrs, doc(cfg(any(feature = "remote", feature = "client"))))]
+pub mod fetch;
 mod future;
-// Token introspection (RFC 7662): opaque tokens, verified by asking the issuer.
 #[cfg(feature = "remote")]
-mod introspection;
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod introspection;
 mod json;
 mod jws;
-mod keys;
+pub mod keys;
 mod layer;
-mod metadata;
+pub mod metadata;
 mod metrics;
 pub mod mtls;
 #[cfg(feature = "rate-limit")]
@@ -143,59 +158,42 @@ pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "remote")]
-mod remote;
-mod response;
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod remote;
+pub mod response;
 pub mod revocation;
 mod scope;
-mod service;
+pub mod service;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod testkit;
-mod token;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 mod url;
 mod validator;
+mod verified;
+
+/// What a verified token says beyond its claims type: the audience of [`AccessClaims`] and
+/// the key a sender-constrained token is bound to ([`VerifiedToken::confirmation`]).
+pub mod token {
+    pub use crate::claims::Audience;
+    pub use crate::verified::Confirmation;
+}
 
 // Every Rust block of the README compiles, as a doctest: it cannot drift from the code.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(feature = "axum")]
-mod axum;
-#[cfg(feature = "tonic")]
-mod tonic;
-
-#[cfg(feature = "axum")]
-pub use crate::axum::ClaimsRejection;
-pub use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
-pub use crate::claims::{AccessClaims, Audience, Claims};
-#[cfg(any(feature = "remote", feature = "client"))]
-pub use crate::client_auth::ClientSecret;
-pub use crate::error::{AuthError, BoxError, ConfigError, ErrorKind};
-#[cfg(any(feature = "remote", feature = "client"))]
-pub use crate::fetch::{FetchError, FetchErrorKind};
-pub use crate::future::ResponseFuture;
-#[cfg(feature = "remote")]
-pub use crate::introspection::{
-    DEFAULT_INTROSPECTION_TTL, DEFAULT_NEGATIVE_TTL, Introspection, IntrospectionBuilder,
-};
-pub use crate::keys::{JwksOptions, Key, KeySet};
+// The crate root: what the quick start and a typical app use. Everything else lives in the
+// module named for what it is, and is exported there only.
+pub use crate::claims::{AccessClaims, Claims};
+pub use crate::error::{AuthError, ConfigError, ErrorKind};
+pub use crate::keys::set::KeySet;
 pub use crate::layer::{Guard, RequireScope};
-pub use crate::metadata::{
-    MetadataService, ProtectedResource, ProtectedResourceBuilder, WELL_KNOWN,
-};
 #[cfg(feature = "remote")]
-pub use crate::remote::RemoteKeys;
-#[cfg(feature = "remote")]
-pub use crate::remote::http::{HttpClient, ResponseFuture as HttpResponseFuture};
-pub use crate::response::{GrpcCode, Refusal, Rejection, StandardRejection};
+pub use crate::remote::source::RemoteKeys;
 pub use crate::scope::RequiredScopes;
-pub use crate::service::RequireScopeService;
-pub use crate::token::{Confirmation, VerifiedToken};
-#[cfg(feature = "tonic")]
-pub use crate::tonic::RequestClaimsExt;
-pub use crate::validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Issuer, KeySource, MAX_LEEWAY, Profile, Validator,
-    ValidatorBuilder,
-};
-pub use jsonwebtoken::Algorithm;
+pub use crate::validator::{Issuer, Profile, Validator, ValidatorBuilder};
+pub use crate::verified::VerifiedToken;

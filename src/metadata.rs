@@ -31,7 +31,7 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 /// require. Cheap to clone (one `Arc`); clones share the collected scopes.
 ///
 /// ```
-/// use bearer_guard::ProtectedResource;
+/// use bearer_guard::metadata::ProtectedResource;
 /// let resource = ProtectedResource::builder("https://api.example/mcp")
 ///     .authorization_server("https://issuer.example")
 ///     .resource_name("Example MCP server")

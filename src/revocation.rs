@@ -162,8 +162,8 @@ impl Revocations for MemoryRevocations {
 }
 
 /// How long past `exp` a revocation is kept: a validator accepts a token until `exp` plus
-/// its leeway, which is at most [`MAX_LEEWAY`](crate::MAX_LEEWAY).
-pub(crate) const KEEP_PAST_EXP: i64 = crate::MAX_LEEWAY.as_secs() as i64;
+/// its leeway, which is at most [`MAX_LEEWAY`](crate::validator::MAX_LEEWAY).
+pub(crate) const KEEP_PAST_EXP: i64 = crate::validator::MAX_LEEWAY.as_secs() as i64;
 
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
@@ -346,7 +346,7 @@ mod tests {
 
     use super::*;
     use crate::testkit::{self as mint, AUDIENCE, ISSUER, token};
-    use crate::{AuthError, ErrorKind, Key, KeySet, RequireScope, Validator};
+    use crate::{AuthError, ErrorKind, KeySet, RequireScope, Validator, keys::Key};
 
     fn validator(store: Arc<dyn Revocations>, memo: Duration) -> Validator {
         mint::builder()
@@ -486,9 +486,11 @@ mod tests {
     async fn fail_open_accepts_when_the_store_is_unreachable() {
         let store = Arc::new(Flaky::default());
         store.down.store(true, Ordering::SeqCst);
-        let keys = KeySet::new([Key::from_pem(mint::EC256_PUBLIC, crate::Algorithm::ES256)
-            .expect("k")
-            .with_kid("ec-1")]);
+        let keys = KeySet::new([
+            Key::from_pem(mint::EC256_PUBLIC, crate::keys::Algorithm::ES256)
+                .expect("k")
+                .with_kid("ec-1"),
+        ]);
         let v = Validator::builder()
             .issuer(ISSUER)
             .audience(AUDIENCE)

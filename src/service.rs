@@ -1,5 +1,6 @@
-//! [`RequireScopeService`]: the service [`RequireScope`](crate::RequireScope) wraps around
-//! the inner one. The decision is `crate::authorize`'s; this is plumbing.
+//! The service [`RequireScope`](crate::RequireScope) wraps around the inner one,
+//! [`RequireScopeService`], and its [`ResponseFuture`]. You seldom name them: they are what
+//! `.layer(RequireScope::..)` makes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
+pub use crate::future::ResponseFuture;
+
 use crate::authorize::{Decision, Route};
-use crate::future::{ResponseFuture, with_dpop_nonce};
+use crate::future::with_dpop_nonce;
 use crate::response::{self, Challenges, Refusal, Rejection};
-use crate::token::Verified;
+use crate::verified::Verified;
 
 /// The layer's state, shared by its services: the route, and how it answers.
 pub(crate) struct State<T, R> {
@@ -51,7 +54,7 @@ impl<T, R> State<T, R> {
 
 /// Decides on the request, then calls the inner service with the claims in the request's
 /// extensions, or answers with the rejection. Built by [`RequireScope`](crate::RequireScope).
-pub struct RequireScopeService<S, T = crate::AccessClaims, R = crate::StandardRejection> {
+pub struct RequireScopeService<S, T = crate::AccessClaims, R = crate::response::StandardRejection> {
     inner: S,
     state: Arc<State<T, R>>,
 }
@@ -601,9 +604,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_custom_rejection_answers_a_named_requirement_its_own_way() {
-        let layer = RequireScope::authenticated(&validator())
-            .require_named("tenant", |c: &AccessClaims| c.extra.contains_key("tenant"))
-            .rejection(|refusal: &crate::Refusal| -> Response<String> {
+        let guard = crate::Guard::new(&validator()).rejection(
+            |refusal: &crate::response::Refusal| -> Response<String> {
                 if refusal.requirement() == Some("tenant") {
                     Response::builder()
                         .status(StatusCode::NOT_FOUND)
@@ -613,7 +615,10 @@ mod tests {
                 } else {
                     refusal.to_response()
                 }
-            });
+            },
+        );
+        let layer = RequireScope::authenticated(&guard)
+            .require_named("tenant", |c: &AccessClaims| c.extra.contains_key("tenant"));
         let send = |auth: Option<String>| {
             let svc = tower_layer::Layer::layer(
                 &layer,

@@ -11,7 +11,7 @@ use crate::error::AuthError;
 /// Reads the [`Claims`] the layer put into a `tonic::Request`.
 ///
 /// ```
-/// use bearer_guard::{AccessClaims, RequestClaimsExt};
+/// use bearer_guard::{AccessClaims, tonic::RequestClaimsExt};
 /// fn client_of(req: &tonic::Request<()>) -> Result<String, tonic::Status> {
 ///     let claims = req.claims::<AccessClaims>()?;
 ///     Ok(claims.client_id().unwrap_or_default().to_owned())

@@ -133,14 +133,14 @@ mod tests {
         // Built: the issuer (any string) is kept, and printed without its userinfo.
         let validator = builder.build().expect("static keys, any issuer string");
         shown.push(format!("{validator:?}"));
-        let resource = crate::ProtectedResource::builder("https://api.example/r")
+        let resource = crate::metadata::ProtectedResource::builder("https://api.example/r")
             .authorization_server(secret_url)
             .build()
             .expect("resource");
         shown.push(format!("{resource:?}"));
         shown.push(format!(
             "{:?}",
-            crate::ProtectedResource::builder(secret_url)
+            crate::metadata::ProtectedResource::builder(secret_url)
         ));
         #[cfg(feature = "remote")]
         {

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use bearer_guard::{AccessClaims, Claims, Key, KeySet, RequireScope, Validator};
+use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator, keys::Key};
 use http::{HeaderValue, Request, Response};
 use serde_json::json;
 use tower::{Layer, Service, service_fn};

@@ -3,6 +3,9 @@
 
 use bearer_guard::testkit as mint;
 
+/// The validator's default cap on a token's length (`ValidatorBuilder::max_token_len`).
+const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
 use std::io::ErrorKind as IoErrorKind;
 use std::net::TcpListener;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use bearer_guard::{Algorithm, ErrorKind, Key, KeySet, Validator};
+use bearer_guard::{ErrorKind, KeySet, Validator, keys::Algorithm, keys::Key};
 use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
 
@@ -1148,7 +1151,7 @@ fn token_of_len(len: usize) -> String {
 #[test]
 fn oversized_tokens_are_refused_before_parsing() {
     let v = validator();
-    let cap = bearer_guard::DEFAULT_MAX_TOKEN_LEN;
+    let cap = DEFAULT_MAX_TOKEN_LEN;
     assert_eq!(cap, 8 * 1024);
 
     // A genuine token of exactly the cap passes; one byte more is refused.
@@ -1221,7 +1224,7 @@ fn deeply_nested_json_is_refused_without_overflow() {
             let t = sign_json(alg, &key, &header, &c);
             let what = format!("{depth} x {open} in claims");
             refused(&big, &t, ErrorKind::Malformed, &what);
-            if t.len() <= bearer_guard::DEFAULT_MAX_TOKEN_LEN {
+            if t.len() <= DEFAULT_MAX_TOKEN_LEN {
                 refused(&v, &t, ErrorKind::Malformed, &what);
             } else {
                 refused(&v, &t, ErrorKind::TokenTooLarge, &what);

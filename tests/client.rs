@@ -28,8 +28,9 @@ use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::routing::get;
 use bearer_guard::client::{
     AddAccessTokenLayer, AddAccessTokenLayerBuilder, AuthMethod, BoxError, ClientCredentials,
-    FetchErrorKind, NoReplay, Replay, TokenError, TokenErrorKind, TokenTarget,
+    NoReplay, Replay, TokenError, TokenErrorKind, TokenTarget,
 };
+use bearer_guard::fetch::FetchErrorKind;
 use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};

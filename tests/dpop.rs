@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bearer_guard::Algorithm;
 use bearer_guard::dpop::{
     Dpop, DpopError, DpopErrorKind as K, DpopKey, MemoryReplay, ProofCheck, ProofRequest,
     VerifiedProof, jwk_thumbprint,
 };
+use bearer_guard::keys::Algorithm;
 use http::Request;
 use serde_json::{Value, json};
 
@@ -459,6 +459,96 @@ fn each_check_fails_alone() {
         err.map_err(|e| e.kind()),
         Err(K::InvalidKey | K::InvalidSignature)
     ));
+}
+
+/// RFC 9449 defines no `exp` or `nbf` for a proof, but a proof is a JWT: one past its `exp`
+/// or before its `nbf` is not accepted (RFC 7519 §4.1.4-4.1.5), with the leeway of `iat`.
+/// Both must be numbers.
+#[test]
+fn a_proofs_own_exp_and_nbf_are_honoured() {
+    let t = mint::now();
+    let verdict = |dpop: &Dpop, changes: Value| {
+        access(dpop, &get(&[&proof(json!({}), changes)])).map_err(|e| (e.kind(), e.claim_name()))
+    };
+    let default = dpop();
+    for (name, changes, expected) in [
+        (
+            "exp passed",
+            json!({ "exp": t - 30 }),
+            Err((K::Expired, Some("exp"))),
+        ),
+        (
+            "nbf to come",
+            json!({ "nbf": t + 30 }),
+            Err((K::NotYetValid, Some("nbf"))),
+        ),
+        (
+            "exp to come, nbf passed",
+            json!({ "exp": t + 30, "nbf": t - 30 }),
+            Ok(()),
+        ),
+        ("exp a fraction", json!({ "exp": t as f64 + 30.5 }), Ok(())),
+        // Within the leeway (5 s by default), either side.
+        ("exp just passed", json!({ "exp": t - 2 }), Ok(())),
+        ("nbf just to come", json!({ "nbf": t + 2 }), Ok(())),
+        (
+            "exp a string",
+            json!({ "exp": (t + 30).to_string() }),
+            Err((K::InvalidClaim, Some("exp"))),
+        ),
+        (
+            "exp a boolean",
+            json!({ "exp": true }),
+            Err((K::InvalidClaim, Some("exp"))),
+        ),
+        (
+            "nbf a string",
+            json!({ "nbf": "now" }),
+            Err((K::InvalidClaim, Some("nbf"))),
+        ),
+        (
+            "nbf an array",
+            json!({ "nbf": [t] }),
+            Err((K::InvalidClaim, Some("nbf"))),
+        ),
+    ] {
+        assert_eq!(verdict(&default, changes).map(drop), expected, "{name}");
+    }
+    // `null` is not a number either.
+    let null_exp = raw(
+        &header(json!({})),
+        &claims(json!({})).replacen('{', r#"{"exp":null,"#, 1),
+    );
+    let err = access(&default, &get(&[&null_exp])).expect_err("exp null");
+    assert_eq!(
+        (err.kind(), err.claim_name()),
+        (K::InvalidClaim, Some("exp"))
+    );
+    // The leeway is the verifier's: none, or a minute.
+    let strict = Dpop::builder()
+        .external_origin(ORIGIN)
+        .future_leeway(Duration::ZERO)
+        .build()
+        .expect("dpop");
+    assert_eq!(
+        verdict(&strict, json!({ "exp": t - 2 })).map(drop),
+        Err((K::Expired, Some("exp")))
+    );
+    assert_eq!(
+        verdict(&strict, json!({ "nbf": t + 2 })).map(drop),
+        Err((K::NotYetValid, Some("nbf")))
+    );
+    let lenient = Dpop::builder()
+        .external_origin(ORIGIN)
+        .future_leeway(Duration::from_secs(60))
+        .build()
+        .expect("dpop");
+    assert!(verdict(&lenient, json!({ "exp": t - 30, "nbf": t + 30 })).is_ok());
+    // Refused as an invalid proof.
+    assert_eq!(K::Expired.oauth_error(), Some("invalid_dpop_proof"));
+    assert_eq!(K::NotYetValid.oauth_error(), Some("invalid_dpop_proof"));
+    assert_eq!(K::Expired.as_str(), "expired");
+    assert_eq!(K::NotYetValid.as_str(), "not_yet_valid");
 }
 
 fn merged(mut base: Value, changes: Value) -> Value {

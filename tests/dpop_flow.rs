@@ -119,11 +119,11 @@ async fn start(adjust: impl FnOnce(&mut issuer::Config)) -> World {
     let app = Router::new()
         .route(
             "/data",
-            get(client_id).layer(guard.all(["read"]).expect("scope")),
+            get(client_id).layer(RequireScope::all(&guard, ["read"]).expect("scope")),
         )
         .route(
             "/other",
-            get(client_id).layer(guard.all(["read"]).expect("scope")),
+            get(client_id).layer(RequireScope::all(&guard, ["read"]).expect("scope")),
         )
         .route(
             "/nonce/data",

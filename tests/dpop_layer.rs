@@ -9,8 +9,8 @@ use std::time::Duration;
 use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::testkit as mint;
 use bearer_guard::{
-    AccessClaims, AuthError, ErrorKind, Guard, Refusal, Rejection, RequireScope, Validator,
-    VerifiedToken,
+    AccessClaims, AuthError, ErrorKind, Guard, RequireScope, Validator, VerifiedToken,
+    response::Refusal, response::Rejection,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -118,7 +118,7 @@ async fn send<R: Rejection<Option<String>>>(
 struct Detail(&'static str);
 
 fn layer(guard: &Guard) -> RequireScope {
-    guard.all(["read"]).expect("scope")
+    RequireScope::all(guard, ["read"]).expect("scope")
 }
 
 /// Keeps the standard answer and records `Refusal::detail` in the extensions.
@@ -133,8 +133,8 @@ fn with_detail(refusal: &Refusal) -> Response<Option<String>> {
 #[tokio::test]
 async fn a_bound_token_passes_with_a_fresh_proof_each_time_and_nowhere_else() {
     let key = DpopKey::generate().expect("key");
-    let guard = Guard::new(&validator()).dpop(dpop());
-    let route = layer(&guard).rejection(with_detail);
+    let guard = Guard::new(&validator()).dpop(dpop()).rejection(with_detail);
+    let route = RequireScope::all(&guard, ["read"]).expect("scope");
     let token = bound_token(&key);
     let dpop_auth = Some(format!("DPoP {token}"));
 

@@ -6,7 +6,7 @@ use bearer_guard::testkit as mint;
 
 use std::net::SocketAddr;
 
-use bearer_guard::{AccessClaims, RequestClaimsExt, RequireScope, Validator};
+use bearer_guard::{AccessClaims, RequireScope, Validator, tonic::RequestClaimsExt};
 use mint::{now, token};
 use serde_json::json;
 use tokio::net::TcpListener;

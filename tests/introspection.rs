@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use bearer_guard::testkit::introspection::{self as probe, Outcome};
 use bearer_guard::testkit::logs;
-use bearer_guard::{BoxError, HttpClient, HttpResponseFuture, Introspection};
+use bearer_guard::{
+    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+};
 use http::Request;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
@@ -26,6 +28,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use issuer::TokenFormat;
 use tokio::sync::Semaphore;
+use tower::BoxError;
 
 async fn opaque() -> Server {
     Server::start_with(|config| config.token_format = TokenFormat::Opaque).await
@@ -40,7 +43,9 @@ fn endpoint(server: &Server) -> String {
 fn introspection(
     server: &Server,
     audience: &str,
-    adjust: impl FnOnce(bearer_guard::IntrospectionBuilder) -> bearer_guard::IntrospectionBuilder,
+    adjust: impl FnOnce(
+        bearer_guard::introspection::IntrospectionBuilder,
+    ) -> bearer_guard::introspection::IntrospectionBuilder,
 ) -> Introspection {
     let built = adjust(Introspection::builder(endpoint(server), "rs", RS_SECRET))
         .build()

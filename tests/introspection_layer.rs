@@ -4,6 +4,8 @@
 //! token as on a JWT; a JWT of a trusted issuer is still verified locally (mixed mode); an
 //! endpoint that cannot answer is 503 on every way into a decision, never 401.
 
+#[path = "common/http_stub.rs"]
+mod http_stub;
 #[path = "../examples/support/issuer/mod.rs"]
 mod issuer;
 #[path = "common/issuer_server.rs"]
@@ -21,8 +23,8 @@ use axum::Router;
 use axum::routing::get;
 use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::{
-    AccessClaims, BoxError, Claims, ErrorKind, Guard, HttpClient, HttpResponseFuture,
-    Introspection, Issuer, RequireScope, RequiredScopes, Validator,
+    AccessClaims, Claims, ErrorKind, Guard, Issuer, RequireScope, RequiredScopes, Validator,
+    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
 };
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Empty, Full};
@@ -32,6 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use issuer::TokenFormat;
 use oauth::basic_header;
+use tower::BoxError;
 
 async fn opaque_issuer() -> Server {
     Server::start_with(|config| config.token_format = TokenFormat::Opaque).await
@@ -98,10 +101,13 @@ async fn api(guard: &Guard) -> SocketAddr {
         )
     }
     let app = Router::new()
-        .route("/read", get(who).layer(guard.all(["read"]).expect("scope")))
+        .route(
+            "/read",
+            get(who).layer(RequireScope::all(guard, ["read"]).expect("scope")),
+        )
         .route(
             "/write",
-            get(who).layer(guard.all(["write"]).expect("scope")),
+            get(who).layer(RequireScope::all(guard, ["write"]).expect("scope")),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -420,4 +426,161 @@ async fn a_dpop_bound_opaque_token_needs_its_proof() {
     let thief = DpopKey::generate().expect("key");
     let reply = with_proof(addr, "/read", &token, &thief).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The issuer a stand-in endpoint answers for.
+const STUB_ISS: &str = "https://issuer.test";
+
+/// A stand-in introspection endpoint on a loopback port that gives every token this
+/// `answer`, and the protected API of a validator introspecting there (answers cached for
+/// `ttl`).
+async fn api_answering(answer: &serde_json::Value, ttl: Duration) -> (http_stub::Stub, SocketAddr) {
+    let stub = http_stub::Stub::start(http_stub::Reply::json(200, &answer.to_string())).await;
+    let introspection = Introspection::builder(stub.url("/oauth/introspect"), "rs", RS_SECRET)
+        .issuer(STUB_ISS)
+        .ttl(ttl)
+        .build()
+        .expect("introspection");
+    let validator = Validator::builder()
+        .audience(API)
+        .introspection(introspection)
+        .build()
+        .expect("validator");
+    let addr = api(&Guard::new(&validator)).await;
+    (stub, addr)
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(now.expect("after 1970").as_secs()).expect("seconds")
+}
+
+/// An answer with every member RFC 7662 §2.2 lists, all of them agreeing with us.
+fn full_answer() -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({
+        "active": true, "iss": STUB_ISS, "aud": API, "exp": now + 600, "iat": now - 10,
+        "nbf": now - 10, "sub": "alice", "client_id": "svc", "jti": "j-1", "scope": "read",
+        "token_type": "Bearer", "username": "alice",
+    })
+}
+
+fn without(member: &str) -> serde_json::Value {
+    let mut answer = full_answer();
+    answer.as_object_mut().expect("object").remove(member);
+    answer
+}
+
+/// RFC 7662 §2.2: every member but `active` is optional. An answer without one is admitted
+/// (the default claims type reads it), unless the route needs what is missing: without
+/// `scope`, a route requiring one is 403 `insufficient_scope`, not 401.
+#[tokio::test]
+async fn answers_without_optional_members_are_admitted() {
+    let mut failed = Vec::new();
+    for member in [
+        "exp",
+        "aud",
+        "iat",
+        "nbf",
+        "sub",
+        "client_id",
+        "jti",
+        "iss",
+        "scope",
+        "token_type",
+    ] {
+        let (stub, addr) = api_answering(&without(member), Duration::from_secs(60)).await;
+        let reply = bearer(addr, "/read", "an-opaque-token").await;
+        let expected = match member {
+            "sub" => "svc -",
+            "client_id" => "- alice",
+            _ => "svc alice",
+        };
+        let ok = if member == "scope" {
+            reply.status == StatusCode::FORBIDDEN
+                && challenge(&reply).contains(r#"error="insufficient_scope", scope="read""#)
+        } else {
+            reply.status == StatusCode::OK && reply.text() == expected
+        };
+        if !ok {
+            failed.push(format!(
+                "without `{member}`: {} {} {}",
+                reply.status,
+                challenge(&reply),
+                reply.text()
+            ));
+        }
+        assert_eq!(stub.heads().len(), 1, "without `{member}`");
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// What an answer does say is still checked: a member that contradicts us, or has the wrong
+/// JSON type, is 401 `invalid_token`.
+#[tokio::test]
+async fn answers_that_contradict_us_are_refused() {
+    let now = unix_now();
+    let mut admitted = Vec::new();
+    for (name, changes) in [
+        (
+            "aud of another API",
+            serde_json::json!({"aud": "https://other.test"}),
+        ),
+        (
+            "aud list without us",
+            serde_json::json!({"aud": ["https://other.test"]}),
+        ),
+        ("aud a number", serde_json::json!({"aud": 7})),
+        ("aud null", serde_json::json!({"aud": null})),
+        (
+            "iss untrusted",
+            serde_json::json!({"iss": "https://evil.test"}),
+        ),
+        ("iss a number", serde_json::json!({"iss": 7})),
+        ("exp past", serde_json::json!({"exp": now - 3600})),
+        ("exp a string", serde_json::json!({"exp": "soon"})),
+        ("exp null", serde_json::json!({"exp": null})),
+        ("nbf future", serde_json::json!({"nbf": now + 3600})),
+        ("iat future", serde_json::json!({"iat": now + 3600})),
+        ("iat a string", serde_json::json!({"iat": "then"})),
+        ("sub a number", serde_json::json!({"sub": 7})),
+        ("client_id a bool", serde_json::json!({"client_id": true})),
+        ("jti a number", serde_json::json!({"jti": 7})),
+        ("scope a list", serde_json::json!({"scope": ["read"]})),
+    ] {
+        let mut answer = full_answer();
+        // Without `exp` unless the case sets it, so that only this member can refuse.
+        answer.as_object_mut().expect("object").remove("exp");
+        for (member, value) in changes.as_object().expect("object") {
+            answer[member] = value.clone();
+        }
+        let (_stub, addr) = api_answering(&answer, Duration::from_secs(60)).await;
+        let reply = bearer(addr, "/read", "an-opaque-token").await;
+        if reply.status != StatusCode::UNAUTHORIZED
+            || !challenge(&reply).contains(r#"error="invalid_token""#)
+        {
+            admitted.push(format!("{name}: {} {}", reply.status, challenge(&reply)));
+        }
+    }
+    assert!(admitted.is_empty(), "{admitted:#?}");
+}
+
+/// An answer without `exp` is cached for the introspection's ttl: no request to the
+/// endpoint within it, one after.
+#[tokio::test]
+async fn an_answer_without_exp_is_cached_for_the_ttl() {
+    let ttl = Duration::from_secs(1);
+    let (stub, addr) = api_answering(&without("exp"), ttl).await;
+    let started = tokio::time::Instant::now();
+    let reply = bearer(addr, "/read", "an-opaque-token").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", challenge(&reply));
+    let reply = bearer(addr, "/read", "an-opaque-token").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", challenge(&reply));
+    if started.elapsed() < ttl {
+        assert_eq!(stub.heads().len(), 1, "the answer is cached");
+    }
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let reply = bearer(addr, "/read", "an-opaque-token").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", challenge(&reply));
+    assert_eq!(stub.heads().len(), 2, "asked again once the ttl passed");
 }

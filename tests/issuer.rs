@@ -30,7 +30,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bearer_guard::revocation::{
     MemoryRevocations, RedisRevocations, RevocationError, RevocationFuture, Revocations,
 };
-use bearer_guard::{AccessClaims, Audience, ErrorKind, KeySet, Validator};
+use bearer_guard::{AccessClaims, ErrorKind, KeySet, Validator, token::Audience};
 use http::{StatusCode, header};
 use hyper::body::Bytes;
 use issuer::{Config, Format, Issuer, SigningKey};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
-use bearer_guard::{Audience, ErrorKind, KeySet, Validator};
+use bearer_guard::{ErrorKind, KeySet, Validator, token::Audience};
 use http::{StatusCode, header};
 use serde_json::json;
 
@@ -526,5 +526,194 @@ async fn security_events_are_logged_without_secrets() {
     assert!(text.contains("issuer::security"), "{text}");
     for secret in &secrets {
         assert!(!text.contains(secret.as_str()), "logged a secret:\n{text}");
+    }
+}
+
+/// RFC 6749 §6: a refresh request with a narrower `scope` narrows the access token only; the
+/// rotated refresh token keeps the scope of the one presented.
+#[tokio::test]
+async fn a_narrower_refresh_narrows_the_access_token_not_the_refresh_token() {
+    let (server, _) = start().await;
+    let refresh_with = async |refresh: &str, scope: Option<&str>| {
+        let scope = scope.map(|s| format!("&scope={}", urlencode(s)));
+        server
+            .form(&format!(
+                "grant_type=refresh_token&client_id={APP}&refresh_token={}{}",
+                urlencode(refresh),
+                scope.unwrap_or_default()
+            ))
+            .await
+    };
+    let (code, verifier) = server.code("&scope=read+write").await;
+    let reply = server.redeem(&code, &verifier).await;
+    let (_, refresh) = reply.assert_tokens();
+    assert_eq!(reply.json()["scope"], "read write");
+
+    // Narrower: the access token has `read` only.
+    let reply = refresh_with(&refresh, Some("read")).await;
+    let (access, refresh) = reply.assert_tokens();
+    assert_eq!(reply.json()["scope"], "read");
+    assert_eq!(issuer_server::claims(&access)["scope"], "read");
+
+    // The new refresh token still carries `read write`: without scope, all of it ...
+    let reply = refresh_with(&refresh, None).await;
+    let (access, refresh) = reply.assert_tokens();
+    assert_eq!(reply.json()["scope"], "read write");
+    assert_eq!(issuer_server::claims(&access)["scope"], "read write");
+    // ... and the scope dropped two refreshes ago can be asked for alone.
+    let reply = refresh_with(&refresh, Some("read")).await;
+    let (_, refresh) = reply.assert_tokens();
+    let reply = refresh_with(&refresh, Some("write")).await;
+    let (access, refresh) = reply.assert_tokens();
+    assert_eq!(reply.json()["scope"], "write");
+    assert_eq!(issuer_server::claims(&access)["scope"], "write");
+    // Never more than the original grant.
+    refresh_with(&refresh, Some("read write admin"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+}
+
+/// RFC 8252 §7.3: a registered `http://127.0.0.1:{port}` or `http://[::1]:{port}` redirect
+/// URI matches any port; everything else must match exactly, and a mismatch is shown on a
+/// page, never redirected.
+#[tokio::test]
+async fn loopback_redirect_uris_match_any_port_and_nothing_else() {
+    let (server, _) = start().await;
+    // The flow through the page with `redirect_uri`, for `client_id`: the code, and the
+    // verifier.
+    let flow = async |client_id: &str, redirect_uri: &str| {
+        let verifier = new_verifier();
+        let query = authorize_query(client_id, redirect_uri, &challenge(&verifier), "s");
+        let shown = page(&server, &query).await;
+        assert_eq!(
+            shown.status,
+            StatusCode::OK,
+            "{redirect_uri}: {}",
+            shown.text()
+        );
+        let origin = redirect_uri
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
+        let csp = shown.header(header::CONTENT_SECURITY_POLICY).unwrap_or("");
+        assert!(
+            csp.contains(&format!("form-action 'self' {origin}")),
+            "{csp}"
+        );
+        let location = server
+            .form_to(
+                "/oauth/authorize",
+                &format!(
+                    "{query}&username=alice&password={}&approve=yes",
+                    urlencode(ALICE_PASSWORD)
+                ),
+            )
+            .await
+            .location();
+        let callback = callback_query(&location, redirect_uri);
+        assert_eq!(query_value(&callback, "state").as_deref(), Some("s"));
+        (query_value(&callback, "code").expect("code"), verifier)
+    };
+    let redeem = async |client_id: &str, code: &str, redirect_uri: &str, verifier: &str| {
+        server
+            .form(&format!(
+                "grant_type=authorization_code&client_id={client_id}&code={code}\
+                 &redirect_uri={}&code_verifier={verifier}",
+                urlencode(redirect_uri)
+            ))
+            .await
+    };
+    let refused = async |client_id: &str, redirect_uri: &str| {
+        let query = authorize_query(client_id, redirect_uri, &challenge(&new_verifier()), "s");
+        let reply = page(&server, &query).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{redirect_uri}");
+        assert!(reply.header(header::LOCATION).is_none(), "{redirect_uri}");
+        assert_page_headers(&reply);
+        // The form's answer is refused the same way.
+        let reply = server
+            .form_to(
+                "/oauth/authorize",
+                &format!(
+                    "{query}&username=alice&password={}&approve=yes",
+                    urlencode(ALICE_PASSWORD)
+                ),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{redirect_uri}");
+        assert!(reply.header(header::LOCATION).is_none(), "{redirect_uri}");
+    };
+
+    // The app registered http://127.0.0.1:9999/callback: another port works, and the code
+    // is bound to the redirect URI actually used.
+    assert_eq!(REDIRECT, "http://127.0.0.1:9999/callback");
+    let other_port = "http://127.0.0.1:51234/callback";
+    let (code, verifier) = flow(APP, other_port).await;
+    redeem(APP, &code, REDIRECT, &verifier)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    redeem(APP, &code, other_port, &verifier)
+        .await
+        .assert_tokens();
+    // The registered port itself still works.
+    let (code, verifier) = flow(APP, REDIRECT).await;
+    redeem(APP, &code, REDIRECT, &verifier)
+        .await
+        .assert_tokens();
+
+    // Only the port may differ.
+    for uri in [
+        "http://127.0.0.1:51234/other",
+        "http://127.0.0.1:51234/callback/",
+        "http://127.0.0.1:51234/callback?x=1",
+        "http://127.0.0.1:51234/Callback",
+        "https://127.0.0.1:51234/callback",
+        "HTTP://127.0.0.1:51234/callback",
+        "http://localhost:51234/callback",
+        "http://127.0.0.2:51234/callback",
+        "http://127.1:51234/callback",
+        "http://2130706433:51234/callback",
+        "http://[::1]:51234/callback",
+        "http://127.0.0.1:051234/callback",
+        "http://127.0.0.1:99999/callback",
+        "http://127.0.0.1:/callback",
+        "http://127.0.0.1:51234@evil.test/callback",
+        "http://127.0.0.1:51234.evil.test/callback",
+        // Not loopback: the port is part of the match.
+        "https://app.test:8443/cb",
+    ] {
+        refused(APP, uri).await;
+    }
+
+    // A client registered with an [::1] redirect URI, likewise.
+    let registered = "http://[::1]:8080/cb";
+    let reply = server
+        .post_to(
+            "/oauth/register",
+            "application/json",
+            json!({ "redirect_uris": [registered], "token_endpoint_auth_method": "none" })
+                .to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let client_id = reply.json()["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let other_port = "http://[::1]:43210/cb";
+    let (code, verifier) = flow(&client_id, other_port).await;
+    redeem(&client_id, &code, other_port, &verifier)
+        .await
+        .assert_tokens();
+    for uri in [
+        "http://[::1]:43210/other",
+        "https://[::1]:43210/cb",
+        "http://127.0.0.1:43210/cb",
+        "http://localhost:43210/cb",
+        "http://[0:0:0:0:0:0:0:1]:43210/cb",
+        "http://[::2]:43210/cb",
+    ] {
+        refused(&client_id, uri).await;
     }
 }

@@ -17,8 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::get;
 use bearer_guard::{
-    AccessClaims, AuthError, BoxError, Claims, ErrorKind, Guard, HttpClient, HttpResponseFuture,
-    Issuer, ProtectedResource, RemoteKeys, Validator,
+    AccessClaims, AuthError, Claims, ErrorKind, Guard, Issuer, RemoteKeys, RequireScope, Validator,
+    metadata::ProtectedResource, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
 };
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Empty};
@@ -27,6 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use issuer_server::{API, SVC_SECRET, Server};
 use serde_json::{Value, json};
+use tower::BoxError;
 use tower::ServiceExt as _;
 
 /// The protected API: `GET /data` (scope `read`) and its RFC 9728 document.
@@ -38,7 +39,7 @@ fn api(validator: &Validator, resource: &ProtectedResource) -> Router {
         .route(
             "/data",
             get(|claims: Claims<AccessClaims>| async move { claims.iss.clone() })
-                .layer(guard.all(["read"]).expect("scope")),
+                .layer(RequireScope::all(&guard, ["read"]).expect("scope")),
         )
         .route_service(resource.well_known_path(), resource.service())
 }
@@ -255,11 +256,12 @@ async fn the_metadata_document_follows_rfc_9728_field_by_field() {
     let app = Router::new()
         .route(
             "/mcp",
-            get(|| async { "ok" }).layer(guard.any(["mcp:tools", "mcp:admin"]).expect("scopes")),
+            get(|| async { "ok" })
+                .layer(RequireScope::any(&guard, ["mcp:tools", "mcp:admin"]).expect("scopes")),
         )
         .route(
             "/other",
-            get(|| async { "ok" }).layer(guard.all(["read"]).expect("scope")),
+            get(|| async { "ok" }).layer(RequireScope::all(&guard, ["read"]).expect("scope")),
         )
         .route_service(resource.well_known_path(), resource.service());
 

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::{
-    AccessClaims, AuthError, BoxError, Claims, ConfigError, ErrorKind, HttpClient,
-    HttpResponseFuture, RemoteKeys, RequireScope, RequireScopeService, Validator, ValidatorBuilder,
+    AccessClaims, AuthError, Claims, ConfigError, ErrorKind, RemoteKeys, RequireScope, Validator,
+    ValidatorBuilder, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+    service::RequireScopeService,
 };
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -29,6 +30,7 @@ use hyper_util::rt::TokioExecutor;
 use jwks_server::{Behaviour, JwksServer};
 use mint::{AUDIENCE, ISSUER, token};
 use serde_json::{Value, json};
+use tower::BoxError;
 use tower::util::ServiceFn;
 use tower::{Layer as _, ServiceExt as _, service_fn};
 

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use bearer_guard::{Algorithm, ConfigError, ErrorKind, Key, KeySet};
+use bearer_guard::{ConfigError, ErrorKind, KeySet, keys::Algorithm, keys::Key};
 use serde_json::Value;
 
 const SIGNATURE_FILE: &str = "json_web_signature_test.json";

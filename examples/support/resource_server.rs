@@ -4,7 +4,10 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use bearer_guard::rate_limit::RateLimitByClient;
-use bearer_guard::{AccessClaims, Claims, ConfigError, Guard, ProtectedResource, VerifiedToken};
+use bearer_guard::{
+    AccessClaims, Claims, ConfigError, Guard, RequireScope, VerifiedToken,
+    metadata::ProtectedResource,
+};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
@@ -23,7 +26,7 @@ pub struct Extras {
 /// (open), and what `extras` asks for.
 pub fn app(guard: &Guard, scope: &str, extras: Extras) -> Result<Router, ConfigError> {
     let protected = ServiceBuilder::new()
-        .layer(guard.all([scope])?)
+        .layer(RequireScope::all(guard, [scope])?)
         .option_layer(extras.rate_limit);
     let mut app = Router::new()
         .route(

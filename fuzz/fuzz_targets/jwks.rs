@@ -1,7 +1,7 @@
 //! Arbitrary bytes as a JWKS document and as a single JWK: never a panic.
 #![no_main]
 
-use bearer_guard::{Key, KeySet};
+use bearer_guard::{KeySet, keys::Key};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bearer_guard::{Algorithm, Key, KeySet, Validator};
+use bearer_guard::{KeySet, Validator, keys::Algorithm, keys::Key};
 use jsonwebtoken::EncodingKey;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use bearer_guard::{Algorithm, Key, KeySet, Validator};
+use bearer_guard::{KeySet, Validator, keys::Algorithm, keys::Key};
 use libfuzzer_sys::fuzz_target;
 
 fn validator() -> &'static Validator {

@@ -12,8 +12,8 @@ use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::revocation::Known;
 use crate::scope::RequiredScopes;
-use crate::token::Verified;
 use crate::validator::{Validator, Verify};
+use crate::verified::Verified;
 
 /// The public ways to decide on a bare token: the same stages, with the token presented as
 /// `Bearer` and no route but the given scopes.

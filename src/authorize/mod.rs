@@ -39,8 +39,8 @@ use crate::introspection::Answer;
 use crate::response::Refusal;
 use crate::revocation::Known;
 use crate::scope::RequiredScopes;
-use crate::token::{Confirmation, Verified};
 use crate::validator::{Validator, Verify};
+use crate::verified::{Confirmation, Verified};
 
 /// What to do with a request.
 pub(crate) enum Decision<T> {

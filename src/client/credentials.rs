@@ -5,7 +5,7 @@ use std::fmt;
 
 use http::Uri;
 
-pub use crate::client_auth::ClientSecret;
+use crate::client_auth::ClientSecret;
 use crate::error::ConfigError;
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-pub use crate::error::BoxError;
+/// A boxed error: what the client's service fails with (a [`TokenError`] or the inner client's error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use crate::fetch::{FetchError, FetchErrorKind};
 
 /// Why no access token could be obtained, or sent. The caller's request was not sent.

@@ -19,7 +19,7 @@ pin_project! {
     /// With a cached token, this is the inner client's future (no allocation); only a
     /// request that must wait for a token request, or is retried after a 401, goes through
     /// a boxed future.
-    pub struct ResponseFuture<S, B>
+    pub struct AddAccessTokenFuture<S, B>
     where
         S: Service<Request<B>>,
     {
@@ -48,31 +48,31 @@ pin_project! {
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B> AddAccessTokenFuture<S, B>
 where
     S: Service<Request<B>>,
 {
     pub(crate) fn sent(future: S::Future, after: Option<After<S, B>>) -> Self {
-        ResponseFuture {
+        AddAccessTokenFuture {
             kind: Kind::Sent { future, after },
         }
     }
 
     pub(crate) fn boxed(future: Boxed<S::Response>) -> Self {
-        ResponseFuture {
+        AddAccessTokenFuture {
             kind: Kind::Boxed { future },
         }
     }
 
     /// The request is not sent: `error` says why.
     pub(crate) fn failed(error: BoxError) -> Self {
-        ResponseFuture {
+        AddAccessTokenFuture {
             kind: Kind::Failed { error: Some(error) },
         }
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B> Future for AddAccessTokenFuture<S, B>
 where
     S: HttpService<B>,
     B: From<Bytes> + Send + 'static,
@@ -97,7 +97,7 @@ where
                 KindProj::Failed { error } => {
                     let error = error
                         .take()
-                        .expect("ResponseFuture polled after completion");
+                        .expect("AddAccessTokenFuture polled after completion");
                     return Poll::Ready(Err(error));
                 }
             }
@@ -105,11 +105,12 @@ where
     }
 }
 
-impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+impl<S, B> std::fmt::Debug for AddAccessTokenFuture<S, B>
 where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("AddAccessTokenFuture")
+            .finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::error::BoxError;
+use super::error::BoxError;
 
 /// An HTTP client that [`AddAccessTokenLayer`](super::AddAccessTokenLayer) can wrap: a
 /// `tower::Service<http::Request<B>>` that answers `http::Response`s with an

@@ -134,13 +134,13 @@
 //!   token endpoint's URL and says what failed and what to check (`the token request failed:
 //!   could not connect to https://issuer.example/oauth/token (Connection refused (os error
 //!   111)); check that the server is running ...`); [`TokenError::fetch_error`] gives the
-//!   [`FetchError`] of a failed
+//!   [`FetchError`](crate::fetch::FetchError) of a failed
 //!   exchange (connect, TLS, timeout, status, size, JSON). The inner client's own errors
 //!   pass through, boxed.
 //!
 //! # Security
 //!
-//! - The [`ClientSecret`] never prints (`[redacted]`), has no accessor and is zeroed on drop;
+//! - The [`ClientSecret`](crate::client_auth::ClientSecret) never prints (`[redacted]`), has no accessor and is zeroed on drop;
 //!   [`TokenError`]s, `Debug` output and the `tracing` events (target
 //!   `bearer_guard::client`) hold neither the secret nor a token, nor a DPoP proof or
 //!   private key. The `Authorization` headers the layer sets (Basic, Bearer and DPoP) and
@@ -254,11 +254,9 @@ mod retry;
 mod service;
 mod shared;
 
-pub use self::credentials::{
-    AuthMethod, ClientCredentials, ClientCredentialsBuilder, ClientSecret, TokenTarget,
-};
+pub use self::credentials::{AuthMethod, ClientCredentials, ClientCredentialsBuilder, TokenTarget};
 pub use self::error::{BoxError, TokenError, TokenErrorKind};
-pub use self::future::ResponseFuture;
+pub use self::future::AddAccessTokenFuture;
 pub use self::http::HttpService;
 pub use self::layer::{
     AddAccessTokenLayer, AddAccessTokenLayerBuilder, DEFAULT_MAX_CACHED_TOKENS,
@@ -266,4 +264,3 @@ pub use self::layer::{
 };
 pub use self::replay::{CloneBody, NoReplay, Replay};
 pub use self::service::AddAccessToken;
-pub use crate::fetch::{FetchError, FetchErrorKind};

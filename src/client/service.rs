@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::credentials::TokenTarget;
 use super::error::BoxError;
-use super::future::ResponseFuture;
+use super::future::AddAccessTokenFuture;
 use super::http::HttpService;
 use super::replay::{CloneBody, Replay};
 use super::retry::{After, nonce_origin};
@@ -85,7 +85,7 @@ where
 {
     type Response = Response<S::ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, B>;
+    type Future = AddAccessTokenFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -95,12 +95,12 @@ where
         let target = req.extensions_mut().remove::<TokenTarget>();
         if req.headers().contains_key(AUTHORIZATION) {
             // The caller chose its own credentials.
-            return ResponseFuture::sent(self.inner.call(req), None);
+            return AddAccessTokenFuture::sent(self.inner.call(req), None);
         }
         let key = match self.shared.decide(req.uri(), target) {
             Decision::Token(key) => key,
-            Decision::Untouched => return ResponseFuture::sent(self.inner.call(req), None),
-            Decision::Refuse(err) => return ResponseFuture::failed(err.into()),
+            Decision::Untouched => return AddAccessTokenFuture::sent(self.inner.call(req), None),
+            Decision::Refuse(err) => return AddAccessTokenFuture::failed(err.into()),
         };
         let slot = self.shared.tokens.slot(key, Instant::now());
         // The copy is taken before the token is added.
@@ -108,7 +108,7 @@ where
         match self.shared.ticket(&slot, &self.inner) {
             Ticket::Ready(token) => {
                 if let Err(err) = self.shared.authorize(&token, &mut req) {
-                    return ResponseFuture::failed(err.into());
+                    return AddAccessTokenFuture::failed(err.into());
                 }
                 let retry = copy.map(|copy| (self.inner.clone(), copy));
                 let origin = nonce_origin(&token, &req);
@@ -120,7 +120,7 @@ where
                     shared: Arc::clone(&self.shared),
                     origin,
                 };
-                ResponseFuture::sent(future, Some(after))
+                AddAccessTokenFuture::sent(future, Some(after))
             }
             Ticket::Wait(wait) => {
                 // The inner service is ready now; take that instance into the future and
@@ -129,7 +129,7 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let shared = Arc::clone(&self.shared);
-                ResponseFuture::boxed(Box::pin(async move {
+                AddAccessTokenFuture::boxed(Box::pin(async move {
                     let token = wait.wait().await?;
                     shared.authorize(&token, &mut req)?;
                     let origin = nonce_origin(&token, &req);

@@ -61,6 +61,11 @@ pub enum DpopErrorKind {
     TooOld,
     /// `iat` is further in the future than the accepted leeway.
     IssuedInFuture,
+    /// The proof has an `exp` (not defined by RFC 9449, but a JWT's, RFC 7519 §4.1.4) and it
+    /// has passed, beyond the leeway.
+    Expired,
+    /// The proof has an `nbf` (RFC 7519 §4.1.5) further in the future than the leeway.
+    NotYetValid,
     /// Nonces are required and the proof has no `nonce` (`use_dpop_nonce`).
     NonceMissing,
     /// The `nonce` was not issued by this server (or its secret changed) (`use_dpop_nonce`).
@@ -149,6 +154,8 @@ impl DpopErrorKind {
             ),
             K::TooOld => row("too_old", "DPoP proof is too old", PROOF),
             K::IssuedInFuture => row("issued_in_future", "DPoP proof iat is in the future", PROOF),
+            K::Expired => row("expired", "DPoP proof has expired", PROOF),
+            K::NotYetValid => row("not_yet_valid", "DPoP proof is not yet valid", PROOF),
             K::NonceMissing => row("nonce_missing", "DPoP proof lacks the nonce", NONCE),
             K::NonceInvalid => row("nonce_invalid", "DPoP proof nonce is invalid", NONCE),
             K::NonceExpired => row("nonce_expired", "DPoP proof nonce has expired", NONCE),

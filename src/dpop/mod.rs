@@ -16,7 +16,8 @@
 //! - `htm` is the request's method, `htu` its URI without query and fragment (both
 //!   normalised per RFC 3986 §6.2.2 and §6.2.3; the origin configurable for servers behind a
 //!   TLS-terminating proxy);
-//! - `iat` within the window (60 s back, 5 s ahead by default); with
+//! - `iat` within the window (60 s back, 5 s ahead by default), and the proof's own `exp`
+//!   and `nbf` when present (RFC 7519, with the same leeway); with
 //!   [`nonces`](DpopBuilder::nonces), a valid server nonce (stateless: HMAC-sealed issue
 //!   time, so replicas sharing the secret need no shared state);
 //! - `ath` is the SHA-256 of the access token, and the key's RFC 7638 thumbprint is the
@@ -28,8 +29,8 @@
 //! Each failed check has its own [`DpopErrorKind`], which says how to answer: 401 with
 //! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (or `use_dpop_nonce` and a fresh
 //! `DPoP-Nonce` header, or `invalid_token` for a key that does not match the token), 503
-//! when the replay store is down. [`check_scheme`] holds the rules on the `Authorization`
-//! scheme (a DPoP-bound token sent as `Bearer` is refused, RFC 9449 §7.2).
+//! when the replay store is down. A DPoP-bound token sent as `Bearer` is always refused
+//! (RFC 9449 §7.2), whatever the route.
 //!
 //! An authorization server checks the proof of a token request with
 //! [`Dpop::verify_token_request`] and binds the token it issues to [`VerifiedProof::jkt`].
@@ -78,71 +79,4 @@ pub enum Scheme {
     Bearer,
     /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
     Dpop,
-}
-
-/// The rules on how a verified token was presented, before any proof is looked at:
-///
-/// - a token with `cnf.jkt` (`token_jkt`) sent as `Bearer`:
-///   [`BoundTokenAsBearer`](DpopErrorKind::BoundTokenAsBearer) (RFC 9449 §7.2);
-/// - a token without `cnf.jkt` sent as `DPoP`:
-///   [`UnboundTokenAsDpop`](DpopErrorKind::UnboundTokenAsDpop);
-/// - a `Bearer` token on a route that requires DPoP:
-///   [`DpopRequired`](DpopErrorKind::DpopRequired).
-///
-/// `Ok` for a `DPoP` token with `cnf.jkt` (then verify its proof with
-/// [`Dpop::verify_access`]) and for an unbound `Bearer` token where DPoP is optional.
-///
-/// ```
-/// use bearer_guard::dpop::{DpopErrorKind, Scheme, check_scheme};
-/// let jkt = Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
-/// assert!(check_scheme(Scheme::Dpop, jkt, true).is_ok());
-/// assert_eq!(
-///     check_scheme(Scheme::Bearer, jkt, false).unwrap_err().kind(),
-///     DpopErrorKind::BoundTokenAsBearer
-/// );
-/// ```
-///
-/// # Errors
-/// As listed above.
-pub fn check_scheme(
-    scheme: Scheme,
-    token_jkt: Option<&str>,
-    dpop_required: bool,
-) -> Result<(), DpopError> {
-    match (scheme, token_jkt.is_some(), dpop_required) {
-        (Scheme::Bearer, true, _) => Err(DpopErrorKind::BoundTokenAsBearer.into()),
-        (Scheme::Bearer, false, true) => Err(DpopErrorKind::DpopRequired.into()),
-        (Scheme::Dpop, false, _) => Err(DpopErrorKind::UnboundTokenAsDpop.into()),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scheme_rules() {
-        let jkt = Some("j");
-        assert_eq!(check_scheme(Scheme::Dpop, jkt, false), Ok(()));
-        assert_eq!(check_scheme(Scheme::Dpop, jkt, true), Ok(()));
-        assert_eq!(check_scheme(Scheme::Bearer, None, false), Ok(()));
-        let kind = |s, j, r| check_scheme(s, j, r).map_err(|e| e.kind());
-        assert_eq!(
-            kind(Scheme::Bearer, jkt, false),
-            Err(DpopErrorKind::BoundTokenAsBearer)
-        );
-        assert_eq!(
-            kind(Scheme::Bearer, jkt, true),
-            Err(DpopErrorKind::BoundTokenAsBearer)
-        );
-        assert_eq!(
-            kind(Scheme::Bearer, None, true),
-            Err(DpopErrorKind::DpopRequired)
-        );
-        assert_eq!(
-            kind(Scheme::Dpop, None, false),
-            Err(DpopErrorKind::UnboundTokenAsDpop)
-        );
-    }
 }

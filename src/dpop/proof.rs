@@ -138,6 +138,31 @@ fn string_claim<'v>(
     }
 }
 
+#[derive(Clone, Copy)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// An optional NumericDate claim (`exp`, `nbf`): absent, or a JSON number of seconds, a
+/// fraction rounded the way that makes its check stricter. Any other JSON value, `null`
+/// included, is [`DpopErrorKind::InvalidClaim`].
+fn optional_date(
+    value: Option<Value<'_>>,
+    name: &'static str,
+    round: Round,
+) -> Result<Option<i64>, DpopError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Int(i)) => Ok(Some(i)),
+        Some(Value::Float(f)) if f.is_finite() => Ok(Some(match round {
+            Round::Down => f.floor() as i64,
+            Round::Up => f.ceil() as i64,
+        })),
+        Some(_) => Err(DpopError::claim(DpopErrorKind::InvalidClaim, name)),
+    }
+}
+
 /// Constant-time string equality (lengths are not secret).
 fn same(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -207,9 +232,11 @@ pub(crate) fn check(
 
     // Claims: strict JSON, required members of the right type.
     let payload = b64(payload_b64)?;
-    let [jti, htm, htu_claim, iat, ath, nonce] =
-        json::read_object(&payload, ["jti", "htm", "htu", "iat", "ath", "nonce"])
-            .map_err(json_error)?;
+    let [jti, htm, htu_claim, iat, ath, nonce, exp, nbf] = json::read_object(
+        &payload,
+        ["jti", "htm", "htu", "iat", "ath", "nonce", "exp", "nbf"],
+    )
+    .map_err(json_error)?;
     let jti = string_claim(&jti, "jti")?;
     let htm = string_claim(&htm, "htm")?;
     let htu_claim = string_claim(&htu_claim, "htu")?;
@@ -221,6 +248,8 @@ pub(crate) fn check(
         Some(Value::Float(f)) if f.is_finite() => f.floor() as i64,
         Some(_) => return Err(DpopError::claim(DpopErrorKind::InvalidClaim, "iat")),
     };
+    let exp = optional_date(exp, "exp", Round::Down)?;
+    let nbf = optional_date(nbf, "nbf", Round::Up)?;
 
     // The request.
     if htm != req.method.as_str() {
@@ -241,6 +270,15 @@ pub(crate) fn check(
     }
     if iat > now.saturating_add(inner.future_leeway) {
         return Err(DpopErrorKind::IssuedInFuture.into());
+    }
+    // RFC 9449 defines neither `exp` nor `nbf` for a proof, but a proof is a JWT: when it
+    // has them, it is not accepted past its `exp` or before its `nbf` (RFC 7519 §4.1.4,
+    // §4.1.5), with the leeway allowed for the client's clock on `iat`.
+    if exp.is_some_and(|exp| now.saturating_sub(inner.future_leeway) >= exp) {
+        return Err(DpopError::claim(DpopErrorKind::Expired, "exp"));
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(inner.future_leeway)) {
+        return Err(DpopError::claim(DpopErrorKind::NotYetValid, "nbf"));
     }
     let mut nonce_refresh_due = false;
     if let Some(nonces) = &inner.nonces {

@@ -43,7 +43,9 @@ pub const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 9] = [
 ];
 
 /// DPoP proof verification (RFC 9449) with its settings: accepted algorithms, `iat` window,
-/// size cap, server nonces, replay store and the server's external origin.
+/// size cap, server nonces, replay store and the server's external origin. A proof with an
+/// `exp` or `nbf` of its own (RFC 7519 §4.1.4-4.1.5; RFC 9449 defines neither) must also be
+/// within them, with the [future leeway](DpopBuilder::future_leeway).
 ///
 /// Cheap to clone (one `Arc`); build one per protected API (or token endpoint) and share it.
 ///
@@ -247,7 +249,9 @@ impl DpopBuilder {
         self
     }
 
-    /// How far in the future a proof's `iat` may lie (default 5 s, at most 60 s).
+    /// How far in the future a proof's `iat` may lie (default 5 s, at most 60 s). The same
+    /// leeway applies to a proof's own `exp` and `nbf`, when it has them: it is refused that
+    /// long after its `exp`, and accepted that long before its `nbf`.
     pub fn future_leeway(mut self, leeway: Duration) -> Self {
         self.future_leeway = leeway;
         self

@@ -17,7 +17,7 @@ use crate::error::BoxError;
 ///
 /// ```
 /// # #[cfg(feature = "client")] {
-/// use bearer_guard::client::{FetchError, FetchErrorKind};
+/// use bearer_guard::fetch::{FetchError, FetchErrorKind};
 ///
 /// fn retry_later(err: &FetchError) -> bool {
 ///     matches!(err.kind(), FetchErrorKind::Connect | FetchErrorKind::Timeout)

@@ -14,8 +14,8 @@ use crate::error::{AuthError, ErrorKind};
 use crate::fetch::FetchErrorKind;
 use crate::json::{self, Value};
 use crate::scope::Granted;
-use crate::token::{Facts, VerifiedToken};
 use crate::validator::{Checks, check_audience, confirmation, optional_str};
+use crate::verified::{Facts, VerifiedToken};
 
 /// What the issuer says about a token, as the rules judge it.
 #[derive(Clone)]
@@ -86,7 +86,8 @@ pub(crate) struct Introspected {
     pub(crate) token: VerifiedToken,
     /// Which of the rules' issuers vouched for it.
     pub(crate) issuer: usize,
-    /// The answer's JSON object (with `iss` added when it had none), for `Claims<T>`.
+    /// The answer's JSON object (with `iss`, `exp` and `aud` added when it had none: see
+    /// [`Added`]), for `Claims<T>`.
     pub(crate) json: Box<RawValue>,
     /// Estimated bytes held, for the cache's memory bound.
     pub(crate) size: u64,
@@ -200,17 +201,25 @@ pub(crate) fn read(
             return Answer::Unavailable(Unavailable::InvalidResponse("no boolean `active` member"));
         }
     }
+    let (no_exp, no_aud) = (exp.is_none(), aud.is_none());
     let checked = (|| {
         let (index, named) = select_issuer(iss.as_ref(), rules, issuer)?;
         let checks = &rules[index];
         if let Some(aud) = &aud {
             check_audience(Some(aud), &checks.audiences)?;
         }
-        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        let exp = date(exp.as_ref(), "exp")?.unwrap_or(now.saturating_add(ttl_secs));
+        let exp = date(exp.as_ref(), "exp")?;
         let nbf = date(nbf.as_ref(), "nbf")?;
         let iat = date(iat.as_ref(), "iat")?;
-        checks.check_times(exp, nbf, iat, now)?;
+        // Without `exp` there is no expiry to check, and the ttl is not the token's
+        // lifetime: the times are checked as for a token expiring at the earliest second
+        // the leeway admits. `nbf` and `iat` still count, and so does the lifetime cap
+        // where `iat` shows the token has already lived longer than it.
+        let earliest = now.saturating_sub(checks.leeway).saturating_add(1);
+        checks.check_times(exp.unwrap_or(earliest), nbf, iat, now)?;
+        // For the cache and the facts, an answer without `exp` lasts the ttl.
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let exp = exp.unwrap_or(now.saturating_add(ttl_secs));
         let jti = optional_str(jti, "jti")?;
         if checks.require_jti && jti.is_none() {
             return Err(AuthError::claim(ErrorKind::MissingClaim, "jti"));
@@ -232,7 +241,12 @@ pub(crate) fn read(
         Ok(checked) => checked,
         Err(err) => return Answer::Refused(err),
     };
-    let Some(json) = claims_json(body, (!named).then_some(&*rules[index].issuer)) else {
+    let added = Added {
+        iss: (!named).then_some(&*rules[index].issuer),
+        exp: no_exp.then_some(facts.exp),
+        aud: no_aud,
+    };
+    let Some(json) = claims_json(body, &added) else {
         return Answer::Unavailable(Unavailable::InvalidResponse("not a JSON object"));
     };
     // The JSON kept, and about as much again for the facts and the claims read from it.
@@ -276,20 +290,48 @@ fn date(value: Option<&Value<'_>>, claim: &'static str) -> Result<Option<i64>, A
     }
 }
 
-/// The answer's JSON object for the claims type, with `"iss": add_iss` first when given (an
-/// answer without `iss` is its endpoint's issuer's: a claims type that requires `iss`, such
-/// as `AccessClaims`, reads it as from a JWT). `body` is known to be a JSON object with at
-/// least one member (`active`).
-fn claims_json(body: &[u8], add_iss: Option<&str>) -> Option<Box<RawValue>> {
+/// The members added to an answer's JSON for the claims type, each only where the answer has
+/// none (so never a repeated member).
+///
+/// RFC 7662 §2.2 makes every member but `active` optional, while a claims type may require
+/// what an RFC 9068 JWT always has: [`AccessClaims`](crate::AccessClaims) requires `iss`,
+/// `exp` and `aud`. Rather than a claims conversion that tolerates their absence (which a
+/// caller's own `T` would not get), the JSON it reads is completed with what is known, the
+/// same for every `T`:
+///
+/// - `iss`: the issuer the answer was judged for (the endpoint's, or the only trusted one);
+/// - `exp`: the end of the answer's ttl, which is also the token's
+///   [`expires_at`](crate::VerifiedToken::expires_at) and when the cached answer is asked
+///   again: no later than that is the token known to be active;
+/// - `aud`: `[]`, no audience: the answer named none, and none is made up (the checks
+///   found nothing to refuse; an application that tests `aud` for its own finds nothing).
+///
+/// Members the claims type has as optional (`sub`, `client_id`, `iat`, `jti`, `scope` ...)
+/// stay absent. The members the answer does give are left exactly as given.
+struct Added<'a> {
+    iss: Option<&'a str>,
+    exp: Option<i64>,
+    aud: bool,
+}
+
+/// The answer's JSON object for the claims type, with the [`Added`] members first. `body`
+/// is known to be a JSON object with at least one member (`active`).
+fn claims_json(body: &[u8], added: &Added<'_>) -> Option<Box<RawValue>> {
     let text = std::str::from_utf8(body).ok()?.trim();
-    let json = match add_iss {
-        None => text.to_owned(),
-        Some(iss) => {
-            let rest = text.strip_prefix('{')?;
-            let iss = serde_json::to_string(iss).ok()?;
-            format!("{{\"iss\":{iss},{rest}")
-        }
-    };
+    let mut json = String::with_capacity(text.len() + 64);
+    json.push('{');
+    if let Some(iss) = added.iss {
+        json.push_str("\"iss\":");
+        json.push_str(&serde_json::to_string(iss).ok()?);
+        json.push(',');
+    }
+    if let Some(exp) = added.exp {
+        json.push_str(&format!("\"exp\":{exp},"));
+    }
+    if added.aud {
+        json.push_str("\"aud\":[],");
+    }
+    json.push_str(text.strip_prefix('{')?);
     RawValue::from_string(json).ok()
 }
 
@@ -297,8 +339,8 @@ fn claims_json(body: &[u8], add_iss: Option<&str>) -> Option<Box<RawValue>> {
 mod tests {
     use super::*;
     use crate::claims::AccessClaims;
-    use crate::token::Confirmation;
     use crate::validator::Profile;
+    use crate::verified::Confirmation;
 
     const ISS: &str = "https://issuer.example";
     const NOW: i64 = 1_700_000_000;
@@ -475,6 +517,56 @@ mod tests {
         }
         // Within the leeway.
         active(base(serde_json::json!({"exp": NOW - 59})));
+    }
+
+    #[test]
+    fn the_claims_type_reads_an_answer_without_exp_or_aud() {
+        // RFC 7662 §2.2: only `active` is required. `AccessClaims` requires `exp` and `aud`.
+        let i = active(serde_json::json!({"active": true}));
+        let claims: Claims<AccessClaims> = i.claims().expect("claims without exp and aud");
+        assert_eq!(claims.0.iss, ISS);
+        assert_eq!(claims.0.exp, NOW + 60, "the end of the ttl, as the token's");
+        assert_eq!(i.token.expires_at(), NOW + 60);
+        assert_eq!(claims.0.aud, crate::claims::Audience::Many(Vec::new()));
+        assert!(claims.0.sub.is_none() && claims.0.jti.is_none() && claims.0.iat.is_none());
+        // What the answer gives is what the claims say, nothing added.
+        let given = active(serde_json::json!({
+            "active": true, "exp": NOW + 600, "aud": "https://api.example"
+        }));
+        let claims: Claims<AccessClaims> = given.claims().expect("claims");
+        assert_eq!(claims.0.exp, NOW + 600);
+        assert_eq!(
+            claims.0.aud,
+            crate::claims::Audience::One("https://api.example".into())
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(given.json.get()).expect("json"),
+            serde_json::json!({
+                "iss": ISS, "active": true, "exp": NOW + 600, "aud": "https://api.example"
+            })
+        );
+    }
+
+    #[test]
+    fn without_exp_no_exp_is_checked() {
+        let bare = br#"{"active":true}"#;
+        // No leeway and no ttl: nothing has expired (an answer not to cache, not a refusal).
+        let mut strict = rules();
+        strict[0].leeway = 0;
+        let read_strict = read(bare, &strict[..1], None, NOW, Duration::ZERO);
+        assert!(matches!(read_strict, Answer::Active(_)), "{read_strict:?}");
+        // A lifetime cap shorter than the ttl: the ttl is not the token's lifetime.
+        let mut capped = rules();
+        capped[0].max_lifetime = Some(30);
+        let read_capped = read(bare, &capped[..1], None, NOW, TTL);
+        assert!(matches!(read_capped, Answer::Active(_)), "{read_capped:?}");
+        // But a token that has already lived longer than the cap is refused.
+        let old = format!(r#"{{"active":true,"iat":{}}}"#, NOW - 3600);
+        let read_old = read(old.as_bytes(), &capped[..1], None, NOW, TTL);
+        assert!(
+            matches!(&read_old, Answer::Refused(e) if e.kind() == ErrorKind::LifetimeTooLong),
+            "{read_old:?}"
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Token introspection (RFC 7662, feature `remote`): opaque access tokens, verified by asking
 //! the issuer.
 //!
-//! - [`answer`]: an introspection response, read and checked into an [`Answer`].
-//! - [`cache`]: answers cached under the SHA-256 digest of the token.
-//! - [`flight`]: the request to the endpoint, one per token at a time, bounded in number.
-//! - [`route`]: mixed mode, which tokens are verified locally and which are introspected.
+//!
+//! Build an [`Introspection`] and give it to
+//! [`ValidatorBuilder::introspection`](crate::ValidatorBuilder::introspection): opaque tokens
+//! (and, in mixed mode, JWTs of issuers without keys here) are then introspected, the answer
+//! cached under the SHA-256 digest of the token for at most its ttl, one request per token
+//! in flight, and mapped into the same [`VerifiedToken`](crate::VerifiedToken) and claims
+//! as a JWT.
+//
+// Inside: `answer` reads and checks a response into an `Answer`; `cache` keeps answers;
+// `flight` makes the request, one per token at a time, bounded in number; `route` decides
+// which tokens are verified locally and which are introspected.
 
 mod answer;
 pub(crate) mod cache;
@@ -29,9 +36,9 @@ use crate::remote::http::{HttpClient, HyperClient};
 use crate::validator::Checks;
 
 /// How long an active answer is cached by default (never past the token's `exp`).
-pub const DEFAULT_INTROSPECTION_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_INTROSPECTION_TTL: Duration = Duration::from_secs(60);
 /// How long an inactive answer is cached by default.
-pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Token introspection (RFC 7662, feature `remote`): verifies opaque access tokens by asking
 /// the issuer's introspection endpoint.
@@ -51,7 +58,12 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// - `iss`, when present, must be a trusted issuer (and this endpoint's issuer, when known
 ///   from [`issuer`](IntrospectionBuilder::issuer) or discovery); `aud`, when present, must
 ///   contain a configured audience; `exp`, `nbf`, `iat` are checked against the clock with
-///   the leeway, as for JWTs. Dates must be integers.
+///   the leeway, as for JWTs. Dates must be integers. Every member but `active` is optional
+///   (RFC 7662 §2.2): one the answer lacks is not checked, and not required by the claims
+///   type either: an answer without `exp` counts as expiring at the end of its ttl, one
+///   without `aud` as naming no audience (`"aud": []`), one without `iss` as the endpoint's
+///   issuer's. Without `scope`, the token grants no scope (a route that requires one
+///   answers 403 `insufficient_scope`).
 /// - A `cnf` member binds the token to a DPoP key or a client certificate, as for JWTs.
 ///
 /// # Caching, and how stale an answer may be
@@ -77,7 +89,7 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use std::time::Duration;
-/// use bearer_guard::Introspection;
+/// use bearer_guard::introspection::Introspection;
 ///
 /// let introspection = Introspection::builder(
 ///     "https://issuer.example/oauth/introspect",

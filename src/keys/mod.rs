@@ -1,24 +1,28 @@
-//! Verification keys: one [`Key`] pins one algorithm; a [`KeySet`] is what a validator
-//! verifies against.
+//! Verification keys: one [`Key`] pins one [`Algorithm`]; a [`KeySet`] (at
+//! the crate root) is what a validator verifies against, and a [`KeySource`] is either that
+//! or [`RemoteKeys`](crate::RemoteKeys).
 //!
 //! Keys come from PEM, a single JWK, a JWKS document, or (by explicit choice) an HMAC secret.
 //! Every key carries exactly one [`Algorithm`], fixed when it is loaded: a token can never
 //! choose another one, and an asymmetric key can never be used as an HMAC secret.
 
 mod jwk;
-mod set;
+pub(crate) mod set;
 
 use std::fmt;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+/// The signature algorithms (jsonwebtoken's): a [`Key`] pins exactly one.
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::DecodingKey;
 
 pub use self::jwk::JwksOptions;
 use self::jwk::{RawJwk, rsa_key};
-pub use self::set::KeySet;
+pub(crate) use self::set::KeySet;
 pub(crate) use self::set::Lookup;
 use crate::error::ConfigError;
 use crate::json;
+pub use crate::validator::KeySource;
 
 /// The signature backend, chosen by cargo feature and used directly, never through
 /// jsonwebtoken's process-wide default: that default panics when another crate in the
@@ -84,7 +88,7 @@ impl Key {
     ///
     /// # Example
     /// ```
-    /// use bearer_guard::{Algorithm, Key};
+    /// use bearer_guard::{keys::Algorithm, keys::Key};
     /// let pem = b"-----BEGIN PUBLIC KEY-----
     /// MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
     /// -----END PUBLIC KEY-----";

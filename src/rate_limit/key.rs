@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use http::Request;
 
 use crate::claims::Claims;
-use crate::token::VerifiedToken;
+use crate::verified::VerifiedToken;
 
 /// Whose quota a request counts against.
 ///

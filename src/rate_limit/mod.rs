@@ -140,7 +140,7 @@ mod tests {
     use tower::{Layer, ServiceExt, service_fn};
 
     use super::*;
-    use crate::token::{Facts, VerifiedToken};
+    use crate::verified::{Facts, VerifiedToken};
     use crate::{AuthError, Claims, ErrorKind};
 
     fn n(n: u32) -> NonZeroU32 {

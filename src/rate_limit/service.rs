@@ -14,7 +14,7 @@ use super::memory::Buckets;
 use crate::error::ErrorKind;
 use crate::future::ResponseFuture;
 use crate::response::{self, Refusal, StandardRejection};
-use crate::token::VerifiedToken;
+use crate::verified::VerifiedToken;
 
 /// Marks a response the rate limit answered with (`429`, or `grpc-status: 8`); it is in the
 /// response's extensions, beside the [`AuthError`](crate::AuthError) of kind

@@ -18,7 +18,7 @@ use crate::fetch::{self, FetchError, Fetched, Limits};
 use crate::error::BoxError;
 
 /// The future an [`HttpClient`] returns.
-pub type ResponseFuture<'a> =
+pub type HttpFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Response<BoxBody<Bytes, BoxError>>, BoxError>> + Send + 'a>>;
 
 /// The HTTP client that fetches discovery documents and key sets, and asks introspection
@@ -31,15 +31,15 @@ pub type ResponseFuture<'a> =
 /// redirects are never followed: a client that follows them must stay on the same origin.
 pub trait HttpClient: Send + Sync + 'static {
     /// Sends `request` (a `GET`) and returns the response with its body unread.
-    fn send(&self, request: Request<Empty<Bytes>>) -> ResponseFuture<'_>;
+    fn send(&self, request: Request<Empty<Bytes>>) -> HttpFuture<'_>;
 
     /// Sends `request` (a `POST` with a form body: token introspection, RFC 7662) and
     /// returns the response with its body unread.
     ///
     /// The provided implementation fails every call: a client used by an
-    /// [`Introspection`](crate::Introspection) must implement it. Key sets and discovery only
+    /// [`Introspection`](crate::introspection::Introspection) must implement it. Key sets and discovery only
     /// need [`send`](Self::send).
-    fn send_form(&self, request: Request<Full<Bytes>>) -> ResponseFuture<'_> {
+    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpFuture<'_> {
         let _ = request;
         Box::pin(std::future::ready(Err(BoxError::from(
             "this HttpClient does not implement `send_form`, which token introspection needs",
@@ -108,11 +108,11 @@ fn default_tls() -> rustls::ClientConfig {
 }
 
 impl HttpClient for HyperClient {
-    fn send(&self, request: Request<Empty<Bytes>>) -> ResponseFuture<'_> {
+    fn send(&self, request: Request<Empty<Bytes>>) -> HttpFuture<'_> {
         self.send_form(request.map(|_| Full::default()))
     }
 
-    fn send_form(&self, request: Request<Full<Bytes>>) -> ResponseFuture<'_> {
+    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpFuture<'_> {
         let fut = self.client.request(request);
         Box::pin(async move {
             let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;

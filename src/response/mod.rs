@@ -1,7 +1,10 @@
-//! Every refusal the crate answers (authentication, scope, rate limit, unavailable), in one
-//! place: the per-kind table ([`table`](self::table)), the `WWW-Authenticate` challenges
-//! ([`challenge`](self::challenge)), the gRPC trailers-only answer, the security event, and
-//! the pluggable [`Rejection`].
+//! How refusals are answered: every refusal the crate makes (authentication, scope, rate
+//! limit, unavailable) is a [`Refusal`], answered by a [`Rejection`]
+//! ([`StandardRejection`] by default: RFC 6750 statuses and `WWW-Authenticate`, or gRPC
+//! trailers with a [`GrpcCode`]). Give your own to [`Guard::rejection`](crate::Guard::rejection).
+//
+// Inside: the per-kind table (`table`), the `WWW-Authenticate` challenges (`challenge`), the
+// gRPC trailers-only answer and the security event.
 
 mod challenge;
 mod table;
@@ -16,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 pub(crate) use self::challenge::Challenges;
 use crate::dpop::Scheme;
 use crate::error::{AuthError, ErrorKind};
-use crate::token::VerifiedToken;
+use crate::verified::VerifiedToken;
 
 /// The gRPC status codes the crate answers with (on real gRPC requests: HTTP/2 with an
 /// `application/grpc` content type), always with HTTP 200 and no body (trailers-only).
@@ -306,7 +309,7 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
 /// extensions.
 ///
 /// ```
-/// use bearer_guard::{ErrorKind, Refusal};
+/// use bearer_guard::{ErrorKind, response::Refusal};
 /// use http::{Response, StatusCode};
 ///
 /// // Hide the routes of other tenants: a failed "tenant" requirement answers 404.

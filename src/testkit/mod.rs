@@ -52,7 +52,7 @@ pub const KEYS: &[(&str, Algorithm, &[u8], &[u8])] = &[
 /// The test keys' public halves, each pinned to its algorithm and kid.
 pub fn key_set() -> crate::KeySet {
     crate::KeySet::new(KEYS.iter().map(|(kid, alg, _, public)| {
-        crate::Key::from_pem(public, *alg)
+        crate::keys::Key::from_pem(public, *alg)
             .expect("test key")
             .with_kid(*kid)
     }))

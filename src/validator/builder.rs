@@ -70,7 +70,7 @@ pub struct ValidatorBuilder<T = AccessClaims> {
     cache: Option<(usize, u64)>,
     revocation: RevocationSettings,
     #[cfg(feature = "remote")]
-    introspection: Option<crate::Introspection>,
+    introspection: Option<crate::introspection::Introspection>,
     _claims: PhantomData<fn() -> T>,
 }
 
@@ -211,12 +211,12 @@ impl<T> ValidatorBuilder<T> {
     /// rules (issuer, audience, times, lifetime cap, `cnf`) before scopes, binding and
     /// revocation, as for a JWT. An issuer needs no keys then: all of its tokens are
     /// introspected. The introspection's issuer
-    /// ([`IntrospectionBuilder::issuer`](crate::IntrospectionBuilder::issuer), or the URL
-    /// given to [`Introspection::discover`](crate::Introspection::discover)) is trusted
+    /// ([`IntrospectionBuilder::issuer`](crate::introspection::IntrospectionBuilder::issuer), or the URL
+    /// given to [`Introspection::discover`](crate::introspection::Introspection::discover)) is trusted
     /// without being named again.
     ///
     /// ```
-    /// use bearer_guard::{Introspection, Validator};
+    /// use bearer_guard::{Validator, introspection::Introspection};
     /// let validator = Validator::builder()
     ///     .audience("https://api.example")
     ///     .introspection(
@@ -227,7 +227,7 @@ impl<T> ValidatorBuilder<T> {
     /// # Ok::<(), bearer_guard::ConfigError>(())
     /// ```
     #[cfg(feature = "remote")]
-    pub fn introspection(mut self, introspection: crate::Introspection) -> Self {
+    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
         self.introspection = Some(introspection);
         self
     }

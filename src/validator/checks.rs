@@ -8,7 +8,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Typ};
 use crate::scope::Granted;
-use crate::token::{Confirmation, Facts};
+use crate::verified::{Confirmation, Facts};
 
 /// Which type a token must declare and which claims it must carry.
 ///

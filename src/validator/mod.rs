@@ -36,11 +36,11 @@ use crate::keys::KeySet;
 use crate::revocation::RevocationCheck;
 
 /// Default leeway for `exp`, `nbf` and `iat`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Largest leeway [`ValidatorBuilder::leeway`] accepts.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Default cap on a token's length in bytes, checked before any parsing.
-pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+pub(crate) const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Validates JWT access tokens.
 ///
@@ -76,7 +76,7 @@ pub(crate) struct Inner<T> {
     pub(crate) revocation: Option<RevocationCheck>,
     /// Opaque tokens (and JWTs of issuers without keys) are introspected.
     #[cfg(feature = "remote")]
-    pub(crate) introspection: Option<crate::Introspection>,
+    pub(crate) introspection: Option<crate::introspection::Introspection>,
     pub(crate) max_token_len: usize,
     /// The largest leeway of any issuer: how long past `exp` a cached token may matter.
     pub(crate) max_leeway: i64,

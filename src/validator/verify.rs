@@ -13,7 +13,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Jws};
 use crate::keys::Key;
-use crate::token::{Verified, VerifiedToken};
+use crate::verified::{Verified, VerifiedToken};
 
 /// The outcome of verifying a token without waiting.
 pub(crate) enum Verify<T> {

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use bearer_guard::{Guard, Issuer, ProtectedResource, Validator};
+use bearer_guard::{Guard, Issuer, RequireScope, Validator, metadata::ProtectedResource};
 use http::Request;
 use http::header::AUTHORIZATION;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -124,7 +124,7 @@ pub fn router(
         config,
     );
     let endpoint = ServiceBuilder::new()
-        .layer(guard.all([TOOLS_SCOPE])?)
+        .layer(RequireScope::all(&guard, [TOOLS_SCOPE])?)
         .map_request(strip_credentials)
         .service(mcp);
     Ok(Router::new()

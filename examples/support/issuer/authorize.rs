@@ -4,7 +4,9 @@
 //!
 //! Errors about the client or the redirect URI are shown on a page, never redirected (an
 //! attacker must not make this server redirect anywhere). Every other error goes back to the
-//! registered redirect URI as `error`, `state` and `iss`.
+//! registered redirect URI as `error`, `state` and `iss`. The redirect URI must be a
+//! registered one exactly, except that a registered `http://127.0.0.1` or `http://[::1]` one
+//! allows any port (RFC 8252 §7.3).
 //!
 //! `dpop_jkt` (RFC 9449 §10) binds the code to a DPoP key: redeeming it needs a proof of it.
 
@@ -20,7 +22,7 @@ use super::form::Params;
 use super::grants::CodeRecord;
 use super::limits::Refused;
 use super::page::{Consent, consent_page, error_page};
-use super::scope::{grant_audience, grant_scope};
+use super::scope::{grant_audience, grant_scope, redirect_uri_matches};
 use super::server::{Issuer, unix_millis};
 use super::tokens::Grant;
 use super::users::MAX_USERNAME;
@@ -205,7 +207,11 @@ impl Issuer {
             }
         };
         let redirect_uri = redirect_uri.ok_or_else(|| page("redirect_uri is missing."))?;
-        if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        if !client
+            .redirect_uris
+            .iter()
+            .any(|r| redirect_uri_matches(r, redirect_uri))
+        {
             tracing::warn!(target: "issuer::security", event = "redirect_uri_mismatch", client_id = %client.id, "authorization request with an unregistered redirect_uri");
             return Err(page("redirect_uri is not registered for this client."));
         }

@@ -236,10 +236,12 @@ impl Issuer {
         if self.family_revoked(&record.family).await? {
             return Err(refused("family_revoked"));
         }
-        let mut grant = record.grant;
+        // RFC 6749 §6: the access token may have less scope than the refresh token, never
+        // more; the new refresh token keeps the scope of the one presented.
+        let grant = record.grant;
+        let mut access = grant.clone();
         if let Some(scope) = params.one("scope")? {
-            // §6: the new token may have less scope, never more.
-            grant.scope = grant_scope(&grant.scope, &grant.scope, Some(scope))?;
+            access.scope = grant_scope(&grant.scope, &grant.scope, Some(scope))?;
         }
         // A bound refresh token needs a proof of its key (RFC 9449 §5).
         let jkt = self
@@ -258,14 +260,14 @@ impl Issuer {
             return Err(OAuthError::invalid_grant());
         }
         let issued = self
-            .issue(&grant, random_token(16)?, jkt.as_deref())
+            .issue(&access, random_token(16)?, jkt.as_deref())
             .await?;
         let refresh_jkt = refresh_binding(client, jkt.as_deref());
         let refresh = self
             .grow_family(&record.family, &grant, &issued, refresh_jkt)
             .await?;
-        tracing::info!(client_id = %client.id, sub = %grant.sub, jti = %issued.jti, dpop_jkt = issued.jkt.as_deref(), "refresh token rotated");
-        Ok(token_response(&issued, &grant, Some(&refresh)))
+        tracing::info!(client_id = %client.id, sub = %grant.sub, scope = %access.scope.join(" "), jti = %issued.jti, dpop_jkt = issued.jkt.as_deref(), "refresh token rotated");
+        Ok(token_response(&issued, &access, Some(&refresh)))
     }
 
     /// The record of a live refresh token.

@@ -21,8 +21,8 @@ use super::form::Secret;
 
 /// Longest accepted secret or password, in bytes (checked before hashing).
 pub const MAX_SECRET_LEN: usize = 1024;
-/// Most keys one attempt counter tracks; past that, new keys are not tracked until old ones
-/// expire (the per-peer counter still applies to them).
+/// Most keys one attempt counter tracks; past that, a new key takes the place of the least
+/// recently used one (never untracked: a new key always has a budget).
 const MAX_TRACKED: usize = 10_000;
 
 /// The verification limits.
@@ -146,9 +146,8 @@ impl Gate {
 
     /// Counts one client registration from `peer`, within the same budget as attempts.
     pub fn register_attempt(&self, peer: &str) -> Result<(), Refused> {
-        if self.registrations.begin(peer)? {
-            self.registrations.end(peer, true);
-        }
+        self.registrations.begin(peer)?;
+        self.registrations.end(peer, true);
         Ok(())
     }
 
@@ -187,8 +186,10 @@ impl<'a> Attempt<'a> {
             name: None,
             failed: false,
         };
-        attempt.peer = gate.peers.begin(peer)?.then_some(peer);
-        attempt.name = gate.names.begin(name)?.then_some(name);
+        gate.peers.begin(peer)?;
+        attempt.peer = Some(peer);
+        gate.names.begin(name)?;
+        attempt.name = Some(name);
         attempt.failed = true;
         Ok(attempt)
     }
@@ -210,12 +211,16 @@ impl Drop for Attempt<'_> {
 struct Attempts {
     max: u32,
     window: Duration,
+    /// Most keys tracked at once ([`MAX_TRACKED`]).
+    cap: usize,
     counters: Mutex<HashMap<String, Counter>>,
 }
 
 #[derive(Debug)]
 struct Counter {
     since: Instant,
+    /// The last attempt (or refusal): the least recently used counter is evicted first.
+    touched: Instant,
     failures: u32,
     in_flight: u32,
     refusals: u32,
@@ -223,9 +228,15 @@ struct Counter {
 
 impl Attempts {
     fn new(max: u32, window: Duration) -> Attempts {
+        Attempts::with_cap(max, window, MAX_TRACKED)
+    }
+
+    /// Tracking at most `cap` keys.
+    fn with_cap(max: u32, window: Duration, cap: usize) -> Attempts {
         Attempts {
             max: max.max(1),
             window,
+            cap: cap.max(1),
             counters: Mutex::new(HashMap::new()),
         }
     }
@@ -236,24 +247,33 @@ impl Attempts {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts an attempt: `Ok(true)` counted, `Ok(false)` not tracked (table full), `Err`
-    /// over budget.
-    fn begin(&self, key: &str) -> Result<bool, Refused> {
+    /// Starts an attempt: `Ok` counted (end it with [`end`](Attempts::end)), `Err` over
+    /// budget. A full table makes room: expired counters go, else the least recently used
+    /// one (idle ones first).
+    fn begin(&self, key: &str) -> Result<(), Refused> {
         let now = Instant::now();
         let mut counters = self.lock();
-        if !counters.contains_key(key) && counters.len() >= MAX_TRACKED {
+        if !counters.contains_key(key) && counters.len() >= self.cap {
             let window = self.window;
             counters.retain(|_, c| c.in_flight > 0 || now.duration_since(c.since) < window);
-            if counters.len() >= MAX_TRACKED {
-                return Ok(false);
+            if counters.len() >= self.cap {
+                let oldest = counters
+                    .iter()
+                    .min_by_key(|(_, c)| (c.in_flight > 0, c.touched))
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    counters.remove(&oldest);
+                }
             }
         }
         let counter = counters.entry(key.to_owned()).or_insert(Counter {
             since: now,
+            touched: now,
             failures: 0,
             in_flight: 0,
             refusals: 0,
         });
+        counter.touched = now;
         let elapsed = now.duration_since(counter.since);
         if elapsed >= self.window {
             counter.since = now;
@@ -276,7 +296,7 @@ impl Attempts {
             });
         }
         counter.in_flight += 1;
-        Ok(true)
+        Ok(())
     }
 
     fn end(&self, key: &str, failed: bool) {
@@ -313,10 +333,10 @@ mod unit {
     #[test]
     fn attempts_in_flight_and_failures_share_one_budget() {
         let attempts = Attempts::new(3, Duration::from_secs(60));
-        assert_eq!(attempts.begin("a"), Ok(true));
-        assert_eq!(attempts.begin("a"), Ok(true));
+        assert_eq!(attempts.begin("a"), Ok(()));
+        assert_eq!(attempts.begin("a"), Ok(()));
         attempts.end("a", true);
-        assert_eq!(attempts.begin("a"), Ok(true));
+        assert_eq!(attempts.begin("a"), Ok(()));
         // One failure and two in flight: full.
         assert!(matches!(
             attempts.begin("a"),
@@ -328,7 +348,30 @@ mod unit {
         ));
         // Successes free their place; failures keep it.
         attempts.end("a", false);
-        assert_eq!(attempts.begin("b"), Ok(true));
-        assert_eq!(attempts.begin("a"), Ok(true));
+        assert_eq!(attempts.begin("b"), Ok(()));
+        assert_eq!(attempts.begin("a"), Ok(()));
+    }
+
+    #[test]
+    fn a_full_table_still_tracks_and_limits_a_new_key() {
+        let attempts = Attempts::with_cap(2, Duration::from_secs(60), 3);
+        // The table full of keys, each over its budget, none expired.
+        for key in ["k0", "k1", "k2"] {
+            for _ in 0..2 {
+                assert!(attempts.begin(key).is_ok());
+                attempts.end(key, true);
+            }
+            assert!(attempts.begin(key).is_err(), "{key}");
+        }
+        // A new key gets its budget, and no more.
+        for _ in 0..2 {
+            assert!(attempts.begin("new").is_ok());
+            attempts.end("new", true);
+        }
+        assert!(matches!(
+            attempts.begin("new"),
+            Err(Refused::TooManyAttempts { first: true, .. })
+        ));
+        assert!(attempts.lock().len() <= 3);
     }
 }

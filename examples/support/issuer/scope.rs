@@ -101,6 +101,42 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Whether an authorization request's `redirect_uri` matches the `registered` one: the same
+/// string, or, for a registered `http://127.0.0.1` or `http://[::1]` URI, the same string with
+/// any port (RFC 8252 §7.3: a native app listens on a port it gets at request time).
+///
+/// Compared as strings, not parsed URLs: only the port may differ, and the rest must be the
+/// registered bytes (no `localhost`, no other spelling of the address, no normalization).
+pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    ["http://127.0.0.1", "http://[::1]"].iter().any(|host| {
+        matches!(
+            (after_port(registered, host), after_port(requested, host)),
+            (Some(registered), Some(requested)) if registered == requested
+        )
+    })
+}
+
+/// What follows `prefix` and its `:port` (if any; canonical decimal, 1 to 65535) in `uri`:
+/// empty, or a path or query; `None` if `uri` is not shaped so.
+fn after_port<'a>(uri: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut rest = uri.strip_prefix(prefix)?;
+    if let Some(after) = rest.strip_prefix(':') {
+        let end = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let digits = &after[..end];
+        let port = digits.parse::<u16>().ok().filter(|&n| n != 0)?;
+        if port.to_string() != digits {
+            return None;
+        }
+        rest = &after[end..];
+    }
+    (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')).then_some(rest)
+}
+
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -124,6 +160,52 @@ mod unit {
         assert!(!is_resource_uri("https://api.example/#frag"));
         assert!(!is_resource_uri("/relative"));
         assert!(!is_resource_uri("1http://x"));
+    }
+
+    #[test]
+    fn loopback_redirect_uris_match_any_port() {
+        let registered = "http://127.0.0.1:9999/callback";
+        for good in [
+            registered,
+            "http://127.0.0.1:1/callback",
+            "http://127.0.0.1:65535/callback",
+            "http://127.0.0.1/callback",
+        ] {
+            assert!(redirect_uri_matches(registered, good), "{good}");
+        }
+        assert!(redirect_uri_matches(
+            "http://[::1]/cb?x=1",
+            "http://[::1]:5/cb?x=1"
+        ));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1",
+            "http://127.0.0.1:5"
+        ));
+        for bad in [
+            "http://127.0.0.1:0/callback",
+            "http://127.0.0.1:65536/callback",
+            "http://127.0.0.1:+80/callback",
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1:80#/callback",
+            "http://127.0.0.1:80:81/callback",
+            "http://127.0.0.1:80/callback#x",
+            "http://127.0.0.1.evil.example:80/callback",
+        ] {
+            assert!(!redirect_uri_matches(registered, bad), "{bad}");
+        }
+        // Not loopback, or loopback by name: exact only.
+        assert!(!redirect_uri_matches(
+            "https://app.example/cb",
+            "https://app.example:1/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://localhost:3000/cb",
+            "http://localhost:3001/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.2:3000/cb",
+            "http://127.0.0.2:3001/cb"
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::answer::Unavailable;
 use super::*;
 use crate::error::BoxError;
 use crate::fetch::FetchErrorKind;
-use crate::remote::http::ResponseFuture;
+use crate::remote::http::HttpFuture as ResponseFuture;
 use crate::testkit::logs;
 use crate::validator::Profile;
 

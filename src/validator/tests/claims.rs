@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::validator;
 use crate::testkit::{self as mint, AUDIENCE, ISSUER, now, token, token_with};
-use crate::{ErrorKind, Key, KeySet, Profile, RequiredScopes, Validator};
+use crate::{ErrorKind, KeySet, Profile, RequiredScopes, Validator, keys::Key};
 
 /// A token signed by `ec-1` whose claims are exactly `claims` (raw JSON text).
 fn raw_token(claims: &str) -> String {
@@ -81,8 +81,9 @@ async fn fractional_dates_are_accepted_and_rounded_strictly() {
 
 #[tokio::test]
 async fn an_unknown_kid_may_fall_back_to_the_one_kid_less_key() {
-    let kidless =
-        KeySet::new([Key::from_pem(mint::RSA2_PUBLIC, crate::Algorithm::RS256).expect("key")]);
+    let kidless = KeySet::new([
+        Key::from_pem(mint::RSA2_PUBLIC, crate::keys::Algorithm::RS256).expect("key"),
+    ]);
     let v = Validator::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -91,8 +92,8 @@ async fn an_unknown_kid_may_fall_back_to_the_one_kid_less_key() {
         .expect("v");
     // Signed by that key, naming a kid the set does not have: accepted.
     let (alg, key) = (
-        crate::Algorithm::RS256,
-        mint::encoding_key_for(crate::Algorithm::RS256, mint::RSA2_PRIVATE),
+        crate::keys::Algorithm::RS256,
+        mint::encoding_key_for(crate::keys::Algorithm::RS256, mint::RSA2_PRIVATE),
     );
     let header = mint::header(alg, "rotated-away", json!({})).to_string();
     let t = mint::sign_raw(alg, &key, &header, &mint::claims(json!({})).to_string());
@@ -111,10 +112,10 @@ async fn token_without_kid_needs_exactly_one_key_of_its_algorithm() {
     let t = token_with("rsa-1", json!({"kid": null}), json!({}));
     assert!(validator().validate(&t).is_ok(), "only rsa-1 pins RS256");
     let two_ec = KeySet::new([
-        Key::from_pem(mint::EC256_PUBLIC, crate::Algorithm::ES256)
+        Key::from_pem(mint::EC256_PUBLIC, crate::keys::Algorithm::ES256)
             .expect("k")
             .with_kid("a"),
-        Key::from_pem(mint::EC256_PUBLIC, crate::Algorithm::ES256)
+        Key::from_pem(mint::EC256_PUBLIC, crate::keys::Algorithm::ES256)
             .expect("k")
             .with_kid("b"),
     ]);
