@@ -1397,7 +1397,9 @@ fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
         .expect("runtime");
     let validator = setup.block_on(async {
         remote(&server)
-            .refresh_interval(Duration::from_millis(200), Duration::from_millis(200))
+            // A retry after a failure comes after `refresh_min`: 1 s, far longer than the
+            // two requests below take, however loaded the machine.
+            .refresh_interval(Duration::from_secs(1), Duration::from_secs(1))
             .max_staleness(Duration::from_secs(60))
             .build()
             .await
@@ -1406,7 +1408,7 @@ fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
     drop(setup);
     // The issuer fails; the set is overdue.
     server.set(JWKS, Behaviour::Status(500));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1100));
     let serving_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
