@@ -1242,23 +1242,33 @@ async fn redirects_are_not_followed() {
 // ---------------------------------------------------------------------------------------
 // refresh whatever the runtime; no scheme downgrade in discovery
 
-#[test]
-fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
-    // The issuer runs on a runtime of its own, for the whole test.
-    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime of its own for the stand-in issuer, alive for the whole test.
+fn issuer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+/// A runtime that the test shuts down (or starts) on purpose.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
+    // The issuer runs on a runtime of its own, for the whole test.
+    let issuer_runtime = issuer_runtime();
     let server = issuer_runtime.block_on(serving(&["ec-1", "ed-1"]));
     let removed = token("ed-1", json!({}));
 
     // Built (and used once) on a runtime that is then shut down, as a setup runtime or a
     // `#[tokio::test]` would be: its background refresher dies with it.
-    let setup = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let setup = current_thread();
     let validator = setup.block_on(async {
         let v = remote(&server)
             .refresh_interval(Duration::from_millis(200), Duration::from_millis(200))
@@ -1286,10 +1296,7 @@ fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
 
     // Used on another runtime, the validator refreshes there: the removed key stops
     // verifying within a moment, cached tokens included.
-    let serving_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let serving_runtime = current_thread();
     let refused = serving_runtime.block_on(async {
         for _ in 0..40 {
             if validator.validate_async(&removed).await.is_err() {
@@ -1315,11 +1322,7 @@ fn refresh_does_not_depend_on_the_runtime_that_built_the_validator() {
 #[test]
 fn after_an_idle_spell_the_first_request_waits_for_the_overdue_refresh() {
     // The issuer runs on a runtime of its own, for the whole test.
-    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let issuer_runtime = issuer_runtime();
     let server = issuer_runtime.block_on(serving(&["ec-1", "ed-1"]));
     let removed = token("ed-1", json!({}));
     let kept = token("ec-1", json!({}));
@@ -1327,10 +1330,7 @@ fn after_an_idle_spell_the_first_request_waits_for_the_overdue_refresh() {
     // Two validators (one asked directly, one behind the layer), built and used on a
     // runtime that is then shut down: no background refresher is left, and the removed
     // key's token is in each verified-token cache.
-    let setup = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let setup = current_thread();
     let (direct, layered) = setup.block_on(async {
         let build = || async {
             remote(&server)
@@ -1357,10 +1357,7 @@ fn after_an_idle_spell_the_first_request_waits_for_the_overdue_refresh() {
 
     // The very first request on a new runtime waits for the refresh: refused, cached
     // token or not, by every way in.
-    let serving_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let serving_runtime = current_thread();
     serving_runtime.block_on(async {
         let err = direct
             .validate_async(&removed)
@@ -1385,16 +1382,9 @@ fn after_an_idle_spell_the_first_request_waits_for_the_overdue_refresh() {
 
 #[test]
 fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
-    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let issuer_runtime = issuer_runtime();
     let server = issuer_runtime.block_on(serving(&["ec-1"]));
-    let setup = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let setup = current_thread();
     let validator = setup.block_on(async {
         remote(&server)
             // A retry after a failure comes after `refresh_min`: 1 s, far longer than the
@@ -1409,10 +1399,7 @@ fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
     // The issuer fails; the set is overdue.
     server.set(JWKS, Behaviour::Status(500));
     std::thread::sleep(Duration::from_millis(1100));
-    let serving_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let serving_runtime = current_thread();
     serving_runtime.block_on(async {
         // The refresh is tried (and fails): the last good set then serves.
         assert!(
