@@ -98,50 +98,6 @@ impl<R> AddAccessTokenLayer<R> {
         self.shared.dpop.as_ref().map(|d| d.key())
     }
 
-    /// Sets [`AddAccessTokenLayerBuilder::refresh_ahead`] after the fact.
-    #[deprecated(
-        note = "use `AddAccessTokenLayer::builder(..).refresh_ahead(..)`: this starts \
-                         a new token cache, which clones made before do not share"
-    )]
-    #[must_use]
-    pub fn refresh_ahead(self, ahead: Duration) -> Self {
-        self.reconfigure(|s| s.refresh_ahead = ahead)
-    }
-
-    /// Sets [`AddAccessTokenLayerBuilder::token_timeout`] after the fact.
-    #[deprecated(
-        note = "use `AddAccessTokenLayer::builder(..).token_timeout(..)`: this starts \
-                         a new token cache, which clones made before do not share"
-    )]
-    #[must_use]
-    pub fn token_timeout(self, timeout: Duration) -> Self {
-        self.reconfigure(|s| s.token_timeout = timeout)
-    }
-
-    /// Sets [`AddAccessTokenLayerBuilder::max_cached_tokens`] after the fact.
-    #[deprecated(
-        note = "use `AddAccessTokenLayer::builder(..).max_cached_tokens(..)`: this \
-                         starts a new token cache, which clones made before do not share"
-    )]
-    #[must_use]
-    pub fn max_cached_tokens(self, max: usize) -> Self {
-        self.reconfigure(|s| s.max_cached_tokens = max.max(1))
-    }
-
-    fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = self.shared.settings;
-        change(&mut settings);
-        let shared = Shared::new(
-            self.shared.credentials.clone(),
-            settings,
-            self.shared.origins().clone(),
-            self.dpop_key().cloned(),
-        );
-        AddAccessTokenLayer {
-            shared: Arc::new(shared),
-            replay: self.replay,
-        }
-    }
 }
 
 impl<R: Clone> Clone for AddAccessTokenLayer<R> {
@@ -389,25 +345,6 @@ fn resource_origin(credentials: &ClientCredentials, allow_http: bool) -> Origins
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[allow(deprecated)]
-    fn the_deprecated_setters_still_configure_the_layer() {
-        let credentials =
-            ClientCredentials::builder("https://issuer.example/token", "svc", "secret")
-                .resource("https://api.example")
-                .build()
-                .expect("credentials");
-        let layer = AddAccessTokenLayer::new(credentials)
-            .refresh_ahead(Duration::from_secs(5))
-            .token_timeout(Duration::from_secs(2))
-            .max_cached_tokens(0);
-        let settings = layer.shared.settings;
-        assert_eq!(settings.refresh_ahead, Duration::from_secs(5));
-        assert_eq!(settings.token_timeout, Duration::from_secs(2));
-        assert_eq!(settings.max_cached_tokens, 1);
-        assert!(format!("{layer:?}").contains("https://api.example:443"));
-    }
 
     fn origins_of(
         resource: &str,

@@ -113,6 +113,7 @@ impl Shared {
         Ok(())
     }
 
+    #[cfg(test)]
     pub(crate) fn origins(&self) -> &Origins {
         &self.origins
     }
