@@ -97,7 +97,6 @@ impl<R> AddAccessTokenLayer<R> {
     pub fn dpop_key(&self) -> Option<&DpopKey> {
         self.shared.dpop.as_ref().map(|d| d.key())
     }
-
 }
 
 impl<R: Clone> Clone for AddAccessTokenLayer<R> {
