@@ -9,6 +9,7 @@ use http::StatusCode;
 
 /// A boxed error: what the crate's services return when an inner service or an HTTP client
 /// fails, and what a custom [`HttpClient`](crate::remote::HttpClient) may return.
+#[cfg(any(feature = "remote", feature = "client"))]
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request was refused.
