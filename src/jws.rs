@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
-use crate::keys::{Key, KeySet, Lookup, provider};
+use crate::keyring::{Key, KeySet, Lookup, provider};
 
 /// What the header's `typ` says, reduced to what the validator decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

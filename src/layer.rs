@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::authorize::Binding;
 use crate::authorize::{Policy, Requirement, Route};
-use crate::bind::Binding;
 use crate::claims::AccessClaims;
 use crate::dpop::Dpop;
 use crate::error::ConfigError;

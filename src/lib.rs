@@ -126,8 +126,8 @@ mod authorize;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod bind;
 mod cache;
+mod checks;
 mod claims;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
@@ -135,7 +135,6 @@ pub mod client;
 #[cfg(any(feature = "remote", feature = "client"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "remote", feature = "client"))))]
 pub mod client_auth;
-mod credentials;
 pub mod dpop;
 mod error;
 #[cfg(any(feature = "remote", feature = "client"))]
@@ -147,7 +146,7 @@ mod future;
 pub mod introspection;
 mod json;
 mod jws;
-pub mod keys;
+mod keyring;
 mod layer;
 pub mod metadata;
 mod metrics;
@@ -174,6 +173,18 @@ mod url;
 mod validator;
 mod verified;
 
+/// Verification keys: a [`Key`](keys::Key) pins one [`Algorithm`](keys::Algorithm), read
+/// from PEM, a JWK or a JWKS document ([`JwksOptions`](keys::JwksOptions)), or, by explicit
+/// choice, an HMAC secret: a token never chooses another algorithm, and an asymmetric key is
+/// never used as an HMAC secret. A [`KeySet`] (at the crate root) is what a validator
+/// verifies against; a [`KeySource`](keys::KeySource) is a `KeySet` or [`RemoteKeys`].
+pub mod keys {
+    pub use crate::keyring::{JwksOptions, Key};
+    pub use crate::validator::KeySource;
+    /// The signature algorithms (jsonwebtoken's): a [`Key`] pins exactly one.
+    pub use jsonwebtoken::Algorithm;
+}
+
 /// What a verified token says beyond its claims type: the audience of [`AccessClaims`] and
 /// the key a sender-constrained token is bound to ([`VerifiedToken::confirmation`]).
 pub mod token {
@@ -188,12 +199,13 @@ struct ReadmeDoctests;
 
 // The crate root: what the quick start and a typical app use. Everything else lives in the
 // module named for what it is, and is exported there only.
+pub use crate::checks::Profile;
 pub use crate::claims::{AccessClaims, Claims};
 pub use crate::error::{AuthError, ConfigError, ErrorKind};
-pub use crate::keys::set::KeySet;
+pub use crate::keyring::KeySet;
 pub use crate::layer::{Guard, RequireScope};
 #[cfg(feature = "remote")]
 pub use crate::remote::source::RemoteKeys;
 pub use crate::scope::RequiredScopes;
-pub use crate::validator::{Issuer, Profile, Validator, ValidatorBuilder};
+pub use crate::validator::{Issuer, Validator, ValidatorBuilder};
 pub use crate::verified::VerifiedToken;

@@ -30,7 +30,7 @@ use subtle::ConstantTimeEq as _;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::keys::provider;
+use crate::keyring::provider;
 
 /// The client's leaf certificate of the request's TLS connection, as a request extension.
 ///

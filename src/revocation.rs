@@ -162,8 +162,8 @@ impl Revocations for MemoryRevocations {
 }
 
 /// How long past `exp` a revocation is kept: a validator accepts a token until `exp` plus
-/// its leeway, which is at most [`MAX_LEEWAY`](crate::validator::MAX_LEEWAY).
-pub(crate) const KEEP_PAST_EXP: i64 = crate::validator::MAX_LEEWAY.as_secs() as i64;
+/// its leeway, which is at most [`MAX_LEEWAY`](crate::checks::MAX_LEEWAY).
+pub(crate) const KEEP_PAST_EXP: i64 = crate::checks::MAX_LEEWAY.as_secs() as i64;
 
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()

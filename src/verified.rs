@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::claims::Claims;
-use crate::keys::Key;
+use crate::keyring::Key;
 use crate::scope::Granted;
 
 /// How a token is bound to the key its presenter must prove (the `cnf` claim, RFC 7800).

@@ -4,11 +4,11 @@
 //! extract -> verify -> bind -> policy -> revocation
 //! ```
 //!
-//! 1. **extract** the credentials from the `Authorization` header ([`crate::credentials`]);
+//! 1. **extract** the credentials from the `Authorization` header ([`extract`]);
 //! 2. **verify** the token: from the verified-token cache, else its signature and claims
 //!    ([`Validator::verify`]); may have to wait for the issuer's keys;
 //! 3. **bind**: a sender-constrained token (`cnf`) needs its proof of possession
-//!    ([`crate::bind`]: a DPoP proof, or the connection's client certificate); may have to
+//!    ([`bind`]: a DPoP proof, or the connection's client certificate); may have to
 //!    wait for the DPoP replay store;
 //! 4. **policy**: the route's scopes, then its claims requirements;
 //! 5. **revocation**: the store's answer for the token's `jti`, memoised; may have to wait.
@@ -19,6 +19,8 @@
 //! carries what was already verified.
 
 mod bare;
+mod bind;
+mod extract;
 
 use std::fmt;
 #[cfg(feature = "remote")]
@@ -30,8 +32,9 @@ use std::sync::Arc;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::bind::{Binding, Bound};
-use crate::credentials::{self, Scheme};
+pub(crate) use self::bind::Binding;
+use self::bind::Bound;
+use self::extract::Scheme;
 use crate::dpop::ProofFuture;
 use crate::error::{AuthError, ErrorKind};
 #[cfg(feature = "remote")]
@@ -77,6 +80,7 @@ pub(crate) enum Pending<T> {
     Keys {
         token: Box<str>,
         scheme: Scheme,
+        start: usize,
         issuer: usize,
         generation: u64,
     },
@@ -84,6 +88,7 @@ pub(crate) enum Pending<T> {
     #[cfg(feature = "remote")]
     Introspection {
         scheme: Scheme,
+        start: usize,
         answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
     },
     /// The DPoP replay store's answer for the proof of a verified token.
@@ -188,7 +193,7 @@ where
         // 1. extract
         let max_len = self.validator.max_token_len();
         let accept_dpop = self.binding.accepts_dpop();
-        let credentials = match credentials::extract(&mut parts.headers, max_len, accept_dpop) {
+        let credentials = match extract::extract(&mut parts.headers, max_len, accept_dpop) {
             Ok(Some(credentials)) => credentials,
             Ok(None) if self.policy.optional => {
                 return Decision::Admit(Admitted {
@@ -199,43 +204,48 @@ where
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
             Err(err) => return Decision::Deny(Refusal::new(err)),
         };
-        let scheme = credentials.scheme;
+        let (scheme, start) = (credentials.scheme, credentials.start);
         // 2. verify: a token in the verified-token cache was verified before, byte for byte;
         // any other must first be a well-formed `b64token` (RFC 6750 §2.1), on optional
         // routes too.
         if let Some(hit) = self.validator.cached(credentials.bytes()) {
-            return with_scheme(self.after_verify(hit, scheme, parts), scheme);
+            return with_scheme(self.after_verify(hit, scheme, start, parts), scheme);
         }
         let Some(token) = credentials.checked() else {
             return Decision::Deny(Refusal::new(ErrorKind::InvalidRequest));
         };
         let decision = match self.validator.verify_miss(token, true) {
-            Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, parts),
+            Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, start, parts),
             Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
             Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
                 token: token.into(),
                 scheme,
+                start,
                 issuer,
                 generation,
             }),
             #[cfg(feature = "remote")]
             Verify::Introspect => Decision::Wait(Pending::Introspection {
                 scheme,
+                start,
                 answer: Box::pin(self.validator.introspect(token)),
             }),
         };
         with_scheme(decision, scheme)
     }
 
-    /// Stages 3 to 5, on a verified token.
+    /// Stages 3 to 5, on a verified token, as presented: with `scheme`, starting at `start`
+    /// in the `Authorization` value (what the extract stage measured: the header is parsed
+    /// once).
     fn after_verify(
         &self,
         verified: Arc<Verified<T>>,
         scheme: Scheme,
+        start: usize,
         parts: &Parts,
     ) -> Decision<T> {
         // 3. bind
-        match self.binding.check(scheme, &verified.token, parts) {
+        match self.binding.check(scheme, start, &verified.token, parts) {
             Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
@@ -268,12 +278,15 @@ where
                 Pending::Keys {
                     token,
                     scheme,
+                    start,
                     issuer,
                     generation,
                 } => {
                     self.validator.fetch_keys(issuer, generation).await;
                     match self.validator.verify(&token, false) {
-                        Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, parts),
+                        Verify::Done(Ok(verified)) => {
+                            self.after_verify(verified, scheme, start, parts)
+                        }
                         Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
                         Verify::Fetch { .. } => {
                             Decision::Deny(Refusal::new(ErrorKind::KeysUnavailable))
@@ -286,12 +299,14 @@ where
                     }
                 }
                 #[cfg(feature = "remote")]
-                Pending::Introspection { scheme, answer } => {
-                    match self.validator.introspected(answer.await) {
-                        Ok(verified) => self.after_verify(verified, scheme, parts),
-                        Err(err) => Decision::Deny(Refusal::new(err)),
-                    }
-                }
+                Pending::Introspection {
+                    scheme,
+                    start,
+                    answer,
+                } => match self.validator.introspected(answer.await) {
+                    Ok(verified) => self.after_verify(verified, scheme, start, parts),
+                    Err(err) => Decision::Deny(Refusal::new(err)),
+                },
                 Pending::Proof { verified, proof } => {
                     match self.binding.proven(proof.await, &verified.token) {
                         Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),

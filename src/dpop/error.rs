@@ -1,8 +1,11 @@
-//! Why a DPoP proof was refused, and how each refusal is answered: one table.
+//! Why a DPoP proof was refused: one row per kind, with its name and the refusal of the
+//! crate's one table ([`ErrorKind`]) it is answered as.
 
 use std::fmt;
 
 use http::StatusCode;
+
+use crate::error::ErrorKind;
 
 /// Why a DPoP proof (or the way a DPoP-bound token was presented) was refused.
 ///
@@ -89,24 +92,26 @@ pub enum DpopErrorKind {
     DpopRequired,
 }
 
-/// One row per kind: name for logs, description, `error` code at a protected resource.
+/// One row per kind: the detail's name for logs, its description, and the refusal it is
+/// answered as (whose row of [`ErrorKind`]'s table gives the status, the `error` code, the
+/// gRPC code and the log reason).
 struct Row {
     name: &'static str,
     description: &'static str,
-    error: Option<&'static str>,
+    refusal: ErrorKind,
 }
 
-const fn row(name: &'static str, description: &'static str, error: Option<&'static str>) -> Row {
+const fn row(name: &'static str, description: &'static str, refusal: ErrorKind) -> Row {
     Row {
         name,
         description,
-        error,
+        refusal,
     }
 }
 
-const PROOF: Option<&str> = Some("invalid_dpop_proof");
-const NONCE: Option<&str> = Some("use_dpop_nonce");
-const TOKEN: Option<&str> = Some("invalid_token");
+const PROOF: ErrorKind = ErrorKind::InvalidDpopProof;
+const NONCE: ErrorKind = ErrorKind::UseDpopNonce;
+const BINDING: ErrorKind = ErrorKind::BindingMismatch;
 
 impl DpopErrorKind {
     fn row(self) -> Row {
@@ -164,20 +169,26 @@ impl DpopErrorKind {
                 "DPoP proof ath is not the access token hash",
                 PROOF,
             ),
-            K::KeyMismatch => row("key_mismatch", "invalid DPoP key binding", TOKEN),
+            K::KeyMismatch => row("key_mismatch", "invalid DPoP key binding", BINDING),
             K::Replayed => row("replayed", "DPoP proof was already used", PROOF),
             K::ReplayUnavailable => row(
                 "replay_unavailable",
                 "DPoP replay store is unavailable",
-                None,
+                ErrorKind::ProofReplayUnavailable,
             ),
             K::BoundTokenAsBearer => row(
                 "bound_token_as_bearer",
                 "DPoP-bound token sent as a bearer token",
-                TOKEN,
+                ErrorKind::SenderConstrained,
             ),
-            K::UnboundTokenAsDpop => row("unbound_token_as_dpop", "token is not DPoP-bound", TOKEN),
-            K::DpopRequired => row("dpop_required", "this resource requires DPoP", TOKEN),
+            K::UnboundTokenAsDpop => {
+                row("unbound_token_as_dpop", "token is not DPoP-bound", BINDING)
+            }
+            K::DpopRequired => row(
+                "dpop_required",
+                "this resource requires DPoP",
+                ErrorKind::DpopRequired,
+            ),
         }
     }
 
@@ -187,7 +198,21 @@ impl DpopErrorKind {
         self.row().name
     }
 
-    /// The `error` code of the `WWW-Authenticate: DPoP` challenge (RFC 9449 §7.1):
+    /// The refusal this failure is answered as at a protected resource, a row of the crate's
+    /// one table: [`InvalidDpopProof`](ErrorKind::InvalidDpopProof) for a proof that fails a
+    /// check of RFC 9449 §4.3, [`UseDpopNonce`](ErrorKind::UseDpopNonce) for a missing,
+    /// invalid or expired nonce, [`BindingMismatch`](ErrorKind::BindingMismatch) for a key
+    /// binding that does not hold, [`SenderConstrained`](ErrorKind::SenderConstrained) and
+    /// [`DpopRequired`](ErrorKind::DpopRequired) for a token presented with the wrong scheme,
+    /// [`ProofReplayUnavailable`](ErrorKind::ProofReplayUnavailable) when the replay store
+    /// could not be asked. Its status, `error` code, gRPC code and log reason are that kind's.
+    #[must_use]
+    pub fn refusal(self) -> ErrorKind {
+        self.row().refusal
+    }
+
+    /// The `error` code of the `WWW-Authenticate: DPoP` challenge (RFC 9449 §7.1), from
+    /// [`refusal`](Self::refusal):
     /// `invalid_dpop_proof` for a proof that fails a check of §4.3, `use_dpop_nonce` for a
     /// missing, invalid or expired nonce (§9), `invalid_token` for a key binding that does not
     /// hold or a token presented with the wrong scheme; `None` when the server could not
@@ -195,34 +220,22 @@ impl DpopErrorKind {
     /// token endpoint sends the same codes in its JSON error body.
     #[must_use]
     pub fn oauth_error(self) -> Option<&'static str> {
-        self.row().error
+        self.refusal().oauth_error()
     }
 
-    /// The status a protected resource answers with: 401, or 503 when the replay store was
-    /// unavailable. (A token endpoint answers 400 instead of 401, RFC 6749 §5.2.)
+    /// The status a protected resource answers with ([`refusal`](Self::refusal)'s): 401, or
+    /// 503 when the replay store was unavailable. (A token endpoint answers 400 instead of
+    /// 401, RFC 6749 §5.2.)
     #[must_use]
     pub fn status(self) -> StatusCode {
-        match self {
-            DpopErrorKind::ReplayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The status at an authorization server's token endpoint: 400 (RFC 6749 §5.2, RFC 9449
-    /// §5 and §8), or 503 when the replay store was unavailable.
-    #[must_use]
-    pub fn token_endpoint_status(self) -> StatusCode {
-        match self {
-            DpopErrorKind::ReplayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.refusal().status()
     }
 
     /// Whether the answer must carry a fresh `DPoP-Nonce` header (the `use_dpop_nonce`
     /// kinds): see [`Dpop::nonce_header`](crate::dpop::Dpop::nonce_header).
     #[must_use]
     pub fn nonce_due(self) -> bool {
-        self.oauth_error() == NONCE
+        self.refusal() == NONCE
     }
 
     /// Whether the `Bearer` challenge, rather than the `DPoP` one, carries the error: the
@@ -329,7 +342,16 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(K::TooOld.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(K::TooOld.token_endpoint_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            K::BoundTokenAsBearer.refusal(),
+            ErrorKind::SenderConstrained
+        );
+        assert_eq!(K::KeyMismatch.refusal(), ErrorKind::BindingMismatch);
+        assert_eq!(K::DpopRequired.refusal(), ErrorKind::DpopRequired);
+        assert_eq!(
+            K::ReplayUnavailable.refusal(),
+            ErrorKind::ProofReplayUnavailable
+        );
         assert!(K::BoundTokenAsBearer.bearer_challenge());
         assert!(!K::UnboundTokenAsDpop.bearer_challenge());
     }

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer};
 
 use super::error::{DpopError, DpopErrorKind};
-use crate::keys::{Key, provider};
+use crate::keyring::{Key, provider};
 
 /// SHA-256 through the signature backend (either backend has it).
 pub(crate) fn sha256(data: &[u8]) -> Option<[u8; 32]> {

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::jwk::{algorithm_name, jwk_thumbprint, sha256};
 use crate::error::ConfigError;
-use crate::keys::provider;
+use crate::keyring::provider;
 
 /// A client's DPoP key pair: signs proofs, with its public JWK in each proof's header.
 ///

@@ -71,12 +71,3 @@ pub use self::verifier::{
     DEFAULT_MAX_PROOF_LEN, DEFAULT_PROOF_ALGORITHMS, DEFAULT_PROOF_FUTURE_LEEWAY,
     DEFAULT_PROOF_MAX_AGE, Dpop, DpopBuilder, MAX_PROOF_FUTURE_LEEWAY, MAX_PROOF_MAX_AGE,
 };
-
-/// The scheme an access token came with in the `Authorization` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheme {
-    /// `Authorization: Bearer <token>` (RFC 6750).
-    Bearer,
-    /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
-    Dpop,
-}

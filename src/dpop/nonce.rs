@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::error::DpopErrorKind;
 use crate::error::ConfigError;
-use crate::keys::provider;
+use crate::keyring::provider;
 
 /// Shortest nonce secret accepted (the HS256 output size, RFC 7518 §3.2).
 pub(crate) const MIN_SECRET_LEN: usize = 32;

@@ -18,7 +18,7 @@ use super::jwk::{RawJwk, asymmetric_algorithm, sha256};
 use super::nonce::Nonces;
 use super::replay::ReplayKey;
 use crate::json::{self, Value};
-use crate::keys::provider;
+use crate::keyring::provider;
 
 /// The parts of an HTTP request a proof is checked against.
 #[derive(Clone, Copy, Debug)]

@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::checks::{Checks, check_audience, confirmation, optional_str};
 use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::fetch::FetchErrorKind;
 use crate::json::{self, Value};
 use crate::scope::Granted;
-use crate::validator::{Checks, check_audience, confirmation, optional_str};
 use crate::verified::{Facts, VerifiedToken};
 
 /// What the issuer says about a token, as the rules judge it.
@@ -338,8 +338,8 @@ fn claims_json(body: &[u8], added: &Added<'_>) -> Option<Box<RawValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::Profile;
     use crate::claims::AccessClaims;
-    use crate::validator::Profile;
     use crate::verified::Confirmation;
 
     const ISS: &str = "https://issuer.example";

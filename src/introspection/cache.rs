@@ -144,9 +144,9 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::{Checks, Profile};
     use crate::error::{AuthError, ErrorKind};
     use crate::introspection::answer::{Unavailable, read};
-    use crate::validator::{Checks, Profile};
 
     const NOW: i64 = 1_700_000_000;
     const TTL: Duration = Duration::from_secs(60);

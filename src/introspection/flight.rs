@@ -22,11 +22,11 @@ use zeroize::Zeroizing;
 use super::Shared;
 use super::answer::{self, Answer, Unavailable};
 use super::cache::{Key, digest};
+use crate::checks::now;
 use crate::client_auth::{ClientSecret, basic_authorization, form_encode};
 use crate::fetch::{self, FetchErrorKind, Limits};
 use crate::remote::discovery::{Failure, discover};
 use crate::remote::http::HttpClient;
-use crate::validator::now;
 
 const TARGET: &str = "bearer_guard::introspection";
 /// Largest metadata document read when discovering the endpoint.

@@ -30,10 +30,10 @@ use self::cache::AnswerCache;
 use self::flight::{Config, Endpoint, Flights};
 pub(crate) use self::route::is_local_jwt;
 use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
+use crate::checks::Checks;
 use crate::client_auth::ClientSecret;
 use crate::error::ConfigError;
 use crate::remote::http::{HttpClient, HyperClient};
-use crate::validator::Checks;
 
 /// How long an active answer is cached by default (never past the token's `exp`).
 pub(crate) const DEFAULT_INTROSPECTION_TTL: Duration = Duration::from_secs(60);

@@ -31,13 +31,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::checks::Checks;
     use crate::testkit::{self, token};
-    use crate::validator::Checks;
 
     fn is_local(token: &str, issuers: &[Checks]) -> bool {
         is_local_jwt(token, |iss| issuers.iter().any(|c| *c.issuer == *iss))
     }
-    use crate::validator::Profile;
+    use crate::checks::Profile;
 
     fn issuers() -> [Checks; 2] {
         let checks = |iss: &str| {

@@ -11,6 +11,7 @@ use super::key::{ClaimsKey, ClientOrSubject};
 use super::memory::{Buckets, Issuers};
 use super::quota::Quota;
 use super::service::{RateLimitByClientService, State};
+use crate::response::StandardRejection;
 
 /// How many requests to callers without a named quota pass between two sweeps of the keyed
 /// store ([`RateLimitByClientBuilder::retain_recent_every`]).
@@ -22,8 +23,8 @@ pub const DEFAULT_RETAIN_RECENT_EVERY: u64 = 4096;
 /// Place it inside [`RequireScope`](crate::RequireScope), so that it sees the verified token.
 /// Cloning the layer or its service is one reference-count increment; all clones share the
 /// same buckets.
-pub struct RateLimitByClient<K = ClientOrSubject> {
-    state: Arc<State<K>>,
+pub struct RateLimitByClient<K = ClientOrSubject, R = StandardRejection> {
+    state: Arc<State<K, R>>,
 }
 
 impl RateLimitByClient {
@@ -32,6 +33,7 @@ impl RateLimitByClient {
     pub fn builder(default: Quota) -> RateLimitByClientBuilder {
         RateLimitByClientBuilder {
             key: ClientOrSubject,
+            rejection: StandardRejection,
             default,
             clients: HashMap::new(),
             anonymous: Some(default),
@@ -48,7 +50,7 @@ impl RateLimitByClient {
     }
 }
 
-impl<K> RateLimitByClient<K> {
+impl<K, R> RateLimitByClient<K, R> {
     /// The number of buckets currently held for callers without a named quota.
     #[must_use]
     pub fn tracked_clients(&self) -> usize {
@@ -58,8 +60,9 @@ impl<K> RateLimitByClient<K> {
 
 /// Configures a [`RateLimitByClient`]; from [`RateLimitByClient::builder`].
 #[must_use]
-pub struct RateLimitByClientBuilder<K = ClientOrSubject> {
+pub struct RateLimitByClientBuilder<K = ClientOrSubject, R = StandardRejection> {
     key: K,
+    rejection: R,
     default: Quota,
     clients: HashMap<(Issuers, String), Quota>,
     anonymous: Option<Quota>,
@@ -68,7 +71,7 @@ pub struct RateLimitByClientBuilder<K = ClientOrSubject> {
     redis: Option<super::RedisQuotas>,
 }
 
-impl<K> RateLimitByClientBuilder<K> {
+impl<K, R> RateLimitByClientBuilder<K, R> {
     /// Keeps the buckets in Redis, shared by every replica that points at it (feature
     /// `redis`): the same quotas and the same answers, but each client gets its quota once
     /// across all replicas instead of once per replica. The in-memory buckets then only
@@ -140,9 +143,10 @@ impl<K> RateLimitByClientBuilder<K> {
     ///     })
     ///     .build();
     /// ```
-    pub fn key<F>(self, f: F) -> RateLimitByClientBuilder<F> {
+    pub fn key<F>(self, f: F) -> RateLimitByClientBuilder<F, R> {
         RateLimitByClientBuilder {
             key: f,
+            rejection: self.rejection,
             default: self.default,
             clients: self.clients,
             anonymous: self.anonymous,
@@ -165,7 +169,7 @@ impl<K> RateLimitByClientBuilder<K> {
     ///     .key_from_claims(|c: &Mine| Some(c.tenant.as_str()))
     ///     .build();
     /// ```
-    pub fn key_from_claims<T, F>(self, f: F) -> RateLimitByClientBuilder<ClaimsKey<T, F>>
+    pub fn key_from_claims<T, F>(self, f: F) -> RateLimitByClientBuilder<ClaimsKey<T, F>, R>
     where
         T: Send + Sync + 'static,
         F: Fn(&T) -> Option<&str>,
@@ -176,11 +180,33 @@ impl<K> RateLimitByClientBuilder<K> {
         })
     }
 
+    /// Answers refusals (over quota, or the quota store unavailable) with `rejection`
+    /// instead of the standard answers: the same [`Rejection`](crate::response::Rejection)
+    /// a [`Guard`](crate::Guard) takes, given a [`Refusal`](crate::response::Refusal) of
+    /// kind [`RateLimited`](crate::ErrorKind::RateLimited) (with its
+    /// [`retry_after`](crate::response::Refusal::retry_after)) or
+    /// [`QuotaUnavailable`](crate::ErrorKind::QuotaUnavailable). The response still gets the
+    /// [`RateLimited`](super::RateLimited) or [`QuotaUnavailable`](super::QuotaUnavailable)
+    /// marker and the [`AuthError`](crate::AuthError) in its extensions.
+    pub fn rejection<R2>(self, rejection: R2) -> RateLimitByClientBuilder<K, R2> {
+        RateLimitByClientBuilder {
+            key: self.key,
+            rejection,
+            default: self.default,
+            clients: self.clients,
+            anonymous: self.anonymous,
+            retain_every: self.retain_every,
+            #[cfg(feature = "redis")]
+            redis: self.redis,
+        }
+    }
+
     /// Builds the layer and its buckets.
-    pub fn build(self) -> RateLimitByClient<K> {
+    pub fn build(self) -> RateLimitByClient<K, R> {
         RateLimitByClient {
             state: Arc::new(State {
                 key: self.key,
+                rejection: self.rejection,
                 buckets: Buckets::new(
                     self.default,
                     self.clients,
@@ -194,7 +220,7 @@ impl<K> RateLimitByClientBuilder<K> {
     }
 }
 
-impl<K: fmt::Debug> fmt::Debug for RateLimitByClientBuilder<K> {
+impl<K: fmt::Debug, R> fmt::Debug for RateLimitByClientBuilder<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitByClientBuilder")
             .field("key", &self.key)
@@ -206,7 +232,7 @@ impl<K: fmt::Debug> fmt::Debug for RateLimitByClientBuilder<K> {
     }
 }
 
-impl<K> Clone for RateLimitByClient<K> {
+impl<K, R> Clone for RateLimitByClient<K, R> {
     fn clone(&self) -> Self {
         RateLimitByClient {
             state: Arc::clone(&self.state),
@@ -214,7 +240,7 @@ impl<K> Clone for RateLimitByClient<K> {
     }
 }
 
-impl<K: fmt::Debug> fmt::Debug for RateLimitByClient<K> {
+impl<K: fmt::Debug, R> fmt::Debug for RateLimitByClient<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("RateLimitByClient");
         d.field("key", &self.state.key)
@@ -225,8 +251,8 @@ impl<K: fmt::Debug> fmt::Debug for RateLimitByClient<K> {
     }
 }
 
-impl<S, K> Layer<S> for RateLimitByClient<K> {
-    type Service = RateLimitByClientService<S, K>;
+impl<S, K, R> Layer<S> for RateLimitByClient<K, R> {
+    type Service = RateLimitByClientService<S, K, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimitByClientService::new(inner, Arc::clone(&self.state))

@@ -184,10 +184,11 @@ mod tests {
         Some(verified(Some(id), Some(id)))
     }
 
-    async fn send<K: RateLimitKey<()> + Send + Sync + 'static>(
-        layer: &RateLimitByClient<K>,
-        req: Request<()>,
-    ) -> Response<String> {
+    async fn send<K, R>(layer: &RateLimitByClient<K, R>, req: Request<()>) -> Response<String>
+    where
+        K: RateLimitKey<()> + Send + Sync + 'static,
+        R: crate::response::Rejection<String>,
+    {
         let svc = layer.layer(service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new("ok".to_owned()))
         }));
@@ -272,6 +273,30 @@ mod tests {
         assert_eq!(
             statuses(&layer, 4, of(a, "billing")).await,
             [200, 200, 200, 429]
+        );
+    }
+
+    #[tokio::test]
+    async fn over_quota_goes_through_the_rejection_like_every_other_refusal() {
+        // The same kind of rejection a Guard takes: a JSON body, the standard status.
+        let layer = RateLimitByClient::builder(hourly(1))
+            .rejection(|refusal: &crate::response::Refusal| -> Response<String> {
+                let mut res: Response<String> = refusal.to_response();
+                let wait = refusal.retry_after().map_or(0, |w| w.as_secs());
+                *res.body_mut() = format!(r#"{{"error":"{}","wait":{wait}}}"#, refusal.kind());
+                res
+            })
+            .build();
+        assert_eq!(send(&layer, request(client("a"))).await.status(), 200);
+        let res = send(&layer, request(client("a"))).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key(RETRY_AFTER));
+        assert!(res.body().starts_with(r#"{"error":"#), "{}", res.body());
+        assert!(res.body().contains(r#""wait":3599"#), "{}", res.body());
+        assert!(res.extensions().get::<RateLimited>().is_some());
+        assert_eq!(
+            res.extensions().get::<AuthError>().map(AuthError::kind),
+            Some(ErrorKind::RateLimited)
         );
     }
 

@@ -13,7 +13,7 @@ use super::key::RateLimitKey;
 use super::memory::Buckets;
 use crate::error::ErrorKind;
 use crate::future::ResponseFuture;
-use crate::response::{self, Refusal, StandardRejection};
+use crate::response::{self, Refusal, Rejection, StandardRejection};
 use crate::verified::VerifiedToken;
 
 /// Marks a response the rate limit answered with (`429`, or `grpc-status: 8`); it is in the
@@ -42,8 +42,10 @@ impl RateLimited {
 }
 
 /// The state a rate limit's services share.
-pub(crate) struct State<K> {
+pub(crate) struct State<K, R> {
     pub(crate) key: K,
+    /// Answers refusals, as a [`Guard`](crate::Guard)'s rejection answers the others.
+    pub(crate) rejection: R,
     pub(crate) buckets: Buckets,
     /// Quotas shared through Redis: when set, they decide, and the buckets above are the
     /// local fallback.
@@ -54,13 +56,13 @@ pub(crate) struct State<K> {
 /// Calls the inner service while the request's caller is within its quota, and answers
 /// `429` (or `grpc-status: 8`) otherwise. Built by
 /// [`RateLimitByClient`](super::RateLimitByClient).
-pub struct RateLimitByClientService<S, K> {
+pub struct RateLimitByClientService<S, K, R = StandardRejection> {
     inner: S,
-    state: Arc<State<K>>,
+    state: Arc<State<K, R>>,
 }
 
-impl<S, K> RateLimitByClientService<S, K> {
-    pub(crate) fn new(inner: S, state: Arc<State<K>>) -> Self {
+impl<S, K, R> RateLimitByClientService<S, K, R> {
+    pub(crate) fn new(inner: S, state: Arc<State<K, R>>) -> Self {
         RateLimitByClientService { inner, state }
     }
 
@@ -80,7 +82,7 @@ impl<S, K> RateLimitByClientService<S, K> {
     }
 }
 
-impl<S: Clone, K> Clone for RateLimitByClientService<S, K> {
+impl<S: Clone, K, R> Clone for RateLimitByClientService<S, K, R> {
     fn clone(&self) -> Self {
         RateLimitByClientService {
             inner: self.inner.clone(),
@@ -89,7 +91,7 @@ impl<S: Clone, K> Clone for RateLimitByClientService<S, K> {
     }
 }
 
-impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for RateLimitByClientService<S, K> {
+impl<S: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimitByClientService<S, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitByClientService")
             .field("inner", &self.inner)
@@ -99,13 +101,13 @@ impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for RateLimitByClientService<S, K>
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitByClientService<S, K>
+impl<S, K, R, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitByClientService<S, K, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
     K: RateLimitKey<ReqBody> + Send + Sync + 'static,
-    ResBody: Default,
+    R: Rejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -124,13 +126,15 @@ where
         let caller = self.state.key.key(&req);
         match self.state.buckets.check(caller.as_ref()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(wait) => ResponseFuture::reject(too_many_requests(wait, &req)),
+            Err(wait) => {
+                ResponseFuture::reject(too_many_requests(&self.state.rejection, wait, &req))
+            }
         }
     }
 }
 
 #[cfg(feature = "redis")]
-impl<S, K> RateLimitByClientService<S, K> {
+impl<S, K, R> RateLimitByClientService<S, K, R> {
     /// The request's way with [`RedisQuotas`](super::RedisQuotas): a lent cell or a known
     /// outage decides now; otherwise the ready inner service goes into the future (a clone
     /// stays behind), which awaits Redis' answer, then calls it or answers the refusal.
@@ -144,7 +148,7 @@ impl<S, K> RateLimitByClientService<S, K> {
         S::Future: Send + 'static,
         ReqBody: Send + 'static,
         K: RateLimitKey<ReqBody> + Send + Sync + 'static,
-        ResBody: Default,
+        R: Rejection<ResBody>,
     {
         use super::redis::{Check, Verdict};
 
@@ -157,17 +161,20 @@ impl<S, K> RateLimitByClientService<S, K> {
             .as_ref()
             .map_or_else(|| "anonymous".to_owned(), super::Caller::shared_key);
         let state = Arc::clone(&self.state);
+        let answers = Arc::clone(&self.state);
         let local = move || state.buckets.check(caller.as_ref());
         match quotas.check(&bucket, quota, local) {
             Check::Now(Verdict::Admit) => ResponseFuture::inner(self.inner.call(req)),
-            Check::Now(refused) => ResponseFuture::reject(refusal(refused, &req)),
+            Check::Now(refused) => {
+                ResponseFuture::reject(refusal(&answers.rejection, refused, &req))
+            }
             Check::Wait(decision) => {
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::wait(Box::pin(async move {
                     match decision.await {
                         Verdict::Admit => inner.call(req).await,
-                        refused => Ok(refusal(refused, &req)),
+                        refused => Ok(refusal(&answers.rejection, refused, &req)),
                     }
                 }))
             }
@@ -177,13 +184,14 @@ impl<S, K> RateLimitByClientService<S, K> {
 
 /// The answer to a refused request: over quota, or (failing closed) no store to ask.
 #[cfg(feature = "redis")]
-fn refusal<B, ResBody: Default>(
+fn refusal<B, ResBody, R: Rejection<ResBody>>(
+    rejection: &R,
     verdict: super::redis::Verdict,
     req: &Request<B>,
 ) -> Response<ResBody> {
     match verdict {
-        super::redis::Verdict::Limited(wait) => too_many_requests(wait, req),
-        _ => quota_unavailable(req),
+        super::redis::Verdict::Limited(wait) => too_many_requests(rejection, wait, req),
+        _ => quota_unavailable(rejection, req),
     }
 }
 
@@ -191,23 +199,31 @@ fn refusal<B, ResBody: Default>(
 ///
 /// [`QuotaUnavailable`]: super::QuotaUnavailable
 #[cfg(feature = "redis")]
-fn quota_unavailable<B, ResBody: Default>(req: &Request<B>) -> Response<ResBody> {
+fn quota_unavailable<B, ResBody, R: Rejection<ResBody>>(
+    rejection: &R,
+    req: &Request<B>,
+) -> Response<ResBody> {
     let refusal = Refusal::new(ErrorKind::QuotaUnavailable)
         .with_token(req.extensions().get::<VerifiedToken>())
         .answering(None, req.version(), req.headers());
-    let mut res = response::answer(&StandardRejection, &refusal);
+    let mut res = response::answer(rejection, &refusal);
     res.extensions_mut().insert(super::QuotaUnavailable);
     res
 }
 
-/// The answer over quota: the standard refusal (429 with `Retry-After`, or a trailers-only
-/// gRPC `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`), marked [`RateLimited`].
-fn too_many_requests<B, ResBody: Default>(wait: Duration, req: &Request<B>) -> Response<ResBody> {
+/// The answer over quota: the rejection's answer to a [`ErrorKind::RateLimited`] refusal
+/// (by default, 429 with `Retry-After`, or a trailers-only gRPC `RESOURCE_EXHAUSTED` with
+/// `grpc-retry-pushback-ms`), marked [`RateLimited`].
+fn too_many_requests<B, ResBody, R: Rejection<ResBody>>(
+    rejection: &R,
+    wait: Duration,
+    req: &Request<B>,
+) -> Response<ResBody> {
     let refusal = Refusal::new(ErrorKind::RateLimited)
         .with_retry_after(wait)
         .with_token(req.extensions().get::<VerifiedToken>())
         .answering(None, req.version(), req.headers());
-    let mut res = response::answer(&StandardRejection, &refusal);
+    let mut res = response::answer(rejection, &refusal);
     res.extensions_mut()
         .insert(RateLimited { retry_after: wait });
     res

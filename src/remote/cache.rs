@@ -13,7 +13,7 @@ use super::http::{self, HttpClient};
 use super::{RemoteKeys, Settings, Source};
 use crate::error::ConfigError;
 use crate::fetch::Limits;
-use crate::keys::{Key, KeySet};
+use crate::keyring::{Key, KeySet};
 
 /// Refresh interval when the issuer sends no `max-age`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);

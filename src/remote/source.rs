@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::http::HttpClient;
-use crate::keys::JwksOptions;
+use crate::keyring::JwksOptions;
 
 /// Where the keys come from.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 
 use http::HeaderValue;
 
-use crate::dpop::Scheme;
+use super::Scheme;
 use crate::error::{ConfigError, ErrorKind};
 
 /// The `WWW-Authenticate` challenges of a route, built once (RFC 6750 §3).

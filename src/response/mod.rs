@@ -17,7 +17,16 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
 pub(crate) use self::challenge::Challenges;
-use crate::dpop::Scheme;
+
+/// The scheme an access token came with in the `Authorization` header: which challenge a
+/// refusal's error goes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1).
+    Dpop,
+}
 use crate::error::{AuthError, ErrorKind};
 use crate::verified::VerifiedToken;
 

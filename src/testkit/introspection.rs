@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::checks::{Checks, Profile, now};
 use crate::introspection::{Answer, Introspection};
-use crate::validator::{Checks, Profile, now};
 use crate::{AccessClaims, AuthError, Claims, VerifiedToken};
 
 /// The crate-internal answer of an introspection, as a test sees it.

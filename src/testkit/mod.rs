@@ -52,7 +52,7 @@ pub const KEYS: &[(&str, Algorithm, &[u8], &[u8])] = &[
 /// The test keys' public halves, each pinned to its algorithm and kid.
 pub fn key_set() -> crate::KeySet {
     crate::KeySet::new(KEYS.iter().map(|(kid, alg, _, public)| {
-        crate::keys::Key::from_pem(public, *alg)
+        crate::keyring::Key::from_pem(public, *alg)
             .expect("test key")
             .with_kid(*kid)
     }))
@@ -101,7 +101,7 @@ pub fn encoding_key_for(alg: Algorithm, private: &[u8]) -> EncodingKey {
 /// Signs `header` and `claims` (raw JSON text) with `alg` and `key`.
 pub fn sign_raw(alg: Algorithm, key: &EncodingKey, header: &str, claims: &str) -> String {
     let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
-    let signer = (crate::keys::provider().signer_factory)(&alg, key).expect("signer");
+    let signer = (crate::keyring::provider().signer_factory)(&alg, key).expect("signer");
     let sig = signer.try_sign(input.as_bytes()).expect("sign");
     format!("{input}.{}", B64.encode(sig))
 }

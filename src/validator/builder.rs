@@ -5,11 +5,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::checks::{Checks, Profile};
 use super::issuer::Issuer;
 use super::source::KeySource;
 use super::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, Inner, MAX_LEEWAY, Trusted, Validator};
 use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, TokenCache};
+use crate::checks::{Checks, Profile};
 use crate::claims::AccessClaims;
 use crate::error::ConfigError;
 use crate::revocation::{DEFAULT_REVOCATION_MEMO, RevocationCheck, Revocations};

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::checks::Profile;
 use super::source::KeySource;
+use crate::checks::Profile;
 
 /// An authorization server a [`Validator`](crate::Validator) trusts beside (or instead of)
 /// the one set on its builder, with its own keys and, where they differ, its own audiences,

@@ -10,35 +10,25 @@
 //! decision, so that every way into a decision goes through the same stages.
 
 mod builder;
-mod checks;
 mod issuer;
 mod source;
 mod verify;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use self::builder::ValidatorBuilder;
-pub(crate) use self::checks::Checks;
-// Claim readers that introspection answers share with JWTs.
-pub use self::checks::Profile;
-#[cfg(feature = "remote")]
-pub(crate) use self::checks::{check_audience, confirmation, optional_str};
 pub use self::issuer::Issuer;
 pub(crate) use self::source::IssuerKeys;
 pub use self::source::KeySource;
 pub(crate) use self::verify::Verify;
 use crate::cache::TokenCache;
+pub(crate) use crate::checks::{Checks, DEFAULT_LEEWAY, MAX_LEEWAY, now};
 use crate::claims::AccessClaims;
 use crate::error::ConfigError;
-use crate::keys::KeySet;
+use crate::keyring::KeySet;
 use crate::revocation::RevocationCheck;
 
-/// Default leeway for `exp`, `nbf` and `iat`.
-pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
-/// Largest leeway [`ValidatorBuilder::leeway`] accepts.
-pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Default cap on a token's length in bytes, checked before any parsing.
 pub(crate) const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -209,12 +199,6 @@ impl<T> Validator<T> {
     pub(crate) fn trusted(&self, issuer: usize) -> &Trusted {
         &self.inner.issuers[issuer]
     }
-}
-
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::ConfigError;
-use crate::keys::{Key, KeySet};
+use crate::keyring::{Key, KeySet};
 #[cfg(feature = "remote")]
 use crate::remote::{KeyCache, RemoteKeys};
 

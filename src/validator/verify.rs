@@ -12,7 +12,7 @@ use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Jws};
-use crate::keys::Key;
+use crate::keyring::Key;
 use crate::verified::{Verified, VerifiedToken};
 
 /// The outcome of verifying a token without waiting.

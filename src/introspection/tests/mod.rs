@@ -15,11 +15,11 @@ use tokio::sync::Semaphore;
 
 use super::answer::Unavailable;
 use super::*;
+use crate::checks::Profile;
 use crate::error::BoxError;
 use crate::fetch::FetchErrorKind;
 use crate::remote::http::HttpFuture as ResponseFuture;
 use crate::testkit::logs;
-use crate::validator::Profile;
 
 mod discovery;
 
@@ -108,7 +108,7 @@ impl HttpClient for Client {
 }
 
 fn active_body() -> String {
-    let exp = crate::validator::now() + 3600;
+    let exp = crate::checks::now() + 3600;
     format!(
         r#"{{"active":true,"iss":"{ISS}","aud":"https://api.example","client_id":"svc","scope":"read","exp":{exp}}}"#
     )
@@ -176,11 +176,7 @@ async fn sends_the_token_in_a_form_with_basic_authentication_and_maps_the_answer
 async fn a_hundred_concurrent_requests_with_one_new_token_make_one_request() {
     let (stub, gate) = Stub::gated(|_, _| Ok((200, active_body())));
     let introspection = introspection(&stub, |b| b);
-    assert!(
-        introspection
-            .cached(TOKEN, crate::validator::now())
-            .is_none()
-    );
+    assert!(introspection.cached(TOKEN, crate::checks::now()).is_none());
     // The flight is joined when `introspect` is called, before the futures are polled.
     let waiting: Vec<_> = (0..100)
         .map(|_| tokio::spawn(introspection.introspect(TOKEN)))
@@ -192,7 +188,7 @@ async fn a_hundred_concurrent_requests_with_one_new_token_make_one_request() {
     assert_eq!(stub.calls(), 1);
     // And then it is cached.
     assert!(matches!(
-        introspection.cached(TOKEN, crate::validator::now()),
+        introspection.cached(TOKEN, crate::checks::now()),
         Some(Answer::Active(_))
     ));
     assert!(matches!(
@@ -269,7 +265,7 @@ async fn inactive_answers_are_cached_briefly_failures_not_at_all() {
     tokio::time::sleep(negative_ttl + Duration::from_millis(50)).await;
     assert!(
         introspection
-            .cached("inactive", crate::validator::now())
+            .cached("inactive", crate::checks::now())
             .is_none()
     );
     assert!(matches!(

@@ -14,11 +14,11 @@
 use http::HeaderValue;
 use http::request::Parts;
 
-use crate::credentials;
-use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest, Scheme};
+use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest};
 use crate::error::{AuthError, ErrorKind};
 use crate::mtls::{PeerCertificate, check_x5t};
 use crate::response::Refusal;
+use crate::response::Scheme;
 use crate::verified::{Confirmation, VerifiedToken};
 
 /// A route's rules on sender-constrained tokens.
@@ -58,8 +58,15 @@ impl Binding {
         self.dpop.is_some()
     }
 
-    /// Checks `token`, as it came with `scheme` in the request `parts`, against them.
-    pub(crate) fn check(&self, scheme: Scheme, token: &VerifiedToken, parts: &Parts) -> Bound {
+    /// Checks `token`, as it came with `scheme` in the request `parts` (starting at `start`
+    /// in the `Authorization` value), against them.
+    pub(crate) fn check(
+        &self,
+        scheme: Scheme,
+        start: usize,
+        token: &VerifiedToken,
+        parts: &Parts,
+    ) -> Bound {
         let refuse = |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(token)));
         match (token.confirmation(), scheme) {
             (None, Scheme::Bearer) if self.dpop_required => {
@@ -74,11 +81,13 @@ impl Binding {
                 let Some(dpop) = &self.dpop else {
                     return refuse(ErrorKind::SenderConstrained);
                 };
-                // The bytes presented: a verified JWS or an introspected `b64token`, so
-                // ASCII. Never missing for a verified token; an empty string would fail `ath`
-                // anyway.
-                let access_token = credentials::presented(&parts.headers)
-                    .and_then(|t| std::str::from_utf8(t).ok())
+                // The bytes presented, where the extract stage found them: a verified JWS or
+                // an introspected `b64token`, so ASCII; anything else would fail `ath`.
+                let access_token = parts
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|value| value.as_bytes().get(start..))
+                    .and_then(|token| std::str::from_utf8(token).ok())
                     .unwrap_or_default();
                 match dpop.verify_access(&ProofRequest::from(parts), access_token, jkt) {
                     ProofCheck::Ready(result) => self.proven(result, token),
@@ -117,14 +126,7 @@ impl Binding {
     }
 
     fn refused(&self, err: DpopError, token: &VerifiedToken) -> Bound {
-        let kind = match (err.kind(), err.kind().oauth_error()) {
-            (DpopErrorKind::BoundTokenAsBearer, _) => ErrorKind::SenderConstrained,
-            (DpopErrorKind::DpopRequired, _) => ErrorKind::DpopRequired,
-            (_, Some("invalid_dpop_proof")) => ErrorKind::InvalidDpopProof,
-            (_, Some("use_dpop_nonce")) => ErrorKind::UseDpopNonce,
-            (_, Some(_)) => ErrorKind::BindingMismatch,
-            (_, None) => ErrorKind::ProofReplayUnavailable,
-        };
+        let kind = err.kind().refusal();
         let nonce = err.kind().nonce_due().then(|| self.next_nonce()).flatten();
         Bound::Refused(
             Refusal::new(AuthError::with_claim(kind, err.claim_name()))

@@ -321,6 +321,18 @@ pub(crate) fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError>
     })
 }
 
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Largest leeway [`ValidatorBuilder::leeway`](crate::ValidatorBuilder::leeway) accepts.
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// Now, in whole seconds since the epoch (0 before it, `i64::MAX` past it).
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

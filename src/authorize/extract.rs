@@ -13,14 +13,17 @@
 use http::header::{AUTHORIZATION, Entry};
 use http::{HeaderMap, HeaderValue};
 
-pub(crate) use crate::dpop::Scheme;
 use crate::error::{AuthError, ErrorKind};
+pub(crate) use crate::response::Scheme;
 
 /// A token as the request presented it: the scheme, and the token's bytes in the
 /// `Authorization` value (borrowed, not copied).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Credentials<'h> {
     pub(crate) scheme: Scheme,
+    /// Where the token starts in the `Authorization` value (it runs to the end): the bind
+    /// stage slices the value there instead of parsing it again.
+    pub(crate) start: usize,
     token: &'h [u8],
 }
 
@@ -81,16 +84,6 @@ pub(crate) fn extract(
     read(value.as_bytes(), max_token_len, accept_dpop)
 }
 
-/// The token's bytes in a request whose credentials [`extract`] already accepted (the
-/// binding stage hashes them into a DPoP proof's `ath`).
-pub(crate) fn presented(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
-    read(value, usize::MAX, true)
-        .ok()
-        .flatten()
-        .map(|c| c.token)
-}
-
 fn read(
     value: &[u8],
     max_token_len: usize,
@@ -101,6 +94,7 @@ fn read(
     };
     Ok(Some(Credentials {
         scheme,
+        start,
         token: &value[start..],
     }))
 }
@@ -320,21 +314,6 @@ mod tests {
             }
         }
         assert!(!starts_with_bearer(b"Bearer "));
-    }
-
-    #[test]
-    fn presented_reads_the_token_extract_accepted() {
-        for v in [&b"Bearer abc.def"[..], b"DPoP  abc.def", b"bearer abc.def"] {
-            let mut h = headers(&[v]);
-            let token = extract(&mut h, 8192, true)
-                .expect("ok")
-                .expect("some")
-                .token;
-            let token = token.to_vec();
-            assert_eq!(presented(&h), Some(&token[..]));
-            assert_eq!(token, b"abc.def");
-        }
-        assert_eq!(presented(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -1,28 +1,24 @@
-//! Verification keys: one [`Key`] pins one [`Algorithm`]; a [`KeySet`] (at
-//! the crate root) is what a validator verifies against, and a [`KeySource`] is either that
-//! or [`RemoteKeys`](crate::RemoteKeys).
+//! Verification keys: one [`Key`] pins one [`Algorithm`]; a [`KeySet`] is what a validator
+//! verifies against. (Public as `crate::keys` and, for `KeySet`, the crate root.)
 //!
 //! Keys come from PEM, a single JWK, a JWKS document, or (by explicit choice) an HMAC secret.
 //! Every key carries exactly one [`Algorithm`], fixed when it is loaded: a token can never
 //! choose another one, and an asymmetric key can never be used as an HMAC secret.
 
 mod jwk;
-pub(crate) mod set;
+mod set;
 
 use std::fmt;
 use std::sync::Arc;
 
-/// The signature algorithms (jsonwebtoken's): a [`Key`] pins exactly one.
-pub use jsonwebtoken::Algorithm;
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 pub use self::jwk::JwksOptions;
 use self::jwk::{RawJwk, rsa_key};
-pub(crate) use self::set::KeySet;
+pub use self::set::KeySet;
 pub(crate) use self::set::Lookup;
 use crate::error::ConfigError;
 use crate::json;
-pub use crate::validator::KeySource;
 
 /// The signature backend, chosen by cargo feature and used directly, never through
 /// jsonwebtoken's process-wide default: that default panics when another crate in the
