@@ -1,8 +1,10 @@
 //! The validator on bare tokens: every check of `verify` and `checks`, through the public
-//! `validate`/`authorize` methods. The layer's answers are tested in `crate::service`.
+//! `validate`/`authorize` methods, and (`rules`) the token rules as a client meets them
+//! through the layer. The layer's own answers are tested in `crate::service`.
 
 mod claims;
 mod revocation;
+mod rules;
 
 use crate::Validator;
 use crate::testkit as mint;
