@@ -88,7 +88,7 @@ async fn main() -> Result<(), Error> {
         let replay = RedisReplay::connect(&url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?
-            .with_prefix(format!("bearer-guard:issuer:{}:dpop:", config.issuer));
+            .prefix(format!("bearer-guard:issuer:{}:dpop:", config.issuer));
         tracing::info!("revocations, codes and refresh tokens go to Redis (REDIS_URL)");
         config.revocations = Some(Arc::new(revocations));
         config.store = Some(store);

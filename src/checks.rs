@@ -138,11 +138,7 @@ impl Checks {
         }
         check_audience(aud.as_ref(), &self.audiences)?;
 
-        let client_id = match (optional_str(client_id, "client_id")?, self.profile) {
-            (Some(id), _) => Some(id),
-            (None, Profile::Jwt) => optional_str(azp, "azp")?,
-            (None, Profile::Rfc9068) => None,
-        };
+        let client_id = client(client_id, azp)?;
         let jti = optional_str(jti, "jti")?;
         if self.require_jti && jti.is_none() {
             return Err(AuthError::claim(ErrorKind::MissingClaim, "jti"));
@@ -204,6 +200,19 @@ fn member(name: &str) -> usize {
 }
 
 /// An optional string claim: absent, or a JSON string (anything else is the wrong type).
+/// The client a token was issued to, the one rule for JWTs, introspection answers and
+/// [`AccessClaims::client_id`](crate::AccessClaims::client_id): `client_id`, else `azp`
+/// (OpenID Connect issuers). Either must be a string when present.
+pub(crate) fn client(
+    client_id: Option<Value<'_>>,
+    azp: Option<Value<'_>>,
+) -> Result<Option<Box<str>>, AuthError> {
+    match optional_str(client_id, "client_id")? {
+        Some(id) => Ok(Some(id)),
+        None => optional_str(azp, "azp"),
+    }
+}
+
 pub(crate) fn optional_str(
     value: Option<Value<'_>>,
     claim: &'static str,

@@ -48,7 +48,7 @@ pub struct VerifiedToken(Arc<Facts>);
 /// The facts behind a [`VerifiedToken`].
 pub(crate) struct Facts {
     pub(crate) issuer: Box<str>,
-    /// `client_id`, else (with the plain-JWT profile) `azp`.
+    /// `client_id`, else `azp`.
     pub(crate) client_id: Option<Box<str>>,
     pub(crate) subject: Option<Box<str>>,
     pub(crate) scopes: Granted,
@@ -74,7 +74,8 @@ impl VerifiedToken {
         &self.0.issuer
     }
 
-    /// The OAuth client the token was issued to (`client_id`; `azp` for plain JWTs).
+    /// The OAuth client the token was issued to: `client_id`, else `azp` (the same rule as
+    /// [`AccessClaims::client_id`](crate::AccessClaims::client_id)).
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
         self.0.client_id.as_deref()

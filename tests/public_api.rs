@@ -120,15 +120,25 @@ fn parse_module(text: &str) -> Module {
     module
 }
 
-/// Every `pub fn` of an `impl` block, by the implementing type's name.
-fn methods(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+/// What the source defines: every `pub fn` of an `impl` block, by the implementing type's
+/// name, and the kind of every top-level `pub` item, by its name.
+struct Definitions {
+    methods: BTreeMap<String, BTreeSet<String>>,
+    kinds: BTreeMap<String, &'static str>,
+}
+
+fn definitions(src: &Path) -> Definitions {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut kinds = BTreeMap::new();
     for file in rust_files(src) {
         let text = fs::read_to_string(&file).expect("source");
         let mut current: Option<String> = None;
         for line in text.lines() {
             if line.starts_with("#[cfg(test)]") {
                 break;
+            }
+            if let Some((kind, name)) = item(line) {
+                kinds.insert(name, kind);
             }
             if line.starts_with("impl") {
                 current = impl_type(line);
@@ -141,7 +151,10 @@ fn methods(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
-    out
+    Definitions {
+        methods: out,
+        kinds,
+    }
 }
 
 /// The type an inherent `impl` line is for (trait impls have no public methods of their own).
@@ -194,7 +207,7 @@ fn module_file(dir: &Path, name: &str) -> (String, PathBuf) {
 
 fn listing() -> String {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let methods = methods(&src);
+    let Definitions { methods, kinds } = definitions(&src);
     let mut lines = BTreeSet::new();
     let root = fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
     let mut queue = vec![("bearer_guard".to_owned(), root, src.clone())];
@@ -207,8 +220,12 @@ fn listing() -> String {
                 types.push(name);
             }
         }
+        // A re-export is listed as what it names, whatever private path it comes by: moving
+        // code inside the crate changes nothing here.
         for (name, from) in module.reexports {
-            lines.insert(format!("{path}::{name} (use {from})"));
+            let source = from.rsplit("::").next().unwrap_or(&from);
+            let kind = kinds.get(source).copied().unwrap_or("use");
+            lines.insert(format!("{path}::{name} ({kind})"));
             types.push(name);
         }
         for ty in types {

@@ -67,7 +67,7 @@ fn remote(server: &JwksServer) -> Remote {
 
 impl Remote {
     fn new(builder: ValidatorBuilder, keys: RemoteKeys) -> Self {
-        let keys = keys.fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300));
+        let keys = keys.timeouts(Duration::from_millis(100), Duration::from_millis(300));
         Remote { builder, keys }
     }
 
@@ -92,8 +92,8 @@ impl Remote {
         self.with(|k| k.max_staleness(max))
     }
 
-    fn fetch_timeouts(self, connect: Duration, total: Duration) -> Self {
-        self.with(|k| k.fetch_timeouts(connect, total))
+    fn timeouts(self, connect: Duration, total: Duration) -> Self {
+        self.with(|k| k.timeouts(connect, total))
     }
 
     fn http_client(self, client: impl HttpClient) -> Self {
@@ -660,7 +660,7 @@ async fn cached_token_is_refused_after_max_staleness_too() {
 async fn slow_issuer_times_out_and_no_request_hangs() {
     let server = serving(&["ec-1"]).await;
     let validator = remote(&server)
-        .fetch_timeouts(Duration::from_millis(100), Duration::from_millis(300))
+        .timeouts(Duration::from_millis(100), Duration::from_millis(300))
         .build()
         .await
         .expect("build");

@@ -57,7 +57,7 @@ impl RedisReplay {
 
     /// The prefix of every key (default `bearer-guard:dpop:`).
     #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::checks::{Checks, check_audience, confirmation, optional_str};
+use crate::checks::{Checks, check_audience, client, confirmation, optional_str};
 use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::fetch::FetchErrorKind;
@@ -146,7 +146,7 @@ impl fmt::Debug for Answer {
 }
 
 /// The members read from an answer.
-const MEMBERS: [&str; 12] = [
+const MEMBERS: [&str; 13] = [
     "active",
     "iss",
     "aud",
@@ -155,14 +155,15 @@ const MEMBERS: [&str; 12] = [
     "iat",
     "sub",
     "client_id",
+    "azp",
     "jti",
     "scope",
     "scp",
     "cnf",
 ];
 /// Read as raw JSON text: `active` (its value), `cnf` (an object).
-const RAW: [bool; 12] = [
-    true, false, false, false, false, false, false, false, false, false, false, true,
+const RAW: [bool; 13] = [
+    true, false, false, false, false, false, false, false, false, false, false, false, true,
 ];
 
 /// Reads the answer `body`, checked by `rules` at `now`. `issuer` is the endpoint's own
@@ -189,6 +190,7 @@ pub(crate) fn read(
         iat,
         sub,
         client_id,
+        azp,
         jti,
         scope,
         scp,
@@ -226,7 +228,7 @@ pub(crate) fn read(
         }
         let facts = Facts {
             issuer: checks.issuer.clone(),
-            client_id: optional_str(client_id, "client_id")?,
+            client_id: client(client_id, azp)?,
             subject: optional_str(sub, "sub")?,
             scopes: Granted::from_claims(scope.as_ref(), scp.as_ref())?,
             jti,
@@ -412,6 +414,25 @@ mod tests {
         // Deserialized once: the second call shares it.
         let again: Claims<AccessClaims> = i.claims().expect("claims");
         assert!(Arc::ptr_eq(&claims.0, &again.0));
+    }
+
+    #[test]
+    fn azp_stands_in_for_client_id_as_in_the_claims() {
+        // One rule for the VerifiedToken and AccessClaims::client_id: `client_id`, else `azp`.
+        let i = active(serde_json::json!({
+            "active": true, "azp": "web", "iss": ISS, "exp": NOW + 600
+        }));
+        assert_eq!(i.token.client_id(), Some("web"));
+        let claims: Claims<AccessClaims> = i.claims().expect("claims");
+        assert_eq!(claims.client_id(), Some("web"));
+        let both = active(serde_json::json!({
+            "active": true, "client_id": "svc", "azp": "web", "iss": ISS, "exp": NOW + 600
+        }));
+        assert_eq!(both.token.client_id(), Some("svc"));
+        assert_eq!(
+            refused(serde_json::json!({"active": true, "azp": 1}), Some(ISS)),
+            (ErrorKind::InvalidClaimType, "azp".to_owned())
+        );
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl RemoteKeys {
 
     /// Connect and total timeouts of each fetch. Default 5 s and 10 s.
     #[must_use]
-    pub fn fetch_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+    pub fn timeouts(mut self, connect: Duration, total: Duration) -> Self {
         self.settings.connect_timeout = connect;
         self.settings.timeout = total;
         self

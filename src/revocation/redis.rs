@@ -58,7 +58,7 @@ impl RedisRevocations {
 
     /// The prefix of every key (default `bearer-guard:revoked:`).
     #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
