@@ -19,7 +19,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bearer_guard::{AccessClaims, Claims, KeySet, RequireScope, Validator, keys::Key};
+use bearer_guard::{AccessClaims, KeySet, RequireScope, Validator, VerifiedToken, keys::Key};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use jsonwebtoken::{DecodingKey, Validation};
@@ -200,7 +200,8 @@ fn service(validator: &Validator) -> Svc {
         .layer(service_fn(|req: Request<()>| async move {
             let claims = req
                 .extensions()
-                .get::<Claims<AccessClaims>>()
+                .get::<VerifiedToken>()
+                .and_then(VerifiedToken::claims::<AccessClaims>)
                 .expect("claims");
             Ok::<_, Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
         }));

@@ -18,12 +18,11 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bearer_guard::rate_limit::{Quota, RateLimitByClient, RedisQuotas};
-use bearer_guard::{AccessClaims, Claims};
+use bearer_guard::{AccessClaims, VerifiedToken};
 use criterion::{Criterion, Throughput};
 use http::{Request, Response, StatusCode};
 use redis_server::RedisServer;
@@ -88,7 +87,7 @@ fn main() {
             ),
         ),
     ];
-    let requests: Vec<Claims<AccessClaims>> = (0..CLIENTS).map(claims).collect();
+    let requests: Vec<VerifiedToken> = (0..CLIENTS).map(claims).collect();
     for (name, svc) in &cases {
         let status = rt.block_on(call(svc, &requests[0]));
         assert_eq!(status, StatusCode::OK, "{name}");
@@ -172,22 +171,23 @@ where
     BoxCloneSyncService::new(limit.layer(handler))
 }
 
-/// The bucket's key: the client of the claims the bench puts in each request (the default
-/// key reads the `VerifiedToken` that only `RequireScope` makes).
+/// The bucket's key: the client of the typed claims in the record the bench puts in each
+/// request, as `RequireScope` would.
 fn client(claims: &AccessClaims) -> Option<&str> {
     claims.client_id()
 }
 
-fn claims(i: usize) -> Claims<AccessClaims> {
+fn claims(i: usize) -> VerifiedToken {
     let claims = json!({
         "iss": "https://issuer.test", "aud": "https://api.test", "exp": 4_000_000_000u64,
         "client_id": format!("client-{i}"), "sub": format!("client-{i}"),
     });
-    Claims(Arc::new(serde_json::from_value(claims).expect("claims")))
+    let claims: AccessClaims = serde_json::from_value(claims).expect("claims");
+    bearer_guard::testkit::verified_token(&format!("client-{i}"), claims)
 }
 
 /// One request through `svc` for the client of `claims`.
-fn call(svc: &Svc, claims: &Claims<AccessClaims>) -> Pin<Box<dyn Future<Output = StatusCode>>> {
+fn call(svc: &Svc, claims: &VerifiedToken) -> Pin<Box<dyn Future<Output = StatusCode>>> {
     let mut req = Request::new(());
     req.extensions_mut().insert(claims.clone());
     let svc = svc.clone();

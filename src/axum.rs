@@ -9,6 +9,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::claims::Claims;
+use crate::verified::VerifiedToken;
 
 /// `Claims<T>` extracts the claims [`RequireScope`](crate::RequireScope) put into the
 /// request. On a route without the layer it fails with [`ClaimsRejection`] (500): a
@@ -26,8 +27,8 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
-            .get::<Claims<T>>()
-            .cloned()
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<T>)
             .ok_or(ClaimsRejection { _priv: () })
     }
 }
@@ -43,7 +44,10 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<Claims<T>>().cloned())
+        Ok(parts
+            .extensions
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<T>))
     }
 }
 
@@ -103,7 +107,8 @@ mod tests {
     fn parts(claims: Option<Claims<AccessClaims>>) -> http::request::Parts {
         let (mut parts, ()) = Request::new(()).into_parts();
         if let Some(claims) = claims {
-            parts.extensions.insert(claims);
+            // What the layer inserts: its one record, holding the claims.
+            parts.extensions.insert(mint::record_of(&claims));
         }
         parts
     }
@@ -163,7 +168,15 @@ mod tests {
             .expect("valid");
         assert_eq!(mine.sub, "client-a");
         let (mut p, ()) = Request::new(()).into_parts();
-        p.extensions.insert(mine);
+        p.extensions.insert(mint::record_of(&mine));
+        // A `Claims<T>` inserted by hand is not what the extractor reads.
+        let (mut by_hand, ()) = Request::new(()).into_parts();
+        by_hand.extensions.insert(claims());
+        assert!(
+            <Claims<AccessClaims> as FromRequestParts<()>>::from_request_parts(&mut by_hand, &())
+                .await
+                .is_err()
+        );
         assert!(
             <Claims<AccessClaims> as FromRequestParts<()>>::from_request_parts(&mut p, &())
                 .await

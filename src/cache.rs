@@ -235,13 +235,25 @@ mod tests {
         assert!(cache.get(&good.as_bytes()[1..]).is_none());
     }
 
+    /// Sleeps until the wall clock's whole seconds are past `exp` (at most 5 s).
+    fn wait_past(exp: i64) {
+        let started = std::time::Instant::now();
+        while now() <= exp && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     #[test]
     fn a_cached_token_still_expires() {
         let v = builder().leeway(Duration::ZERO).build().expect("validator");
-        let t = token("ed-1", json!({"exp": now() + 1}));
+        // Two seconds ahead: one would expire at the next second boundary, which a slow
+        // signature (the rust_crypto backend on a loaded machine) can cross before the
+        // first check.
+        let exp = now() + 2;
+        let t = token("ed-1", json!({"exp": exp}));
         assert!(v.validate(&t).is_ok());
         assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));
-        std::thread::sleep(Duration::from_millis(2100));
+        wait_past(exp);
         let err = v.validate(&t).expect_err("expired while cached");
         assert_eq!(err.kind(), ErrorKind::Expired);
         assert_eq!(
@@ -257,12 +269,14 @@ mod tests {
             .leeway(Duration::ZERO)
             .build()
             .expect("validator");
-        let short = token("ed-1", json!({"exp": now() + 1}));
+        let exp = now() + 2;
+        let short = token("ed-1", json!({"exp": exp}));
         let long = token("ed-1", json!({}));
         assert!(v.validate(&short).is_ok());
         assert!(v.validate(&long).is_ok());
         assert_eq!(v.token_cache_usage().map(|u| u.0), Some(2));
-        std::thread::sleep(Duration::from_millis(2100));
+        // Past `exp`, and past the next sweep (every second under test).
+        wait_past(exp + 1);
         // Only the long-lived token is asked for; the sweep it triggers drops the other.
         assert!(v.validate(&long).is_ok());
         assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));

@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The validated claims of the request's token, as the layer inserts them into the request's
-/// extensions.
+/// The validated claims of the request's token, typed.
 ///
-/// Cheap to clone (one `Arc`). With the `axum` feature it is an extractor, and
-/// `Option<Claims<T>>` is one for routes where authentication is optional.
+/// The layer puts one record into an admitted request, the
+/// [`VerifiedToken`](crate::VerifiedToken); the claims are read from it, as `Claims<T>` when
+/// `T` is the validator's claims type. Cheap to clone (one `Arc`). With the `axum` feature it
+/// is an extractor, and `Option<Claims<T>>` is one for routes where authentication is
+/// optional; with `tonic`, `RequestClaimsExt::claims` reads it.
 ///
 /// ```
-/// use bearer_guard::{AccessClaims, Claims};
+/// use bearer_guard::{AccessClaims, Claims, VerifiedToken};
 /// fn handler(req: &http::Request<()>) -> Option<String> {
-///     let claims = req.extensions().get::<Claims<AccessClaims>>()?;
+///     let claims: Claims<AccessClaims> = req.extensions().get::<VerifiedToken>()?.claims()?;
 ///     claims.client_id().map(str::to_owned)
 /// }
 /// ```

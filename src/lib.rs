@@ -37,9 +37,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With static keys, `.keys(KeySet::from_jwks_json(bytes)?)` and no `ready()`. Without the
-//! `axum` feature, read `req.extensions().get::<Claims<AccessClaims>>()`; whatever the
-//! claims type, the [`VerifiedToken`] beside them says who the client is and what it may do.
+//! With static keys, `.keys(KeySet::from_jwks_json(bytes)?)` and no `ready()`. The layer puts
+//! one record into an admitted request, the [`VerifiedToken`]: who the client is, what it may
+//! do, until when, whatever the claims type, and the typed claims
+//! ([`VerifiedToken::claims`]). Without the `axum` feature, read
+//! `req.extensions().get::<VerifiedToken>()` (there is no separate `Claims<T>` extension).
 //! [`Validator::validate`] and [`Validator::validate_async`] work on their own, for GraphQL
 //! resolvers, WebSocket handshakes or custom extractors.
 //!
@@ -48,7 +50,7 @@
 //! Three types: a [`Validator`] (built by [`Validator::builder`]: the issuer, the audience,
 //! the keys from [`RemoteKeys`] or a [`KeySet`]), a [`RequireScope`] layer per route (from
 //! the validator, or from a [`Guard`] holding what an API's routes share), and the
-//! [`Claims`] the handler reads (with [`VerifiedToken`] beside them). A refusal is an
+//! [`Claims`] the handler reads (from the one [`VerifiedToken`] the layer records). A refusal is an
 //! [`AuthError`] with an [`ErrorKind`]; a mistake in the configuration, a [`ConfigError`].
 //! Everything else lives in the module named for what it is: [`keys`], [`remote`] and
 //! [`introspection`] (where tokens are checked), [`metadata`] (RFC 9728), [`response`] (how

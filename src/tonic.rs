@@ -7,6 +7,7 @@
 
 use crate::claims::Claims;
 use crate::error::AuthError;
+use crate::verified::VerifiedToken;
 
 /// Reads the [`Claims`] the layer put into a `tonic::Request`.
 ///
@@ -30,8 +31,8 @@ pub trait RequestClaimsExt {
 impl<M> RequestClaimsExt for tonic::Request<M> {
     fn claims<T: Send + Sync + 'static>(&self) -> Result<Claims<T>, tonic::Status> {
         self.extensions()
-            .get::<Claims<T>>()
-            .cloned()
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<T>)
             .ok_or_else(|| tonic::Status::unauthenticated("no bearer token"))
     }
 }
@@ -147,7 +148,8 @@ mod tests {
             .validate(&token("ed-1", json!({"client_id": "svc-7"})))
             .expect("valid");
         let mut req = tonic::Request::new(());
-        req.extensions_mut().insert(claims.clone());
+        req.extensions_mut()
+            .insert(crate::testkit::record_of(&claims));
         let got = req.claims::<AccessClaims>().expect("present");
         assert!(std::sync::Arc::ptr_eq(&got.0, &claims.0));
         assert_eq!(got.client_id(), Some("svc-7"));
@@ -164,7 +166,9 @@ mod tests {
         // Claims of another type do not count.
         let mut req = tonic::Request::new(());
         req.extensions_mut()
-            .insert(crate::Claims(std::sync::Arc::new(42_u32)));
+            .insert(crate::testkit::record_of(&crate::Claims(
+                std::sync::Arc::new(42_u32),
+            )));
         assert!(req.claims::<u32>().is_ok());
         assert_eq!(
             req.claims::<AccessClaims>().expect_err("wrong type").code(),

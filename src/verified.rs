@@ -1,6 +1,8 @@
-//! What a verified token is: [`VerifiedToken`], the record the layer puts into every admitted
-//! request whatever the claims type, and the validator's internal record of a verification.
+//! What a verified token is: [`VerifiedToken`], the one record the layer puts into every
+//! admitted request (the facts, whatever the claims type, and the typed claims), and the
+//! validator's internal record of a verification.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -30,20 +32,32 @@ impl fmt::Debug for Confirmation {
     }
 }
 
-/// What was verified about the request's token, independent of the claims type: who the
-/// client is, what it may do, and until when.
+/// What was verified about the request's token: who the client is, what it may do, until
+/// when, and the typed claims.
 ///
-/// The layer inserts it into the request's extensions beside [`Claims<T>`]; rate limits,
-/// logs and handlers read it whatever `T` the validator deserializes into. Cheap to clone.
+/// It is the **one** record the layer puts into an admitted request's extensions. Rate
+/// limits, logs and handlers read the facts whatever `T` the validator deserializes into;
+/// the typed claims come from [`claims`](Self::claims) (what the [`Claims<T>`] extractor of
+/// axum and tonic's `RequestClaimsExt` read). There is no separate `Claims<T>` extension:
+/// `extensions().get::<Claims<T>>()` finds nothing. Cloning is two reference-count
+/// increments.
 ///
 /// ```
-/// use bearer_guard::VerifiedToken;
+/// use bearer_guard::{AccessClaims, Claims, VerifiedToken};
 /// fn caller(req: &http::Request<()>) -> Option<&str> {
 ///     req.extensions().get::<VerifiedToken>()?.client_id()
 /// }
+/// fn claims(req: &http::Request<()>) -> Option<Claims<AccessClaims>> {
+///     req.extensions().get::<VerifiedToken>()?.claims::<AccessClaims>()
+/// }
 /// ```
 #[derive(Clone)]
-pub struct VerifiedToken(Arc<Facts>);
+pub struct VerifiedToken {
+    facts: Arc<Facts>,
+    /// The typed claims (an `Arc<T>`), when the token was verified for a request: the same
+    /// allocation as the [`Claims<T>`] of the cached verification.
+    claims: Option<Arc<dyn Any + Send + Sync>>,
+}
 
 /// The facts behind a [`VerifiedToken`].
 pub(crate) struct Facts {
@@ -61,35 +75,62 @@ pub(crate) struct Facts {
 
 impl VerifiedToken {
     pub(crate) fn new(facts: Facts) -> Self {
-        VerifiedToken(Arc::new(facts))
+        VerifiedToken {
+            facts: Arc::new(facts),
+            claims: None,
+        }
+    }
+
+    /// The same facts, with the typed claims they were verified into.
+    pub(crate) fn with_claims<T: Send + Sync + 'static>(&self, claims: &Claims<T>) -> Self {
+        let claims: Arc<dyn Any + Send + Sync> = Arc::clone(&claims.0) as _;
+        VerifiedToken {
+            facts: Arc::clone(&self.facts),
+            claims: Some(claims),
+        }
     }
 
     pub(crate) fn facts(&self) -> &Facts {
-        &self.0
+        &self.facts
+    }
+
+    /// The typed claims, when `T` is the validator's claims type (`AccessClaims` unless
+    /// [`ValidatorBuilder::claims`](crate::ValidatorBuilder::claims) chose another); `None`
+    /// for any other type. One reference-count increment, no copy.
+    #[must_use]
+    pub fn claims<T: Send + Sync + 'static>(&self) -> Option<Claims<T>> {
+        let claims = Arc::clone(self.claims.as_ref()?);
+        claims.downcast::<T>().ok().map(Claims)
+    }
+
+    /// The typed claims, borrowed: as [`claims`](Self::claims), without the increment.
+    #[must_use]
+    pub fn claims_ref<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.claims.as_ref()?.downcast_ref::<T>()
     }
 
     /// The issuer (`iss`), one of those the validator trusts.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        &self.0.issuer
+        &self.facts.issuer
     }
 
     /// The OAuth client the token was issued to: `client_id`, else `azp` (the same rule as
     /// [`AccessClaims::client_id`](crate::AccessClaims::client_id)).
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.0.client_id.as_deref()
+        self.facts.client_id.as_deref()
     }
 
     /// The subject (`sub`): the user, or for client-credentials tokens the client itself.
     #[must_use]
     pub fn subject(&self) -> Option<&str> {
-        self.0.subject.as_deref()
+        self.facts.subject.as_deref()
     }
 
     /// The granted scopes: the words of `scope`, then those of `scp`.
     pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone {
-        self.0.scopes.iter()
+        self.facts.scopes.iter()
     }
 
     /// Whether `scope` is granted.
@@ -101,25 +142,25 @@ impl VerifiedToken {
     /// The token's id (`jti`).
     #[must_use]
     pub fn jti(&self) -> Option<&str> {
-        self.0.jti.as_deref()
+        self.facts.jti.as_deref()
     }
 
     /// Expiry (`exp`), seconds since the Unix epoch.
     #[must_use]
     pub fn expires_at(&self) -> i64 {
-        self.0.exp
+        self.facts.exp
     }
 
     /// Issue time (`iat`), seconds since the Unix epoch.
     #[must_use]
     pub fn issued_at(&self) -> Option<i64> {
-        self.0.iat
+        self.facts.iat
     }
 
     /// The key the token is bound to (`cnf`), for sender-constrained tokens.
     #[must_use]
     pub fn confirmation(&self) -> Option<&Confirmation> {
-        self.0.cnf.as_ref()
+        self.facts.cnf.as_ref()
     }
 }
 
@@ -129,9 +170,9 @@ impl fmt::Debug for VerifiedToken {
             .field("issuer", &self.issuer())
             .field("client_id", &self.client_id())
             .field("subject", &self.subject())
-            .field("scopes", &self.0.scopes)
-            .field("expires_at", &self.0.exp)
-            .field("confirmation", &self.0.cnf)
+            .field("scopes", &self.facts.scopes)
+            .field("expires_at", &self.facts.exp)
+            .field("confirmation", &self.facts.cnf)
             .finish_non_exhaustive()
     }
 }

@@ -6,7 +6,7 @@ use bearer_guard::testkit as mint;
 
 use std::task::Poll;
 
-use bearer_guard::{AccessClaims, AuthError, Claims, ErrorKind, RequireScope, Validator};
+use bearer_guard::{AccessClaims, AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
 use http::{Request, Response, StatusCode};
 use mint::token;
 use serde_json::json;
@@ -54,7 +54,12 @@ async fn poll_ready_forwards_the_inner_readiness_and_its_wakeup() {
     // The one permitted call goes through; then the inner service is out of capacity again.
     let fut = svc.call(request(good()));
     let (req, send) = handle.next_request().await.expect("forwarded");
-    assert!(req.extensions().get::<Claims<AccessClaims>>().is_some());
+    assert!(
+        req.extensions()
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<AccessClaims>)
+            .is_some()
+    );
     send.send_response(Response::new("inner"));
     assert_eq!(fut.await.expect("ok").into_body(), "inner");
     assert!(svc.poll_ready().is_pending(), "capacity used up");
@@ -123,7 +128,8 @@ async fn accepted_request_reaches_the_inner_service_with_claims() {
     let (req, send) = handle.next_request().await.expect("forwarded");
     let claims = req
         .extensions()
-        .get::<Claims<AccessClaims>>()
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<AccessClaims>)
         .expect("claims in the extensions");
     assert_eq!(claims.client_id(), Some("client-z"));
     assert!(claims.has_scope("read"));
@@ -144,7 +150,12 @@ async fn optional_layer_forwards_anonymous_requests_without_claims() {
     assert!(matches!(svc.poll_ready(), Poll::Ready(Ok(()))));
     let fut = svc.call(request(None));
     let (req, send) = handle.next_request().await.expect("forwarded");
-    assert!(req.extensions().get::<Claims<AccessClaims>>().is_none());
+    assert!(
+        req.extensions()
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<AccessClaims>)
+            .is_none()
+    );
     send.send_response(Response::new("anonymous"));
     assert_eq!(fut.await.expect("ok").into_body(), "anonymous");
 }

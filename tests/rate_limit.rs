@@ -333,3 +333,55 @@ async fn rejected_tokens_never_reach_the_rate_limit() {
     let reply = get_(&http, addr, "/data", Some(&client_token("billing")), false).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
 }
+
+/// The layer's one record carries the typed claims: a key read from them (here, a tenant
+/// claim of a custom claims type) sees them on an optional route, behind the real layer, and
+/// an anonymous request there is still anonymous.
+#[tokio::test]
+async fn a_key_from_the_claims_sees_them_through_the_layer_on_an_optional_route() {
+    #[derive(serde::Deserialize)]
+    struct Tenanted {
+        tenant: String,
+    }
+    let v = mint::builder()
+        .claims::<Tenanted>()
+        .build()
+        .expect("validator");
+    let limit = RateLimitByClient::builder(hourly(1))
+        .key_from_claims(|c: &Tenanted| Some(c.tenant.as_str()))
+        .anonymous(hourly(1))
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(RequireScope::authenticated(&v).optional())
+        .layer(limit)
+        .service(tower::service_fn(|req: Request<()>| async move {
+            let tenant = req
+                .extensions()
+                .get::<bearer_guard::VerifiedToken>()
+                .and_then(|t| t.claims_ref::<Tenanted>().map(|c| c.tenant.clone()));
+            Ok::<_, std::convert::Infallible>(http::Response::new(tenant.unwrap_or_default()))
+        }));
+    let send = |tenant: Option<&str>| {
+        let mut req = Request::builder();
+        if let Some(tenant) = tenant {
+            let t = token("ec-1", json!({ "tenant": tenant }));
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let svc = svc.clone();
+        async move {
+            let res = tower::ServiceExt::oneshot(svc, req.body(()).expect("request"))
+                .await
+                .expect("infallible");
+            (res.status().as_u16(), res.into_body())
+        }
+    };
+    assert_eq!(send(Some("t1")).await, (200, "t1".to_owned()));
+    assert_eq!(send(Some("t1")).await.0, 429, "the tenant's own bucket");
+    assert_eq!(send(Some("t2")).await, (200, "t2".to_owned()));
+    assert_eq!(send(None).await, (200, String::new()), "anonymous");
+    assert_eq!(
+        send(None).await.0,
+        429,
+        "the anonymous bucket, apart from tenants"
+    );
+}

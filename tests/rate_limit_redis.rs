@@ -28,7 +28,7 @@ use bearer_guard::rate_limit::{
     Fallback, Quota, QuotaUnavailable, RateLimitByClient, RateLimited, RedisQuotas,
     RedisQuotasBuilder,
 };
-use bearer_guard::{AccessClaims, Claims, RequireScope};
+use bearer_guard::{AccessClaims, Claims, RequireScope, VerifiedToken};
 use governor::RateLimiter;
 use governor::clock::{Clock as _, FakeRelativeClock};
 use http::{Request, Response, StatusCode};
@@ -138,7 +138,11 @@ fn subject_token(sub: &str) -> String {
 type Replica = BoxCloneSyncService<Request<()>, Response<String>, Infallible>;
 
 async fn echo(req: Request<()>) -> Result<Response<String>, Infallible> {
-    let who = match req.extensions().get::<Claims<AccessClaims>>() {
+    let who = match req
+        .extensions()
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<AccessClaims>)
+    {
         Some(c) => c.client_id().or(c.subject()).unwrap_or("?").to_owned(),
         None => "anonymous".to_owned(),
     };

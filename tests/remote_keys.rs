@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::{
-    AccessClaims, AuthError, Claims, ConfigError, ErrorKind, RemoteKeys, RequireScope, Validator,
-    ValidatorBuilder, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+    AccessClaims, AuthError, ConfigError, ErrorKind, RemoteKeys, RequireScope, Validator,
+    ValidatorBuilder, VerifiedToken, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
     service::RequireScopeService,
 };
 use http::{Request, Response, StatusCode};
@@ -151,7 +151,8 @@ type App = RequireScopeService<ServiceFn<Handler>, AccessClaims>;
 fn handler(req: Request<()>) -> Ready<Result<Response<String>, Infallible>> {
     let body = req
         .extensions()
-        .get::<Claims<AccessClaims>>()
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<AccessClaims>)
         .map_or("anonymous".to_owned(), |c| {
             c.client_id().unwrap_or("?").to_owned()
         });

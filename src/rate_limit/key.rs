@@ -6,7 +6,6 @@ use std::marker::PhantomData;
 
 use http::Request;
 
-use crate::claims::Claims;
 use crate::verified::VerifiedToken;
 
 /// Whose quota a request counts against.
@@ -132,7 +131,8 @@ impl<B> RateLimitKey<B> for ClientOrSubject {
     }
 }
 
-/// A key read from the request's [`Claims<T>`] by a function (a tenant, say). Built by
+/// A key read from the request's typed claims (a `T` the
+/// [`VerifiedToken`](crate::VerifiedToken) holds) by a function (a tenant, say). Built by
 /// [`RateLimitByClientBuilder::key_from_claims`](super::RateLimitByClientBuilder::key_from_claims).
 pub struct ClaimsKey<T, F> {
     pub(crate) f: F,
@@ -162,7 +162,7 @@ where
     F: Fn(&T) -> Option<&str>,
 {
     fn key<'r>(&self, req: &'r Request<B>) -> Option<Caller<'r>> {
-        let claims: &'r T = req.extensions().get::<Claims<T>>()?;
+        let claims: &'r T = req.extensions().get::<VerifiedToken>()?.claims_ref::<T>()?;
         (self.f)(claims).map(|k| Caller::Other(Cow::Borrowed(k)))
     }
 }

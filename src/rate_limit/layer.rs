@@ -156,8 +156,9 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
         }
     }
 
-    /// Keys requests with a function of their [`Claims<T>`](crate::Claims), for a claim of
-    /// your own (a tenant). Requests without `Claims<T>`, or for which `f` returns `None`,
+    /// Keys requests with a function of their typed claims ([`VerifiedToken::claims`](crate::VerifiedToken::claims)),
+    /// for a claim of your own (a tenant). Requests without claims of type `T`, or for which
+    /// `f` returns `None`,
     /// are anonymous.
     ///
     /// ```

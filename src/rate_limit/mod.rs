@@ -449,9 +449,8 @@ mod tests {
         struct Mine;
         let layer = RateLimitByClient::new(hourly(1));
         let custom = |id: &str| {
-            let mut req = request(client(id));
-            req.extensions_mut().insert(Claims(Arc::new(Mine)));
-            req
+            let token = verified(Some(id), Some(id)).with_claims(&Claims(Arc::new(Mine)));
+            request(Some(token))
         };
         assert_eq!(send(&layer, custom("a")).await.status(), 200);
         assert_eq!(send(&layer, custom("b")).await.status(), 200);
@@ -481,12 +480,12 @@ mod tests {
             .key_from_claims(|c: &Mine| Some(c.tenant.as_str()))
             .anonymous_unlimited()
             .build();
+        // The layer's one record holds the typed claims the key reads.
         let mine = |t: &str| {
-            let mut req = Request::new(());
-            req.extensions_mut().insert(Claims(Arc::new(Mine {
+            let claims = Claims(Arc::new(Mine {
                 tenant: t.to_owned(),
-            })));
-            req
+            }));
+            request(Some(verified(Some("c"), Some("c")).with_claims(&claims)))
         };
         assert_eq!(send(&layer, mine("x")).await.status(), 200);
         assert_eq!(send(&layer, mine("x")).await.status(), 429);

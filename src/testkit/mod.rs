@@ -58,6 +58,44 @@ pub fn key_set() -> crate::KeySet {
     }))
 }
 
+/// The record the layer puts into an admitted request, for a token of [`ISSUER`] naming
+/// `client_id` (as client and subject) whose typed claims are `claims`: for tests and
+/// benchmarks of layers placed inside `RequireScope`.
+pub fn verified_token<T: Send + Sync + 'static>(
+    client_id: &str,
+    claims: T,
+) -> crate::VerifiedToken {
+    crate::VerifiedToken::new(crate::verified::Facts {
+        issuer: ISSUER.into(),
+        client_id: Some(client_id.into()),
+        subject: Some(client_id.into()),
+        scopes: crate::scope::Granted::default(),
+        jti: None,
+        exp: now() + 3600,
+        nbf: None,
+        iat: None,
+        cnf: None,
+    })
+    .with_claims(&crate::Claims(std::sync::Arc::new(claims)))
+}
+
+/// The record the layer would put into a request for these typed claims (a token of
+/// [`ISSUER`], no client): the same `Arc`, so a reader's claims are these, not a copy.
+pub fn record_of<T: Send + Sync + 'static>(claims: &crate::Claims<T>) -> crate::VerifiedToken {
+    crate::VerifiedToken::new(crate::verified::Facts {
+        issuer: ISSUER.into(),
+        client_id: None,
+        subject: None,
+        scopes: crate::scope::Granted::default(),
+        jti: None,
+        exp: now() + 3600,
+        nbf: None,
+        iat: None,
+        cnf: None,
+    })
+    .with_claims(claims)
+}
+
 /// A validator builder for [`ISSUER`] and [`AUDIENCE`] with the test keys.
 pub fn builder() -> crate::ValidatorBuilder {
     crate::Validator::builder()

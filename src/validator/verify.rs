@@ -136,13 +136,16 @@ where
     ) -> Result<Arc<Verified<T>>, AuthError> {
         use crate::introspection::Answer;
         match answer {
-            Answer::Active(active) => Ok(Arc::new(Verified {
-                claims: active.claims::<T>()?,
-                token: active.token.clone(),
-                key: None,
-                issuer: active.issuer,
-                size: active.size,
-            })),
+            Answer::Active(active) => {
+                let claims = active.claims::<T>()?;
+                Ok(Arc::new(Verified {
+                    token: active.token.with_claims(&claims),
+                    claims,
+                    key: None,
+                    issuer: active.issuer,
+                    size: active.size,
+                }))
+            }
             Answer::Inactive => Err(ErrorKind::InactiveToken.into()),
             Answer::Refused(err) => Err(err),
             Answer::Unavailable(_) => Err(ErrorKind::IntrospectionUnavailable.into()),
@@ -174,9 +177,10 @@ where
             let claims: T = serde_json::from_slice(&payload)
                 .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?;
             let size = payload.len() as u64 + facts.scopes.size() + 128;
+            let claims = Claims(Arc::new(claims));
             Ok(Ok(Arc::new(Verified {
-                claims: Claims(Arc::new(claims)),
-                token: VerifiedToken::new(facts),
+                token: VerifiedToken::new(facts).with_claims(&claims),
+                claims,
                 key: Some(key),
                 issuer,
                 size,

@@ -9,7 +9,7 @@ use serde_json::json;
 use tower::{ServiceExt, service_fn};
 
 use crate::testkit::{self as mint, AUDIENCE, ISSUER, now, token, token_with};
-use crate::{AccessClaims, AuthError, Claims, ErrorKind, RequireScope, Validator};
+use crate::{AccessClaims, AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
 
 fn validator() -> Validator {
     mint::builder().build().expect("validator")
@@ -21,7 +21,11 @@ async fn send(layer: RequireScope, auth: Option<&str>) -> Response<String> {
     let svc = tower_layer::Layer::layer(
         &layer,
         service_fn(|req: Request<()>| async move {
-            let body = match req.extensions().get::<Claims<AccessClaims>>() {
+            let body = match req
+                .extensions()
+                .get::<VerifiedToken>()
+                .and_then(VerifiedToken::claims::<AccessClaims>)
+            {
                 Some(c) => c.client_id().unwrap_or("?").to_owned(),
                 None => "anonymous".to_owned(),
             };
