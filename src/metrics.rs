@@ -94,13 +94,75 @@ fn refused_labels(kind: ErrorKind) -> &'static [metrics::Label] {
 /// A request admitted.
 pub(crate) fn admitted() {
     #[cfg(feature = "metrics")]
-    metrics::counter!("bearer_guard_requests_total", "outcome" => "admitted").increment(1);
+    hot::ADMITTED.with(|c| c.increment());
 }
 
 /// A verified-token cache hit.
 pub(crate) fn cache_hit() {
     #[cfg(feature = "metrics")]
-    metrics::counter!("bearer_guard_token_cache_total", "result" => "hit").increment(1);
+    hot::CACHE_HIT.with(|c| c.increment());
+}
+
+/// The counters every admitted request with a cached token updates, with their handles kept
+/// per thread: registering a counter with a recorder looks it up by its key (about 500
+/// instructions with the Prometheus exporter), incrementing a kept handle is one atomic add.
+///
+/// A handle is kept together with the address of the recorder that registered it, and used
+/// only while that recorder is still the one in force on this thread: a recorder installed
+/// later, or a thread-local one set for a test, gets its own registration on the next event.
+#[cfg(feature = "metrics")]
+mod hot {
+    use std::cell::Cell;
+
+    use metrics::{Counter, Key, Label, Level, Metadata, Recorder};
+
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    /// One counter with fixed labels, its handle kept per thread. The handle is leaked when
+    /// kept (one small allocation per thread and recorder, for the process's life), so that
+    /// the thread-local holds no destructor: reading it is then a plain load.
+    pub(super) struct HotCounter {
+        name: &'static str,
+        labels: &'static [Label],
+        kept: Cell<Option<(usize, &'static Counter)>>,
+    }
+
+    impl HotCounter {
+        const fn new(name: &'static str, labels: &'static [Label]) -> Self {
+            HotCounter {
+                name,
+                labels,
+                kept: Cell::new(None),
+            }
+        }
+
+        pub(super) fn increment(&self) {
+            metrics::with_recorder(|recorder| {
+                // The recorder's identity: its address (no recorder moves while in force).
+                let id = std::ptr::from_ref::<dyn Recorder>(recorder).cast::<()>() as usize;
+                match self.kept.get() {
+                    Some((kept_id, counter)) if kept_id == id => counter.increment(1),
+                    _ => {
+                        let key = Key::from_static_parts(self.name, self.labels);
+                        let counter = recorder.register_counter(&key, &METADATA);
+                        counter.increment(1);
+                        self.kept.set(Some((id, Box::leak(Box::new(counter)))));
+                    }
+                }
+            });
+        }
+    }
+
+    static ADMITTED_LABELS: [Label; 1] = [Label::from_static_parts("outcome", "admitted")];
+    static HIT_LABELS: [Label; 1] = [Label::from_static_parts("result", "hit")];
+
+    thread_local! {
+        pub(super) static ADMITTED: HotCounter =
+            const { HotCounter::new("bearer_guard_requests_total", &ADMITTED_LABELS) };
+        pub(super) static CACHE_HIT: HotCounter =
+            const { HotCounter::new("bearer_guard_token_cache_total", &HIT_LABELS) };
+    }
 }
 
 /// A verified-token cache miss.
@@ -194,5 +256,45 @@ impl Timer {
     pub(crate) fn verified(self) {
         #[cfg(feature = "metrics")]
         metrics::histogram!("bearer_guard_verify_seconds").record(self.started.elapsed());
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    /// Each recorder in force gets the events made while it is: a handle kept for one is
+    /// never used for another.
+    #[test]
+    fn kept_handles_follow_the_recorder_in_force() {
+        let first = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let second = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let (first_handle, second_handle) = (first.handle(), second.handle());
+        let count = |text: &str, line: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(line))
+                .map(|n| n.trim().to_owned())
+        };
+        {
+            let _in_force = metrics::set_default_local_recorder(&first);
+            for _ in 0..3 {
+                super::admitted();
+            }
+            super::cache_hit();
+        }
+        {
+            let _in_force = metrics::set_default_local_recorder(&second);
+            super::admitted();
+        }
+        {
+            let _in_force = metrics::set_default_local_recorder(&first);
+            super::admitted();
+        }
+        let admitted = r#"bearer_guard_requests_total{outcome="admitted"}"#;
+        let hit = r#"bearer_guard_token_cache_total{result="hit"}"#;
+        let first = first_handle.render();
+        let second = second_handle.render();
+        assert_eq!(count(&first, admitted).as_deref(), Some("4"), "{first}");
+        assert_eq!(count(&first, hit).as_deref(), Some("1"), "{first}");
+        assert_eq!(count(&second, admitted).as_deref(), Some("1"), "{second}");
+        assert_eq!(count(&second, hit), None, "{second}");
     }
 }
