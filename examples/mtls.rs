@@ -105,7 +105,7 @@ async fn main() -> Result<(), Error> {
 /// `GET /whoami`: the token verified, and bound to this connection's client certificate (the
 /// layer checked both).
 async fn whoami(
-    Extension(claims): Extension<Claims<AccessClaims>>,
+    claims: Claims<AccessClaims>,
     Extension(cert): Extension<PeerCertificate>,
 ) -> Json<serde_json::Value> {
     Json(json!({

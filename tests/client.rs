@@ -203,7 +203,7 @@ fn record(api: &Api, req_token: Option<String>) {
 
 async fn data(
     State(api): State<Arc<Api>>,
-    axum::Extension(claims): axum::Extension<Claims<AccessClaims>>,
+    claims: Claims<AccessClaims>,
     req: AxumRequest,
 ) -> String {
     record(&api, bearer(&req));

@@ -82,7 +82,7 @@ async fn watch(State(seen): State<Arc<Seen>>, req: AxumRequest, next: Next) -> A
     next.run(req).await
 }
 
-async fn client_id(axum::Extension(claims): axum::Extension<Claims<AccessClaims>>) -> String {
+async fn client_id(claims: Claims<AccessClaims>) -> String {
     claims.client_id().unwrap_or_default().to_owned()
 }
 

@@ -75,22 +75,29 @@ impl HyperClient {
     }
 }
 
-/// rustls with the `ring` provider passed explicitly (never the process default, which
-/// panics when several providers are compiled in) and the system's root certificates.
+/// The crypto provider of outgoing TLS: aws-lc-rs with the default `aws_lc_rs` feature (the
+/// signature backend's library, with post-quantum hybrid key exchange preferred), ring with
+/// `rust_crypto` alone. Passed explicitly, never the process default (which panics when
+/// several providers are compiled in).
+pub(crate) fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws_lc_rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws_lc_rs"))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
+/// rustls with [`tls_provider`] and the system's root certificates.
 fn default_tls() -> rustls::ClientConfig {
     use hyper_rustls::ConfigBuilderExt as _;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap_or_else(|_| {
-        // `ring` supports the safe defaults; this branch is unreachable in practice.
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("ring supports TLS 1.3")
-    });
+    let builder = rustls::ClientConfig::builder_with_provider(tls_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| {
+            // Both providers support the safe defaults; this branch is unreachable in practice.
+            rustls::ClientConfig::builder_with_provider(tls_provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("the provider supports TLS 1.3")
+        });
     match builder.clone().with_native_roots() {
         Ok(b) => b.with_no_client_auth(),
         Err(err) => {
