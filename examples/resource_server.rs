@@ -20,6 +20,8 @@
 //!   (first) issuer's metadata names; JWTs of the issuers are still verified here (mixed
 //!   mode). `INTROSPECTION_CACHE_TTL` (seconds, default 60): how long an answer is trusted,
 //!   the longest a token revoked at the issuer can still be accepted;
+//! - `ISSUER_CA_FILE`: a PEM file of CA certificates, the only roots trusted for the
+//!   issuers' https endpoints (discovery, keys, introspection): an issuer behind a private CA;
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
 //! - `PUBLIC_URL`: the origin clients use (DPoP proofs' `htu` must match it); default
 //!   `http://` + the request's `Host`;
@@ -74,6 +76,14 @@ async fn main() -> Result<(), Error> {
     let redis = optional("REDIS_URL");
 
     // The validator: who may issue tokens for this API, and how they are checked.
+    let tls = match optional("ISSUER_CA_FILE") {
+        Some(path) => Some(bearer_guard::remote::private_ca(&std::fs::read(&path)?)?),
+        None => None,
+    };
+    let remote = |keys: RemoteKeys| match &tls {
+        Some(tls) => keys.tls_config(tls.clone()),
+        None => keys,
+    };
     let mut builder = Validator::builder().audience(audience.as_str());
     builder = match (
         issuers.as_slice(),
@@ -83,13 +93,15 @@ async fn main() -> Result<(), Error> {
         ([issuer], Some(path), _) => builder
             .issuer(issuer)
             .keys(KeySet::from_jwks_json(&std::fs::read(&path)?)?),
-        ([issuer], None, Some(url)) => builder.issuer(issuer).keys(RemoteKeys::jwks_url(url)),
-        (_, None, None) => issuers
-            .iter()
-            .fold(builder, |b, issuer| b.trust(Issuer::discover(issuer))),
+        ([issuer], None, Some(url)) => builder
+            .issuer(issuer)
+            .keys(remote(RemoteKeys::jwks_url(url))),
+        (_, None, None) => issuers.iter().fold(builder, |b, issuer| {
+            b.trust(Issuer::new(issuer).keys(remote(RemoteKeys::discover(issuer))))
+        }),
         _ => return Err("JWKS_FILE and JWKS_URL take a single ISSUER".into()),
     };
-    if let Some(introspection) = introspection(&issuers[0])? {
+    if let Some(introspection) = introspection(&issuers[0], tls.as_ref())? {
         builder = builder.introspection(introspection);
     }
     if let Some(url) = &redis {
@@ -165,7 +177,10 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Introspection, when `INTROSPECTION_CLIENT_ID` and `INTROSPECTION_CLIENT_SECRET` are set.
-fn introspection(issuer: &str) -> Result<Option<Introspection>, Error> {
+fn introspection(
+    issuer: &str,
+    tls: Option<&rustls::ClientConfig>,
+) -> Result<Option<Introspection>, Error> {
     let (Some(client_id), Some(secret)) = (
         optional("INTROSPECTION_CLIENT_ID"),
         optional("INTROSPECTION_CLIENT_SECRET"),
@@ -181,6 +196,9 @@ fn introspection(issuer: &str) -> Result<Option<Introspection>, Error> {
             .parse()
             .map_err(|_| "INTROSPECTION_CACHE_TTL: a number of seconds")?;
         introspection = introspection.ttl(Duration::from_secs(seconds));
+    }
+    if let Some(tls) = tls {
+        introspection = introspection.tls_config(tls.clone());
     }
     Ok(Some(introspection.build()?))
 }

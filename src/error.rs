@@ -289,6 +289,9 @@ pub enum ConfigError {
     /// The issuer's metadata could not be read, or does not name the endpoint needed (an
     /// `Introspection` built by discovery); the reason names the URL and what failed.
     Discovery(String),
+    /// CA certificates (for [`remote::private_ca`](crate::remote::private_ca)) that could
+    /// not be read: not PEM, no certificate in it, or one rustls refuses.
+    InvalidCertificate(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -334,6 +337,9 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateIssuer(issuer) => write!(f, "issuer `{issuer}` is trusted twice"),
             ConfigError::Discovery(reason) => {
                 write!(f, "could not discover the issuer's metadata: {reason}")
+            }
+            ConfigError::InvalidCertificate(reason) => {
+                write!(f, "invalid CA certificate: {reason}")
             }
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",

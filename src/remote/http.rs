@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Empty, Full};
 
 use crate::fetch::{self, FetchError, Fetched, Limits};
 
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 
 /// The future an [`HttpClient`] returns.
 pub type HttpFuture<'a> =
@@ -85,6 +85,46 @@ pub(crate) fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     #[cfg(not(feature = "aws_lc_rs"))]
     let provider = rustls::crypto::ring::default_provider();
     Arc::new(provider)
+}
+
+/// A TLS configuration for an issuer behind a private CA: the certificates of `ca_pem` (one
+/// or more PEM `CERTIFICATE` blocks) are its only trust roots, the crypto provider is the
+/// crate's (aws-lc-rs by default, ring with `rust_crypto` alone). Give it to
+/// [`RemoteKeys::tls_config`](crate::RemoteKeys::tls_config) and
+/// [`IntrospectionBuilder::tls_config`](crate::introspection::IntrospectionBuilder::tls_config).
+///
+/// ```
+/// # fn f(ca_pem: &[u8]) -> Result<(), bearer_guard::ConfigError> {
+/// use bearer_guard::RemoteKeys;
+/// let keys = RemoteKeys::discover("https://login.internal")
+///     .tls_config(bearer_guard::remote::private_ca(ca_pem)?);
+/// # Ok(()) }
+/// assert!(bearer_guard::remote::private_ca(b"not a certificate").is_err());
+/// ```
+///
+/// # Errors
+/// [`ConfigError::InvalidCertificate`] when `ca_pem` holds no certificate, or one that does
+/// not parse.
+pub fn private_ca(ca_pem: &[u8]) -> Result<rustls::ClientConfig, ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| ConfigError::InvalidCertificate(format!("not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| ConfigError::InvalidCertificate(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ConfigError::InvalidCertificate(
+            "no CERTIFICATE block".to_owned(),
+        ));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(tls_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::InvalidCertificate(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// rustls with [`tls_provider`] and the system's root certificates.

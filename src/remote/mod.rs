@@ -10,5 +10,5 @@ pub(crate) mod http;
 pub(crate) mod source;
 
 pub(crate) use self::cache::{KeyCache, Keys};
-pub use self::http::{HttpClient, HttpFuture};
+pub use self::http::{HttpClient, HttpFuture, private_ca};
 pub(crate) use self::source::{RemoteKeys, Settings, Source};
