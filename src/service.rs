@@ -165,65 +165,17 @@ fn admit<T: Send + Sync + 'static>(parts: &mut Parts, verified: Option<Arc<Verif
 mod tests {
     use std::convert::Infallible;
 
-    use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+    use http::header::CONTENT_TYPE;
     use http::{Request, Response, StatusCode};
     use serde_json::json;
     use tower::{ServiceExt, service_fn};
 
+    use crate::testkit::layer::{bearer, challenge, kind, send};
     use crate::testkit::{self as mint, ISSUER, now, token};
-    use crate::{AccessClaims, AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
+    use crate::{AccessClaims, ErrorKind, RequireScope, Validator, VerifiedToken};
 
     fn validator() -> Validator {
         mint::builder().build().expect("validator")
-    }
-
-    /// Sends a request with `auth` (if any) through `layer` around a handler that echoes the
-    /// client id.
-    async fn send(layer: RequireScope, auth: Option<&str>) -> Response<String> {
-        let svc = layer.layer_fn_wrap();
-        let mut req = Request::builder().uri("/");
-        if let Some(auth) = auth {
-            req = req.header("authorization", auth);
-        }
-        svc.oneshot(req.body(()).expect("request"))
-            .await
-            .expect("infallible")
-    }
-
-    impl RequireScope {
-        fn layer_fn_wrap(
-            self,
-        ) -> impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible>
-        {
-            tower_layer::Layer::layer(
-                &self,
-                service_fn(|req: Request<()>| async move {
-                    let body = match req
-                        .extensions()
-                        .get::<VerifiedToken>()
-                        .and_then(VerifiedToken::claims::<AccessClaims>)
-                    {
-                        Some(c) => c.client_id().unwrap_or("?").to_owned(),
-                        None => "anonymous".to_owned(),
-                    };
-                    Ok::<_, Infallible>(Response::new(body))
-                }),
-            )
-        }
-    }
-
-    fn bearer(token: &str) -> String {
-        format!("Bearer {token}")
-    }
-
-    fn kind(res: &Response<String>) -> Option<ErrorKind> {
-        res.extensions().get::<AuthError>().map(AuthError::kind)
-    }
-
-    fn challenge(res: &Response<String>) -> &str {
-        res.headers()
-            .get(WWW_AUTHENTICATE)
-            .map_or("", |v| v.to_str().expect("ascii"))
     }
 
     async fn assert_invalid_token(token: &str, expected: ErrorKind) {

@@ -14,6 +14,8 @@
 
 #[cfg(feature = "remote")]
 pub mod introspection;
+#[cfg(test)]
+pub(crate) mod layer;
 pub mod logs;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,27 +67,23 @@ pub fn verified_token<T: Send + Sync + 'static>(
     client_id: &str,
     claims: T,
 ) -> crate::VerifiedToken {
-    crate::VerifiedToken::new(crate::verified::Facts {
-        issuer: ISSUER.into(),
-        client_id: Some(client_id.into()),
-        subject: Some(client_id.into()),
-        scopes: crate::scope::Granted::default(),
-        jti: None,
-        exp: now() + 3600,
-        nbf: None,
-        iat: None,
-        cnf: None,
-    })
-    .with_claims(&crate::Claims(std::sync::Arc::new(claims)))
+    record(Some(client_id), &crate::Claims(std::sync::Arc::new(claims)))
 }
 
 /// The record the layer would put into a request for these typed claims (a token of
 /// [`ISSUER`], no client): the same `Arc`, so a reader's claims are these, not a copy.
 pub fn record_of<T: Send + Sync + 'static>(claims: &crate::Claims<T>) -> crate::VerifiedToken {
+    record(None, claims)
+}
+
+fn record<T: Send + Sync + 'static>(
+    client_id: Option<&str>,
+    claims: &crate::Claims<T>,
+) -> crate::VerifiedToken {
     crate::VerifiedToken::new(crate::verified::Facts {
         issuer: ISSUER.into(),
-        client_id: None,
-        subject: None,
+        client_id: client_id.map(Into::into),
+        subject: client_id.map(Into::into),
         scopes: crate::scope::Granted::default(),
         jti: None,
         exp: now() + 3600,

@@ -1,58 +1,15 @@
 //! The validator's rules on tokens, each through the layer: the status, the challenge and
 //! the refusal's kind a client sees when a token breaks one.
 
-use std::convert::Infallible;
-
-use http::header::WWW_AUTHENTICATE;
-use http::{Request, Response, StatusCode};
+use http::StatusCode;
 use serde_json::json;
-use tower::{ServiceExt, service_fn};
 
+use crate::testkit::layer::{bearer, challenge, kind, send};
 use crate::testkit::{self as mint, AUDIENCE, ISSUER, now, token, token_with};
-use crate::{AccessClaims, AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
+use crate::{ErrorKind, RequireScope, Validator};
 
 fn validator() -> Validator {
     mint::builder().build().expect("validator")
-}
-
-/// Sends a request with `auth` (if any) through `layer` around a handler that echoes the
-/// client id.
-async fn send(layer: RequireScope, auth: Option<&str>) -> Response<String> {
-    let svc = tower_layer::Layer::layer(
-        &layer,
-        service_fn(|req: Request<()>| async move {
-            let body = match req
-                .extensions()
-                .get::<VerifiedToken>()
-                .and_then(VerifiedToken::claims::<AccessClaims>)
-            {
-                Some(c) => c.client_id().unwrap_or("?").to_owned(),
-                None => "anonymous".to_owned(),
-            };
-            Ok::<_, Infallible>(Response::new(body))
-        }),
-    );
-    let mut req = Request::builder().uri("/");
-    if let Some(auth) = auth {
-        req = req.header("authorization", auth);
-    }
-    svc.oneshot(req.body(()).expect("request"))
-        .await
-        .expect("infallible")
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn kind(res: &Response<String>) -> Option<ErrorKind> {
-    res.extensions().get::<AuthError>().map(AuthError::kind)
-}
-
-fn challenge(res: &Response<String>) -> &str {
-    res.headers()
-        .get(WWW_AUTHENTICATE)
-        .map_or("", |v| v.to_str().expect("ascii"))
 }
 
 /// `token` is refused as `expected`, both by the bare validator and through the layer (401,
