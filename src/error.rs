@@ -292,6 +292,11 @@ pub enum ConfigError {
     /// CA certificates (for [`remote::private_ca`](crate::remote::private_ca)) that could
     /// not be read: not PEM, no certificate in it, or one rustls refuses.
     InvalidCertificate(String),
+    /// A route required `offline_access`: that scope asks the authorization server for a
+    /// refresh token; it is not a permission an access token brings to a resource, and a
+    /// challenge naming it would send a client (an MCP client, say) asking for a refresh
+    /// token to get past a refusal.
+    OfflineAccessRequired,
 }
 
 impl fmt::Display for ConfigError {
@@ -341,6 +346,10 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidCertificate(reason) => {
                 write!(f, "invalid CA certificate: {reason}")
             }
+            ConfigError::OfflineAccessRequired => f.write_str(
+                "a route cannot require `offline_access`: it asks for a refresh token, it is \
+                 not a permission",
+            ),
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
             ),

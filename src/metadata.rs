@@ -142,6 +142,9 @@ impl ProtectedResource {
                 .iter()
                 .cloned(),
         );
+        document
+            .scopes_supported
+            .remove(crate::scope::OFFLINE_ACCESS);
         // Strings and lists of strings: serialisation cannot fail.
         serde_json::to_string(&document).unwrap_or_default()
     }
@@ -192,6 +195,8 @@ impl ProtectedResourceBuilder {
     }
 
     /// Scopes to list in `scopes_supported` beyond those the routes register.
+    /// `offline_access` is never listed (it asks for a refresh token; MCP clients would ask
+    /// for it at every authorization).
     pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -449,5 +454,20 @@ mod tests {
         assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_METHODS], "GET, HEAD");
         assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_HEADERS], "*");
         assert!(res.body().is_empty());
+    }
+
+    #[test]
+    fn offline_access_is_never_listed_in_scopes_supported() {
+        let r = ProtectedResource::builder("https://api.example/mcp")
+            .authorization_server("https://a.example")
+            .scopes_supported(["mcp:tools", "offline_access"])
+            .build()
+            .expect("resource");
+        r.register_scopes(["offline_access", "mcp:admin"]);
+        let document: serde_json::Value = serde_json::from_str(&r.document()).expect("json");
+        assert_eq!(
+            document["scopes_supported"],
+            serde_json::json!(["mcp:admin", "mcp:tools"])
+        );
     }
 }

@@ -36,12 +36,17 @@ pub struct RequiredScopes {
     scopes: Box<[Box<str>]>,
 }
 
+/// The scope a client asks for to get a refresh token (OpenID Connect, OAuth 2.1): never a
+/// route's requirement, never named in a challenge or in RFC 9728 `scopes_supported`.
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
+
 impl RequiredScopes {
     /// Every one of `scopes` must be granted.
     ///
     /// # Errors
     /// [`ConfigError::EmptyScopes`] for an empty list, [`ConfigError::InvalidScope`] for a
-    /// scope that is not a `scope-token`.
+    /// scope that is not a `scope-token`, [`ConfigError::OfflineAccessRequired`] for
+    /// `offline_access` (a request for a refresh token, not a permission a route can need).
     pub fn all<I, S>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -85,6 +90,9 @@ impl RequiredScopes {
         }
         if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(ConfigError::InvalidScope(bad.to_string()));
+        }
+        if scopes.iter().any(|s| **s == *OFFLINE_ACCESS) {
+            return Err(ConfigError::OfflineAccessRequired);
         }
         Ok(RequiredScopes { mode, scopes })
     }
@@ -214,6 +222,28 @@ mod tests {
         let g = granted("read:transactions");
         assert!(all(["read"]).check(g.iter()).is_err());
         assert!(all(["read:transaction"]).check(g.iter()).is_err());
+    }
+
+    #[test]
+    fn offline_access_is_never_a_requirement() {
+        for scopes in [&["offline_access"][..], &["read", "offline_access"]] {
+            assert_eq!(
+                RequiredScopes::all(scopes.iter().copied()),
+                Err(ConfigError::OfflineAccessRequired)
+            );
+            assert_eq!(
+                RequiredScopes::any(scopes.iter().copied()),
+                Err(ConfigError::OfflineAccessRequired)
+            );
+        }
+        // Through the layer's constructors too: no route can be built that needs it.
+        let v = crate::testkit::validator();
+        assert_eq!(
+            crate::RequireScope::any(&v, ["mcp:tools", "offline_access"]).map(|_| ()),
+            Err(ConfigError::OfflineAccessRequired)
+        );
+        // A scope that merely contains the words is an ordinary scope.
+        assert!(RequiredScopes::all(["offline_access:read"]).is_ok());
     }
 
     #[test]
