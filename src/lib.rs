@@ -149,6 +149,7 @@ pub mod introspection;
 mod json;
 mod jws;
 mod keyring;
+pub mod keys;
 mod layer;
 pub mod metadata;
 mod metrics;
@@ -168,31 +169,13 @@ pub mod service;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod testkit;
+pub mod token;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic;
 mod url;
 mod validator;
 mod verified;
-
-/// Verification keys: a [`Key`](keys::Key) pins one [`Algorithm`](keys::Algorithm), read
-/// from PEM, a JWK or a JWKS document ([`JwksOptions`](keys::JwksOptions)), or, by explicit
-/// choice, an HMAC secret: a token never chooses another algorithm, and an asymmetric key is
-/// never used as an HMAC secret. A [`KeySet`] (at the crate root) is what a validator
-/// verifies against; a [`KeySource`](keys::KeySource) is a `KeySet` or [`RemoteKeys`].
-pub mod keys {
-    pub use crate::keyring::{JwksOptions, Key};
-    pub use crate::validator::KeySource;
-    /// The signature algorithms (jsonwebtoken's): a [`Key`] pins exactly one.
-    pub use jsonwebtoken::Algorithm;
-}
-
-/// What a verified token says beyond its claims type: the audience of [`AccessClaims`] and
-/// the key a sender-constrained token is bound to ([`VerifiedToken::confirmation`]).
-pub mod token {
-    pub use crate::claims::Audience;
-    pub use crate::verified::Confirmation;
-}
 
 // Every Rust block of the README compiles, as a doctest: it cannot drift from the code.
 #[cfg(doctest)]

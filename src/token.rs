@@ -1,0 +1,5 @@
+//! What a verified token says beyond its claims type: the audience of [`AccessClaims`](crate::AccessClaims) and
+//! the key a sender-constrained token is bound to ([`VerifiedToken::confirmation`](crate::VerifiedToken::confirmation)).
+
+pub use crate::claims::Audience;
+pub use crate::verified::Confirmation;
