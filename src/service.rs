@@ -170,24 +170,12 @@ mod tests {
     use serde_json::json;
     use tower::{ServiceExt, service_fn};
 
-    use crate::testkit::layer::{bearer, challenge, kind, send};
+    use crate::testkit::layer::{self, bearer, challenge, kind, send};
     use crate::testkit::{self as mint, ISSUER, now, token};
     use crate::{AccessClaims, ErrorKind, RequireScope, Validator, VerifiedToken};
 
     fn validator() -> Validator {
         mint::builder().build().expect("validator")
-    }
-
-    async fn assert_invalid_token(token: &str, expected: ErrorKind) {
-        let res = send(
-            RequireScope::authenticated(&validator()),
-            Some(&bearer(token)),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{expected:?}");
-        assert_eq!(challenge(&res), r#"Bearer error="invalid_token""#);
-        assert_eq!(kind(&res), Some(expected));
-        assert!(res.body().is_empty());
     }
 
     #[tokio::test]
@@ -247,7 +235,7 @@ mod tests {
     #[tokio::test]
     async fn rejects_oversized_token_before_parsing() {
         let huge = "a".repeat(9000);
-        assert_invalid_token(&huge, ErrorKind::TokenTooLarge).await;
+        layer::assert_invalid_token(&validator(), &huge, ErrorKind::TokenTooLarge).await;
     }
 
     #[tokio::test]

@@ -5,10 +5,10 @@
 use std::convert::Infallible;
 
 use http::header::WWW_AUTHENTICATE;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use tower::{ServiceExt, service_fn};
 
-use crate::{AccessClaims, AuthError, ErrorKind, RequireScope, VerifiedToken};
+use crate::{AccessClaims, AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
 
 impl RequireScope {
     /// The layer around a handler that answers with the client id of the request's claims,
@@ -43,6 +43,16 @@ pub(crate) async fn send(layer: RequireScope, auth: Option<&str>) -> Response<St
     svc.oneshot(req.body(()).expect("request"))
         .await
         .expect("infallible")
+}
+
+/// `token` sent as `Bearer` to a layer of `validator` requiring no scope is refused as
+/// `expected`: 401, `error="invalid_token"`, no body.
+pub(crate) async fn assert_invalid_token(validator: &Validator, token: &str, expected: ErrorKind) {
+    let res = send(RequireScope::authenticated(validator), Some(&bearer(token))).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{expected:?}");
+    assert_eq!(challenge(&res), r#"Bearer error="invalid_token""#);
+    assert_eq!(kind(&res), Some(expected));
+    assert!(res.body().is_empty());
 }
 
 pub(crate) fn bearer(token: &str) -> String {

@@ -1,12 +1,11 @@
 //! The validator's rules on tokens, each through the layer: the status, the challenge and
 //! the refusal's kind a client sees when a token breaks one.
 
-use http::StatusCode;
 use serde_json::json;
 
-use crate::testkit::layer::{bearer, challenge, kind, send};
+use crate::testkit::layer;
 use crate::testkit::{self as mint, AUDIENCE, ISSUER, now, token, token_with};
-use crate::{ErrorKind, RequireScope, Validator};
+use crate::{ErrorKind, Validator};
 
 fn validator() -> Validator {
     mint::builder().build().expect("validator")
@@ -22,15 +21,7 @@ async fn assert_invalid_token(token: &str, expected: ErrorKind) {
             .map_err(|e| e.kind()),
         Err(expected)
     );
-    let res = send(
-        RequireScope::authenticated(&validator()),
-        Some(&bearer(token)),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{expected:?}");
-    assert_eq!(challenge(&res), r#"Bearer error="invalid_token""#);
-    assert_eq!(kind(&res), Some(expected));
-    assert!(res.body().is_empty());
+    layer::assert_invalid_token(&validator(), token, expected).await;
 }
 
 #[tokio::test]
