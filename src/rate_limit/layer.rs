@@ -34,12 +34,14 @@ impl RateLimitByClient {
         RateLimitByClientBuilder {
             key: ClientOrSubject,
             rejection: StandardRejection,
-            default,
-            clients: HashMap::new(),
-            anonymous: Some(default),
-            retain_every: DEFAULT_RETAIN_RECENT_EVERY,
-            #[cfg(feature = "redis")]
-            redis: None,
+            settings: Settings {
+                default,
+                clients: HashMap::new(),
+                anonymous: Some(default),
+                retain_every: DEFAULT_RETAIN_RECENT_EVERY,
+                #[cfg(feature = "redis")]
+                redis: None,
+            },
         }
     }
 
@@ -63,6 +65,12 @@ impl<K, R> RateLimitByClient<K, R> {
 pub struct RateLimitByClientBuilder<K = ClientOrSubject, R = StandardRejection> {
     key: K,
     rejection: R,
+    /// Everything the key and the rejection types do not change.
+    settings: Settings,
+}
+
+/// The settings of a rate limit besides its key and its rejection.
+struct Settings {
     default: Quota,
     clients: HashMap<(Issuers, String), Quota>,
     anonymous: Option<Quota>,
@@ -79,7 +87,7 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
     /// See [`RedisQuotas`](super::RedisQuotas).
     #[cfg(feature = "redis")]
     pub fn redis(mut self, quotas: super::RedisQuotas) -> Self {
-        self.redis = Some(quotas);
+        self.settings.redis = Some(quotas);
         self
     }
 
@@ -90,7 +98,9 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
     /// draw from it (never one whose `sub` merely equals it). Setting a client twice keeps
     /// the last quota; [`issuer_client`](Self::issuer_client) wins over it for its issuer.
     pub fn client(mut self, client_id: impl Into<String>, quota: Quota) -> Self {
-        self.clients.insert((Issuers::Any, client_id.into()), quota);
+        self.settings
+            .clients
+            .insert((Issuers::Any, client_id.into()), quota);
         self
     }
 
@@ -103,7 +113,8 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
         client_id: impl Into<String>,
         quota: Quota,
     ) -> Self {
-        self.clients
+        self.settings
+            .clients
             .insert((Issuers::One(issuer.into()), client_id.into()), quota);
         self
     }
@@ -111,13 +122,13 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
     /// Limits requests without a key (no verified token) under one shared bucket with
     /// `quota`. The default is one shared bucket with the default quota.
     pub fn anonymous(mut self, quota: Quota) -> Self {
-        self.anonymous = Some(quota);
+        self.settings.anonymous = Some(quota);
         self
     }
 
     /// Lets requests without a key (no verified token) through without any limit.
     pub fn anonymous_unlimited(mut self) -> Self {
-        self.anonymous = None;
+        self.settings.anonymous = None;
         self
     }
 
@@ -125,7 +136,7 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
     /// that use it (callers without a named quota). `0` counts as 1. Default:
     /// [`DEFAULT_RETAIN_RECENT_EVERY`].
     pub fn retain_recent_every(mut self, calls: u64) -> Self {
-        self.retain_every = calls.max(1);
+        self.settings.retain_every = calls.max(1);
         self
     }
 
@@ -147,12 +158,7 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
         RateLimitByClientBuilder {
             key: f,
             rejection: self.rejection,
-            default: self.default,
-            clients: self.clients,
-            anonymous: self.anonymous,
-            retain_every: self.retain_every,
-            #[cfg(feature = "redis")]
-            redis: self.redis,
+            settings: self.settings,
         }
     }
 
@@ -193,12 +199,7 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
         RateLimitByClientBuilder {
             key: self.key,
             rejection,
-            default: self.default,
-            clients: self.clients,
-            anonymous: self.anonymous,
-            retain_every: self.retain_every,
-            #[cfg(feature = "redis")]
-            redis: self.redis,
+            settings: self.settings,
         }
     }
 
@@ -209,13 +210,13 @@ impl<K, R> RateLimitByClientBuilder<K, R> {
                 key: self.key,
                 rejection: self.rejection,
                 buckets: Buckets::new(
-                    self.default,
-                    self.clients,
-                    self.anonymous,
-                    self.retain_every,
+                    self.settings.default,
+                    self.settings.clients,
+                    self.settings.anonymous,
+                    self.settings.retain_every,
                 ),
                 #[cfg(feature = "redis")]
-                redis: self.redis,
+                redis: self.settings.redis,
             }),
         }
     }
@@ -225,10 +226,10 @@ impl<K: fmt::Debug, R> fmt::Debug for RateLimitByClientBuilder<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitByClientBuilder")
             .field("key", &self.key)
-            .field("default", &self.default)
-            .field("clients", &self.clients)
-            .field("anonymous", &self.anonymous)
-            .field("retain_recent_every", &self.retain_every)
+            .field("default", &self.settings.default)
+            .field("clients", &self.settings.clients)
+            .field("anonymous", &self.settings.anonymous)
+            .field("retain_recent_every", &self.settings.retain_every)
             .finish()
     }
 }
