@@ -46,6 +46,15 @@ async fn validator(server: &Server, store: Arc<MemoryRevocations>) -> Validator 
 }
 
 /// `GET /oauth/authorize?<query>`.
+/// The authorization form submitted for `query` with alice's password, approving.
+async fn approve_as_alice(server: &Server, query: &str) -> Reply {
+    let form = format!(
+        "{query}&username=alice&password={}&approve=yes",
+        urlencode(ALICE_PASSWORD)
+    );
+    server.form_to("/oauth/authorize", &form).await
+}
+
 async fn page(server: &Server, query: &str) -> Reply {
     server.get(&format!("/oauth/authorize?{query}")).await
 }
@@ -100,15 +109,7 @@ async fn the_whole_flow_issues_tokens_and_rotates_refresh_tokens() {
     );
 
     // The form, with alice's password: a redirect with code, state and iss (RFC 9207).
-    let submitted = server
-        .form_to(
-            "/oauth/authorize",
-            &format!(
-                "{query}&username=alice&password={}&approve=yes",
-                urlencode(ALICE_PASSWORD)
-            ),
-        )
-        .await;
+    let submitted = approve_as_alice(&server, &query).await;
     assert_eq!(submitted.header(header::CACHE_CONTROL), Some("no-store"));
     let callback = callback_query(&submitted.location(), REDIRECT);
     assert_eq!(query_value(&callback, "state").as_deref(), Some("xyz"));
@@ -282,16 +283,7 @@ async fn client_and_redirect_uri_errors_are_shown_never_redirected() {
     // The other registered redirect URI works; a code must go back to its own.
     let verifier = new_verifier();
     let query = authorize_query(APP, OTHER_REDIRECT, &challenge(&verifier), "s");
-    let location = server
-        .form_to(
-            "/oauth/authorize",
-            &format!(
-                "{query}&username=alice&password={}&approve=yes",
-                urlencode(ALICE_PASSWORD)
-            ),
-        )
-        .await
-        .location();
+    let location = approve_as_alice(&server, &query).await.location();
     let code = query_value(&callback_query(&location, OTHER_REDIRECT), "code").expect("code");
     server
         .redeem(&code, &verifier)
@@ -419,16 +411,7 @@ async fn clients_register_themselves_and_use_the_flow() {
     let query = authorize_query(&client_id, redirect, &challenge(&verifier), "s");
     let html = page(&server, &query).await.text();
     assert!(html.contains("An &lt;MCP&gt; client"), "{html}");
-    let location = server
-        .form_to(
-            "/oauth/authorize",
-            &format!(
-                "{query}&username=alice&password={}&approve=yes",
-                urlencode(ALICE_PASSWORD)
-            ),
-        )
-        .await
-        .location();
+    let location = approve_as_alice(&server, &query).await.location();
     let code = query_value(&callback_query(&location, redirect), "code").expect("code");
     // Bound to the client: the app cannot redeem it.
     server
@@ -601,16 +584,7 @@ async fn loopback_redirect_uris_match_any_port_and_nothing_else() {
             csp.contains(&format!("form-action 'self' {origin}")),
             "{csp}"
         );
-        let location = server
-            .form_to(
-                "/oauth/authorize",
-                &format!(
-                    "{query}&username=alice&password={}&approve=yes",
-                    urlencode(ALICE_PASSWORD)
-                ),
-            )
-            .await
-            .location();
+        let location = approve_as_alice(&server, &query).await.location();
         let callback = callback_query(&location, redirect_uri);
         assert_eq!(query_value(&callback, "state").as_deref(), Some("s"));
         (query_value(&callback, "code").expect("code"), verifier)
@@ -631,15 +605,7 @@ async fn loopback_redirect_uris_match_any_port_and_nothing_else() {
         assert!(reply.header(header::LOCATION).is_none(), "{redirect_uri}");
         assert_page_headers(&reply);
         // The form's answer is refused the same way.
-        let reply = server
-            .form_to(
-                "/oauth/authorize",
-                &format!(
-                    "{query}&username=alice&password={}&approve=yes",
-                    urlencode(ALICE_PASSWORD)
-                ),
-            )
-            .await;
+        let reply = approve_as_alice(&server, &query).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{redirect_uri}");
         assert!(reply.header(header::LOCATION).is_none(), "{redirect_uri}");
     };
