@@ -156,8 +156,7 @@ impl KeyCache {
             return;
         }
         if self.overdue() {
-            self.refresh_locked("key refresh failed; keeping the last good key set")
-                .await;
+            self.refresh_locked().await;
             return;
         }
         if !self.may_fetch_on_demand() {
@@ -227,8 +226,7 @@ impl KeyCache {
         let guard = self.fetch_lock.lock().await;
         let lead = u64::try_from(lead.as_millis()).unwrap_or(0);
         if self.now_ms().saturating_add(lead) >= self.next_due.load(Ordering::Acquire) {
-            self.refresh_locked("key refresh failed; keeping the last good key set")
-                .await;
+            self.refresh_locked().await;
         }
         drop(guard);
         self.refreshing.store(false, Ordering::Release);
@@ -236,13 +234,13 @@ impl KeyCache {
 
     /// One refresh, the fetch lock held: on failure, logged and retried later (the old set
     /// serves meanwhile, within `max_staleness`).
-    async fn refresh_locked(&self, message: &'static str) {
+    async fn refresh_locked(&self) {
         if let Err(err) = self.fetch_and_install().await {
             tracing::warn!(
                 target: "bearer_guard::remote",
                 reason = err.reason(),
                 error = %err,
-                "{message}"
+                "key refresh failed; keeping the last good key set"
             );
             self.schedule(RETRY_AFTER_FAILURE.min(self.settings.refresh_min));
         }
