@@ -17,15 +17,12 @@ use bearer_guard::testkit::introspection as probe;
 use std::hint::black_box;
 use std::time::Instant;
 
-use bearer_guard::{
-    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
-};
+use bearer_guard::introspection::Introspection;
 use bytes::Bytes;
 use criterion::Criterion;
 use http::{Request, Response};
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::Full;
 use serde_json::json;
-use tower::BoxError;
 
 const ROUNDS: usize = 15;
 const BATCH: usize = 2000;
@@ -33,17 +30,11 @@ const BATCH: usize = 2000;
 const OPAQUE: &str = "q2Vb0d7mN4x9kLpR8sT1uW3yZ5aC6eF0gH2iJ4kM6nO";
 
 /// The endpoint, answering every introspection with an active token.
-struct Endpoint(String);
-
-impl HttpClient for Endpoint {
-    fn send(&self, _: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
-        Box::pin(async { Err(BoxError::from("no GET here")) })
-    }
-
-    fn send_form(&self, _: Request<Full<Bytes>>) -> HttpResponseFuture<'_> {
-        let body = Full::from(self.0.clone()).map_err(|e| match e {}).boxed();
-        Box::pin(async move { Ok(Response::new(body)) })
-    }
+fn endpoint(answer: String) -> impl bearer_guard::fetch::HttpService<Full<Bytes>> {
+    tower::service_fn(move |_: Request<Full<Bytes>>| {
+        let body = Full::<Bytes>::from(answer.clone());
+        std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(body)))
+    })
 }
 
 struct Cases {
@@ -61,7 +52,7 @@ fn cases() -> Cases {
         "jti": "0f8c2d1e-6a3b-4c5d-9e7f-1a2b3c4d5e6f", "token_type": "Bearer",
     });
     let built = Introspection::builder("https://issuer.test/oauth/introspect", "rs", "secret")
-        .http_client(Endpoint(answer.to_string()))
+        .http_client(endpoint(answer.to_string()))
         .build()
         .expect("introspection");
     let introspection = probe::bind(&built, mint::ISSUER, mint::AUDIENCE);

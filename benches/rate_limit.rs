@@ -9,8 +9,7 @@
 //!
 //! Needs `redis-server` on `PATH` (`apt-get install redis-server`).
 
-#[path = "../tests/common/redis_server.rs"]
-mod redis_server;
+use bearer_guard::testkit::redis as redis_server;
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};

@@ -4,7 +4,7 @@
 //! cargo run --example demo
 //! ```
 //!
-//! Starts the example issuer (`examples/support/issuer.rs`) and the protected resource server
+//! Starts the example issuer (`examples/issuer/`) and the protected resource server
 //! (`examples/support/resource_server.rs`) on free loopback ports. The resource server's
 //! validator fetches the issuer's keys over HTTP from its JWKS URL and answers to its own base
 //! URL as audience; `GET /protected-resource` requires the scope `write`. Issuer and validator
@@ -42,12 +42,11 @@ use tokio::net::TcpListener;
 
 mod support {
     pub mod authcode_client;
-    pub mod issuer;
     pub mod resource_server;
 }
 
+use bearer_guard_issuer::{self as issuer, Format, Issuer, SigningKey};
 use support::authcode_client::{self, AuthCodeClient};
-use support::issuer::{self, Format, Issuer, SigningKey};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

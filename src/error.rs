@@ -8,7 +8,7 @@ use std::fmt;
 use http::StatusCode;
 
 /// A boxed error: what the crate's services return when an inner service or an HTTP client
-/// fails, and what a custom [`HttpClient`](crate::remote::HttpClient) may return.
+/// fails, and what a custom [`HttpService`](crate::fetch::HttpService)'s errors convert into.
 #[cfg(any(feature = "remote", feature = "client"))]
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

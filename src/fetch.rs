@@ -1,6 +1,7 @@
-//! What an outgoing HTTP call (key sets, discovery, introspection, token requests) can fail
-//! with: one typed [`FetchError`] that names the URL (without userinfo), says what failed
-//! ([`FetchErrorKind`]) and what to check.
+//! Outgoing HTTP calls (key sets, discovery, introspection, token requests): the one client
+//! abstraction they all go through ([`HttpService`], any tower `Service` of `http` requests),
+//! and what they can fail with: one typed [`FetchError`] that names the URL (without
+//! userinfo), says what failed ([`FetchErrorKind`]) and what to check.
 //
 // Inside: one bounded fetch over any tower `Service`: a total timeout, a body-size cap
 // (checked against `Content-Length` first, then while reading), redirects never followed, a
@@ -8,6 +9,7 @@
 // `service_fn`.
 
 mod error;
+mod service;
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -26,6 +28,7 @@ use tower_service::Service;
 use crate::error::BoxError;
 
 pub use self::error::{FetchError, FetchErrorKind};
+pub use self::service::HttpService;
 
 /// The limits and the status rule of one fetch.
 #[derive(Clone, Copy, Debug)]
@@ -194,8 +197,9 @@ where
     Ok(Bytes::from(buf))
 }
 
-/// A [`Service`] from a closure returning a future: how a type-erased client (say an
-/// `Arc<dyn HttpClient>`, whose `send` returns a boxed future) goes through [`send`].
+/// A [`Service`] from a closure returning a future: how the type-erased client of the key
+/// sets and introspection (`remote::http::SharedTransport`, whose `send` returns a boxed
+/// future) goes through [`send`].
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn service_fn<F>(f: F) -> ServiceFn<F> {
     ServiceFn(f)
@@ -680,10 +684,9 @@ mod tests {
     async fn a_type_erased_client_fetches_through_service_fn() {
         use std::sync::Arc;
 
-        use crate::remote::HttpClient;
-        use crate::remote::http::HyperClient;
+        use crate::remote::http::{HyperClient, SharedTransport};
 
-        let client: Arc<dyn HttpClient> = Arc::new(HyperClient::new(None, Duration::from_secs(5)));
+        let client: SharedTransport = Arc::new(HyperClient::new(None, Duration::from_secs(5)));
         let addr = serve(
             b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"keys\":[]}",
             Duration::ZERO,

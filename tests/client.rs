@@ -1,5 +1,5 @@
 //! The outgoing side (`bearer_guard::client`) over real sockets: the example issuer
-//! (`examples/support/issuer.rs`), a protected API (axum + `RequireScope`, trusting the
+//! (`examples/issuer/`), a protected API (axum + `RequireScope`, trusting the
 //! issuer's JWKS), and a calling service whose hyper-util client is wrapped in
 //! `AddAccessTokenLayer`. Shows token reuse, refresh ahead of and after expiry with one token
 //! request at a time, the retry after a 401 (and no retry for a request that cannot be
@@ -7,13 +7,11 @@
 
 #[path = "common/http_stub.rs"]
 mod http_stub;
-#[path = "common/oauth.rs"]
-mod oauth;
 use bearer_guard::testkit::logs;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing::oauth;
 use http_stub::{Reply, Stub};
 use oauth::cheap_hash;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

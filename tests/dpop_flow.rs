@@ -1,16 +1,12 @@
-//! DPoP end to end, over real sockets: the companion issuer (`examples/support/issuer/`), a
+//! DPoP end to end, over real sockets: the companion issuer (`examples/issuer/`), a
 //! protected API (axum + `RequireScope` with DPoP), and a hyper-util client wrapped in
 //! `AddAccessTokenLayer` with a DPoP key. The issuer binds the token to the client's key; the
 //! bound token works with the client's fresh proofs, and is worthless to whoever captured
 //! it: as `Bearer`, with the proof sent to another URL, with the proof replayed, or with a
 //! proof of another key. Nonces, the API's and the issuer's, cost one retry each.
 
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

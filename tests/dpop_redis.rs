@@ -7,8 +7,7 @@
 //! (env `CI` set), where they fail: CI never skips them.
 #![cfg(feature = "redis")]
 
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use bearer_guard::testkit::redis as redis_server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,25 +3,19 @@
 //! the ttl, one introspection for a hundred concurrent requests with one new token, the
 //! endpoint down (503, never 401), and mixed mode.
 
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
 use issuer_server::{API, OTHER_API, RS_SECRET, SVC_SECRET, Server};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bearer_guard::introspection::Introspection;
 use bearer_guard::testkit::introspection::{self as probe, Outcome};
 use bearer_guard::testkit::logs;
-use bearer_guard::{
-    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
-};
 use http::Request;
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -72,12 +66,21 @@ impl Counting {
     }
 }
 
-impl HttpClient for Counting {
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
-        self.send_form(request.map(|_| Full::default()))
+impl tower::Service<Request<Full<Bytes>>> for Counting {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
-    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpResponseFuture<'_> {
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
         if request.method() == http::Method::POST {
             self.forms.fetch_add(1, Ordering::SeqCst);
         }
@@ -85,11 +88,7 @@ impl HttpClient for Counting {
         let gate = Arc::clone(&self.gate);
         Box::pin(async move {
             gate.acquire().await.map_err(Box::new)?.forget();
-            let response = http
-                .request(request)
-                .await
-                .map_err(|e| Box::new(e) as BoxError)?;
-            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
+            Ok(http.request(request).await?)
         })
     }
 }

@@ -6,12 +6,9 @@
 
 #[path = "common/http_stub.rs"]
 mod http_stub;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use issuer_server::{API, FORM, RS_SECRET, Reply, SVC_SECRET, Server, client_from, send_with};
 
 use std::net::SocketAddr;
@@ -24,17 +21,16 @@ use axum::routing::get;
 use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::{
     AccessClaims, Claims, ErrorKind, Guard, Issuer, RequireScope, RequiredScopes, Validator,
-    introspection::Introspection, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+    introspection::Introspection,
 };
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use issuer::TokenFormat;
 use oauth::basic_header;
-use tower::BoxError;
 
 async fn opaque_issuer() -> Server {
     Server::start_with(|config| config.token_format = TokenFormat::Opaque).await
@@ -70,23 +66,23 @@ impl Counting {
     }
 }
 
-impl HttpClient for Counting {
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
-        self.send_form(request.map(|_| Full::default()))
+impl tower::Service<Request<Full<Bytes>>> for Counting {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
-    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpResponseFuture<'_> {
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
         if request.method() == Method::POST {
             self.posts.fetch_add(1, Ordering::SeqCst);
         }
-        let http = self.http.clone();
-        Box::pin(async move {
-            let response = http
-                .request(request)
-                .await
-                .map_err(|e| Box::new(e) as BoxError)?;
-            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
-        })
+        self.http.request(request)
     }
 }
 

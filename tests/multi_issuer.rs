@@ -3,12 +3,8 @@
 //! route, and the metadata document beside it.
 #![cfg(feature = "remote")]
 
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,16 +14,15 @@ use axum::Router;
 use axum::routing::get;
 use bearer_guard::{
     AccessClaims, AuthError, Claims, ErrorKind, Guard, Issuer, RemoteKeys, RequireScope, Validator,
-    metadata::ProtectedResource, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
+    metadata::ProtectedResource,
 };
 use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use issuer_server::{API, SVC_SECRET, Server};
 use serde_json::{Value, json};
-use tower::BoxError;
 use tower::ServiceExt as _;
 
 /// The protected API: `GET /data` (scope `read`) and its RFC 9728 document.
@@ -78,7 +73,7 @@ async fn send(
 /// Counts what the validator fetches from the issuers.
 #[derive(Clone)]
 struct Counting {
-    inner: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    inner: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     calls: Arc<AtomicUsize>,
 }
 
@@ -95,14 +90,21 @@ impl Counting {
     }
 }
 
-impl HttpClient for Counting {
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
+impl tower::Service<Request<Full<Bytes>>> for Counting {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let fut = self.inner.request(request);
-        Box::pin(async move {
-            let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;
-            Ok(res.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
-        })
+        self.inner.request(request)
     }
 }
 

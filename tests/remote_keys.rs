@@ -18,11 +18,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bearer_guard::{
     AccessClaims, AuthError, ConfigError, ErrorKind, RemoteKeys, RequireScope, Validator,
-    ValidatorBuilder, VerifiedToken, remote::HttpClient, remote::HttpFuture as HttpResponseFuture,
-    service::RequireScopeService,
+    ValidatorBuilder, VerifiedToken, fetch::HttpService, service::RequireScopeService,
 };
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,7 +29,6 @@ use hyper_util::rt::TokioExecutor;
 use jwks_server::{Behaviour, JwksServer};
 use mint::{AUDIENCE, ISSUER, token};
 use serde_json::{Value, json};
-use tower::BoxError;
 use tower::util::ServiceFn;
 use tower::{Layer as _, ServiceExt as _, service_fn};
 
@@ -96,7 +94,7 @@ impl Remote {
         self.with(|k| k.timeouts(connect, total))
     }
 
-    fn http_client(self, client: impl HttpClient) -> Self {
+    fn http_client<S: HttpService<Full<Bytes>>>(self, client: S) -> Self {
         self.with(|k| k.http_client(client))
     }
 
@@ -1133,8 +1131,9 @@ async fn set_without_usable_key_is_refused_and_last_good_set_keeps_serving() {
 // custom client, redirects
 
 /// A hyper-util client that counts its calls.
+#[derive(Clone)]
 struct CountingClient {
-    inner: Client<HttpConnector, Empty<Bytes>>,
+    inner: Client<HttpConnector, Full<Bytes>>,
     calls: Arc<AtomicUsize>,
 }
 
@@ -1152,14 +1151,21 @@ impl CountingClient {
     }
 }
 
-impl HttpClient for CountingClient {
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
+impl tower::Service<Request<Full<Bytes>>> for CountingClient {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let fut = self.inner.request(request);
-        Box::pin(async move {
-            let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;
-            Ok(res.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
-        })
+        self.inner.request(request)
     }
 }
 
@@ -1424,8 +1430,9 @@ fn an_overdue_refresh_that_fails_serves_the_old_set_within_max_staleness() {
 
 /// Sends every request to `server`, whatever its scheme and host: an `https://` issuer
 /// played by the local plain-http server.
+#[derive(Clone)]
 struct Rewriting {
-    inner: Client<HttpConnector, Empty<Bytes>>,
+    inner: Client<HttpConnector, Full<Bytes>>,
     authority: http::uri::Authority,
 }
 
@@ -1439,17 +1446,24 @@ impl Rewriting {
     }
 }
 
-impl HttpClient for Rewriting {
-    fn send(&self, mut request: Request<Empty<Bytes>>) -> HttpResponseFuture<'_> {
+impl tower::Service<Request<Full<Bytes>>> for Rewriting {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Full<Bytes>>) -> Self::Future {
         let mut parts = request.uri().clone().into_parts();
         parts.scheme = Some(http::uri::Scheme::HTTP);
         parts.authority = Some(self.authority.clone());
         *request.uri_mut() = http::Uri::from_parts(parts).expect("uri");
-        let fut = self.inner.request(request);
-        Box::pin(async move {
-            let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;
-            Ok(res.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
-        })
+        self.inner.request(request)
     }
 }
 

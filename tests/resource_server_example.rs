@@ -5,12 +5,8 @@
 
 #[path = "common/example.rs"]
 mod example;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

@@ -9,14 +9,12 @@
 
 #[path = "common/logs.rs"]
 mod logs;
-#[path = "common/oauth.rs"]
-mod oauth;
-use logs::LogBuffer;
-use oauth::{basic_header, cheap_hash, urlencode};
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
 use bearer_guard::testkit as mint;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing::oauth;
+use logs::LogBuffer;
 use mint::claims_of;
+use oauth::{basic_header, cheap_hash, urlencode};
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::issuer::{self, User};
+use bearer_guard_issuer::{self as issuer, User};
 
 /// DEMO ONLY: the public client and its redirect URI (nothing listens there: the demo reads
 /// the redirect instead of following it), and the user and password (as in

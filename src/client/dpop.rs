@@ -393,7 +393,7 @@ mod tests {
         fn issuer_and_api(
             seen: &Arc<Seen>,
             token_type: &'static str,
-        ) -> impl crate::client::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
+        ) -> impl crate::fetch::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
             let log = Arc::clone(seen);
             service_fn(move |req: Request<Full<Bytes>>| {
                 log.record(&req);
@@ -413,7 +413,7 @@ mod tests {
 
         fn nonce_servers(
             seen: &Arc<Seen>,
-        ) -> impl crate::client::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
+        ) -> impl crate::fetch::HttpService<Full<Bytes>, ResBody = Full<Bytes>> + use<> {
             let log = Arc::clone(seen);
             service_fn(move |req: Request<Full<Bytes>>| {
                 log.record(&req);

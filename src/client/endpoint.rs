@@ -16,9 +16,9 @@ use zeroize::Zeroize;
 use super::credentials::{AuthMethod, ClientCredentials};
 use super::dpop::{DPOP, DpopState};
 use super::error::{TokenError, TokenErrorKind};
-use super::http::HttpService;
 use super::origin::Origin;
 use crate::client_auth::{basic_authorization, form_encode};
+use crate::fetch::HttpService;
 use crate::fetch::{self, FetchError, Limits};
 
 /// Largest token endpoint response read.

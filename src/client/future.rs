@@ -9,9 +9,10 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::Boxed;
 use super::error::BoxError;
-use super::http::{Boxed, HttpService};
 use super::retry::After;
+use crate::fetch::HttpService;
 
 pin_project! {
     /// Response future of [`AddAccessToken`](super::AddAccessToken).

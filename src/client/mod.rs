@@ -158,7 +158,8 @@
 //!
 //! Any `tower::Service<http::Request<B>, Response = http::Response<ResBody>>` that is
 //! `Clone + Send + 'static`, with `B: From<Bytes>` and `ResBody: http_body::Body`, on a
-//! Tokio runtime (the token requests run as tasks); [`HttpService`] names these bounds.
+//! Tokio runtime (the token requests run as tasks); [`HttpService`](crate::fetch::HttpService)
+//! names these bounds, for this layer and every other outgoing call of the crate.
 //!
 //! With **hyper-util**'s client, whose `Client<C, Full<Bytes>>` is such a service:
 //!
@@ -246,7 +247,6 @@ mod dpop;
 mod endpoint;
 mod error;
 mod future;
-mod http;
 mod layer;
 mod origin;
 mod replay;
@@ -257,10 +257,12 @@ mod shared;
 pub use self::credentials::{AuthMethod, ClientCredentials, ClientCredentialsBuilder, TokenTarget};
 pub use self::error::{BoxError, TokenError, TokenErrorKind};
 pub use self::future::AddAccessTokenFuture;
-pub use self::http::HttpService;
 pub use self::layer::{
     AddAccessTokenLayer, AddAccessTokenLayerBuilder, DEFAULT_MAX_CACHED_TOKENS,
     DEFAULT_MIN_TOKEN_LIFETIME, DEFAULT_REFRESH_AHEAD, DEFAULT_TOKEN_TIMEOUT,
 };
 pub use self::replay::{CloneBody, NoReplay, Replay};
 pub use self::service::AddAccessToken;
+
+/// The boxed, rare branch of a call: waiting for a token, or the retry after a 401.
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BoxError>> + Send>>;

@@ -10,12 +10,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::time::Instant;
 
+use super::Boxed;
 use super::cache::{Slot, Token};
 use super::dpop::asks_for_nonce;
 use super::error::BoxError;
-use super::http::{Boxed, HttpService};
 use super::origin::Origin;
 use super::shared::Shared;
+use crate::fetch::HttpService;
 
 /// What a sent request still needs once the upstream answers.
 pub(crate) struct After<S, B> {

@@ -15,10 +15,10 @@ use tower_service::Service;
 use super::credentials::TokenTarget;
 use super::error::BoxError;
 use super::future::AddAccessTokenFuture;
-use super::http::HttpService;
 use super::replay::{CloneBody, Replay};
 use super::retry::{After, nonce_origin};
 use super::shared::{Decision, Shared, Ticket};
+use crate::fetch::HttpService;
 
 /// Adds `Authorization: Bearer <token>` (or `DPoP <token>` and a `DPoP` proof) to each
 /// request for an allowed origin and sends it through the inner HTTP client, which also

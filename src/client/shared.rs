@@ -16,9 +16,9 @@ use super::credentials::{ClientCredentials, TokenTarget};
 use super::dpop::{DPOP, DpopState};
 use super::endpoint::{self, Exchange, Issued, TokenKey};
 use super::error::{TokenError, TokenErrorKind};
-use super::http::HttpService;
 use super::origin::{Origin, Origins};
 use crate::dpop::DpopKey;
+use crate::fetch::HttpService;
 
 /// The layer's settings (see its builder).
 #[derive(Clone, Copy, Debug)]

@@ -32,8 +32,8 @@
 //! when the replay store is down. A DPoP-bound token sent as `Bearer` is always refused
 //! (RFC 9449 §7.2), whatever the route.
 //!
-//! An authorization server checks the proof of a token request with
-//! [`Dpop::verify_token_request`] and binds the token it issues to [`VerifiedProof::jkt`].
+//! An authorization server (feature `token-endpoint`) checks the proof of a token request
+//! with `Dpop::verify_token_request` and binds the token it issues to [`VerifiedProof::jkt`].
 //! With the `dpop-client` feature, `DpopKey` creates proofs.
 
 mod error;

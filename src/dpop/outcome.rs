@@ -68,8 +68,8 @@ impl From<Checked> for VerifiedProof {
     }
 }
 
-/// The outcome of [`Dpop::verify_access`](super::Dpop::verify_access) or
-/// [`Dpop::verify_token_request`](super::Dpop::verify_token_request).
+/// The outcome of [`Dpop::verify_access`](super::Dpop::verify_access) (or, at an
+/// authorization server, `Dpop::verify_token_request`).
 ///
 /// Every check runs at once; only a replay store that answers asynchronously (Redis) leaves
 /// the outcome [`Pending`](ProofCheck::Pending). `.await` it either way (it is

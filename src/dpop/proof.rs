@@ -71,7 +71,9 @@ pub(crate) struct Rules {
 pub(crate) enum Binding<'a> {
     /// At a protected resource: `ath` must hash this token, the key must hash to `jkt`.
     AccessToken { token: &'a str, jkt: &'a str },
-    /// At a token endpoint: no access token; the key must hash to `jkt` when given.
+    /// At a token endpoint: no access token; the key must hash to `jkt` when given. Built by
+    /// `Dpop::verify_token_request` (feature `token-endpoint`) and the RFC's test vectors.
+    #[cfg_attr(not(any(test, feature = "token-endpoint")), allow(dead_code))]
     TokenRequest { jkt: Option<&'a str> },
 }
 

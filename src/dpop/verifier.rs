@@ -116,6 +116,12 @@ impl Dpop {
     /// Call it once the client is authenticated and the grant checked: anyone can make a
     /// valid proof with a key of their own, and each one takes a place in the replay store
     /// until its window passes (a full [`MemoryReplay`] refuses new proofs).
+    ///
+    /// For an authorization server, not a resource server: behind the `token-endpoint`
+    /// feature (the companion issuer, `examples/issuer/`, uses it). The checks are the ones
+    /// [`verify_access`](Self::verify_access) makes, less the access token's.
+    #[cfg(feature = "token-endpoint")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "token-endpoint")))]
     pub fn verify_token_request(
         &self,
         req: &ProofRequest<'_>,

@@ -26,7 +26,7 @@ use crate::checks::now;
 use crate::client_auth::{ClientSecret, basic_authorization, form_encode};
 use crate::fetch::{self, FetchErrorKind, Limits};
 use crate::remote::discovery::{Failure, discover};
-use crate::remote::http::HttpClient;
+use crate::remote::http::SharedTransport;
 
 const TARGET: &str = "bearer_guard::introspection";
 /// Largest metadata document read when discovering the endpoint.
@@ -64,7 +64,7 @@ pub(crate) struct Settings {
     pub(crate) issuer: Option<Box<str>>,
     pub(crate) client_id: Box<str>,
     pub(crate) secret: ClientSecret,
-    pub(crate) client: Arc<dyn HttpClient>,
+    pub(crate) client: SharedTransport,
     pub(crate) timeout: Duration,
     pub(crate) max_body: usize,
     pub(crate) ttl: Duration,
@@ -340,7 +340,7 @@ impl Shared {
             return (Answer::Unavailable(why), now());
         };
         let sent = fetch::send(
-            fetch::service_fn(|req| s.client.send_form(req)),
+            fetch::service_fn(|req| s.client.send(req)),
             request,
             &limits,
         )

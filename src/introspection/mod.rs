@@ -33,7 +33,11 @@ use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 use crate::checks::Checks;
 use crate::client_auth::ClientSecret;
 use crate::error::ConfigError;
-use crate::remote::http::{HttpClient, HyperClient};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::fetch::HttpService;
+use crate::remote::http::{Caller, HyperClient, SharedTransport};
 
 /// How long an active answer is cached by default (never past the token's `exp`).
 pub(crate) const DEFAULT_INTROSPECTION_TTL: Duration = Duration::from_secs(60);
@@ -254,7 +258,7 @@ pub struct IntrospectionBuilder {
     max_pending: usize,
     cache: (usize, u64),
     discovery_retry: Duration,
-    client: Option<Arc<dyn HttpClient>>,
+    client: Option<SharedTransport>,
     tls: Option<rustls::ClientConfig>,
     allow_http: bool,
 }
@@ -347,10 +351,11 @@ impl IntrospectionBuilder {
         self
     }
 
-    /// Uses this HTTP client (it must implement [`HttpClient::send_form`]). Timeouts, the
-    /// size cap and the no-redirect rule still apply around it.
-    pub fn http_client(mut self, client: impl HttpClient) -> Self {
-        self.client = Some(Arc::new(client));
+    /// Uses this HTTP client for introspection (and discovery) requests: any
+    /// [`HttpService`] with a `Full<Bytes>` body (a proxy-aware client, a test double).
+    /// Timeouts, the size cap and the no-redirect rule still apply around it.
+    pub fn http_client<S: HttpService<Full<Bytes>>>(mut self, client: S) -> Self {
+        self.client = Some(Caller::shared(client));
         self
     }
 
@@ -388,9 +393,9 @@ impl IntrospectionBuilder {
                 (Endpoint::discover(url, self.discovery_retry), Some(issuer))
             }
         };
-        let client = self
-            .client
-            .unwrap_or_else(|| Arc::new(HyperClient::new(self.tls, self.connect_timeout)));
+        let client = self.client.unwrap_or_else(|| {
+            Arc::new(HyperClient::new(self.tls, self.connect_timeout)) as SharedTransport
+        });
         let config = Config::new(flight::Settings {
             endpoint,
             issuer: issuer.map(Into::into),

@@ -9,7 +9,7 @@ use ::http::Uri;
 use arc_swap::ArcSwapOption;
 
 use super::discovery::{Failure, discover};
-use super::http::{self, HttpClient};
+use super::http::{self, SharedTransport};
 use super::{RemoteKeys, Settings, Source};
 use crate::error::ConfigError;
 use crate::fetch::Limits;
@@ -36,7 +36,7 @@ impl Snapshot {
 pub(crate) struct KeyCache {
     settings: Settings,
     issuer: String,
-    client: Arc<dyn HttpClient>,
+    client: SharedTransport,
     limits: Limits,
     current: ArcSwapOption<Snapshot>,
     jwks_uri: ArcSwapOption<Uri>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ::http::Uri;
 use serde::Deserialize;
 
-use super::http::{self, HttpClient};
+use super::http::{self, Transport};
 use crate::error::ConfigError;
 use crate::fetch::{FetchError, Limits};
 use crate::url::redact;
@@ -70,7 +70,7 @@ impl Discovered {
 /// discovery), fetched through `client` within `limits`. The document's `issuer` must equal
 /// `expected` exactly (RFC 8414 §3.3).
 pub(crate) async fn discover(
-    client: &dyn HttpClient,
+    client: &dyn Transport,
     limits: &Limits,
     allow_http: bool,
     issuer_url: &str,

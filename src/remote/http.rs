@@ -1,49 +1,69 @@
 //! Fetching JSON documents (JWKS, discovery) and posting forms (token introspection) over
-//! HTTP: a replaceable client, and the caps and timeouts applied around whichever client is
-//! used.
+//! HTTP: the default client (hyper over rustls) or the caller's [`HttpService`], and the caps
+//! and timeouts applied around whichever client is used.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use http::header::CACHE_CONTROL;
 use http::{Request, Response, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 
-use crate::fetch::{self, FetchError, Fetched, Limits};
+use crate::fetch::{self, FetchError, Fetched, HttpService, Limits};
 
 use crate::error::{BoxError, ConfigError};
 
-/// The future an [`HttpClient`] returns.
-pub type HttpFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Response<BoxBody<Bytes, BoxError>>, BoxError>> + Send + 'a>>;
+/// What [`Transport::send`] returns: the response with its body unread.
+pub(crate) type SendFuture = Pin<
+    Box<dyn Future<Output = Result<Response<UnsyncBoxBody<Bytes, BoxError>>, BoxError>> + Send>,
+>;
 
-/// The HTTP client that fetches discovery documents and key sets, and asks introspection
-/// endpoints.
-///
-/// The default is hyper with rustls (system roots, or your
-/// [`tls_config`](crate::RemoteKeys::tls_config) for a private CA or mTLS). Implement
-/// this trait to bring your own (a proxy-aware client, reqwest, a test double). Whatever the
-/// client, timeouts, the body-size cap and the status check are applied around it, and
-/// redirects are never followed: a client that follows them must stay on the same origin.
-pub trait HttpClient: Send + Sync + 'static {
-    /// Sends `request` (a `GET`) and returns the response with its body unread.
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpFuture<'_>;
+/// The HTTP client of key sets, discovery and introspection, type-erased: the default
+/// [`HyperClient`], or the caller's [`HttpService`] ([`Caller`]). Whatever the client,
+/// timeouts, the body-size cap and the status check are applied around it (`fetch`), and
+/// redirects are never followed.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Sends `request` (a `GET`, or a `POST` with a form body).
+    fn send(&self, request: Request<Full<Bytes>>) -> SendFuture;
+}
 
-    /// Sends `request` (a `POST` with a form body: token introspection, RFC 7662) and
-    /// returns the response with its body unread.
-    ///
-    /// The provided implementation fails every call: a client used by an
-    /// [`Introspection`](crate::introspection::Introspection) must implement it. Key sets and discovery only
-    /// need [`send`](Self::send).
-    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpFuture<'_> {
-        let _ = request;
-        Box::pin(std::future::ready(Err(BoxError::from(
-            "this HttpClient does not implement `send_form`, which token introspection needs",
-        ))))
+/// The client every fetch of one key source or introspection goes through.
+pub(crate) type SharedTransport = Arc<dyn Transport>;
+
+/// The caller's [`HttpService`], behind a lock so that it need not be `Sync`: each call
+/// clones it (the lock is held for the clone only), as tower services expect.
+pub(crate) struct Caller<S>(Mutex<S>);
+
+impl<S: HttpService<Full<Bytes>>> Caller<S> {
+    pub(crate) fn shared(service: S) -> SharedTransport {
+        Arc::new(Caller(Mutex::new(service)))
+    }
+}
+
+impl<S: HttpService<Full<Bytes>>> Transport for Caller<S> {
+    fn send(&self, request: Request<Full<Bytes>>) -> SendFuture {
+        let mut service = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Box::pin(async move {
+            poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let response = service.call(request).await.map_err(Into::into)?;
+            Ok(response.map(|body| {
+                body.map_frame(|frame| {
+                    frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                })
+                .map_err(Into::into)
+                .boxed_unsync()
+            }))
+        })
     }
 }
 
@@ -154,16 +174,12 @@ fn default_tls() -> rustls::ClientConfig {
     }
 }
 
-impl HttpClient for HyperClient {
-    fn send(&self, request: Request<Empty<Bytes>>) -> HttpFuture<'_> {
-        self.send_form(request.map(|_| Full::default()))
-    }
-
-    fn send_form(&self, request: Request<Full<Bytes>>) -> HttpFuture<'_> {
+impl Transport for HyperClient {
+    fn send(&self, request: Request<Full<Bytes>>) -> SendFuture {
         let fut = self.client.request(request);
         Box::pin(async move {
             let res = fut.await.map_err(|e| Box::new(e) as BoxError)?;
-            Ok(res.map(|body| body.map_err(box_error).boxed()))
+            Ok(res.map(|body| body.map_err(box_error).boxed_unsync()))
         })
     }
 }
@@ -175,7 +191,7 @@ fn box_error(e: hyper::Error) -> BoxError {
 /// A JSON document fetched through `client`: `GET uri`, 200 only, within `limits`, with its
 /// `Cache-Control: max-age`.
 pub(crate) async fn get(
-    client: &dyn HttpClient,
+    client: &dyn Transport,
     uri: &Uri,
     limits: &Limits,
 ) -> Result<(Fetched, Option<Duration>), FetchError> {

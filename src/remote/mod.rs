@@ -1,5 +1,6 @@
-//! Keys fetched from the issuer (feature `remote`): the [`HttpClient`] every outgoing call
-//! goes through, for a client of your own (a proxy, a test double).
+//! Keys fetched from the issuer (feature `remote`), and TLS to an issuer behind a private CA
+//! ([`private_ca`]). The HTTP client is hyper over rustls unless you give one of your own
+//! (any [`HttpService`](crate::fetch::HttpService): a proxy-aware client, a test double).
 //!
 //! [`RemoteKeys`] (at the crate root) says where an issuer's keys come
 //! from; they are cached and rotated in a `KeyCache`.
@@ -10,5 +11,5 @@ pub(crate) mod http;
 pub(crate) mod source;
 
 pub(crate) use self::cache::{KeyCache, Keys};
-pub use self::http::{HttpClient, HttpFuture, private_ca};
+pub use self::http::private_ca;
 pub(crate) use self::source::{RemoteKeys, Settings, Source};

@@ -1,10 +1,13 @@
 //! [`RemoteKeys`]: where an issuer's keys are fetched from, and how they are kept.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::http::HttpClient;
+use super::http::{Caller, SharedTransport};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::fetch::HttpService;
 use crate::keyring::JwksOptions;
 
 /// Where the keys come from.
@@ -85,7 +88,7 @@ pub(crate) struct Settings {
 #[derive(Clone)]
 pub struct RemoteKeys {
     pub(crate) settings: Settings,
-    pub(crate) client: Option<Arc<dyn HttpClient>>,
+    pub(crate) client: Option<SharedTransport>,
     pub(crate) tls: Option<rustls::ClientConfig>,
 }
 
@@ -135,11 +138,12 @@ impl RemoteKeys {
         }
     }
 
-    /// Uses this HTTP client for discovery and key sets (a proxy-aware client, a test
-    /// double ...). Timeouts, the size cap and the no-redirect rule still apply around it.
+    /// Uses this HTTP client for discovery and key sets: any [`HttpService`] with a
+    /// `Full<Bytes>` body (a proxy-aware client, a test double ...). Timeouts, the size cap
+    /// and the no-redirect rule still apply around it.
     #[must_use]
-    pub fn http_client(mut self, client: impl HttpClient) -> Self {
-        self.client = Some(Arc::new(client));
+    pub fn http_client<S: HttpService<Full<Bytes>>>(mut self, client: S) -> Self {
+        self.client = Some(Caller::shared(client));
         self
     }
 

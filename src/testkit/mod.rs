@@ -17,6 +17,8 @@ pub mod introspection;
 #[cfg(test)]
 pub(crate) mod layer;
 pub mod logs;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

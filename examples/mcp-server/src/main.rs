@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! # the companion issuer, with an MCP client and the MCP scopes (from the repository root)
-//! CLIENTS_FILE=examples/mcp-server/clients.toml cargo run --example issuer
+//! CLIENTS_FILE=examples/mcp-server/clients.toml cargo run -p bearer-guard-issuer
 //! # the MCP server
 //! ISSUER=http://127.0.0.1:8000 cargo run -p bearer-guard-mcp-server
 //! # a token, then an MCP request with it

@@ -5,12 +5,9 @@
 //! the extra scope. Then the whole MCP authorization flow with rmcp's OAuth client:
 //! discovery from the 401, dynamic registration, PKCE, a user signing in, the tools.
 
-#[path = "../../support/issuer/mod.rs"]
-mod issuer;
-#[path = "../../../tests/common/issuer_server.rs"]
-mod issuer_server;
-#[path = "../../../tests/common/oauth.rs"]
-mod oauth;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 
 use bearer_guard_mcp_server::{
     ADMIN_SCOPE, Caller, INSUFFICIENT_SCOPE, Settings, StatsReport, TOOLS_SCOPE, build,

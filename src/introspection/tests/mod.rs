@@ -1,4 +1,4 @@
-//! The introspection against a stub `HttpClient`: the request it sends, single flight,
+//! The introspection against a stub HTTP client: the request it sends, single flight,
 //! bounded concurrency and pending tokens, failures (503, never cached, logged once per
 //! outage) and what never prints; discovery in `discovery.rs`.
 
@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::{BodyExt as _, Full};
 use tokio::sync::Semaphore;
 
 use super::answer::Unavailable;
@@ -18,7 +18,6 @@ use super::*;
 use crate::checks::Profile;
 use crate::error::BoxError;
 use crate::fetch::FetchErrorKind;
-use crate::remote::http::HttpFuture as ResponseFuture;
 use crate::testkit::logs;
 
 mod discovery;
@@ -94,16 +93,27 @@ impl Stub {
     }
 }
 
-/// The stub behind an `Arc`, as an `HttpClient`.
+/// The stub behind an `Arc`, as a tower service (an [`HttpService`](crate::fetch::HttpService)).
+#[derive(Clone)]
 struct Client(Arc<Stub>);
 
-impl HttpClient for Client {
-    fn send(&self, request: Request<Empty<Bytes>>) -> ResponseFuture<'_> {
-        Box::pin(self.0.respond(request.map(|_| Full::default())))
+impl tower_service::Service<Request<Full<Bytes>>> for Client {
+    type Response = Response<BoxBody<Bytes, BoxError>>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
-    fn send_form(&self, request: Request<Full<Bytes>>) -> ResponseFuture<'_> {
-        Box::pin(self.0.respond(request))
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let stub = Arc::clone(&self.0);
+        Box::pin(async move { stub.respond(request).await })
     }
 }
 
@@ -361,15 +371,12 @@ async fn a_silent_endpoint_times_out() {
 }
 
 #[tokio::test]
-async fn a_client_without_send_form_is_unavailable_and_says_why() {
-    struct GetOnly;
-    impl HttpClient for GetOnly {
-        fn send(&self, _: Request<Empty<Bytes>>) -> ResponseFuture<'_> {
-            Box::pin(async { Err("not used".into()) })
-        }
-    }
+async fn a_client_that_fails_is_unavailable_and_says_why() {
+    let failing = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<Response<Full<Bytes>>, BoxError>("the proxy refused the connection".into())
+    });
     let introspection = Introspection::builder(ENDPOINT, "api", SECRET)
-        .http_client(GetOnly)
+        .http_client(failing)
         .build()
         .expect("valid")
         .bind(rules());
@@ -380,7 +387,7 @@ async fn a_client_without_send_form_is_unavailable_and_says_why() {
         "{answer:?}"
     );
     assert!(
-        logs.text().contains("does not implement `send_form`"),
+        logs.text().contains("the proxy refused the connection"),
         "{}",
         logs.text()
     );

@@ -123,8 +123,7 @@ impl Config {
     }
 }
 
+/// `examples/<name>` of the repository: this crate is `examples/issuer/`.
 fn example_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
 }

@@ -4,7 +4,7 @@
 //! registration (RFC 7591), its JWKS and RFC 8414 metadata.
 //!
 //! ```text
-//! cargo run --example issuer
+//! cargo run -p bearer-guard-issuer
 //! # Client credentials:
 //! curl -s -u demo-client:demo-secret -d grant_type=client_credentials -d scope=read \
 //!     -d resource=http://127.0.0.1:8001 http://127.0.0.1:8000/oauth/token
@@ -27,7 +27,7 @@
 //! - `ISSUER` (default `http://<BIND>`): the tokens' `iss`;
 //! - `CLIENTS_FILE` (default `examples/clients.toml`) and `USERS_FILE` (default
 //!   `examples/users.toml`), whose secrets and passwords are public, demo only; hash new ones
-//!   with `cargo run --example hash_secret`;
+//!   with `cargo run -p bearer-guard-issuer --bin hash_secret`;
 //! - `SIGNING_KEY_FILE`: a PKCS#8 PEM private key (Ed25519, P-256 or P-384); without it an
 //!   Ed25519 key is generated at start, and tokens die with the process;
 //! - `SIGNING_KEY_ID`: the key's `kid` (default: its RFC 7638 thumbprint);
@@ -43,7 +43,7 @@
 //! - `RUST_LOG` (default `info`): the log filter, e.g. `issuer::security=warn`.
 //!
 //! Prints `listening on <addr>` once it accepts connections; logs go to stderr. See
-//! `examples/support/issuer/mod.rs` for the endpoints.
+//! `examples/issuer/src/lib.rs` for the endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,10 +51,6 @@ use std::sync::Arc;
 use bearer_guard::dpop::RedisReplay;
 use bearer_guard::revocation::RedisRevocations;
 use tracing_subscriber::EnvFilter;
-
-mod support {
-    pub mod issuer;
-}
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,14 +71,14 @@ async fn main() -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
 
-    let mut config = support::issuer::Config::from_env(addr)?;
+    let mut config = bearer_guard_issuer::Config::from_env(addr)?;
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) {
         // The URL may carry a password: it is not logged, and neither is a connection error's
         // (both stores leave it out).
         let revocations = RedisRevocations::connect(&url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        let store = support::issuer::Store::redis(&url)
+        let store = bearer_guard_issuer::Store::redis(&url)
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
         let replay = RedisReplay::connect(&url)
@@ -98,11 +94,11 @@ async fn main() -> Result<(), Error> {
             "revocations, codes and refresh tokens stay in memory (set REDIS_URL to share them)"
         );
     }
-    let issuer = support::issuer::load(&config).await?;
+    let issuer = bearer_guard_issuer::load(&config).await?;
 
     println!("listening on {addr}");
     // Connection info: attempt budgets are per peer address.
-    let app = support::issuer::app(issuer).into_make_service_with_connect_info::<SocketAddr>();
+    let app = bearer_guard_issuer::app(issuer).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -1,17 +1,15 @@
 //! A `redis-server` of the test's own: started on a free loopback port without
-//! persistence, killed on drop. Shared by the Redis tests.
+//! persistence, killed on drop. Shared by the Redis tests of the crate and of the companion
+//! issuer.
 //!
 //! Without a `redis-server` binary, [`RedisServer::start`] prints a loud message and returns
 //! `None` (the test skips), except under CI (`CI` set), where it fails: CI never skips them.
-#![allow(dead_code, unreachable_pub)]
-
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
 /// A `redis-server` child process on 127.0.0.1, killed on drop.
+#[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -54,7 +52,7 @@ impl RedisServer {
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if ping(port).await {
+            if ping(port) {
                 return Ok(server);
             }
             if let Some(status) = server
@@ -139,16 +137,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub async fn ping(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(b"PING\r\n").await?;
+/// Whether a Redis server on `port` of 127.0.0.1 answers `PING` within half a second.
+pub fn ping(port: u16) -> bool {
+    let timeout = Duration::from_millis(500);
+    let attempt = || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"PING\r\n")?;
         let mut buf = [0u8; 16];
-        let n = stream.read(&mut buf).await?;
+        let n = stream.read(&mut buf)?;
         Ok::<_, std::io::Error>(buf[..n].starts_with(b"+PONG"))
     };
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), attempt).await,
-        Ok(Ok(true))
-    )
+    attempt().unwrap_or(false)
 }

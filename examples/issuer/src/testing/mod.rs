@@ -1,12 +1,18 @@
-//! The example issuer (`examples/support/issuer/`) on a free loopback port, and an HTTP
-//! client for it, shared by `tests/issuer*.rs`. The including crate declares
-//! `mod issuer` (the example module) and `mod oauth` (`tests/common/oauth.rs`) at its root.
-#![allow(dead_code, unreachable_pub)]
+//! The issuer on a free loopback port, with the test clients and users, and an HTTP client
+//! for it: shared by this crate's tests, `bearer-guard`'s tests that need a real issuer, and
+//! the MCP example's tests. Test support only (it panics on every surprise).
+#![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
+
+pub mod oauth;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bearer_guard::revocation::Revocations;
+use bearer_guard::{KeySet, Validator};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -16,8 +22,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::issuer::{self, Config, Format, Issuer, SigningKey};
-use crate::oauth::{basic_header, cheap_hash, urlencode};
+use self::oauth::{basic_header, cheap_hash, urlencode};
+use crate::{self as issuer, Config, Format, Issuer, SigningKey};
 
 pub const API: &str = "https://api.test";
 pub const OTHER_API: &str = "https://other.test";
@@ -452,4 +458,54 @@ impl Reply {
 pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("payload");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
+}
+
+impl Server {
+    /// `POST /oauth/revoke` with `body`, `content_type` and extra headers.
+    pub async fn post_revoke(
+        &self,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.post_to("/oauth/revoke", content_type, body, headers)
+            .await
+    }
+
+    /// A form for revocation with `client_secret_basic`.
+    pub async fn revoke_basic(&self, id: &str, secret: &str, form: &str) -> Reply {
+        self.basic_to("/oauth/revoke", id, secret, form).await
+    }
+
+    /// A form for revocation, credentials (if any) in it.
+    pub async fn revoke_form(&self, form: &str) -> Reply {
+        self.form_to("/oauth/revoke", form).await
+    }
+
+    pub async fn jwks(&self) -> KeySet {
+        let reply = self.get("/.well-known/jwks.json").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        KeySet::from_jwks_json(&reply.body).expect("served JWKS")
+    }
+
+    pub async fn validator(&self, audience: &str) -> Validator {
+        Validator::builder()
+            .issuer(self.base.clone())
+            .audience(audience)
+            .keys(self.jwks().await)
+            .build()
+            .expect("validator")
+    }
+
+    /// A validator for [`API`] that asks `store` on every request (no memo).
+    pub async fn revoking_validator(&self, store: Arc<dyn Revocations>) -> Validator {
+        Validator::builder()
+            .issuer(self.base.clone())
+            .audience(API)
+            .keys(self.jwks().await)
+            .revocation(store)
+            .revocation_memo(Duration::ZERO)
+            .build()
+            .expect("validator")
+    }
 }

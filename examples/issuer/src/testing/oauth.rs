@@ -1,5 +1,4 @@
-//! OAuth client-side helpers for the tests that talk to the example issuer.
-#![allow(dead_code, unreachable_pub)]
+//! OAuth client-side helpers for the tests that talk to the issuer.
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, Params};

@@ -1,4 +1,4 @@
-//! The OAuth 2.1 authorization server of `examples/issuer.rs`, shared with
+//! The companion OAuth 2.1 authorization server (`cargo run -p bearer-guard-issuer`), shared with
 //! `examples/demo.rs` and the tests (`tests/issuer_*.rs`).
 //!
 //! - `GET|POST /oauth/authorize`: the authorization code flow with PKCE (S256 only) for the
@@ -24,7 +24,7 @@
 //! ever logged: no secret, password, code, verifier or token. Security events (login
 //! failures, PKCE failures, code replays, refresh-token reuse, attempt limits) are `tracing`
 //! events with the target `issuer::security`.
-#![allow(dead_code, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 mod authorize;
 mod clients;
@@ -42,6 +42,7 @@ mod scope;
 mod server;
 mod signing;
 mod store;
+pub mod testing;
 mod token;
 mod tokens;
 mod users;
@@ -56,24 +57,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-// Each user of this module (binary, demo, tests) needs a different part of it.
-#[allow(unused_imports)]
 pub use self::clients::{Client, Clients, Format, parse_clients};
-#[allow(unused_imports)]
 pub use self::config::{Config, TokenFormat};
-#[allow(unused_imports)]
 pub use self::grants::pkce_matches;
-#[allow(unused_imports)]
 pub use self::limits::Limits;
-#[allow(unused_imports)]
 pub use self::page::html_escape;
-#[allow(unused_imports)]
 pub use self::server::Issuer;
-#[allow(unused_imports)]
 pub use self::signing::SigningKey;
-#[allow(unused_imports)]
 pub use self::store::Store;
-#[allow(unused_imports)]
 pub use self::users::{User, parse_users};
 
 use self::error::{OAuthError, cacheable_json};

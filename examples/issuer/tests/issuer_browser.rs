@@ -8,15 +8,10 @@
 //! Skipped with a notice where Chromium is missing, unless `BEARER_GUARD_REQUIRE_BROWSER=1`
 //! (CI sets it and installs `chromium` and `chromium-driver`).
 
-#[path = "common/oauth.rs"]
-mod oauth;
+use bearer_guard::testkit::redis as redis_server;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use oauth::urlencode;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/redis_server.rs"]
-mod redis_server;
 #[path = "common/webdriver.rs"]
 mod webdriver;
 use issuer_server::{

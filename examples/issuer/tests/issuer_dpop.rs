@@ -4,16 +4,12 @@
 //! asked for with `dpop_jkt`; bad proofs are 400 `invalid_dpop_proof`, and they never use up
 //! the code or refresh token; nonces when configured; `cnf` in introspection; the metadata.
 
-#[path = "common/oauth.rs"]
-mod oauth;
-use oauth::urlencode;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing::{self as issuer_server, oauth};
 use issuer_server::{
     APP, FORM, READER_SECRET, REDIRECT, RS_SECRET, Reply, SVC_SECRET, Server, claims,
 };
+use oauth::urlencode;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,7 +22,15 @@ fn key() -> DpopKey {
     DpopKey::generate().expect("key")
 }
 
-impl Server {
+/// The token endpoint's DPoP requests, on the test server.
+trait DpopRequests {
+    fn token_url(&self) -> String;
+    fn proof(&self, key: &DpopKey, nonce: Option<&str>) -> String;
+    async fn token_with(&self, form: &str, headers: &[(&str, &str)]) -> Reply;
+    async fn svc_token(&self, proofs: &[&str]) -> Reply;
+}
+
+impl DpopRequests for Server {
     /// The public token endpoint URL: what proofs name in `htu`.
     fn token_url(&self) -> String {
         format!("{}/oauth/token", self.base)

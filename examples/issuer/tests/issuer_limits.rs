@@ -8,17 +8,14 @@
 //! time: the assertions count answers and hashes, and a full queue is made on purpose by
 //! holding the verification slots.
 
-#[path = "common/oauth.rs"]
-mod oauth;
-use oauth::{basic_header, urlencode};
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use issuer_server::{
     ALICE_PASSWORD, APP, FORM, READER_SECRET, REDIRECT, Reply, SVC_SECRET, Server, authorize_query,
     challenge, client_from, new_verifier, send_with,
 };
+use oauth::{basic_header, urlencode};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The example issuer (`examples/support/issuer/`) over real sockets, client-credentials
+//! The example issuer (`examples/issuer/`) over real sockets, client-credentials
 //! side: token issuance by every client authentication method, tokens checked with
 //! `bearer_guard::Validator` and the JWKS the issuer serves, the RFC 6749 / RFC 8707 errors,
 //! RFC 7009 revocation (in memory, and through a real Redis shared with a validator),
@@ -7,23 +7,18 @@
 //! The other `tests/issuer_*.rs` cover the limits under load, the authorization code flow,
 //! introspection and opaque tokens, and the login page in a real browser.
 
-#[path = "common/oauth.rs"]
-mod oauth;
-use oauth::{basic_header, cheap_hash, urlencode};
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use bearer_guard::testkit::redis as redis_server;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use issuer_server::{
     API, ODD_ID, ODD_SECRET, OTHER_API, READER_SECRET, SVC_SECRET, Server, bind, clients_toml,
 };
+use oauth::{basic_header, cheap_hash, urlencode};
 use redis_server::RedisServer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -32,7 +27,6 @@ use bearer_guard::revocation::{
 };
 use bearer_guard::{AccessClaims, ErrorKind, KeySet, Validator, token::Audience};
 use http::{StatusCode, header};
-use hyper::body::Bytes;
 use issuer::{Config, Format, Issuer, SigningKey};
 use issuer_server::Reply;
 use serde_json::{Value, json};
@@ -45,56 +39,6 @@ async fn start() -> Server {
 /// As [`start`], revoking into `store`.
 async fn start_with(store: Arc<dyn Revocations>) -> Server {
     Server::start_with(|config| config.revocations = Some(store)).await
-}
-
-impl Server {
-    /// `POST /oauth/revoke` with `body`, `content_type` and extra headers.
-    async fn post_revoke(
-        &self,
-        content_type: &str,
-        body: impl Into<Bytes>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        self.post_to("/oauth/revoke", content_type, body, headers)
-            .await
-    }
-
-    /// A form for revocation with `client_secret_basic`.
-    async fn revoke_basic(&self, id: &str, secret: &str, form: &str) -> Reply {
-        self.basic_to("/oauth/revoke", id, secret, form).await
-    }
-
-    /// A form for revocation, credentials (if any) in it.
-    async fn revoke_form(&self, form: &str) -> Reply {
-        self.form_to("/oauth/revoke", form).await
-    }
-
-    async fn jwks(&self) -> KeySet {
-        let reply = self.get("/.well-known/jwks.json").await;
-        assert_eq!(reply.status, StatusCode::OK);
-        KeySet::from_jwks_json(&reply.body).expect("served JWKS")
-    }
-
-    async fn validator(&self, audience: &str) -> Validator {
-        Validator::builder()
-            .issuer(self.base.clone())
-            .audience(audience)
-            .keys(self.jwks().await)
-            .build()
-            .expect("validator")
-    }
-
-    /// A validator for [`API`] that asks `store` on every request (no memo).
-    async fn revoking_validator(&self, store: Arc<dyn Revocations>) -> Validator {
-        Validator::builder()
-            .issuer(self.base.clone())
-            .audience(API)
-            .keys(self.jwks().await)
-            .revocation(store)
-            .revocation_memo(Duration::ZERO)
-            .build()
-            .expect("validator")
-    }
 }
 
 /// The token's `jti`.
@@ -1096,7 +1040,7 @@ async fn json_clients_file_and_signing_key_file() {
         }]})
         .to_string(),
     );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let (listener, addr) = bind().await;
     let mut config = Config::new(format!("http://{addr}"));
     config.clients_file = clients.0.clone();
@@ -1128,7 +1072,7 @@ async fn json_clients_file_and_signing_key_file() {
 
 #[tokio::test]
 async fn ecdsa_signing_keys() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for (file, alg, crv) in [
         ("tests/keys/ec256_private.pem", "ES256", "P-256"),
         ("tests/keys/ec384_private.pem", "ES384", "P-384"),

@@ -4,17 +4,13 @@
 //! issued), expired code, redirect URI mismatch, refresh-token reuse (revokes the family).
 //! The page in a real browser is `tests/issuer_browser.rs`.
 
-#[path = "common/oauth.rs"]
-mod oauth;
-use oauth::urlencode;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use issuer_server::{
     ALICE_PASSWORD, API, APP, OTHER_API, OTHER_REDIRECT, REDIRECT, Reply, Server, authorize_query,
     callback_query, challenge, new_verifier, query_value,
 };
+use oauth::urlencode;
 
 use std::sync::Arc;
 use std::time::Duration;

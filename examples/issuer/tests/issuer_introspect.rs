@@ -3,19 +3,15 @@
 //! tokens, codes, refresh-token families, registered clients and revocations, and the Redis
 //! holds no usable token.
 
-#[path = "common/oauth.rs"]
-mod oauth;
-use oauth::urlencode;
-#[path = "../examples/support/issuer/mod.rs"]
-mod issuer;
-#[path = "common/issuer_server.rs"]
-mod issuer_server;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use bearer_guard::testkit::redis as redis_server;
+use bearer_guard_issuer as issuer;
+use bearer_guard_issuer::testing as issuer_server;
+use bearer_guard_issuer::testing::oauth;
 use issuer_server::{
     API, OTHER_API, OTHER_RS_SECRET, READER_SECRET, RS_SECRET, Reply, SVC_SECRET, Server,
     clients_toml,
 };
+use oauth::urlencode;
 use redis_server::RedisServer;
 
 use std::sync::Arc;
@@ -242,7 +238,8 @@ async fn introspection_needs_client_authentication() {
 /// One replica of a two-issuer deployment: same `iss`, same key, same Redis.
 async fn replica(redis: &RedisServer) -> Server {
     let pem = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ed25519_private.pem"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/keys/ed25519_private.pem"),
     )
     .expect("pem");
     let key = SigningKey::from_pem(&pem, Some("ed-1".into())).expect("key");

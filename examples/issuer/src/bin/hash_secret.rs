@@ -3,7 +3,7 @@
 //! `password_hash` of a user in `examples/users.toml`.
 //!
 //! ```text
-//! read -rs SECRET && printf %s "$SECRET" | cargo run --example hash_secret
+//! read -rs SECRET && printf %s "$SECRET" | cargo run -p bearer-guard-issuer --bin hash_secret
 //! ```
 //!
 //! The secret is one line, at most 1 KiB; one trailing line break is removed, nothing else.
