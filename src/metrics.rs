@@ -5,16 +5,22 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `bearer_guard_requests_total` | counter | `outcome` (`admitted`, `refused`), `reason` | decisions of the auth and rate-limit layers; `reason` is [`ErrorKind::as_str`] |
-//! | `bearer_guard_verify_seconds` | histogram | | time spent verifying a token not in the cache (signature and claims) |
+//! | `bearer_guard_requests_total` | counter | `outcome` (`admitted`, `refused`), `reason` (refused only) | decisions of the auth and rate-limit layers; `reason` is [`ErrorKind::as_str`]. `admitted` is counted by the auth layer: a request it admits and a rate limit behind it refuses counts once as each |
+//! | `bearer_guard_verify_seconds` | histogram | | each verification of a token not served from the cache (signature and claims), passed or failed; a token that waits for its issuer's keys is verified (and counted) before and after the fetch |
 //! | `bearer_guard_token_cache_total` | counter | `result` (`hit`, `miss`) | verified-token cache lookups |
 //! | `bearer_guard_token_cache_evictions_total` | counter | | tokens evicted to stay within the cache's bounds |
-//! | `bearer_guard_token_cache_entries` | gauge | | tokens in the cache |
-//! | `bearer_guard_token_cache_bytes` | gauge | | estimated bytes the cache holds |
-//! | `bearer_guard_key_fetches_total` | counter | `result` (`ok`, or why it failed: `connect`, `timeout`, `status`, `invalid_document` ...) | key-set (and discovery) fetches |
+//! | `bearer_guard_token_cache_entries` | gauge | | tokens in the cache, after the last insertion (one value per process: with several validators, the last one's) |
+//! | `bearer_guard_token_cache_bytes` | gauge | | estimated bytes the cache holds, likewise |
+//! | `bearer_guard_key_fetches_total` | counter | `result` (`ok`, or why it failed: `connect`, `tls`, `timeout`, `http_status`, `too_large`, `invalid_json`, `invalid_document` ...) | key-set fetches (with the discovery document, when it is read first) |
 //! | `bearer_guard_key_set_fetched_timestamp_seconds` | gauge | `issuer` (configured, few) | when each issuer's key set was last fetched; now minus it is the key set's age |
 //! | `bearer_guard_revocation_lookups_total` | counter | `result` (`not_revoked`, `revoked`, `error`) | questions asked of the revocation store |
 //! | `bearer_guard_revocation_lookup_seconds` | histogram | | how long the store took to answer |
+//! | `bearer_guard_introspection_requests_total` | counter | `result` (`active`, `inactive`, `refused`, or why there was no answer: `connect`, `timeout`, `http_status`, `client_refused`, `invalid_response`, `overloaded` ...) | introspection requests (RFC 7662; feature `remote`); `refused` is an active answer the validator's rules refuse |
+//! | `bearer_guard_introspection_seconds` | histogram | | how long each introspection request took |
+//! | `bearer_guard_client_token_requests_total` | counter | `result` (`ok`, or `TokenErrorKind::as_str`: `rejected`, `http_status`, `timeout` ...) | token requests of the outgoing client (feature `client`); a call served with a cached token asks for none |
+//!
+//! Histograms are recorded in seconds; how they are exported (buckets or quantiles) is the
+//! recorder's choice.
 
 use crate::error::ErrorKind;
 
