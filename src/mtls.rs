@@ -25,11 +25,12 @@ use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Request, StatusCode};
+use http::Request;
 use subtle::ConstantTimeEq as _;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::error::mtls::{MtlsError, MtlsErrorKind};
 use crate::keyring::provider;
 
 /// The client's leaf certificate of the request's TLS connection, as a request extension.
@@ -98,67 +99,6 @@ impl fmt::Debug for PeerCertificate {
     }
 }
 
-/// Why a certificate-bound token was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MtlsError {
-    kind: MtlsErrorKind,
-}
-
-/// The reason behind an [`MtlsError`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MtlsErrorKind {
-    /// The request carries no [`PeerCertificate`]: no client certificate, or the application
-    /// did not hand it to the layer.
-    MissingCertificate,
-    /// The client certificate's thumbprint is not the token's `cnf.x5t#S256`.
-    CertificateMismatch,
-}
-
-impl MtlsErrorKind {
-    /// A stable, short, lower-case name for logs and metrics.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MtlsErrorKind::MissingCertificate => "missing_client_certificate",
-            MtlsErrorKind::CertificateMismatch => "client_certificate_mismatch",
-        }
-    }
-}
-
-impl MtlsError {
-    /// The reason.
-    #[must_use]
-    pub fn kind(&self) -> MtlsErrorKind {
-        self.kind
-    }
-
-    /// 401 (RFC 8705 §3).
-    #[must_use]
-    pub fn status(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
-    }
-
-    /// `invalid_token` (RFC 8705 §3), for the `Bearer` challenge.
-    #[must_use]
-    pub fn oauth_error(&self) -> &'static str {
-        "invalid_token"
-    }
-}
-
-impl fmt::Display for MtlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            MtlsErrorKind::MissingCertificate => {
-                "certificate-bound token without a client certificate"
-            }
-            MtlsErrorKind::CertificateMismatch => "client certificate does not match the token",
-        })
-    }
-}
-
-impl std::error::Error for MtlsError {}
-
 /// Checks a certificate-bound token: `cnf_x5t` (the token's `cnf.x5t#S256`) must be the
 /// thumbprint of `peer`, compared in constant time.
 ///
@@ -176,14 +116,10 @@ impl std::error::Error for MtlsError {}
 /// [`MtlsErrorKind::MissingCertificate`] without a certificate,
 /// [`MtlsErrorKind::CertificateMismatch`] when the thumbprints differ.
 pub fn check_x5t(cnf_x5t: &str, peer: Option<&PeerCertificate>) -> Result<(), MtlsError> {
-    let peer = peer.ok_or(MtlsError {
-        kind: MtlsErrorKind::MissingCertificate,
-    })?;
+    let peer = peer.ok_or(MtlsError::new(MtlsErrorKind::MissingCertificate))?;
     let ours = peer.x5t_s256().as_bytes();
     if ours.is_empty() || !bool::from(ours.ct_eq(cnf_x5t.as_bytes())) {
-        return Err(MtlsError {
-            kind: MtlsErrorKind::CertificateMismatch,
-        });
+        return Err(MtlsError::new(MtlsErrorKind::CertificateMismatch));
     }
     Ok(())
 }
@@ -291,6 +227,49 @@ mod tests {
             kind(&a.x5t_s256()[1..], Some(&a)),
             Err(MtlsErrorKind::CertificateMismatch)
         );
+    }
+
+    /// Through the resource server's layer: a certificate-bound token over the wrong
+    /// certificate, or none, is refused as `BindingMismatch`, and the answer's `AuthError`
+    /// says which certificate check failed.
+    #[tokio::test]
+    async fn a_refused_binding_says_which_certificate_check_failed() {
+        use crate::testkit::{self as mint, layer::bearer};
+        use crate::{AuthError, ErrorKind, RequireScope};
+
+        let ours = PeerCertificate::from_der(b"cert a".to_vec());
+        let theirs = PeerCertificate::from_der(b"cert b".to_vec());
+        let token = mint::token(
+            "ec-1",
+            serde_json::json!({"cnf": {"x5t#S256": ours.x5t_s256()}}),
+        );
+        let layer = RequireScope::authenticated(&mint::validator());
+        let ok =
+            service_fn(|_: Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) });
+        let service = tower_layer::Layer::layer(&layer, ok);
+        for (peer, expected) in [
+            (Some(&ours), None),
+            (Some(&theirs), Some(MtlsErrorKind::CertificateMismatch)),
+            (None, Some(MtlsErrorKind::MissingCertificate)),
+        ] {
+            let mut req = Request::builder()
+                .header("authorization", bearer(&token))
+                .body(())
+                .expect("request");
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer.clone());
+            }
+            let res = service.clone().oneshot(req).await.expect("infallible");
+            let error = res.extensions().get::<AuthError>();
+            assert_eq!(error.and_then(AuthError::certificate_error), expected);
+            if expected.is_some() {
+                assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+                assert_eq!(error.map(AuthError::kind), Some(ErrorKind::BindingMismatch));
+                assert_eq!(error.and_then(AuthError::dpop_error), None);
+            } else {
+                assert_eq!(res.status(), http::StatusCode::OK);
+            }
+        }
     }
 
     #[tokio::test]

@@ -121,10 +121,17 @@ fn layer(guard: &Guard) -> RequireScope {
     RequireScope::all(guard, ["read"]).expect("scope")
 }
 
-/// Keeps the standard answer and records `Refusal::detail` in the extensions.
+/// Keeps the standard answer and records the failed proof check of the refusal's
+/// `AuthError` (DPoP or mTLS) in the extensions.
 fn with_detail(refusal: &Refusal) -> Response<Option<String>> {
     let mut res: Response<Option<String>> = refusal.to_response();
-    if let Some(detail) = refusal.detail() {
+    let error = refusal.error();
+    let detail = match (error.dpop_error(), error.certificate_error()) {
+        (Some(dpop), _) => Some(dpop.as_str()),
+        (_, Some(certificate)) => Some(certificate.as_str()),
+        (None, None) => None,
+    };
+    if let Some(detail) = detail {
         res.extensions_mut().insert(Detail(detail));
     }
     res

@@ -101,9 +101,7 @@ impl Binding {
                 match check_x5t(x5t, parts.extensions.get::<PeerCertificate>()) {
                     Ok(()) => Bound::HOLDS,
                     Err(err) => Bound::Refused(
-                        Refusal::new(ErrorKind::BindingMismatch)
-                            .with_token(Some(token))
-                            .with_detail(err.kind().as_str()),
+                        Refusal::new(AuthError::certificate(err)).with_token(Some(token)),
                     ),
                 }
             }
@@ -126,12 +124,10 @@ impl Binding {
     }
 
     fn refused(&self, err: DpopError, token: &VerifiedToken) -> Bound {
-        let kind = err.kind().refusal();
         let nonce = err.kind().nonce_due().then(|| self.next_nonce()).flatten();
         Bound::Refused(
-            Refusal::new(AuthError::with_claim(kind, err.claim_name()))
+            Refusal::new(AuthError::dpop(&err))
                 .with_token(Some(token))
-                .with_detail(err.kind().as_str())
                 .with_dpop_nonce(nonce),
         )
     }

@@ -36,7 +36,9 @@
 //! with `Dpop::verify_token_request` and binds the token it issues to [`VerifiedProof::jkt`].
 //! With the `dpop-client` feature, `DpopKey` creates proofs.
 
-mod error;
+// The kinds of refusal live with the crate's one error table (`crate::error`), which an
+// `AuthError` carries them in; this module is where they are exported.
+use crate::error::dpop as error;
 mod htu;
 
 /// The `DPoP-Nonce` header (RFC 9449 §8): the server's nonce, in a refusal or with a

@@ -91,8 +91,6 @@ pub struct Refusal {
     grpc: bool,
     retry_after: Option<Duration>,
     requirement: Option<&'static str>,
-    /// The finer reason of a DPoP or mTLS refusal (a `DpopErrorKind` name).
-    detail: Option<&'static str>,
     token: Option<VerifiedToken>,
     challenges: Option<Arc<Challenges>>,
     scheme: Option<Scheme>,
@@ -106,18 +104,11 @@ impl Refusal {
             grpc: false,
             retry_after: None,
             requirement: None,
-            detail: None,
             token: None,
             challenges: None,
             scheme: None,
             dpop_nonce: None,
         }
-    }
-
-    /// The finer reason of a DPoP or mTLS refusal, for logs and [`detail`](Self::detail).
-    pub(crate) fn with_detail(mut self, detail: &'static str) -> Self {
-        self.detail = Some(detail);
-        self
     }
 
     /// A fresh `DPoP-Nonce` to send with the answer (`use_dpop_nonce`).
@@ -194,14 +185,6 @@ impl Refusal {
         self.requirement
     }
 
-    /// The finer reason of a DPoP or mTLS refusal: the failed proof check
-    /// ([`DpopErrorKind::as_str`](crate::dpop::DpopErrorKind::as_str), such as `"replayed"`,
-    /// `"uri_mismatch"`) or the certificate problem (`"certificate_mismatch"`).
-    #[must_use]
-    pub fn detail(&self) -> Option<&'static str> {
-        self.detail
-    }
-
     /// What was verified about the token, when the token itself was valid.
     #[must_use]
     pub fn token(&self) -> Option<&VerifiedToken> {
@@ -252,12 +235,14 @@ impl Refusal {
         res
     }
 
-    /// One `tracing` event per refusal, with its stable `reason`, the client when the token
-    /// was valid, and never any token material.
+    /// One `tracing` event per refusal, with its stable `reason`, the failed proof check
+    /// (`proof`, for DPoP and mTLS), the client when the token was valid, and never any token
+    /// material.
     pub(crate) fn log(&self) {
         let err = &self.error;
         let reason = err.kind().as_str();
         let claim = err.claim_name();
+        let proof = err.proof_detail();
         let client_id = self.token.as_ref().and_then(VerifiedToken::client_id);
         match err.kind() {
             ErrorKind::MissingToken => {
@@ -271,10 +256,10 @@ impl Refusal {
                 "request refused: client over its rate limit"
             ),
             kind if kind.is_unavailable() => {
-                tracing::warn!(target: "bearer_guard", reason, client_id, "request refused: server-side dependency unavailable");
+                tracing::warn!(target: "bearer_guard", reason, proof, client_id, "request refused: server-side dependency unavailable");
             }
             _ => {
-                tracing::info!(target: "bearer_guard", reason, claim, client_id, requirement = self.requirement, "request refused")
+                tracing::info!(target: "bearer_guard", reason, claim, proof, client_id, requirement = self.requirement, "request refused")
             }
         }
         crate::metrics::refused(err.kind());
@@ -288,7 +273,6 @@ impl fmt::Debug for Refusal {
             .field("grpc", &self.grpc)
             .field("retry_after", &self.retry_after)
             .field("requirement", &self.requirement)
-            .field("detail", &self.detail)
             .field("scheme", &self.scheme)
             .field("token", &self.token)
             .finish_non_exhaustive()

@@ -5,7 +5,7 @@ use std::fmt;
 
 use http::StatusCode;
 
-use crate::error::ErrorKind;
+use super::ErrorKind;
 
 /// Why a DPoP proof (or the way a DPoP-bound token was presented) was refused.
 ///

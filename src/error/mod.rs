@@ -1,11 +1,19 @@
 //! Errors: why a request was refused ([`AuthError`]) and why a configuration was refused
 //! ([`ConfigError`]).
 //!
-//! Neither type ever holds a token, a secret or key material, so both are safe to log.
+//! Neither type ever holds a token, a secret or key material, so both are safe to log. The
+//! kinds of a failed proof of possession live here too (`dpop.rs`, `mtls.rs`), next to the
+//! one table they are answered by; they are exported from `dpop` and `mtls`.
+
+pub(crate) mod dpop;
+pub(crate) mod mtls;
 
 use std::fmt;
 
 use http::StatusCode;
+
+use self::dpop::{DpopError, DpopErrorKind};
+use self::mtls::{MtlsError, MtlsErrorKind};
 
 /// A boxed error: what the crate's services return when an inner service or an HTTP client
 /// fails, and what a custom [`HttpService`](crate::fetch::HttpService)'s errors convert into.
@@ -25,10 +33,31 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///     if err.kind() == ErrorKind::Expired { /* ... */ }
 /// }
 /// ```
+///
+/// Where a proof of possession was checked and failed, the error also says how: a DPoP
+/// proof ([`dpop_error`](Self::dpop_error)) or a client certificate
+/// ([`certificate_error`](Self::certificate_error)).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct AuthError {
     kind: ErrorKind,
     claim: Option<&'static str>,
+    proof: Option<ProofFailure>,
+}
+
+/// The proof of possession that failed, for an [`AuthError`] that checked one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProofFailure {
+    Dpop(DpopErrorKind),
+    Certificate(MtlsErrorKind),
+}
+
+impl ProofFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            ProofFailure::Dpop(kind) => kind.as_str(),
+            ProofFailure::Certificate(kind) => kind.as_str(),
+        }
+    }
 }
 
 /// The reason behind a refusal: what is logged as `reason`, counted in metrics, and looked
@@ -144,18 +173,74 @@ pub enum ErrorKind {
 
 impl AuthError {
     pub(crate) const fn new(kind: ErrorKind) -> Self {
-        AuthError { kind, claim: None }
+        AuthError::with_claim(kind, None)
     }
 
     pub(crate) const fn claim(kind: ErrorKind, claim: &'static str) -> Self {
-        AuthError {
-            kind,
-            claim: Some(claim),
-        }
+        AuthError::with_claim(kind, Some(claim))
     }
 
     pub(crate) const fn with_claim(kind: ErrorKind, claim: Option<&'static str>) -> Self {
-        AuthError { kind, claim }
+        AuthError {
+            kind,
+            claim,
+            proof: None,
+        }
+    }
+
+    /// A DPoP proof's refusal, as the refusal of the one table it is answered as.
+    pub(crate) fn dpop(err: &DpopError) -> Self {
+        AuthError {
+            kind: err.kind().refusal(),
+            claim: err.claim_name(),
+            proof: Some(ProofFailure::Dpop(err.kind())),
+        }
+    }
+
+    /// A certificate-bound token's refusal (RFC 8705 §3: 401 `invalid_token`).
+    pub(crate) fn certificate(err: MtlsError) -> Self {
+        AuthError {
+            kind: ErrorKind::BindingMismatch,
+            claim: None,
+            proof: Some(ProofFailure::Certificate(err.kind())),
+        }
+    }
+
+    /// The DPoP check that failed, when a DPoP proof (or the way a DPoP-bound token was
+    /// presented) was refused.
+    ///
+    /// ```
+    /// # use bearer_guard::AuthError;
+    /// fn explain(err: &AuthError) -> String {
+    ///     match (err.dpop_error(), err.certificate_error()) {
+    ///         (Some(dpop), _) => format!("DPoP: {}", dpop.as_str()),
+    ///         (_, Some(cert)) => format!("mTLS: {}", cert.as_str()),
+    ///         _ => err.kind().as_str().to_owned(),
+    ///     }
+    /// }
+    /// ```
+    #[must_use]
+    pub fn dpop_error(&self) -> Option<DpopErrorKind> {
+        match self.proof {
+            Some(ProofFailure::Dpop(kind)) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// The client-certificate check that failed, when a certificate-bound token (RFC 8705)
+    /// was refused.
+    #[must_use]
+    pub fn certificate_error(&self) -> Option<MtlsErrorKind> {
+        match self.proof {
+            Some(ProofFailure::Certificate(kind)) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// The proof check's short name (`"replayed"`, `"client_certificate_mismatch"` ...),
+    /// for logs.
+    pub(crate) fn proof_detail(&self) -> Option<&'static str> {
+        self.proof.map(ProofFailure::as_str)
     }
 
     /// The reason.
@@ -191,15 +276,23 @@ impl fmt::Debug for AuthError {
         if let Some(claim) = self.claim {
             d.field("claim", &claim);
         }
+        if let Some(proof) = self.proof {
+            d.field("proof", &proof);
+        }
         d.finish()
     }
 }
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.claim {
-            Some(claim) => write!(f, "{} (`{claim}`)", self.kind.description()),
-            None => f.write_str(self.kind.description()),
+        f.write_str(self.kind.description())?;
+        if let Some(claim) = self.claim {
+            write!(f, " (`{claim}`)")?;
+        }
+        match self.proof {
+            Some(ProofFailure::Dpop(kind)) => write!(f, ": {kind}"),
+            Some(ProofFailure::Certificate(kind)) => write!(f, ": {}", kind.as_str()),
+            None => Ok(()),
         }
     }
 }
@@ -387,6 +480,49 @@ mod tests {
             ErrorKind::KeysUnavailable.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn a_failed_proof_is_one_error_with_its_kind_and_the_check_that_failed() {
+        let replayed = AuthError::dpop(&DpopError::new(DpopErrorKind::Replayed));
+        assert_eq!(replayed.kind(), DpopErrorKind::Replayed.refusal());
+        assert_eq!(replayed.kind(), ErrorKind::InvalidDpopProof);
+        assert_eq!(replayed.dpop_error(), Some(DpopErrorKind::Replayed));
+        assert_eq!(replayed.certificate_error(), None);
+        assert_eq!(replayed.proof_detail(), Some("replayed"));
+        assert!(
+            replayed
+                .to_string()
+                .ends_with(&format!(": {}", DpopErrorKind::Replayed))
+        );
+
+        let in_claim = AuthError::dpop(&DpopError::claim(DpopErrorKind::InvalidClaim, "htu"));
+        assert_eq!(in_claim.claim_name(), Some("htu"));
+
+        let nonce = AuthError::dpop(&DpopError::new(DpopErrorKind::NonceMissing));
+        assert_eq!(nonce.kind(), ErrorKind::UseDpopNonce);
+
+        let certificate =
+            AuthError::certificate(MtlsError::new(MtlsErrorKind::CertificateMismatch));
+        assert_eq!(certificate.kind(), ErrorKind::BindingMismatch);
+        assert_eq!(certificate.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(certificate.dpop_error(), None);
+        assert_eq!(
+            certificate.certificate_error(),
+            Some(MtlsErrorKind::CertificateMismatch)
+        );
+        assert!(
+            certificate
+                .to_string()
+                .ends_with(": client_certificate_mismatch")
+        );
+
+        let plain = AuthError::new(ErrorKind::Expired);
+        assert_eq!(
+            (plain.dpop_error(), plain.certificate_error()),
+            (None, None)
+        );
+        assert!(!format!("{plain:?}").contains("proof"));
     }
 
     #[test]
