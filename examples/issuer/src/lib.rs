@@ -1,5 +1,5 @@
 //! The companion OAuth 2.1 authorization server (`cargo run -p bearer-guard-issuer`), shared with
-//! `examples/demo.rs` and the tests (`tests/issuer_*.rs`).
+//! `examples/demo.rs`, its own tests (`examples/issuer/tests/`) and the tests of `bearer-guard` that need a real issuer (`testing`).
 //!
 //! - `GET|POST /oauth/authorize`: the authorization code flow with PKCE (S256 only) for the
 //!   users of `examples/users.toml`: a login-and-consent page, then a redirect with `code`,
