@@ -121,10 +121,8 @@ pub enum ErrorKind {
     /// proof: a sender-constrained token presented as a plain bearer token is refused (RFC
     /// 9449 §7.2, RFC 8705 §3).
     SenderConstrained,
-    /// The DPoP proof (RFC 9449) fails a check: [`Refusal::detail`] says which (401
+    /// The DPoP proof (RFC 9449) fails a check: [`AuthError::dpop_error`] says which (401
     /// `invalid_dpop_proof`).
-    ///
-    /// [`Refusal::detail`]: crate::response::Refusal::detail
     InvalidDpopProof,
     /// The DPoP proof lacks a valid server nonce: the answer carries a fresh `DPoP-Nonce`
     /// header to retry with (401 `use_dpop_nonce`, RFC 9449 §9).
