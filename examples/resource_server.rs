@@ -1,5 +1,6 @@
 //! A protected resource server: `GET /protected-resource` needs an access token with the
-//! configured scope, as a `Bearer` token, or as a DPoP-bound token with its proof.
+//! configured scope, `POST /protected-resource` that scope and `write`, as a `Bearer` token,
+//! or as a DPoP-bound token with its proof.
 //!
 //! ```text
 //! ISSUER=http://127.0.0.1:8000 AUDIENCE=http://127.0.0.1:8001 cargo run --example resource_server
@@ -26,15 +27,20 @@
 //! - `PUBLIC_URL`: the origin clients use (DPoP proofs' `htu` must match it); default
 //!   `http://` + the request's `Host`;
 //! - `RATE_LIMIT` (e.g. `120/minute`, `10/second`): a quota per client on
-//!   `/protected-resource` (a burst of 120, refilled at 120 a minute), 429 over it;
+//!   `/protected-resource`, both methods together (a burst of 120, refilled at 120 a minute),
+//!   429 over it;
 //! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): shared by every replica pointing at it:
 //!   revoked tokens (written by the issuer's `POST /oauth/revoke`; tokens without `jti` are
 //!   then refused, 503 when Redis is down), the DPoP replay store, and the quotas of
 //!   `RATE_LIMIT`;
 //! - `BIND` (default `127.0.0.1:8001`); `RUST_LOG` (default `info`), logs on stderr.
 //!
-//! Also serves `GET /metrics` (Prometheus text) and `GET /healthz`. Prints
-//! `listening on <addr>` on stdout once it accepts connections.
+//! Also serves `GET /openapi.json`, for the clients and tools that read OpenAPI: an OpenAPI
+//! 3.1 document of the guarded routes, with one OpenID Connect security scheme per issuer
+//! (its discovery document) and, on each route, the scopes the route's own layer requires
+//! (`examples/support/resource_server.rs`; `servers` is `PUBLIC_URL` when set); `GET
+//! /metrics` (Prometheus text) and `GET /healthz`. Prints `listening on <addr>` on stdout
+//! once it accepts connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,9 +128,10 @@ async fn main() -> Result<(), Error> {
     }
 
     // The HTTP side: DPoP proofs, RFC 9728 metadata, the challenges pointing at it.
+    let public_url = optional("PUBLIC_URL");
     let mut dpop = Dpop::builder();
-    dpop = match optional("PUBLIC_URL") {
-        Some(origin) => dpop.external_origin(origin),
+    dpop = match &public_url {
+        Some(origin) => dpop.external_origin(origin.as_str()),
         None => dpop.origin_from_host("http"),
     };
     if let Some(url) = &redis {
@@ -167,6 +174,10 @@ async fn main() -> Result<(), Error> {
             rate_limit,
             metadata: Some(metadata),
             metrics: Some(metrics),
+            openapi: Some(support::resource_server::ApiDocs {
+                issuers: issuers.clone(),
+                server_url: public_url,
+            }),
         },
     )?;
 

@@ -119,6 +119,7 @@
 //! | `client` | no | the outgoing side: fetch, cache and send client-credentials tokens |
 //! | `rate-limit` | no | `rate_limit::RateLimitByClient`: per-client quotas (governor), 429 with `Retry-After` |
 //! | `metrics` | no | counters and histograms through the `metrics` facade |
+//! | `jsonrpc` | no | `jsonrpc::OperationScopes`: scopes per JSON-RPC method and MCP tool, the step-up challenge |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -147,6 +148,9 @@ mod future;
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod introspection;
 mod json;
+#[cfg(feature = "jsonrpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jsonrpc")))]
+pub mod jsonrpc;
 mod jws;
 mod keyring;
 pub mod keys;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bearer_guard::dpop::DpopReplay;
 use bearer_guard::revocation::Revocations;
 
+use super::Error;
 use super::limits::Limits;
+use super::signing::{DEFAULT_PUBLISH_AHEAD, SigningKey, SigningKeys};
 use super::store::Store;
 
 /// What the token endpoint issues as access tokens.
@@ -30,10 +32,21 @@ pub struct Config {
     pub clients_file: PathBuf,
     /// The users file (TOML); `None`: nobody can log in.
     pub users_file: Option<PathBuf>,
-    /// A PKCS#8 PEM private key (Ed25519, P-256 or P-384); `None`: generate an Ed25519 key.
+    /// A PKCS#8 PEM private key (Ed25519, P-256 or P-384); `None` (and no
+    /// [`signing_keys_dir`](Config::signing_keys_dir)): generate an Ed25519 key.
     pub signing_key_file: Option<PathBuf>,
-    /// The `kid` of the signing key; `None`: its RFC 7638 thumbprint.
+    /// The `kid` of the key of `signing_key_file` or the generated one; `None`: its RFC 7638
+    /// thumbprint.
     pub signing_key_id: Option<String>,
+    /// A directory of PKCS#8 PEM private keys, rotated without a restart: every key
+    /// published, the newest signing once published for
+    /// [`signing_key_publish_ahead`](Config::signing_key_publish_ahead) (see
+    /// [`SigningKeys`]). Excludes `signing_key_file` and `signing_key_id`.
+    pub signing_keys_dir: Option<PathBuf>,
+    /// How long a new key of `signing_keys_dir` is published before it signs (default
+    /// [`DEFAULT_PUBLISH_AHEAD`], 5 minutes): at least how often resource servers refresh the
+    /// JWKS.
+    pub signing_key_publish_ahead: Duration,
     /// Where revoked tokens go; `None`: an in-memory store of this issuer's own.
     pub revocations: Option<Arc<dyn Revocations>>,
     /// Codes, refresh tokens, opaque tokens, registered clients; `None`: in memory.
@@ -62,6 +75,8 @@ impl std::fmt::Debug for Config {
             .field("users_file", &self.users_file)
             .field("signing_key_file", &self.signing_key_file)
             .field("signing_key_id", &self.signing_key_id)
+            .field("signing_keys_dir", &self.signing_keys_dir)
+            .field("signing_key_publish_ahead", &self.signing_key_publish_ahead)
             .field("store", &self.store)
             .field("token_format", &self.token_format)
             .field("code_lifetime", &self.code_lifetime)
@@ -82,6 +97,8 @@ impl Config {
             users_file: Some(example_file("users.toml")),
             signing_key_file: None,
             signing_key_id: None,
+            signing_keys_dir: None,
+            signing_key_publish_ahead: DEFAULT_PUBLISH_AHEAD,
             revocations: None,
             store: None,
             token_format: TokenFormat::Jwt,
@@ -95,7 +112,8 @@ impl Config {
 
     /// From the environment: `ISSUER` (default `http://<local_addr>`), `CLIENTS_FILE`,
     /// `USERS_FILE` (defaults: the files in `examples/`), `SIGNING_KEY_FILE`,
-    /// `SIGNING_KEY_ID`, `TOKEN_FORMAT` (`jwt` or `opaque`), `DPOP_NONCES` (`on` or `off`).
+    /// `SIGNING_KEY_ID`, `SIGNING_KEYS_DIR`, `SIGNING_KEY_PUBLISH_AHEAD` (seconds),
+    /// `TOKEN_FORMAT` (`jwt` or `opaque`), `DPOP_NONCES` (`on` or `off`).
     /// Redis (`REDIS_URL`) is left to the caller: connecting is async.
     pub fn from_env(local_addr: SocketAddr) -> Result<Config, String> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
@@ -109,6 +127,13 @@ impl Config {
         }
         config.signing_key_file = var("SIGNING_KEY_FILE").map(PathBuf::from);
         config.signing_key_id = var("SIGNING_KEY_ID");
+        config.signing_keys_dir = var("SIGNING_KEYS_DIR").map(PathBuf::from);
+        if let Some(seconds) = var("SIGNING_KEY_PUBLISH_AHEAD") {
+            let seconds: u64 = seconds
+                .parse()
+                .map_err(|_| "SIGNING_KEY_PUBLISH_AHEAD must be a number of seconds")?;
+            config.signing_key_publish_ahead = Duration::from_secs(seconds);
+        }
         config.token_format = match var("TOKEN_FORMAT").as_deref() {
             None | Some("jwt") => TokenFormat::Jwt,
             Some("opaque") => TokenFormat::Opaque,
@@ -120,6 +145,39 @@ impl Config {
             Some(_) => return Err("DPOP_NONCES must be on or off".into()),
         };
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The signing keys: the directory's, the file's, or a generated key. Reads files:
+    /// call it from a blocking context.
+    ///
+    /// # Errors
+    /// A directory together with a key file or a key id; a key that cannot be read.
+    pub fn signing_keys(&self) -> Result<SigningKeys, Error> {
+        match (&self.signing_keys_dir, &self.signing_key_file) {
+            (Some(_), Some(_)) => {
+                Err("SIGNING_KEYS_DIR and SIGNING_KEY_FILE exclude each other".into())
+            }
+            (Some(_), None) if self.signing_key_id.is_some() => Err(
+                "SIGNING_KEY_ID does not apply to SIGNING_KEYS_DIR (each key's kid is its \
+                 RFC 7638 thumbprint)"
+                    .into(),
+            ),
+            (Some(dir), None) => SigningKeys::from_dir(dir, self.signing_key_publish_ahead),
+            (None, Some(path)) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
+                let key = SigningKey::from_pem(&pem, self.signing_key_id.clone())
+                    .map_err(|e| format!("signing key {}: {e}", path.display()))?;
+                Ok(key.into())
+            }
+            (None, None) => {
+                let key = SigningKey::generate(self.signing_key_id.clone())?;
+                tracing::info!(kid = %key.kid(), "generated an ephemeral Ed25519 signing key");
+                Ok(key.into())
+            }
+        }
     }
 }
 

@@ -11,13 +11,15 @@
 //!   (RFC 9449) gets a DPoP-bound token (`cnf.jkt`, `token_type: "DPoP"`; `dpop.rs`).
 //! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662), `POST
 //!   /oauth/register` (RFC 7591, public clients only).
-//! - `GET /.well-known/jwks.json` and the RFC 8414 metadata at
+//! - `GET /.well-known/jwks.json` (every published signing key) and the RFC 8414 metadata at
 //!   `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
 //!
-//! Access tokens are RFC 9068 JWTs signed with EdDSA (a key generated at start) or the key of
-//! `SIGNING_KEY_FILE`, or opaque (`TOKEN_FORMAT=opaque`, `tokens.rs`). Codes, refresh tokens,
-//! opaque tokens and registered clients live in a [`Store`]: memory, or Redis shared by
-//! replicas (`store.rs`); revoked access tokens go to a `bearer_guard` revocation store.
+//! Access tokens are RFC 9068 JWTs signed with EdDSA (a key generated at start), the key of
+//! `SIGNING_KEY_FILE`, or the keys of `SIGNING_KEYS_DIR`, rotated without a restart
+//! ([`SigningKeys`], `signing.rs`; the binary reloads them on `SIGHUP`), or opaque
+//! (`TOKEN_FORMAT=opaque`, `tokens.rs`). Codes, refresh tokens, opaque tokens and registered
+//! clients live in a [`Store`]: memory, or Redis shared by replicas (`store.rs`); revoked
+//! access tokens go to a `bearer_guard` revocation store.
 //!
 //! Secrets and passwords exist only as argon2id hashes, verified on the blocking pool behind
 //! a bounded queue and per-peer and per-name attempt budgets (`limits.rs`). Nothing secret is
@@ -63,7 +65,7 @@ pub use self::grants::pkce_matches;
 pub use self::limits::Limits;
 pub use self::page::html_escape;
 pub use self::server::Issuer;
-pub use self::signing::SigningKey;
+pub use self::signing::{DEFAULT_PUBLISH_AHEAD, MAX_KEYS, Reloaded, SigningKey, SigningKeys};
 pub use self::store::Store;
 pub use self::users::{User, parse_users};
 
@@ -92,8 +94,8 @@ pub const OIDC_METADATA_PATH: &str = "/.well-known/openid-configuration";
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Reads the clients and users files and the signing key (or generates one) and builds the
-/// issuer.
+/// Reads the clients and users files and the signing keys (a directory, a file, or a key it
+/// generates) and builds the issuer.
 pub async fn load(config: &Config) -> Result<Issuer, Error> {
     let path = &config.clients_file;
     let text = tokio::fs::read_to_string(path)
@@ -115,23 +117,13 @@ pub async fn load(config: &Config) -> Result<Issuer, Error> {
             parse_users(&text).map_err(|e| format!("users file {}: {e}", path.display()))?
         }
     };
-    let key = match &config.signing_key_file {
-        Some(path) => {
-            let pem = tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
-            SigningKey::from_pem(&pem, config.signing_key_id.clone())
-                .map_err(|e| format!("signing key {}: {e}", path.display()))?
-        }
-        None => {
-            let key = SigningKey::generate(config.signing_key_id.clone())?;
-            tracing::info!(kid = %key.kid(), "generated an ephemeral Ed25519 signing key");
-            key
-        }
-    };
     let config = config.clone();
-    // Hashing the dummy secrets takes argon2 runs: keep them off the async threads.
-    tokio::task::spawn_blocking(move || Issuer::build(&config, clients, users, key)).await?
+    // Reading the keys and hashing the dummy secrets (argon2 runs): off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let keys = config.signing_keys()?;
+        Issuer::build(&config, clients, users, keys)
+    })
+    .await?
 }
 
 /// The router; bodies capped at [`MAX_BODY`]. Serve it with connection info (see [`serve`])
@@ -236,7 +228,7 @@ async fn register(State(issuer): State<Issuer>, post: Post) -> Result<Response, 
 }
 
 async fn jwks(State(issuer): State<Issuer>) -> Response {
-    cacheable_json(issuer.jwks_json(), "application/jwk-set+json")
+    cacheable_json(&issuer.jwks_json(), "application/jwk-set+json")
 }
 
 async fn metadata(State(issuer): State<Issuer>) -> Response {

@@ -28,9 +28,31 @@
 //! - `CLIENTS_FILE` (default `examples/clients.toml`) and `USERS_FILE` (default
 //!   `examples/users.toml`), whose secrets and passwords are public, demo only; hash new ones
 //!   with `cargo run -p bearer-guard-issuer --bin hash_secret`;
-//! - `SIGNING_KEY_FILE`: a PKCS#8 PEM private key (Ed25519, P-256 or P-384); without it an
-//!   Ed25519 key is generated at start, and tokens die with the process;
+//! - `SIGNING_KEY_FILE`: a PKCS#8 PEM private key (Ed25519, P-256 or P-384); without it (or
+//!   `SIGNING_KEYS_DIR`) an Ed25519 key is generated at start, and tokens die with the
+//!   process;
 //! - `SIGNING_KEY_ID`: the key's `kid` (default: its RFC 7638 thumbprint);
+//! - `SIGNING_KEYS_DIR`, instead of `SIGNING_KEY_FILE`: a directory of such keys, for
+//!   rotating keys without a restart. Every `*.pem` file in it is a key (names starting with
+//!   `.` are skipped), its `kid` its RFC 7638 thumbprint; the file names sort them, the last
+//!   is the newest. Every key is published in the JWKS; the newest signs once it has been
+//!   published for `SIGNING_KEY_PUBLISH_AHEAD` seconds (default 300: longer than resource
+//!   servers take to refresh the JWKS), the one before it until then. `SIGHUP` reads the
+//!   directory again: a new file is published at once, a removed one leaves the JWKS (and its
+//!   tokens are refused from the resource servers' next refresh), and a directory that
+//!   cannot be read whole (a malformed file, no key) is refused with a log line, the
+//!   previous keys kept. To rotate:
+//!
+//!   ```text
+//!   openssl genpkey -algorithm ed25519 -out "$SIGNING_KEYS_DIR/.new"
+//!   mv "$SIGNING_KEYS_DIR/.new" "$SIGNING_KEYS_DIR/$(date -u +%Y%m%dT%H%M%S).pem"
+//!   kill -HUP "$ISSUER_PID"   # published now, signing in SIGNING_KEY_PUBLISH_AHEAD seconds
+//!   # once the last token of the old key has expired (its lifetime after the switch):
+//!   rm "$SIGNING_KEYS_DIR/<old>.pem" && kill -HUP "$ISSUER_PID"
+//!   ```
+//!
+//!   At start, the newest key counts as published from then, so after a restart the one
+//!   before it signs for `SIGNING_KEY_PUBLISH_AHEAD` again;
 //! - `TOKEN_FORMAT`: `jwt` (default) or `opaque` (resource servers then introspect);
 //! - `DPOP_NONCES`: `off` (default) or `on`: DPoP proofs at the token endpoint must carry a
 //!   nonce of this issuer (RFC 9449 §8). A token request with a `DPoP` proof always gets a
@@ -95,6 +117,10 @@ async fn main() -> Result<(), Error> {
         );
     }
     let issuer = bearer_guard_issuer::load(&config).await?;
+    // Before `listening on`: from then on, SIGHUP never has its default action (the end of
+    // the process).
+    #[cfg(unix)]
+    reload_on_sighup(&issuer)?;
 
     println!("listening on {addr}");
     // Connection info: attempt budgets are per peer address.
@@ -104,5 +130,24 @@ async fn main() -> Result<(), Error> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    Ok(())
+}
+
+/// On every `SIGHUP`, reads `SIGNING_KEYS_DIR` again (the outcome is logged either way).
+#[cfg(unix)]
+fn reload_on_sighup(issuer: &bearer_guard_issuer::Issuer) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    let issuer = issuer.clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if issuer.signing_keys().dir().is_none() {
+                tracing::warn!("SIGHUP ignored: no SIGNING_KEYS_DIR to reload");
+                continue;
+            }
+            // Success and refusal are both logged by the reload.
+            let _ = issuer.reload_signing_keys().await;
+        }
+    });
     Ok(())
 }

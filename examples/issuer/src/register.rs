@@ -1,7 +1,9 @@
 //! `POST /oauth/register` (RFC 7591): open dynamic registration of public clients, as MCP
 //! clients do it. Only `token_endpoint_auth_method = "none"` and the authorization-code flow;
 //! redirect URIs must be `https`, or `http` to a loopback host; scopes and resources come
-//! from the clients file's `[registration]` policy. Registered clients live in the store (so
+//! from the clients file's `[registration]` policy: a registered client may ask for any of
+//! its scopes at each authorization, and the `scope` it registered with (if any) is what it
+//! gets when it asks for none. Registered clients live in the store (so
 //! replicas share them) for [`REGISTRATION_LIFETIME`]; registrations per peer are limited.
 
 use std::time::Duration;
@@ -105,8 +107,12 @@ impl Issuer {
                 "only authorization_code and refresh_token, response type code",
             ));
         }
+        // RFC 7591 §2: the server decides a registered client's scopes. A client may ask for
+        // any scope of the policy at each authorization (and get consent for what it asks):
+        // a 403 `insufficient_scope` names scopes beyond those of the first 401, and the
+        // client steps up by asking for them. What it registered with is its default.
         let all = &policy.scopes;
-        let scopes = grant_scope(all, all, metadata.scope.as_deref())
+        let asked = grant_scope(all, all, metadata.scope.as_deref())
             .map_err(|e| invalid("invalid_client_metadata", e.description))?;
 
         self.0
@@ -115,9 +121,9 @@ impl Issuer {
             .map_err(|r| self.refused(r, "registration", peer))?;
         let client_id = format!("{REGISTERED_PREFIX}{}", random_token(16)?);
         let mut entry = policy.entry(client_id.clone(), metadata.client_name, redirect_uris);
-        // The client has the scopes it asked for; its default is all of them.
-        entry.scopes = scopes;
-        entry.default_scope = None;
+        if metadata.scope.is_some() {
+            entry.default_scope = Some(asked.join(" "));
+        }
         let json = serde_json::to_string(&entry).map_err(|_| OAuthError::server_error())?;
         let client = client_from_entry(entry)
             .map_err(|e| invalid("invalid_client_metadata", e.to_string()))?;

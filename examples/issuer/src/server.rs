@@ -1,4 +1,4 @@
-//! The issuer: its clients and users, signing key, stores and limits, client authentication,
+//! The issuer: its clients and users, signing keys, stores and limits, client authentication,
 //! and the documents it serves (JWKS, RFC 8414 metadata).
 
 use std::collections::HashMap;
@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, Params};
-use bearer_guard::KeySet;
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
 use serde_json::json;
 
@@ -19,7 +18,7 @@ use super::dpop::TokenEndpointDpop;
 use super::error::OAuthError;
 use super::form::Credentials;
 use super::limits::{Gate, Refused};
-use super::signing::SigningKey;
+use super::signing::{OwnKeys, Reloaded, SigningKey, SigningKeys};
 use super::store::{Store, StoreError};
 use super::users::User;
 use super::{
@@ -39,9 +38,10 @@ pub(super) struct Inner {
     /// secret or password costs.
     pub client_dummy: PasswordHash,
     pub user_dummy: PasswordHash,
-    pub key: SigningKey,
-    /// The public part of `key`, to recognise this issuer's own tokens.
-    pub own_keys: KeySet,
+    /// Every published key and the one that signs (`key.sign(..)`); the JWKS.
+    pub key: SigningKeys,
+    /// The published keys, to recognise this issuer's own tokens.
+    pub own_keys: OwnKeys,
     pub revocations: Arc<dyn Revocations>,
     pub store: Store,
     /// Prefix of every store key: the issuer, so that issuers may share one Redis.
@@ -52,7 +52,6 @@ pub(super) struct Inner {
     pub refresh_lifetime: Duration,
     /// DPoP proofs of token requests.
     pub dpop: TokenEndpointDpop,
-    pub jwks: String,
     pub metadata: String,
 }
 
@@ -92,13 +91,15 @@ impl Issuer {
         Issuer::build(&config, clients, HashMap::new(), key)
     }
 
-    /// The issuer of `config` (its files already read: `clients`, `users`, `key`).
+    /// The issuer of `config` (its files already read: `clients`, `users`, `keys`: a
+    /// [`SigningKey`] or [`SigningKeys`]).
     pub fn build(
         config: &Config,
         clients: Clients,
         users: HashMap<String, User>,
-        key: SigningKey,
+        keys: impl Into<SigningKeys>,
     ) -> Result<Issuer, Error> {
+        let key: SigningKeys = keys.into();
         let issuer = config.issuer.clone();
         if !super::scope::is_resource_uri(&issuer) || issuer.contains('?') {
             return Err(
@@ -167,9 +168,7 @@ impl Issuer {
         if clients.registration.is_some() {
             metadata["registration_endpoint"] = json!(format!("{base}{REGISTER_PATH}"));
         }
-        let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
-        let own_keys = KeySet::from_jwks_json(jwks.as_bytes())
-            .map_err(|e| format!("the issuer's own JWKS: {e}"))?;
+        let own_keys = key.own_keys();
 
         Ok(Issuer(Arc::new(Inner {
             prefix: format!("bearer-guard:issuer:{issuer}:"),
@@ -195,7 +194,6 @@ impl Issuer {
             code_lifetime: config.code_lifetime,
             refresh_lifetime: config.refresh_lifetime,
             dpop,
-            jwks,
             metadata: metadata.to_string(),
         })))
     }
@@ -205,9 +203,9 @@ impl Issuer {
         &self.0.issuer
     }
 
-    /// The JWKS document served at [`JWKS_PATH`].
-    pub fn jwks_json(&self) -> &str {
-        &self.0.jwks
+    /// The JWKS document served at [`JWKS_PATH`]: every published key.
+    pub fn jwks_json(&self) -> Arc<str> {
+        self.0.key.jwks_json()
     }
 
     /// The RFC 8414 metadata document.
@@ -215,9 +213,26 @@ impl Issuer {
         &self.0.metadata
     }
 
-    /// The signing key, e.g. to mint deliberately bad tokens in a demo.
-    pub fn signing_key(&self) -> &SigningKey {
+    /// The key that signs now, e.g. to mint deliberately bad tokens in a demo.
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.0.key.signer()
+    }
+
+    /// Every published key and the one that signs.
+    pub fn signing_keys(&self) -> &SigningKeys {
         &self.0.key
+    }
+
+    /// Reads the signing-key directory again ([`SigningKeys::reload`]; what `SIGHUP` does to
+    /// the `issuer` binary): new keys are published at once and the newest signs after the
+    /// publish-ahead time; keys whose file is gone leave the JWKS. On a refusal (a malformed
+    /// file, an empty directory) nothing changes, and the refusal is logged.
+    ///
+    /// # Errors
+    /// The keys do not come from a directory, or the directory was refused.
+    pub async fn reload_signing_keys(&self) -> Result<Reloaded, Error> {
+        let keys = self.0.key.clone();
+        tokio::task::spawn_blocking(move || keys.reload()).await?
     }
 
     /// The store revocations go to.

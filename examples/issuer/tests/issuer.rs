@@ -82,7 +82,7 @@ async fn basic_auth_issues_a_token_the_validator_accepts() {
     let header = jose_header(&token);
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "EdDSA");
-    let jwks: Value = serde_json::from_str(server.issuer.jwks_json()).expect("jwks");
+    let jwks: Value = serde_json::from_str(&server.issuer.jwks_json()).expect("jwks");
     assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
 
     let claims = server
@@ -1049,7 +1049,7 @@ async fn json_clients_file_and_signing_key_file() {
     config.signing_key_id = Some("ed-1".into());
     let server = Server::serve(listener, issuer::load(&config).await.expect("load"));
 
-    let served: Value = serde_json::from_str(server.issuer.jwks_json()).expect("jwks");
+    let served: Value = serde_json::from_str(&server.issuer.jwks_json()).expect("jwks");
     let shipped: Value = serde_json::from_slice(
         &std::fs::read(root.join("examples/jwks.json")).expect("examples/jwks.json"),
     )

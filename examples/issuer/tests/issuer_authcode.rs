@@ -461,6 +461,79 @@ async fn clients_register_themselves_and_use_the_flow() {
     }
 }
 
+/// Step-up (MCP): a client registered with the scope of a first 401 may ask, later, for more
+/// of the `[registration]` table (its user consents to what it asks), never for a scope
+/// outside it.
+#[tokio::test]
+async fn a_registered_client_may_step_up_to_any_scope_of_the_registration_table() {
+    let clients = issuer_server::clients_toml();
+    let table = "[registration]\nscopes = [\"read\"]";
+    assert!(clients.contains(table), "{clients}");
+    let clients = clients.replace(table, "[registration]\nscopes = [\"read\", \"write\"]");
+    let server = Server::start_full(
+        clients,
+        bearer_guard_issuer::SigningKey::generate(None).expect("key"),
+        |_| {},
+    )
+    .await;
+    let redirect = "http://127.0.0.1:33333/callback";
+    let register = |scope: &str| {
+        let body = json!({ "redirect_uris": [redirect], "scope": scope });
+        server.post_to("/oauth/register", "application/json", body.to_string(), &[])
+    };
+    // Registered with `read` (what a first 401 named): the server lets it use the table.
+    let reply = register("read").await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    assert_eq!(reply.json()["scope"], "read write");
+    let client_id = reply.json()["client_id"].as_str().expect("id").to_owned();
+
+    // (scope asked, scope consented to and granted): none asked gives what it registered
+    // with; the step-up asks for the union.
+    for (asked, granted) in [(None, "read"), (Some("read write"), "read write")] {
+        let verifier = new_verifier();
+        let mut query = authorize_query(&client_id, redirect, &challenge(&verifier), "s");
+        if let Some(asked) = asked {
+            query.push_str(&format!("&scope={}", urlencode(asked)));
+        }
+        let html = page(&server, &query).await.text();
+        let shown: Vec<&str> = granted.split(' ').collect();
+        for scope in ["read", "write"] {
+            let on_page = html.contains(&format!("<li><code>{scope}</code></li>"));
+            assert_eq!(
+                on_page,
+                shown.contains(&scope),
+                "{scope} on the page: {html}"
+            );
+        }
+        let location = approve_as_alice(&server, &query).await.location();
+        let code = query_value(&callback_query(&location, redirect), "code").expect("code");
+        let reply = server
+            .form(&format!(
+                "grant_type=authorization_code&client_id={client_id}&code={code}&redirect_uri={}&code_verifier={verifier}",
+                urlencode(redirect)
+            ))
+            .await;
+        reply.assert_tokens();
+        assert_eq!(reply.json()["scope"], granted, "{asked:?}");
+    }
+
+    // Outside the table: refused at the authorization endpoint and at registration.
+    let verifier = new_verifier();
+    let query = format!(
+        "{}&scope={}",
+        authorize_query(&client_id, redirect, &challenge(&verifier), "s"),
+        urlencode("read admin")
+    );
+    let (error, state) = redirect_error(&page(&server, &query).await, redirect);
+    assert_eq!(
+        (error.as_str(), state.as_deref()),
+        ("invalid_scope", Some("s"))
+    );
+    register("read admin")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_client_metadata");
+}
+
 /// Security events are logged, and nothing secret is: no password, code, verifier or token.
 #[tokio::test]
 async fn security_events_are_logged_without_secrets() {

@@ -7,13 +7,18 @@
 //!   token gets `401` with
 //!   `WWW-Authenticate: Bearer resource_metadata="<metadata URL>", scope="mcp:tools"`
 //!   (RFC 9728 §5.1, and the scopes to ask for); a token without `mcp:tools` gets `403` `insufficient_scope`.
+//!   Then `jsonrpc::OperationScopes` reads the JSON-RPC body (at most [`MAX_REQUEST_BODY`]
+//!   bytes): a `tools/call` of `admin_stats` with a token without `mcp:admin` gets `403` with
+//!   `WWW-Authenticate: Bearer resource_metadata="..", error="insufficient_scope", scope="mcp:admin"`
+//!   before rmcp sees it (MCP step-up: the client asks its user for `mcp:tools mcp:admin`,
+//!   then calls again).
 //! - `GET /.well-known/oauth-protected-resource/mcp`: the metadata (RFC 9728 §3.1): the
 //!   resource (`<PUBLIC_URL>/mcp`, the audience its tokens must carry), the issuer, the
-//!   scopes `mcp:tools` and `mcp:admin`.
+//!   scopes `mcp:tools` (the route's) and `mcp:admin` (`admin_stats`').
 //!
 //! The tools ([`Tools`]): `echo`, `whoami` (what the token says about the caller) and
-//! `admin_stats`, which also needs `mcp:admin`: checked inside the tool, on the verified token
-//! of the HTTP request that calls it (rmcp gives tools the request's `http::request::Parts`).
+//! `admin_stats`, which also needs `mcp:admin`: checked by the layer, on the request's body,
+//! before the tool can run.
 //!
 //! The server keeps no MCP sessions (rmcp's stateless mode): every request carries its own
 //! token and is authorized on its own, and there is no session id to steal. The
@@ -34,7 +39,7 @@ mod tools;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use bearer_guard::jsonrpc::{self, OperationScopes};
 use bearer_guard::{Guard, Issuer, RequireScope, Validator, metadata::ProtectedResource};
 use http::Request;
 use http::header::AUTHORIZATION;
@@ -44,10 +49,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 pub use settings::Settings;
-pub use tools::{
-    ADMIN_SCOPE, Caller, EchoArgs, INSUFFICIENT_SCOPE, MAX_ECHO, Stats, StatsReport, TOOLS_SCOPE,
-    Tools,
-};
+pub use tools::{ADMIN_SCOPE, Caller, EchoArgs, MAX_ECHO, Stats, StatsReport, TOOLS_SCOPE, Tools};
 
 /// Where the MCP endpoint is mounted.
 pub const MCP_PATH: &str = "/mcp";
@@ -84,8 +86,6 @@ pub async fn build(settings: &Settings) -> Result<Server, Error> {
     validator.ready().await?;
     let resource = ProtectedResource::builder(resource_url.as_str())
         .authorization_server(settings.issuer.as_str())
-        // Required inside the tool, not by a route: listed here.
-        .scopes_supported([ADMIN_SCOPE])
         .resource_name("bearer-guard MCP example")
         .build()
         .map_err(|e| format!("PUBLIC_URL {}: {e}", settings.public_url))?;
@@ -98,7 +98,8 @@ pub async fn build(settings: &Settings) -> Result<Server, Error> {
     })
 }
 
-/// The routes, for a validator of tokens for `resource`.
+/// The routes, for a validator of tokens for `resource`. The route and the operations
+/// register their scopes in `resource`'s `scopes_supported`.
 ///
 /// # Errors
 /// A metadata URL that cannot be sent in a challenge.
@@ -123,8 +124,16 @@ pub fn router(
         Arc::new(NeverSessionManager::default()),
         config,
     );
+    // What each operation needs beyond the route's scope, decided on the JSON-RPC body
+    // before rmcp: the step-up challenge names it.
+    let operations = OperationScopes::builder()
+        .tool("admin_stats", [ADMIN_SCOPE])
+        .max_body(MAX_REQUEST_BODY)
+        .protected_resource(resource)
+        .build()?;
     let endpoint = ServiceBuilder::new()
         .layer(RequireScope::all(&guard, [TOOLS_SCOPE])?)
+        .layer(operations)
         .map_request(strip_credentials)
         .service(mcp);
     Ok(Router::new()
@@ -134,7 +143,7 @@ pub fn router(
 
 /// Removes the verified token from the request: what rmcp and the tools see is the
 /// `VerifiedToken` the layer put in the extensions.
-fn strip_credentials(mut req: Request<Body>) -> Request<Body> {
+fn strip_credentials(mut req: Request<jsonrpc::Body>) -> Request<jsonrpc::Body> {
     req.headers_mut().remove(AUTHORIZATION);
     req
 }
@@ -148,7 +157,7 @@ mod tests {
         let req = Request::post(MCP_PATH)
             .header(AUTHORIZATION, "Bearer abc.def.ghi")
             .header("mcp-protocol-version", "2025-06-18")
-            .body(Body::empty())
+            .body(jsonrpc::Body::default())
             .expect("request");
         let req = strip_credentials(req);
         assert!(req.headers().get(AUTHORIZATION).is_none());

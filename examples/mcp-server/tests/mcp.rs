@@ -2,16 +2,19 @@
 //! port): an MCP client without a token is sent to the issuer (401, `resource_metadata`,
 //! the RFC 9728 document, the issuer's RFC 8414 metadata), gets a token there, and with it
 //! lists and calls the tools through rmcp's own streamable HTTP client; `admin_stats` needs
-//! the extra scope. Then the whole MCP authorization flow with rmcp's OAuth client:
-//! discovery from the 401, dynamic registration, PKCE, a user signing in, the tools.
+//! the extra scope, and a call without it is refused with the step-up challenge (403)
+//! before rmcp reads it. Then the whole MCP authorization flow with rmcp's OAuth client:
+//! discovery from the 401, dynamic registration, PKCE, a user signing in, the tools, and the
+//! step-up: refused, re-authorized with the union of its scopes and the challenged ones,
+//! served.
 
 use bearer_guard_issuer as issuer;
 use bearer_guard_issuer::testing as issuer_server;
 use bearer_guard_issuer::testing::oauth;
 
-use bearer_guard_mcp_server::{
-    ADMIN_SCOPE, Caller, INSUFFICIENT_SCOPE, Settings, StatsReport, TOOLS_SCOPE, build,
-};
+use std::sync::Arc;
+
+use bearer_guard_mcp_server::{ADMIN_SCOPE, Caller, Settings, StatsReport, TOOLS_SCOPE, build};
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -19,7 +22,7 @@ use issuer_server::{Reply, Server, client_from, send_with};
 use oauth::{cheap_hash, urlencode};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::auth::AuthorizationMetadataSource;
+use rmcp::transport::auth::{AuthorizationCallback, AuthorizationMetadataSource};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{
     AuthClient, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
@@ -260,27 +263,33 @@ async fn a_client_without_a_token_is_sent_to_the_issuer_and_with_one_uses_the_to
     assert_eq!(caller.client_id.as_deref(), Some("agent"));
     assert_eq!(caller.scopes, [TOOLS_SCOPE]);
 
-    // (4) admin_stats without mcp:admin: an MCP error naming the scope, not a result.
-    let error = call(&client, "admin_stats", json!({}))
+    // (4) admin_stats without mcp:admin: refused before rmcp reads the call, with the
+    // step-up challenge naming the scope this operation needs; the client goes on.
+    let step_up = step_up_challenge(&setup);
+    let refused = call(&client, "admin_stats", json!({}))
         .await
         .expect_err("mcp:tools alone");
-    let ServiceError::McpError(error) = error else {
-        panic!("expected an MCP error, got {error:?}")
-    };
-    assert_eq!(error.code, INSUFFICIENT_SCOPE);
     assert_eq!(
-        error.data,
-        Some(json!({"error": "insufficient_scope", "scope": ADMIN_SCOPE}))
+        refused.auth_challenge(),
+        Some(step_up.as_str()),
+        "{refused:?}"
     );
+    call(&client, "echo", json!({"text": "still here"}))
+        .await
+        .expect("the client goes on after a refused call");
     // The admin client, with a token of mcp:tools only, is refused as well...
     let admin_without = token(&setup, token_endpoint, "admin", ADMIN_SECRET, TOOLS_SCOPE).await;
     let admin_client = connect(&setup.mcp, Some(&admin_without))
         .await
         .expect("initialized");
-    assert!(matches!(
-        call(&admin_client, "admin_stats", json!({})).await,
-        Err(ServiceError::McpError(e)) if e.code == INSUFFICIENT_SCOPE
-    ));
+    let refused = call(&admin_client, "admin_stats", json!({}))
+        .await
+        .expect_err("mcp:tools alone");
+    assert_eq!(
+        refused.auth_challenge(),
+        Some(step_up.as_str()),
+        "{refused:?}"
+    );
     // ... and served with one that grants mcp:admin.
     let both = format!("{TOOLS_SCOPE} {ADMIN_SCOPE}");
     let admin = token(&setup, token_endpoint, "admin", ADMIN_SECRET, &both).await;
@@ -292,15 +301,84 @@ async fn a_client_without_a_token_is_sent_to_the_issuer_and_with_one_uses_the_to
             .await
             .expect("admin_stats with mcp:admin"),
     );
+    // The refused calls never ran: admin_stats ran once, for the token that may.
     assert_eq!(
         (
             stats.echo_calls,
             stats.whoami_calls,
-            stats.admin_stats_calls,
-            stats.refused_calls
+            stats.admin_stats_calls
         ),
-        (1, 1, 1, 2)
+        (2, 1, 1)
     );
+}
+
+/// The 403 a call of `admin_stats` without `mcp:admin` gets (RFC 6750 §3.1, MCP step-up).
+fn step_up_challenge(setup: &Setup) -> String {
+    format!(
+        r#"Bearer resource_metadata="{}", error="insufficient_scope", scope="{ADMIN_SCOPE}""#,
+        setup.metadata
+    )
+}
+
+/// A JSON-RPC message POSTed to the MCP endpoint as an MCP client sends it, with `token`.
+async fn post_mcp(setup: &Setup, token: &str, message: Value) -> Reply {
+    let req = Request::post(&setup.mcp)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(Full::new(Bytes::from(message.to_string())))
+        .expect("request");
+    send_with(&client_from(None), req).await
+}
+
+#[tokio::test]
+async fn over_http_a_token_of_mcp_tools_initializes_and_echoes_and_gets_403_for_admin_stats() {
+    let setup = start().await;
+    let endpoint = format!("{}/oauth/token", setup.issuer.base);
+    let agent = token(&setup, &endpoint, "agent", AGENT_SECRET, TOOLS_SCOPE).await;
+
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let reply = post_mcp(&setup, &agent, initialize).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(
+        reply.json()["result"]["serverInfo"].is_object(),
+        "{}",
+        reply.text()
+    );
+
+    let call = |id: u32, tool: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": {"text": "raw"}}})
+    };
+    let reply = post_mcp(&setup, &agent, call(2, "echo")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["result"]["content"][0]["text"], "raw");
+
+    let reply = post_mcp(&setup, &agent, call(3, "admin_stats")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert_eq!(
+        reply.header(header::WWW_AUTHENTICATE),
+        Some(step_up_challenge(&setup).as_str())
+    );
+    assert!(reply.body.is_empty(), "{}", reply.text());
+
+    // With mcp:admin, the same call runs, for the first time: the refused one never did.
+    let admin = token(
+        &setup,
+        &endpoint,
+        "admin",
+        ADMIN_SECRET,
+        &format!("{TOOLS_SCOPE} {ADMIN_SCOPE}"),
+    )
+    .await;
+    let reply = post_mcp(&setup, &admin, call(4, "admin_stats")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let stats = &reply.json()["result"]["structuredContent"];
+    assert_eq!(stats["admin_stats_calls"], 1, "{stats}");
+    assert_eq!(stats["echo_calls"], 1, "{stats}");
 }
 
 #[tokio::test]
@@ -395,12 +473,15 @@ async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
     );
     manager.set_metadata(resolution.metadata);
 
-    // Dynamic registration (RFC 7591), then the authorization request (PKCE S256).
+    // Dynamic registration (RFC 7591), then the authorization request (PKCE S256) for the
+    // scopes of the 401 (MCP's scope selection: the challenge first), not all of
+    // `scopes_supported`.
     let session = AuthorizationSession::new(
         manager,
         AuthorizationRequest::new(issuer_server::REDIRECT)
             .with_client_name("rmcp test client")
-            .with_challenge(challenge),
+            .with_challenge(challenge)
+            .with_initial_scope_selection(),
     )
     .await
     .map_err(|(_, e)| e)
@@ -412,6 +493,10 @@ async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
     assert_eq!(
         issuer_server::query_value(query, "code_challenge_method").as_deref(),
         Some("S256")
+    );
+    assert_eq!(
+        issuer_server::query_value(query, "scope").as_deref(),
+        Some(TOOLS_SCOPE)
     );
 
     // alice signs in on the issuer's page (its form, posted as a browser would) and is sent
@@ -432,8 +517,10 @@ async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
         .expect("the code redeemed");
 
     // The client's transport now sends alice's token: the tools answer.
+    let auth_client = AuthClient::new(reqwest::Client::default(), session.auth_manager);
+    let manager = Arc::clone(&auth_client.auth_manager);
     let transport = StreamableHttpClientTransport::with_client(
-        AuthClient::new(reqwest::Client::default(), session.auth_manager),
+        auth_client,
         StreamableHttpClientTransportConfig::with_uri(setup.mcp.as_str()),
     );
     let client = ClientConfig::default()
@@ -450,7 +537,7 @@ async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
             .is_some_and(|id| id.starts_with("dyn-")),
         "a registered client: {caller:?}"
     );
-    assert!(caller.scopes.iter().any(|s| s == TOOLS_SCOPE), "{caller:?}");
+    assert_eq!(caller.scopes, [TOOLS_SCOPE], "{caller:?}");
     let echoed = call(&client, "echo", json!({"text": "from alice"}))
         .await
         .expect("echo");
@@ -458,4 +545,73 @@ async fn an_mcp_client_discovers_the_issuer_registers_and_signs_its_user_in() {
         echoed.content[0].as_text().map(|t| t.text.as_str()),
         Some("from alice")
     );
+
+    // Step-up: admin_stats is refused with the scope it needs...
+    let refused = call(&client, "admin_stats", json!({}))
+        .await
+        .expect_err("alice's token has mcp:tools only");
+    let challenge = refused.auth_challenge().expect("a 403 challenge");
+    assert_eq!(challenge, step_up_challenge(&setup));
+    let needed = auth_param(challenge, "scope").expect("the challenge names a scope");
+    // ... the client asks alice again, for the union of what it has and what it was told
+    // (rmcp's scope upgrade), and the issuer lets the client it registered with mcp:tools
+    // ask for mcp:admin too (alice consents to what is asked)...
+    let auth_url = manager
+        .lock()
+        .await
+        .request_scope_upgrade(&needed)
+        .await
+        .expect("scope upgrade");
+    let query = auth_url
+        .strip_prefix(&format!("{base}/oauth/authorize?"))
+        .unwrap_or_else(|| panic!("{auth_url} is not the issuer's authorization endpoint"));
+    let union = format!("{TOOLS_SCOPE} {ADMIN_SCOPE}");
+    assert_eq!(
+        issuer_server::query_value(query, "scope").as_deref(),
+        Some(union.as_str())
+    );
+    let page = setup.issuer.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(
+        page.text().contains(&format!("<code>{ADMIN_SCOPE}</code>")),
+        "consent for what is asked: {}",
+        page.text()
+    );
+    let reply = setup
+        .issuer
+        .form_to(
+            "/oauth/authorize",
+            &format!(
+                "{query}&username=alice&password={}&approve=yes",
+                urlencode(issuer_server::ALICE_PASSWORD)
+            ),
+        )
+        .await;
+    let callback = AuthorizationCallback::from_redirect_url(&reply.location()).expect("a code");
+    manager
+        .lock()
+        .await
+        .exchange_code_for_token_with_issuer(
+            &callback.code,
+            &callback.csrf_token,
+            callback.issuer.as_deref(),
+        )
+        .await
+        .expect("the code redeemed");
+    // ... and the same client's call then succeeds, with the new token.
+    let stats: StatsReport = structured(
+        &call(&client, "admin_stats", json!({}))
+            .await
+            .expect("admin_stats after the step-up"),
+    );
+    assert_eq!(stats.admin_stats_calls, 1);
+    let caller: Caller = structured(&call(&client, "whoami", json!({})).await.expect("whoami"));
+    assert_eq!(caller.scopes, [TOOLS_SCOPE, ADMIN_SCOPE], "{caller:?}");
+}
+
+/// The value of the auth-param `name` of a `WWW-Authenticate` challenge (quoted-string, no
+/// escapes: what the crate sends).
+fn auth_param(challenge: &str, name: &str) -> Option<String> {
+    let start = challenge.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = challenge[start..].find('"')?;
+    Some(challenge[start..start + len].to_owned())
 }

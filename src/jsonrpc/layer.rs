@@ -1,0 +1,299 @@
+//! [`OperationScopes`], its builder, and the decision on a read body.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Response, StatusCode};
+use tower_layer::Layer;
+
+use super::message::{self, NotRead};
+use super::rules::{Refused, Rules};
+use super::service::OperationScopesService;
+use crate::error::{ConfigError, ErrorKind};
+use crate::metadata::ProtectedResource;
+use crate::response::{self, Challenges, Refusal, Rejection, StandardRejection};
+use crate::scope::RequiredScopes;
+use crate::verified::VerifiedToken;
+
+/// The largest body read by default, in bytes: 4 MiB, rmcp's own default.
+const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A [`Layer`] that reads a JSON-RPC request body (up to a bound), and lets the request
+/// through only when the verified token grants the scopes of every operation in it: per
+/// method, and for MCP's `tools/call` per tool. See the [module docs](super).
+///
+/// Place it inside [`RequireScope`](crate::RequireScope), which leaves the
+/// [`VerifiedToken`] it reads. Cloning the layer or its service is one reference-count
+/// increment.
+pub struct OperationScopes<R = StandardRejection> {
+    shared: Arc<Shared<R>>,
+}
+
+/// What the layer's services share.
+pub(super) struct Shared<R> {
+    rules: Rules,
+    pub(super) max_body: usize,
+    /// `realm` and `resource_metadata`: the challenges every refusal's are built from.
+    challenges: Challenges,
+    rejection: R,
+}
+
+impl OperationScopes {
+    /// Starts a layer with no rule, the standard answers and a 4 MiB body limit.
+    pub fn builder() -> OperationScopesBuilder {
+        OperationScopesBuilder {
+            rules: Rules::default(),
+            error: None,
+            max_body: DEFAULT_MAX_BODY,
+            realm: None,
+            resource_metadata: None,
+            resource: None,
+            rejection: StandardRejection,
+        }
+    }
+}
+
+/// Configures an [`OperationScopes`]; from [`OperationScopes::builder`].
+#[must_use]
+pub struct OperationScopesBuilder<R = StandardRejection> {
+    rules: Rules,
+    /// The first rule refused, reported by `build`.
+    error: Option<ConfigError>,
+    max_body: usize,
+    realm: Option<String>,
+    resource_metadata: Option<String>,
+    resource: Option<ProtectedResource>,
+    rejection: R,
+}
+
+impl<R> OperationScopesBuilder<R> {
+    /// Requires every one of `scopes` for calls (and notifications) of the JSON-RPC method
+    /// `method`, beyond the route's own scopes. Setting a method twice keeps the last list.
+    /// A mistake in the list (an empty list, a scope that is not an RFC 6749 `scope-token`,
+    /// `offline_access`) is reported by [`build`](Self::build).
+    pub fn method<I, S>(mut self, method: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if let Some(scopes) = self.scopes(scopes) {
+            self.rules.methods.insert(method.into().into(), scopes);
+        }
+        self
+    }
+
+    /// Requires every one of `scopes` for MCP `tools/call` calls of the tool `name` (the
+    /// call's `params.name`), beyond the route's and the `tools/call` method's own. Setting
+    /// a tool twice keeps the last list; mistakes are reported as [`method`](Self::method)'s.
+    pub fn tool<I, S>(mut self, name: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if let Some(scopes) = self.scopes(scopes) {
+            self.rules.tools.insert(name.into().into(), scopes);
+        }
+        self
+    }
+
+    fn scopes<I, S>(&mut self, scopes: I) -> Option<RequiredScopes>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match RequiredScopes::all(scopes) {
+            Ok(scopes) => Some(scopes),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// The largest body read, in bytes: a request whose `Content-Length` says more is
+    /// answered `413 Payload Too Large` before any byte is read, and one whose body grows
+    /// past it (chunked) as soon as it does. Default: 4 MiB, rmcp's own limit; set it to the
+    /// limit of the server behind the layer.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// A `realm` for the challenges (as [`Guard::realm`](crate::Guard::realm)).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The RFC 9728 metadata URL sent as `resource_metadata` in the challenges (as
+    /// [`Guard::resource_metadata`](crate::Guard::resource_metadata)).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.resource_metadata = Some(url.into());
+        self
+    }
+
+    /// Points the challenges at `resource`'s RFC 9728 metadata (`resource_metadata`), and
+    /// adds the scopes of every rule to its `scopes_supported` when the layer is built (as
+    /// [`Guard::protected_resource`](crate::Guard::protected_resource) does for routes).
+    pub fn protected_resource(mut self, resource: &ProtectedResource) -> Self {
+        self.resource_metadata = Some(resource.metadata_url().to_owned());
+        self.resource = Some(resource.clone());
+        self
+    }
+
+    /// Answers refusals with `rejection` instead of the standard answers: give it the
+    /// [`Rejection`] the [`Guard`](crate::Guard) has, so that every refusal of the API is
+    /// answered one way. It gets a [`Refusal`] of kind
+    /// [`InsufficientScope`](crate::ErrorKind::InsufficientScope) (or
+    /// [`MissingToken`](crate::ErrorKind::MissingToken), without a verified token).
+    pub fn rejection<R2>(self, rejection: R2) -> OperationScopesBuilder<R2> {
+        OperationScopesBuilder {
+            rules: self.rules,
+            error: self.error,
+            max_body: self.max_body,
+            realm: self.realm,
+            resource_metadata: self.resource_metadata,
+            resource: self.resource,
+            rejection,
+        }
+    }
+
+    /// Builds the layer, and registers its scopes with the
+    /// [`protected_resource`](Self::protected_resource), if any.
+    ///
+    /// # Errors
+    /// The first mistake in a rule's scopes ([`ConfigError::EmptyScopes`],
+    /// [`ConfigError::InvalidScope`], [`ConfigError::OfflineAccessRequired`]), or
+    /// [`ConfigError::InvalidHeaderValue`] for a realm or metadata URL that cannot be sent in
+    /// a challenge.
+    pub fn build(self) -> Result<OperationScopes<R>, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let challenges = Challenges::new(self.realm.as_deref(), self.resource_metadata.as_deref())?;
+        if let Some(resource) = &self.resource {
+            resource.register_scopes(self.rules.scopes());
+        }
+        Ok(OperationScopes {
+            shared: Arc::new(Shared {
+                rules: self.rules,
+                max_body: self.max_body,
+                challenges,
+                rejection: self.rejection,
+            }),
+        })
+    }
+}
+
+impl<R> fmt::Debug for OperationScopesBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationScopesBuilder")
+            .field("methods", &self.rules.methods)
+            .field("tools", &self.rules.tools)
+            .field("max_body", &self.max_body)
+            .field("realm", &self.realm)
+            .field("resource_metadata", &self.resource_metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Clone for OperationScopes<R> {
+    fn clone(&self) -> Self {
+        OperationScopes {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<R> fmt::Debug for OperationScopes<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl<R> fmt::Debug for Shared<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationScopes")
+            .field("methods", &self.rules.methods)
+            .field("tools", &self.rules.tools)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Layer<S> for OperationScopes<R> {
+    type Service = OperationScopesService<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OperationScopesService::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+impl<R> Shared<R> {
+    /// The decision on the body of the request `parts`: `Ok` to call the inner service, or
+    /// the answer.
+    pub(super) fn decide<B>(&self, parts: &Parts, body: &[u8]) -> Result<(), Response<B>>
+    where
+        R: Rejection<B>,
+        B: Default,
+    {
+        if self.rules.is_empty() {
+            return Ok(());
+        }
+        let calls = match message::calls(body) {
+            Ok(calls) => calls,
+            // Not JSON: not a call any server runs; it answers with a parse error.
+            Err(NotRead::NotJson) => return Ok(()),
+            Err(NotRead::Unreadable) => {
+                tracing::debug!(target: "bearer_guard::jsonrpc", "JSON-RPC body with a name that cannot be read: 400");
+                return Err(status(StatusCode::BAD_REQUEST));
+            }
+        };
+        let token = parts.extensions.get::<VerifiedToken>();
+        let refused = match self.rules.check(&calls, token) {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        Err(self.refuse(parts, token, &refused))
+    }
+
+    /// The answer to a refused body: 403 `insufficient_scope` (401 without a token) whose
+    /// challenge names what the refused calls need, through the rejection; logged, counted.
+    fn refuse<B>(
+        &self,
+        parts: &Parts,
+        token: Option<&VerifiedToken>,
+        refused: &Refused<'_>,
+    ) -> Response<B>
+    where
+        R: Rejection<B>,
+    {
+        tracing::debug!(
+            target: "bearer_guard::jsonrpc",
+            method = refused.method,
+            tool = refused.tool,
+            scope = refused.scopes.join(" "),
+            "JSON-RPC operation refused"
+        );
+        let kind = match token {
+            Some(_) => ErrorKind::InsufficientScope,
+            None => ErrorKind::MissingToken,
+        };
+        let challenges = Arc::new(self.challenges.for_scopes(refused.scopes.iter().copied()));
+        let refusal = Refusal::new(kind).with_token(token).answering(
+            Some(&challenges),
+            parts.version,
+            &parts.headers,
+        );
+        response::answer(&self.rejection, &refusal)
+    }
+}
+
+/// A plain answer with `status` and an empty body: what is not a refusal of a token (a body
+/// too large, unreadable or encoded).
+pub(super) fn status<B: Default>(status: StatusCode) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = status;
+    response
+}
