@@ -1,7 +1,7 @@
 //! The server of the end-to-end load test (`scripts/loadtest.sh`): one minimal axum handler
-//! served twice on one single-threaded runtime, at `/open` as it is and at `/guarded` behind
+//! served twice on one single-threaded runtime, at `/plain` as it is and at `/guard` behind
 //! `RequireScope` (static keys, the verified-token cache on). With the same token repeated,
-//! the throughput ratio guarded/open is what the layer costs a real server.
+//! the throughput ratio guarded/plain is what the layer costs a real server.
 //!
 //! ```text
 //! cargo bench --bench e2e_server -- 127.0.0.1:18002 /tmp/token   # then wrk (see the script)
@@ -35,17 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     async fn handler() -> &'static str {
         "ok"
     }
-    // `/guarded` is the same handler as a service behind the layer, so that axum boxes the
+    // `/guard` is the same handler as a service behind the layer, so that axum boxes the
     // pair once (`get(handler).layer(..)` boxes the handler, then the pair: one more
     // allocation per request that is axum's, not the layer's; both forms are measured).
     let guard = RequireScope::all(&validator, ["read"])?;
     let app = Router::new()
-        .route("/open", get(handler))
+        .route("/plain", get(handler))
         .route(
-            "/guarded",
+            "/guard",
             get_service(guard.clone().layer(handler.with_state(()))),
         )
-        .route("/guarded-layer", get(handler).layer(guard));
+        .route("/guard-layer", get(handler).layer(guard));
 
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

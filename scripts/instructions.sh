@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the layer costs a request in instructions: the e2e server (benches/e2e_server.rs) runs
-# under valgrind's callgrind while wrk calls /open, then /guarded, with the same repeated
+# under valgrind's callgrind while wrk calls /plain, then /guard, with the same repeated
 # token; the instructions the server ran for each path, divided by the requests it served.
 # Instructions are counted, not timed: the same build gives the same figures whatever else
 # the machine does, so a change to the hot path can be weighed on a noisy machine. They leave
@@ -42,9 +42,9 @@ load() { # path duration -> requests served
   grep -E "^ +[0-9]+ requests" "$tmp/wrk" | awk '{print $1}'
 }
 # Warm-up: the first requests fill the caches, the allocator's free lists, the connections.
-load /open 1s >/dev/null
-load /guarded 1s >/dev/null
-for path in /open /guarded; do
+load /plain 1s >/dev/null
+load /guard 1s >/dev/null
+for path in /plain /guard; do
   callgrind_control --zero "$pid" >/dev/null 2>&1
   requests=$(load "$path" "$DURATION")
   callgrind_control --dump="$path" "$pid" >/dev/null 2>&1
@@ -73,9 +73,9 @@ for line in open(sys.argv[1]):
     total = int(re.search(r"^(?:summary|totals): (\d+)", open(dump).read(), re.M).group(1))
     runs[path] = (int(requests), total, costs)
 
-(ro, to, co), (rg, tg, cg) = runs["/open"], runs["/guarded"]
-print(f"/open     {to / ro:8.0f} instructions per request ({ro} requests)")
-print(f"/guarded  {tg / rg:8.0f} instructions per request ({rg} requests)")
+(ro, to, co), (rg, tg, cg) = runs["/plain"], runs["/guard"]
+print(f"/plain    {to / ro:8.0f} instructions per request ({ro} requests)")
+print(f"/guard    {tg / rg:8.0f} instructions per request ({rg} requests)")
 print(f"the layer {tg / rg - to / ro:8.0f} instructions per request "
       f"({(tg / rg) / (to / ro):.3f}x the open path, user space only)")
 top = int(sys.argv[2])

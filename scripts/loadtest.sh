@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end load test with wrk: one minimal axum handler served at /open and, behind
-# RequireScope, at /guarded, both called with the same repeated token
+# End-to-end load test with wrk: one minimal axum handler served at /plain and, behind
+# RequireScope, at /guard, both called with the same repeated token
 # (benches/e2e_server.rs, one single-threaded runtime per server).
 #
 # On a shared machine, runs one after the other differ by more than the layer costs (other
@@ -12,7 +12,7 @@
 #
 #   scripts/loadtest.sh                      # 6 rounds of 5 s
 #   ROUNDS=10 DURATION=10s scripts/loadtest.sh
-#   GUARDED=/guarded-layer scripts/loadtest.sh   # the layer added with MethodRouter::layer
+#   GUARDED=/guard-layer scripts/loadtest.sh   # the layer added with MethodRouter::layer
 #   SEQUENTIAL=1 scripts/loadtest.sh   # one server on one core, one wrk on the other, the
 #                                      # paths in turn (wrk may then be the bottleneck,
 #                                      # which hides part of the layer's cost)
@@ -26,7 +26,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 PORTS=(18002 18003)
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
-GUARDED=${GUARDED:-/guarded}
+GUARDED=${GUARDED:-/guard}
 SEQUENTIAL=${SEQUENTIAL:-0}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
@@ -67,7 +67,7 @@ divide() { # guarded open: their ratio
 }
 summary() { # how, then the ratios: their median, min and max
   local how=$1; shift
-  python3 -c "import statistics, sys; r=[float(x) for x in sys.argv[1:]]; print(f'$GUARDED / /open, $how, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$@"
+  python3 -c "import statistics, sys; r=[float(x) for x in sys.argv[1:]]; print(f'$GUARDED / /plain, $how, median of {len(r)} rounds: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$@"
 }
 
 both() { # port-a path-a port-b path-b duration: the two loads at once
@@ -78,27 +78,27 @@ both() { # port-a path-a port-b path-b duration: the two loads at once
 
 if [ "$SEQUENTIAL" = 1 ]; then
   port=${PORTS[0]}
-  load "$port" /open 1s   # warm-up
+  load "$port" /plain 1s   # warm-up
   ratios=()
   for i in $(seq 1 "$ROUNDS"); do
-    load "$port" /open "$DURATION"; open=$(rps "$port")
+    load "$port" /plain "$DURATION"; open=$(rps "$port")
     load "$port" "$GUARDED" "$DURATION"; guarded=$(rps "$port")
     ratio=$(divide "$guarded" "$open")
     ratios+=("$ratio")
-    echo "round $i: /open $open req/s, then $GUARDED $guarded req/s: $ratio"
+    echo "round $i: /plain $open req/s, then $GUARDED $guarded req/s: $ratio"
   done
   summary "one after the other" "${ratios[@]}"
   exit 0
 fi
 
-both "${PORTS[0]}" /open "${PORTS[1]}" "$GUARDED" 1s   # warm-up
+both "${PORTS[0]}" /plain "${PORTS[1]}" "$GUARDED" 1s   # warm-up
 ratios=()
 for i in $(seq 1 "$ROUNDS"); do
   if (( i % 2 )); then a=${PORTS[0]}; b=${PORTS[1]}; else a=${PORTS[1]}; b=${PORTS[0]}; fi
-  both "$a" /open "$b" "$GUARDED" "$DURATION"
+  both "$a" /plain "$b" "$GUARDED" "$DURATION"
   open=$(rps "$a"); guarded=$(rps "$b")
   ratio=$(divide "$guarded" "$open")
   ratios+=("$ratio")
-  echo "round $i: /open $open req/s, $GUARDED $guarded req/s side by side: $ratio"
+  echo "round $i: /plain $open req/s, $GUARDED $guarded req/s side by side: $ratio"
 done
 summary "side by side" "${ratios[@]}"

@@ -87,8 +87,9 @@ impl<K, V> Lifecycle<K, V> for Evictions {
     }
 }
 
-/// How often expired entries are swept out, at most. Expired entries are never served in
-/// between (every hit checks `exp`); the sweep only returns their memory early.
+/// How often expired entries are swept out, at most, by the misses (hits only read the clock
+/// and compare). Expired entries are never served in between (every hit checks `exp`); the
+/// sweep only returns their memory early, before a new token takes a place.
 const SWEEP_EVERY: i64 = if cfg!(test) { 1 } else { 5 };
 
 /// Weight of an entry: its estimated size in bytes, but at least `floor` =
@@ -277,9 +278,14 @@ mod tests {
         assert_eq!(v.token_cache_usage().map(|u| u.0), Some(2));
         // Past `exp`, and past the next sweep (every second under test).
         wait_past(exp + 1);
-        // Only the long-lived token is asked for; the sweep it triggers drops the other.
+        // Hits read the clock once and sweep nothing: the expired entry is still held ...
         assert!(v.validate(&long).is_ok());
-        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(1));
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(2));
+        // ... until the next miss, whose sweep drops it before the new token is cached.
+        let other = token("ed-1", json!({"jti": "another"}));
+        assert!(v.validate(&other).is_ok());
+        assert_eq!(v.token_cache_usage().map(|u| u.0), Some(2));
+        assert!(v.validate(&long).is_ok(), "the live token stays");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! audience, confirmation, and what the token grants. Configuration, not code paths: every
 //! token of an issuer goes through the same [`Checks`].
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
@@ -183,13 +183,91 @@ impl Checks {
         Ok(())
     }
 
-    /// Whether a cached token is still within its times (`exp`, `nbf`) at `now`.
+    /// Whether a cached token is still within its times (`exp`, `nbf`) at `now`, in whole
+    /// seconds: the rule [`window`](Self::window) answers on the clock's own type.
+    #[cfg(test)]
     pub(crate) fn still_valid(&self, facts: &Facts, now: i64) -> bool {
         now.saturating_sub(self.leeway) < facts.exp
             && facts
                 .nbf
                 .is_none_or(|nbf| nbf <= now.saturating_add(self.leeway))
     }
+
+    /// When a verified token may be served from the cache, as wall-clock instants: from
+    /// `nbf - leeway` until `exp + leeway` (exclusive). For a time `t`, `window.contains(t)`
+    /// is exactly `still_valid(facts, floor(t))` (tested), without turning the clock into
+    /// seconds on every request: a hit compares two `SystemTime`s.
+    pub(crate) fn window(&self, facts: &Facts) -> Window {
+        let leeway = i128::from(self.leeway);
+        let until = match instant(i128::from(facts.exp) + leeway) {
+            At::Epoch => UNIX_EPOCH,
+            At::Time(until) => until,
+            // Past what the platform's clock can hold: its last representable second, so
+            // that the window never ends late.
+            At::Beyond => latest(),
+        };
+        let from = match facts.nbf.map(|nbf| instant(i128::from(nbf) - leeway)) {
+            None | Some(At::Epoch) => None,
+            Some(At::Time(from)) => Some(from),
+            // Not before a time no clock reaches: never.
+            Some(At::Beyond) => return Window::NEVER,
+        };
+        Window { from, until }
+    }
+}
+
+/// The wall-clock times a cached token is good for: see [`Checks::window`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// `None`: since the epoch (no `nbf`, or one at or before it once the leeway is taken).
+    from: Option<SystemTime>,
+    /// Exclusive.
+    until: SystemTime,
+}
+
+impl Window {
+    const NEVER: Window = Window {
+        from: None,
+        until: UNIX_EPOCH,
+    };
+
+    /// Whether `now` is within the window.
+    pub(crate) fn contains(&self, now: SystemTime) -> bool {
+        now < self.until && self.from.is_none_or(|from| from <= now)
+    }
+}
+
+/// A second since the epoch as a `SystemTime`.
+enum At {
+    /// At or before the epoch, which every clock reading is taken to be past (`now()`
+    /// reads a clock before the epoch as 0).
+    Epoch,
+    Time(SystemTime),
+    /// Later than the platform's `SystemTime` holds.
+    Beyond,
+}
+
+fn instant(secs: i128) -> At {
+    if secs <= 0 {
+        return At::Epoch;
+    }
+    u64::try_from(secs)
+        .ok()
+        .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+        .map_or(At::Beyond, At::Time)
+}
+
+/// The platform's last representable whole second after the epoch.
+fn latest() -> SystemTime {
+    let (mut ok, mut beyond) = (0u64, u64::MAX);
+    while beyond - ok > 1 {
+        let mid = ok + (beyond - ok) / 2;
+        match UNIX_EPOCH.checked_add(Duration::from_secs(mid)) {
+            Some(_) => ok = mid,
+            None => beyond = mid,
+        }
+    }
+    UNIX_EPOCH + Duration::from_secs(ok)
 }
 
 fn member(name: &str) -> usize {
@@ -436,5 +514,82 @@ mod tests {
         // No `iat`: measured from now.
         assert!(checks.check_times(now + 601, None, None, now).is_err());
         assert!(checks.check_times(now + 599, None, None, now).is_ok());
+    }
+
+    /// The hit path's clock rule: for every instant, a cached token's window admits exactly
+    /// when the whole-second rule the verification applied does, so a hit never admits a
+    /// token at or past `exp + leeway` (nor before `nbf - leeway`), to the nanosecond.
+    #[test]
+    fn a_cached_token_s_window_is_the_whole_second_rule_at_every_instant() {
+        let facts = |exp: i64, nbf: Option<i64>| Facts {
+            issuer: "i".into(),
+            client_id: None,
+            subject: None,
+            scopes: Granted::default(),
+            jti: None,
+            exp,
+            nbf,
+            iat: None,
+            cnf: None,
+        };
+        let at = |secs: i64, nanos: u32| UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos);
+        let base = 1_700_000_000;
+        for leeway in [0, 1, 60] {
+            let checks = Checks::new(
+                "i".into(),
+                Box::new([]),
+                Duration::from_secs(leeway),
+                Profile::Rfc9068,
+                None,
+                false,
+            );
+            for (exp, nbf) in [
+                (base + 10, None),
+                (base + 10, Some(base + 5)),
+                (base + 10, Some(base + 10)),
+                (base, Some(base + 20)),
+            ] {
+                let facts = facts(exp, nbf);
+                let window = checks.window(&facts);
+                for secs in base - 70..base + 80 {
+                    for nanos in [0, 1, 500_000_000, 999_999_999] {
+                        assert_eq!(
+                            window.contains(at(secs, nanos)),
+                            checks.still_valid(&facts, secs),
+                            "leeway {leeway}, exp {exp}, nbf {nbf:?}, at {secs}.{nanos:09}"
+                        );
+                    }
+                }
+                // The last instant admitted, and the first refused.
+                let end = exp + i64::try_from(leeway).expect("small");
+                assert!(window.contains(at(end - 1, 999_999_999)) || nbf > Some(end - 1));
+                assert!(!window.contains(at(end, 0)));
+            }
+        }
+        // At and before the epoch, and past what the clock holds.
+        let checks = Checks::new(
+            "i".into(),
+            Box::new([]),
+            Duration::ZERO,
+            Profile::Rfc9068,
+            None,
+            false,
+        );
+        assert!(!checks.window(&facts(0, None)).contains(SystemTime::now()));
+        assert!(
+            checks
+                .window(&facts(i64::MAX, None))
+                .contains(SystemTime::now())
+        );
+        assert!(
+            !checks
+                .window(&facts(i64::MAX, Some(i64::MAX)))
+                .contains(SystemTime::now())
+        );
+        assert!(
+            checks
+                .window(&facts(i64::MAX, Some(-5)))
+                .contains(SystemTime::now())
+        );
     }
 }

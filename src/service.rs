@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::request::Parts;
+use http::{HeaderMap, Version};
 use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
@@ -42,12 +42,17 @@ impl<T, R> State<T, R> {
         }
     }
 
-    /// The response to `refusal` for the request `parts`, logged.
-    pub(crate) fn reject<B>(&self, refusal: Refusal, parts: &Parts) -> Response<B>
+    /// The response to `refusal` for a request of `version` with `headers`, logged.
+    pub(crate) fn reject<B>(
+        &self,
+        refusal: Refusal,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Response<B>
     where
         R: Rejection<B>,
     {
-        let refusal = refusal.answering(Some(&self.challenges), parts.version, &parts.headers);
+        let refusal = refusal.answering(Some(&self.challenges), version, headers);
         response::answer(&*self.rejection, &refusal)
     }
 }
@@ -114,17 +119,19 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        match self.state.route.decide(&mut parts) {
+        let mut req = req;
+        match self.state.route.decide(&mut req) {
             Decision::Admit(admitted) => {
-                admit(&mut parts, admitted.verified);
-                let future = self.inner.call(Request::from_parts(parts, body));
+                admit(req.extensions_mut(), admitted.verified, admitted.cache_hit);
+                let future = self.inner.call(req);
                 match admitted.renew_nonce {
                     false => ResponseFuture::inner(future),
                     true => ResponseFuture::renew(future, self.state.route.binding.next_nonce()),
                 }
             }
-            Decision::Deny(refusal) => ResponseFuture::reject(self.state.reject(refusal, &parts)),
+            Decision::Deny(refusal) => {
+                ResponseFuture::reject(self.state.reject(refusal, req.version(), req.headers()))
+            }
             Decision::Wait(pending) => {
                 // The inner service is ready now; take that instance into the future and
                 // leave a clone behind (tower-service: "be careful when cloning inner
@@ -132,10 +139,11 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let state = Arc::clone(&self.state);
+                let (mut parts, body) = req.into_parts();
                 ResponseFuture::wait(Box::pin(async move {
                     match state.route.resume(pending, &parts).await {
                         Ok(admitted) => {
-                            admit(&mut parts, admitted.verified);
+                            admit(&mut parts.extensions, admitted.verified, admitted.cache_hit);
                             let response = inner.call(Request::from_parts(parts, body)).await;
                             let nonce = admitted
                                 .renew_nonce
@@ -143,7 +151,7 @@ where
                                 .flatten();
                             response.map(|r| with_dpop_nonce(r, nonce))
                         }
-                        Err(refusal) => Ok(state.reject(refusal, &parts)),
+                        Err(refusal) => Ok(state.reject(refusal, parts.version, &parts.headers)),
                     }
                 }))
             }
@@ -154,11 +162,15 @@ where
 /// Puts what was verified into the request: one record, the
 /// [`VerifiedToken`](crate::VerifiedToken), which holds the typed claims too (one extension:
 /// a second one costs a box, its free, and often the growth of http's extension map).
-fn admit<T: Send + Sync + 'static>(parts: &mut Parts, verified: Option<Arc<Verified<T>>>) {
+fn admit<T: Send + Sync + 'static>(
+    extensions: &mut http::Extensions,
+    verified: Option<Arc<Verified<T>>>,
+    cache_hit: bool,
+) {
     if let Some(verified) = verified {
-        parts.extensions.insert(verified.token.clone());
+        extensions.insert(verified.token.clone());
     }
-    crate::metrics::admitted();
+    crate::metrics::admitted(cache_hit);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::checks::Window;
 use crate::claims::Claims;
 use crate::keyring::Key;
 use crate::scope::Granted;
@@ -187,6 +188,9 @@ pub(crate) struct Verified<T> {
     pub(crate) key: Option<Key>,
     /// Which of the validator's issuers vouched for it.
     pub(crate) issuer: usize,
+    /// When it may be served from the cache (`nbf`, `exp`, that issuer's leeway), on the
+    /// clock's own type: a hit reads the clock and compares, nothing more.
+    pub(crate) window: Window,
     /// Estimated bytes held, for the cache's memory bound.
     pub(crate) size: u64,
 }

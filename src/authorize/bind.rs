@@ -11,8 +11,8 @@
 //!
 //! It runs on every request, the cached tokens' too: a proof is good for one request.
 
+use super::Head;
 use http::HeaderValue;
-use http::request::Parts;
 
 use crate::dpop::{Dpop, DpopError, DpopErrorKind, ProofCheck, ProofFuture, ProofRequest};
 use crate::error::{AuthError, ErrorKind};
@@ -58,14 +58,14 @@ impl Binding {
         self.dpop.is_some()
     }
 
-    /// Checks `token`, as it came with `scheme` in the request `parts` (starting at `start`
+    /// Checks `token`, as it came with `scheme` in the request `head` (starting at `start`
     /// in the `Authorization` value), against them.
     pub(crate) fn check(
         &self,
         scheme: Scheme,
         start: usize,
         token: &VerifiedToken,
-        parts: &Parts,
+        head: Head<'_>,
     ) -> Bound {
         let refuse = |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(token)));
         match (token.confirmation(), scheme) {
@@ -83,13 +83,17 @@ impl Binding {
                 };
                 // The bytes presented, where the extract stage found them: a verified JWS or
                 // an introspected `b64token`, so ASCII; anything else would fail `ath`.
-                let access_token = parts
+                let access_token = head
                     .headers
                     .get(http::header::AUTHORIZATION)
                     .and_then(|value| value.as_bytes().get(start..))
                     .and_then(|token| std::str::from_utf8(token).ok())
                     .unwrap_or_default();
-                match dpop.verify_access(&ProofRequest::from(parts), access_token, jkt) {
+                match dpop.verify_access(
+                    &ProofRequest::new(head.method, head.uri, head.headers),
+                    access_token,
+                    jkt,
+                ) {
                     ProofCheck::Ready(result) => self.proven(result, token),
                     ProofCheck::Pending(proof) => Bound::Wait(proof),
                 }
@@ -98,7 +102,7 @@ impl Binding {
                 self.refused(DpopErrorKind::DpopRequired.into(), token)
             }
             (Some(Confirmation::X5tS256(x5t)), Scheme::Bearer) => {
-                match check_x5t(x5t, parts.extensions.get::<PeerCertificate>()) {
+                match check_x5t(x5t, head.extensions.get::<PeerCertificate>()) {
                     Ok(()) => Bound::HOLDS,
                     Err(err) => Bound::Refused(
                         Refusal::new(AuthError::certificate(err)).with_token(Some(token)),

@@ -62,6 +62,9 @@ pub(crate) struct Admitted<T> {
     /// The response must carry the next DPoP server nonce: the proof's is past half its
     /// life.
     pub(crate) renew_nonce: bool,
+    /// The token came from the verified-token cache, and its hit is counted with the
+    /// admission (one visit of the metrics recorder for both).
+    pub(crate) cache_hit: bool,
 }
 
 impl<T> Admitted<T> {
@@ -69,6 +72,7 @@ impl<T> Admitted<T> {
         Admitted {
             verified: Some(verified),
             renew_nonce,
+            cache_hit: false,
         }
     }
 }
@@ -114,6 +118,39 @@ impl<T> Pending<T> {
                 Some(Confirmation::Jkt(_)) => Scheme::Dpop,
                 _ => Scheme::Bearer,
             },
+        }
+    }
+}
+
+/// What the binding stage reads of a request: borrowed from the whole request while it is
+/// decided at once (it is not split into parts, which would move them twice), or from its
+/// parts after a wait.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a http::Method,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) extensions: &'a http::Extensions,
+}
+
+impl<'a> From<&'a Parts> for Head<'a> {
+    fn from(parts: &'a Parts) -> Self {
+        Head {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            extensions: &parts.extensions,
+        }
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for Head<'a> {
+    fn from(req: &'a http::Request<B>) -> Self {
+        Head {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
         }
     }
 }
@@ -189,16 +226,17 @@ where
     T: DeserializeOwned + Send + Sync + 'static,
 {
     /// Decides without waiting. Marks the `Authorization` header sensitive.
-    pub(crate) fn decide(&self, parts: &mut Parts) -> Decision<T> {
+    pub(crate) fn decide<B>(&self, req: &mut http::Request<B>) -> Decision<T> {
         // 1. extract
         let max_len = self.validator.max_token_len();
         let accept_dpop = self.binding.accepts_dpop();
-        let credentials = match extract::extract(&mut parts.headers, max_len, accept_dpop) {
+        let credentials = match extract::extract(req.headers_mut(), max_len, accept_dpop) {
             Ok(Some(credentials)) => credentials,
             Ok(None) if self.policy.optional => {
                 return Decision::Admit(Admitted {
                     verified: None,
                     renew_nonce: false,
+                    cache_hit: false,
                 });
             }
             Ok(None) => return Decision::Deny(Refusal::new(ErrorKind::MissingToken)),
@@ -209,13 +247,24 @@ where
         // any other must first be a well-formed `b64token` (RFC 6750 §2.1), on optional
         // routes too.
         if let Some(hit) = self.validator.cached(credentials.bytes()) {
-            return with_scheme(self.after_verify(hit, scheme, start, parts), scheme);
+            return match self.after_verify(hit, scheme, start, Head::from(&*req)) {
+                Decision::Admit(admitted) => Decision::Admit(Admitted {
+                    cache_hit: true,
+                    ..admitted
+                }),
+                other => {
+                    crate::metrics::cache_hit();
+                    with_scheme(other, scheme)
+                }
+            };
         }
         let Some(token) = credentials.checked() else {
             return Decision::Deny(Refusal::new(ErrorKind::InvalidRequest));
         };
         let decision = match self.validator.verify_miss(token, true) {
-            Verify::Done(Ok(verified)) => self.after_verify(verified, scheme, start, parts),
+            Verify::Done(Ok(verified)) => {
+                self.after_verify(verified, scheme, start, Head::from(&*req))
+            }
             Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
             Verify::Fetch { issuer, generation } => Decision::Wait(Pending::Keys {
                 token: token.into(),
@@ -242,10 +291,10 @@ where
         verified: Arc<Verified<T>>,
         scheme: Scheme,
         start: usize,
-        parts: &Parts,
+        head: Head<'_>,
     ) -> Decision<T> {
         // 3. bind
-        match self.binding.check(scheme, start, &verified.token, parts) {
+        match self.binding.check(scheme, start, &verified.token, head) {
             Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
@@ -285,7 +334,7 @@ where
                     self.validator.fetch_keys(issuer, generation).await;
                     match self.validator.verify(&token, false) {
                         Verify::Done(Ok(verified)) => {
-                            self.after_verify(verified, scheme, start, parts)
+                            self.after_verify(verified, scheme, start, Head::from(parts))
                         }
                         Verify::Done(Err(err)) => Decision::Deny(Refusal::new(err)),
                         Verify::Fetch { .. } => {
@@ -304,7 +353,7 @@ where
                     start,
                     answer,
                 } => match self.validator.introspected(answer.await) {
-                    Ok(verified) => self.after_verify(verified, scheme, start, parts),
+                    Ok(verified) => self.after_verify(verified, scheme, start, Head::from(parts)),
                     Err(err) => Decision::Deny(Refusal::new(err)),
                 },
                 Pending::Proof { verified, proof } => {

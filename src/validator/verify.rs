@@ -4,6 +4,7 @@
 #[cfg(feature = "remote")]
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 
@@ -39,27 +40,28 @@ where
     /// it could help (remote keys: none yet, or an unknown `kid`).
     pub(crate) fn verify(&self, token: &str, may_fetch: bool) -> Verify<T> {
         match self.cached(token.as_bytes()) {
-            Some(hit) => Verify::Done(Ok(hit)),
+            Some(hit) => {
+                crate::metrics::cache_hit();
+                Verify::Done(Ok(hit))
+            }
             None => self.verify_miss(token, may_fetch),
         }
     }
 
     /// The verified-token cache's entry for exactly these bytes, while it is still good (not
     /// expired, its key still in its issuer's set). Such a token was verified before, byte
-    /// for byte: it is a well-formed JWS (ASCII).
+    /// for byte: it is a well-formed JWS (ASCII). One clock read, compared with the entry's
+    /// [`Window`](crate::checks::Window); expired entries are swept out on misses.
     pub(crate) fn cached(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
-        let inner = &*self.inner;
-        let cache = inner.cache.as_ref()?;
-        let now = now();
-        cache.sweep_expired(now, inner.max_leeway);
+        let cache = self.inner.cache.as_ref()?;
         let hit = cache.get(token)?;
         let trusted = self.trusted(hit.issuer);
         let key_kept = hit
             .key
             .as_ref()
             .is_some_and(|key| trusted.keys.contains(key));
-        if trusted.checks.still_valid(hit.facts(), now) && key_kept {
-            crate::metrics::cache_hit();
+        if hit.window.contains(SystemTime::now()) && key_kept {
+            // Counted by the caller: with the admission, when it admits.
             return Some(hit);
         }
         // Expired, or its key has left the set: check it in full (and fail) again.
@@ -78,6 +80,7 @@ where
             return self.verify_unseen(token, now, may_fetch);
         };
         crate::metrics::cache_miss();
+        cache.sweep_expired(now, inner.max_leeway);
         let step = self.verify_unseen(token, now, may_fetch);
         // Introspected tokens have a cache of their own, with the introspection's ttl.
         if let Verify::Done(Ok(verified)) = &step
@@ -138,11 +141,16 @@ where
         match answer {
             Answer::Active(active) => {
                 let claims = active.claims::<T>()?;
+                let window = self
+                    .trusted(active.issuer)
+                    .checks
+                    .window(active.token.facts());
                 Ok(Arc::new(Verified {
                     token: active.token.with_claims(&claims),
                     claims,
                     key: None,
                     issuer: active.issuer,
+                    window,
                     size: active.size,
                 }))
             }
@@ -174,6 +182,7 @@ where
                 None => jws.payload()?,
             };
             let facts = trusted.checks.check(&payload, now)?;
+            let window = trusted.checks.window(&facts);
             let claims: T = serde_json::from_slice(&payload)
                 .map_err(|_| AuthError::new(ErrorKind::InvalidClaims))?;
             let size = payload.len() as u64 + facts.scopes.size() + 128;
@@ -183,6 +192,7 @@ where
                 claims,
                 key: Some(key),
                 issuer,
+                window,
                 size,
             })))
         })();
