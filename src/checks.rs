@@ -8,7 +8,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Typ};
 use crate::scope::Granted;
-use crate::verified::{Confirmation, Facts};
+use crate::verified::{Confirmation, Facts, Window};
 
 /// Which type a token must declare and which claims it must carry.
 ///
@@ -212,28 +212,7 @@ impl Checks {
             // Not before a time no clock reaches: never.
             Some(At::Beyond) => return Window::NEVER,
         };
-        Window { from, until }
-    }
-}
-
-/// The wall-clock times a cached token is good for: see [`Checks::window`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Window {
-    /// `None`: since the epoch (no `nbf`, or one at or before it once the leeway is taken).
-    from: Option<SystemTime>,
-    /// Exclusive.
-    until: SystemTime,
-}
-
-impl Window {
-    const NEVER: Window = Window {
-        from: None,
-        until: UNIX_EPOCH,
-    };
-
-    /// Whether `now` is within the window.
-    pub(crate) fn contains(&self, now: SystemTime) -> bool {
-        now < self.until && self.from.is_none_or(|from| from <= now)
+        Window::new(from, until)
     }
 }
 

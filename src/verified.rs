@@ -5,8 +5,8 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::checks::Window;
 use crate::claims::Claims;
 use crate::keyring::Key;
 use crate::scope::Granted;
@@ -198,5 +198,31 @@ pub(crate) struct Verified<T> {
 impl<T> Verified<T> {
     pub(crate) fn facts(&self) -> &Facts {
         self.token.facts()
+    }
+}
+
+/// The wall-clock times a cached token is good for, made by
+/// [`Checks::window`](crate::checks::Checks::window).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// `None`: since the epoch (no `nbf`, or one at or before it once the leeway is taken).
+    from: Option<SystemTime>,
+    /// Exclusive.
+    until: SystemTime,
+}
+
+impl Window {
+    pub(crate) const fn new(from: Option<SystemTime>, until: SystemTime) -> Self {
+        Window { from, until }
+    }
+
+    pub(crate) const NEVER: Window = Window {
+        from: None,
+        until: UNIX_EPOCH,
+    };
+
+    /// Whether `now` is within the window.
+    pub(crate) fn contains(&self, now: SystemTime) -> bool {
+        now < self.until && self.from.is_none_or(|from| from <= now)
     }
 }

@@ -116,6 +116,7 @@
 //! same limit as the server behind it: rmcp's is `max_request_body_bytes`.
 
 mod body;
+mod decide;
 mod layer;
 mod message;
 mod rules;

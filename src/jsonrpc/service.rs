@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::Body;
-use super::layer::{Shared, status};
+use super::decide::{Shared, status};
 use crate::response::{Rejection, StandardRejection};
 
 /// Reads the request body, checks its operations, then calls the inner service with a
