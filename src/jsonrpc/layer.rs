@@ -21,7 +21,7 @@ const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// method, and for MCP's `tools/call` per tool. See the [module docs](super).
 ///
 /// Place it inside [`RequireScope`](crate::RequireScope), which leaves the
-/// [`VerifiedToken`] it reads. Cloning the layer or its service is one reference-count
+/// [`VerifiedToken`](crate::VerifiedToken) it reads. Cloning the layer or its service is one reference-count
 /// increment.
 pub struct OperationScopes<R = StandardRejection> {
     shared: Arc<Shared<R>>,
@@ -131,8 +131,8 @@ impl<R> OperationScopesBuilder<R> {
     }
 
     /// Answers refusals with `rejection` instead of the standard answers: give it the
-    /// [`Rejection`] the [`Guard`](crate::Guard) has, so that every refusal of the API is
-    /// answered one way. It gets a [`Refusal`] of kind
+    /// [`Rejection`](crate::response::Rejection) the [`Guard`](crate::Guard) has, so that every refusal of the API is
+    /// answered one way. It gets a [`Refusal`](crate::response::Refusal) of kind
     /// [`InsufficientScope`](crate::ErrorKind::InsufficientScope) (or
     /// [`MissingToken`](crate::ErrorKind::MissingToken), without a verified token).
     pub fn rejection<R2>(self, rejection: R2) -> OperationScopesBuilder<R2> {
