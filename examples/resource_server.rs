@@ -24,15 +24,32 @@
 //! - `ISSUER_CA_FILE`: a PEM file of CA certificates, the only roots trusted for the
 //!   issuers' https endpoints (discovery, keys, introspection): an issuer behind a private CA;
 //! - `REQUIRED_SCOPE` (default `read`): the scope `/protected-resource` requires;
+//! - `REQUIRED_ACR` (e.g. `urn:bearer-guard:acr:mfa`; several separated by commas, any one
+//!   will do): `/protected-resource` (both methods) also requires the user's sign-in behind
+//!   the token to be of one of these `acr` values (RFC 9470). A token without one of them
+//!   (a client-credentials token has no `acr`) gets `401` with
+//!   `WWW-Authenticate: Bearer …, error="insufficient_user_authentication", acr_values="…"`:
+//!   the client sends its user to the issuer again with those `acr_values` (the companion
+//!   issuer then asks for a one-time code after the password);
+//! - `MAX_AUTH_AGE` (seconds): `/protected-resource` also requires the user to have signed
+//!   in at most this long ago (the token's `auth_time`); a token with an older `auth_time`,
+//!   or none, gets `401` `insufficient_user_authentication` with `max_age="<seconds>"` (with
+//!   `REQUIRED_ACR` too, the challenge names both);
 //! - `PUBLIC_URL`: the origin clients use (DPoP proofs' `htu` must match it); default
 //!   `http://` + the request's `Host`;
 //! - `RATE_LIMIT` (e.g. `120/minute`, `10/second`): a quota per client on
 //!   `/protected-resource`, both methods together (a burst of 120, refilled at 120 a minute),
 //!   429 over it;
-//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): shared by every replica pointing at it:
-//!   revoked tokens (written by the issuer's `POST /oauth/revoke`; tokens without `jti` are
-//!   then refused, 503 when Redis is down), the DPoP replay store, and the quotas of
-//!   `RATE_LIMIT`;
+//! - `REDIS_URL`: one URL (`redis://127.0.0.1:6379/`) for a single node, two or more
+//!   comma-separated URLs for a Redis Cluster's seed nodes, or
+//!   `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` (the same value
+//!   as the issuer's). Shared by every replica pointing at it: revoked tokens (written by the
+//!   issuer's `POST /oauth/revoke`; tokens without `jti` are then refused, 503 when Redis is
+//!   down), the DPoP replay store, and the quotas of `RATE_LIMIT`, which are decided locally
+//!   on cells lent by Redis (64 at a time, refilled in the background: a client can exceed
+//!   its quota by at most 63 requests per replica);
+//! - `RATE_LIMIT_EXACT=1`: with `REDIS_URL`, one round trip to Redis per request instead
+//!   (no lent cells);
 //! - `BIND` (default `127.0.0.1:8001`); `RUST_LOG` (default `info`), logs on stderr.
 //!
 //! Also serves `GET /openapi.json`, for the clients and tools that read OpenAPI: an OpenAPI
@@ -48,6 +65,7 @@ use std::time::Duration;
 
 use bearer_guard::dpop::{Dpop, RedisReplay};
 use bearer_guard::rate_limit::{Quota, RateLimitByClient, RedisQuotas};
+use bearer_guard::redis_conn::RedisConnection;
 use bearer_guard::revocation::RedisRevocations;
 use bearer_guard::{
     Guard, Issuer, KeySet, RemoteKeys, Validator, introspection::Introspection,
@@ -76,10 +94,35 @@ async fn main() -> Result<(), Error> {
         .collect();
     let audience = required("AUDIENCE")?;
     let scope = optional("REQUIRED_SCOPE").unwrap_or_else(|| "read".to_owned());
+    let authentication = support::resource_server::Authentication {
+        acr: optional("REQUIRED_ACR")
+            .iter()
+            .flat_map(|acr| acr.split(','))
+            .map(|acr| acr.trim().to_owned())
+            .filter(|acr| !acr.is_empty())
+            .collect(),
+        max_age: match optional("MAX_AUTH_AGE") {
+            Some(secs) => Some(Duration::from_secs(
+                secs.parse()
+                    .map_err(|_| "MAX_AUTH_AGE: a number of seconds")?,
+            )),
+            None => None,
+        },
+    };
     let bind: SocketAddr = optional("BIND")
         .unwrap_or_else(|| "127.0.0.1:8001".to_owned())
         .parse()?;
-    let redis = optional("REDIS_URL");
+    // One connection (single node, Cluster or Sentinel), shared by the three stores. The URL
+    // may carry a password: never logged (the connection's errors leave it out).
+    let redis = match optional("REDIS_URL") {
+        Some(url) => Some(
+            RedisConnection::builder(&url)
+                .connect()
+                .await
+                .map_err(|e| format!("REDIS_URL: {e}"))?,
+        ),
+        None => None,
+    };
 
     // The validator: who may issue tokens for this API, and how they are checked.
     let tls = match optional("ISSUER_CA_FILE") {
@@ -110,12 +153,8 @@ async fn main() -> Result<(), Error> {
     if let Some(introspection) = introspection(&issuers[0], tls.as_ref())? {
         builder = builder.introspection(introspection);
     }
-    if let Some(url) = &redis {
-        // The URL may carry a password: never logged (the stores' errors leave it out).
-        let store = RedisRevocations::connect(url)
-            .await
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
-        builder = builder.revocation(Arc::new(store));
+    if let Some(conn) = &redis {
+        builder = builder.revocation(Arc::new(RedisRevocations::new(conn.clone())));
     }
     let validator = builder.build()?;
     // Fetch the keys now: a service that starts is a service that can authenticate. With
@@ -134,11 +173,8 @@ async fn main() -> Result<(), Error> {
         Some(origin) => dpop.external_origin(origin.as_str()),
         None => dpop.origin_from_host("http"),
     };
-    if let Some(url) = &redis {
-        let replay = RedisReplay::connect(url)
-            .await
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
-        dpop = dpop.replay(Arc::new(replay));
+    if let Some(conn) = &redis {
+        dpop = dpop.replay(Arc::new(RedisReplay::new(conn.clone())));
     }
     let dpop = dpop.build()?;
     let metadata = issuers
@@ -159,9 +195,14 @@ async fn main() -> Result<(), Error> {
             let quota: Quota = quota.parse().map_err(|e| format!("RATE_LIMIT: {e}"))?;
             let limit = RateLimitByClient::builder(quota);
             Some(match &redis {
-                Some(url) => limit
-                    .redis(RedisQuotas::builder(url.as_str()).connect().await?)
-                    .build(),
+                Some(conn) => {
+                    let mut quotas = RedisQuotas::with_connection(conn.clone());
+                    if optional("RATE_LIMIT_EXACT").is_none() {
+                        // Decided locally on lent cells, refilled off the request path.
+                        quotas = quotas.batch(64, Duration::from_secs(1));
+                    }
+                    limit.redis(quotas.connect().await?).build()
+                }
                 None => limit.build(),
             })
         }
@@ -171,6 +212,7 @@ async fn main() -> Result<(), Error> {
         &guard,
         &scope,
         support::resource_server::Extras {
+            authentication,
             rate_limit,
             metadata: Some(metadata),
             metrics: Some(metrics),

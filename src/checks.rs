@@ -8,7 +8,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Typ};
 use crate::scope::Granted;
-use crate::verified::{Confirmation, Facts, Window};
+use crate::verified::{Actor, Confirmation, Facts, Window};
 
 /// Which type a token must declare and which claims it must carry.
 ///
@@ -51,7 +51,7 @@ pub(crate) struct Checks {
 }
 
 /// The members read from a token's claims.
-const MEMBERS: [&str; 12] = [
+const MEMBERS: [&str; 15] = [
     "iss",
     "aud",
     "exp",
@@ -64,10 +64,15 @@ const MEMBERS: [&str; 12] = [
     "scope",
     "scp",
     "cnf",
+    "act",
+    "acr",
+    "auth_time",
 ];
-/// Read as raw JSON text: the dates (their exact digits) and `cnf` (an object).
-const RAW: [bool; 12] = [
-    false, false, true, true, true, false, false, false, false, false, false, true,
+/// Read as raw JSON text: the dates (their exact digits, `auth_time` too), `cnf` and `act`
+/// (objects).
+const RAW: [bool; 15] = [
+    false, false, true, true, true, false, false, false, false, false, false, true, true, false,
+    true,
 ];
 
 impl Checks {
@@ -123,6 +128,9 @@ impl Checks {
             scope,
             scp,
             cnf,
+            act,
+            acr,
+            auth_time,
         ] = members;
 
         let exp = numeric_date(exp.as_ref(), "exp", Round::Down)?
@@ -153,6 +161,10 @@ impl Checks {
             nbf,
             iat,
             cnf: cnf.map(|c| confirmation(&c)).transpose()?,
+            act: act.map(|a| actor(&a)).transpose()?,
+            acr: optional_str(acr, "acr")?,
+            // Rounded towards the past: an age is never understated.
+            auth_time: numeric_date(auth_time.as_ref(), "auth_time", Round::Down)?,
         })
     }
 
@@ -387,6 +399,38 @@ pub(crate) fn confirmation(value: &Value<'_>) -> Result<Confirmation, AuthError>
     })
 }
 
+/// The `act` claim (RFC 8693 §4.1): an object with optional string `sub`, `client_id` and
+/// `iss`, and optionally a nested `act` for the earlier actor, at most
+/// [`Actor::MAX_DEPTH`] deep. Anything else is [`ErrorKind::InvalidClaimType`] (`act`).
+pub(crate) fn actor(value: &Value<'_>) -> Result<Actor, AuthError> {
+    actor_at(value, 1)
+}
+
+fn actor_at(value: &Value<'_>, depth: usize) -> Result<Actor, AuthError> {
+    let invalid = || AuthError::claim(ErrorKind::InvalidClaimType, "act");
+    let Value::Raw(text) = value else {
+        return Err(invalid());
+    };
+    if depth > Actor::MAX_DEPTH || !text.starts_with('{') {
+        return Err(invalid());
+    }
+    let [sub, client_id, iss, earlier] = json::read_object_raw(
+        text.as_bytes(),
+        ["sub", "client_id", "iss", "act"],
+        [false, false, false, true],
+    )
+    .map_err(jws::json_error)?;
+    let string = |v: Option<Value<'_>>| optional_str(v, "act");
+    Ok(Actor {
+        subject: string(sub)?,
+        client_id: string(client_id)?,
+        issuer: string(iss)?,
+        earlier: earlier
+            .map(|e| actor_at(&e, depth + 1).map(Box::new))
+            .transpose()?,
+    })
+}
+
 /// Default leeway for `exp`, `nbf` and `iat`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Largest leeway [`ValidatorBuilder::leeway`](crate::ValidatorBuilder::leeway) accepts.
@@ -468,6 +512,48 @@ mod tests {
     }
 
     #[test]
+    fn act_chains_are_typed_and_capped_at_max_depth() {
+        let act = |t: &str| actor(&Value::Raw(t)).map_err(|e| (e.kind(), e.claim_name()));
+        let chain = |depth: usize| {
+            let mut text = String::from(r#"{"sub":"last"}"#);
+            for i in 1..depth {
+                text = format!(r#"{{"client_id":"c{i}","act":{text}}}"#);
+            }
+            text
+        };
+        let deepest = act(&chain(Actor::MAX_DEPTH)).expect("8 actors");
+        assert_eq!(deepest.chain().count(), Actor::MAX_DEPTH);
+        assert_eq!(deepest.id(), Some("c7"));
+        assert_eq!(deepest.chain().last().and_then(Actor::id), Some("last"));
+        let invalid = Err((ErrorKind::InvalidClaimType, Some("act")));
+        assert_eq!(act(&chain(Actor::MAX_DEPTH + 1)), invalid);
+        let full = act(r#"{"sub":"s","client_id":"c","iss":"i","extra":[1]}"#).expect("act");
+        assert_eq!(
+            (
+                full.subject(),
+                full.client_id(),
+                full.issuer(),
+                full.actor()
+            ),
+            (Some("s"), Some("c"), Some("i"), None)
+        );
+        for wrong in [
+            r#""svc""#,
+            "[]",
+            r#"{"sub":1}"#,
+            r#"{"client_id":null}"#,
+            r#"{"act":"svc"}"#,
+            r#"{"act":{"iss":false}}"#,
+        ] {
+            assert_eq!(act(wrong), invalid, "{wrong}");
+        }
+        assert_eq!(
+            act(r#"{"sub":"a","sub":"b"}"#).map_err(|e| e.0),
+            Err(ErrorKind::DuplicateMember)
+        );
+    }
+
+    #[test]
     fn lifetime_cap_applies_to_exp_minus_iat_and_exp_minus_now() {
         let checks = Checks::new(
             "i".into(),
@@ -510,6 +596,9 @@ mod tests {
             nbf,
             iat: None,
             cnf: None,
+            act: None,
+            acr: None,
+            auth_time: None,
         };
         let at = |secs: i64, nanos: u32| UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos);
         let base = 1_700_000_000;

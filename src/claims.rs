@@ -78,6 +78,17 @@ pub struct AccessClaims {
     /// `scope`: the granted scopes, space-delimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// `acr`: how the user behind the token authenticated (RFC 9470 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// `auth_time`: when the user behind the token authenticated, seconds since the Unix
+    /// epoch (RFC 9470 §6.1).
+    #[serde(
+        default,
+        deserialize_with = "opt_numeric_date",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_time: Option<i64>,
     /// Every other member (`scp`, `azp`, custom claims ...).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -173,6 +184,25 @@ mod tests {
         assert_eq!(c.scopes().collect::<Vec<_>>(), ["x", "y", "z"]);
         assert!(c.has_scope("z") && !c.has_scope("x y"));
         assert_eq!(c.extra["tenant"], "t");
+        assert_eq!((c.acr, c.auth_time), (None, None));
+    }
+
+    #[test]
+    fn reads_the_user_authentication_members() {
+        let c: AccessClaims = serde_json::from_str(
+            r#"{"iss":"i","aud":"a","exp":1,"acr":"urn:x:mfa","auth_time":1700000000.7}"#,
+        )
+        .expect("claims");
+        assert_eq!(c.acr.as_deref(), Some("urn:x:mfa"));
+        assert_eq!(c.auth_time, Some(1_700_000_000));
+        assert!(!c.extra.contains_key("acr") && !c.extra.contains_key("auth_time"));
+        for wrong in [r#""acr":1"#, r#""auth_time":"1""#] {
+            let json = format!(r#"{{"iss":"i","aud":"a","exp":1,{wrong}}}"#);
+            assert!(
+                serde_json::from_str::<AccessClaims>(&json).is_err(),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

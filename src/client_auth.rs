@@ -1,9 +1,11 @@
-//! Client authentication at an authorization server's endpoints (RFC 6749 §2.3.1), for the
-//! outgoing client's token requests and for token introspection: the [`ClientSecret`] that
-//! never prints.
+//! Client authentication at an authorization server's endpoints, for the outgoing client's
+//! token requests and for token introspection: the [`ClientSecret`] that never prints
+//! (`client_secret_basic`, `client_secret_post`, RFC 6749 §2.3.1), and the [`PrivateKeyJwt`]
+//! that signs a fresh client assertion for each request (`private_key_jwt`, RFC 7523 §2.2
+//! with the audience rule of draft-ietf-oauth-rfc7523bis: `aud` is the issuer identifier).
 //
-// Inside: the `client_secret_basic` header and `application/x-www-form-urlencoded`
-// encoding.
+// Inside: the `client_secret_basic` header, the assertion, and
+// `application/x-www-form-urlencoded` encoding.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -13,6 +15,13 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use http::header::InvalidHeaderValue;
 use zeroize::Zeroize;
+
+mod private_key_jwt;
+
+pub use self::private_key_jwt::PrivateKeyJwt;
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A client secret. It never prints: `Debug` and `Display` show `[redacted]`.
 ///
@@ -111,6 +120,9 @@ pub(crate) fn form_encode(out: &mut String, value: &str) {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::Algorithm;
+
     use super::*;
 
     #[test]
@@ -126,6 +138,87 @@ mod tests {
         let pair = STANDARD.decode(encoded).expect("base64");
         assert_eq!(pair, b"svc%3A2+%C3%A9:p%40ss+word%3A%2B");
         assert!(!format!("{header:?}").contains(encoded));
+    }
+
+    const RFC8037_JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","kid":"k1",
+        "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+        "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+
+    fn part(jws: &str, i: usize) -> serde_json::Value {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(jws.split('.').nth(i).expect("part"))
+            .expect("b64");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[test]
+    fn assertions_carry_the_rfc7523_claims_and_verify_with_the_public_key() {
+        let key = PrivateKeyJwt::from_jwk(RFC8037_JWK).expect("key");
+        let a = key
+            .assertion("svc", "https://issuer.example")
+            .expect("signed");
+        let b = key
+            .assertion("svc", "https://issuer.example")
+            .expect("signed");
+        let (header, claims) = (part(&a, 0), part(&a, 1));
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["kid"], "k1");
+        assert_eq!(claims["iss"], "svc");
+        assert_eq!(claims["sub"], "svc");
+        assert_eq!(claims["aud"], "https://issuer.example");
+        assert_eq!(
+            claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
+            60
+        );
+        assert_ne!(claims["jti"], part(&b, 1)["jti"], "a fresh jti each time");
+        let jwks = format!(r#"{{"keys":[{}]}}"#, key.public_jwk());
+        let validator = crate::Validator::builder()
+            .issuer("svc")
+            .audience("https://issuer.example")
+            .keys(crate::KeySet::from_jwks_json(jwks.as_bytes()).expect("jwks"))
+            .profile(crate::Profile::Jwt)
+            .build()
+            .expect("validator");
+        assert!(validator.validate(&a).is_ok());
+        let other = PrivateKeyJwt::from_jwk(&RFC8037_JWK.replace("nWGxne", "nWGxnf"));
+        // Another private key under the same public members: refused.
+        assert!(other.is_err());
+    }
+
+    #[test]
+    fn only_asymmetric_private_keys_of_a_fitting_algorithm_are_taken() {
+        for bad in [
+            r#"{"kty":"oct","k":"c2VjcmV0"}"#,
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+            r#"{"kty":"EC","crv":"P-521","d":"AA","x":"AA","y":"AA"}"#,
+            "not json",
+        ] {
+            assert!(PrivateKeyJwt::from_jwk(bad).is_err(), "{bad}");
+        }
+        let with_alg = |alg: &str| {
+            PrivateKeyJwt::from_jwk(
+                &RFC8037_JWK.replace(r#""kid""#, &format!(r#""alg":"{alg}","kid""#)),
+            )
+        };
+        assert!(with_alg("EdDSA").is_ok());
+        assert!(with_alg("HS256").is_err());
+        assert!(with_alg("ES256").is_err());
+        let key = PrivateKeyJwt::from_jwk(RFC8037_JWK).expect("key");
+        assert!(key.clone().with_algorithm(Algorithm::HS256).is_err());
+        assert!(key.with_algorithm(Algorithm::EdDSA).is_ok());
+        assert!(
+            PrivateKeyJwt::from_pem(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_private_key_never_prints() {
+        let key = PrivateKeyJwt::from_jwk(RFC8037_JWK).expect("key");
+        let shown = format!("{key:?} {key:#?} {}", key.public_jwk());
+        assert!(!shown.contains("nWGxne"), "{shown}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -178,6 +179,7 @@ impl<T, R> Guard<T, R> {
             },
             policy: Policy {
                 scopes,
+                authentication: None,
                 requirements: Vec::new(),
                 optional: false,
             },
@@ -229,6 +231,7 @@ impl<T, R> fmt::Debug for Guard<T, R> {
 /// | malformed header | 400, `error="invalid_request"` | 200, `grpc-status: 16` |
 /// | invalid, inactive or revoked token | 401, `error="invalid_token"` | 200, `grpc-status: 16` |
 /// | missing scope, failed [`require`](Self::require) | 403, `error="insufficient_scope", scope=".."` | 200, `grpc-status: 7` |
+/// | `acr` or `auth_time` short of [`require_acr`](Self::require_acr), [`max_auth_age`](Self::max_auth_age) | 401, `error="insufficient_user_authentication", acr_values="..", max_age=".."` | 200, `grpc-status: 16` |
 /// | keys, introspection or a store unavailable | 503, `Retry-After` | 200, `grpc-status: 14` |
 ///
 /// The [`AuthError`](crate::AuthError) is in each rejection's extensions; a
@@ -373,6 +376,54 @@ impl<T, R> RequireScope<T, R> {
         })
     }
 
+    /// Requires the user behind the token to have authenticated in one of the ways `acr`
+    /// names (RFC 9470): the token's `acr` claim must be one of them (exactly; an absent
+    /// `acr` never is). A token that falls short is refused with 401
+    /// `insufficient_user_authentication`
+    /// ([`ErrorKind::InsufficientUserAuthentication`](crate::ErrorKind::InsufficientUserAuthentication),
+    /// claim `"acr"`), whose challenge names what the route asks, `acr_values="<acr>"` (and
+    /// `max_age` with [`max_auth_age`](Self::max_auth_age)), for the client to send its
+    /// user to the authorization server again with those parameters. Checked after the
+    /// scopes and before [`require`](Self::require)'s predicates; cached tokens too. A second
+    /// call replaces the set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bearer_guard::RequireScope;
+    /// # fn f(validator: &bearer_guard::Validator) -> Result<(), bearer_guard::ConfigError> {
+    /// // Payments need a second factor, used within the last five minutes.
+    /// let pay = RequireScope::all(validator, ["payments:write"])?
+    ///     .require_acr(["urn:bearer-guard:acr:mfa"])?
+    ///     .max_auth_age(Duration::from_secs(300));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidAcrValue`] for no value, or one that cannot be sent in
+    /// `acr_values` (empty, whitespace, `"`, `\`, beyond printable ASCII).
+    pub fn require_acr<I, S>(self, acr: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let demand = self.state.route.policy.authentication.clone();
+        let demand = demand.unwrap_or_default().with_acr(acr)?;
+        Ok(self.with_policy(|p| p.authentication = Some(demand)))
+    }
+
+    /// Requires the user behind the token to have authenticated at most `age` ago (whole
+    /// seconds): `now - auth_time <= age` (RFC 9470). A token without `auth_time` cannot
+    /// show its age and is refused too. A refusal is 401 `insufficient_user_authentication`
+    /// (claim `"auth_time"`) with `max_age="<seconds>"` in the challenge, as
+    /// [`require_acr`](Self::require_acr) describes. The age is measured on every request, a
+    /// cached token's too, against this server's clock. A second call replaces the age.
+    #[must_use]
+    pub fn max_auth_age(self, age: Duration) -> Self {
+        let demand = self.state.route.policy.authentication.clone();
+        let demand = demand.unwrap_or_default().with_max_age(age);
+        self.with_policy(|p| p.authentication = Some(demand))
+    }
+
     fn with_policy(self, change: impl FnOnce(&mut Policy<T>)) -> Self {
         self.with_route(|route| change(&mut route.policy))
     }
@@ -401,6 +452,92 @@ impl<T, R> RequireScope<T, R> {
     }
 }
 
+/// Who may act for a token's subject on a route: see [`RequireScope::require_actor`].
+#[derive(Clone, Copy)]
+enum Actors {
+    /// Only delegated tokens whose current actor is listed.
+    Required,
+    /// Direct tokens, and delegated ones whose current actor is listed.
+    Allowed,
+}
+
+impl<R> RequireScope<AccessClaims, R> {
+    /// Admits only delegated tokens (an `act` claim, RFC 8693 §4.1) whose **current** actor
+    /// is one of `actors`, matched against the actor's `client_id`, else its `sub`
+    /// ([`Actor::id`](crate::token::Actor::id)): "only these services may call this route for
+    /// a user". A token without `act` is refused too. Earlier actors of the chain are not
+    /// considered (§4.1: they are informational). A refusal is 403
+    /// ([`ErrorKind::Forbidden`](crate::ErrorKind::Forbidden)) with the requirement name
+    /// `"actor"`.
+    ///
+    /// ```
+    /// use bearer_guard::RequireScope;
+    /// # fn f(validator: &bearer_guard::Validator) -> Result<(), bearer_guard::ConfigError> {
+    /// let for_users_via_billing = RequireScope::all(validator, ["invoices:read"])?
+    ///     .require_actor(["billing-service"]);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn require_actor<I, S>(self, actors: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.with_actors(Actors::Required, actors)
+    }
+
+    /// As [`require_actor`](Self::require_actor), but tokens without `act` (used by their
+    /// own client) pass as well: a delegated token passes only when its current actor is
+    /// one of `actors`. Requirement name `"actor"`.
+    #[must_use]
+    pub fn allow_actors<I, S>(self, actors: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.with_actors(Actors::Allowed, actors)
+    }
+
+    /// Refuses every delegated token (one with an `act` claim): the route is for clients
+    /// acting on their own token only. Requirement name `"no_actor"`.
+    #[must_use]
+    pub fn forbid_actors(self) -> Self {
+        self.require_named("no_actor", |claims: &AccessClaims| {
+            matches!(current_actor(claims), Ok(None))
+        })
+    }
+
+    fn with_actors<I, S>(self, mode: Actors, actors: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let actors: Box<[Box<str>]> = actors.into_iter().map(|a| a.into().into()).collect();
+        self.require_named("actor", move |claims: &AccessClaims| {
+            match current_actor(claims) {
+                Ok(None) => matches!(mode, Actors::Allowed),
+                Ok(Some(actor)) => actor
+                    .id()
+                    .is_some_and(|id| actors.iter().any(|a| **a == *id)),
+                Err(()) => false,
+            }
+        })
+    }
+}
+
+/// The current actor of `claims`, read by the same rules as the verified token's
+/// ([`VerifiedToken::actor`](crate::VerifiedToken::actor)); `Err` for an `act` that is not
+/// one (which verification already refused).
+fn current_actor(claims: &AccessClaims) -> Result<Option<crate::token::Actor>, ()> {
+    let Some(act) = claims.extra.get("act") else {
+        return Ok(None);
+    };
+    let text = serde_json::to_string(act).map_err(drop)?;
+    crate::checks::actor(&crate::json::Value::Raw(&text))
+        .map(Some)
+        .map_err(drop)
+}
+
 impl<T, R> Clone for RequireScope<T, R> {
     fn clone(&self) -> Self {
         RequireScope {
@@ -424,5 +561,169 @@ impl<S, T, R> Layer<S> for RequireScope<T, R> {
 
     fn layer(&self, inner: S) -> Self::Service {
         RequireScopeService::new(inner, Arc::clone(&self.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+    use http::{Request, StatusCode};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use crate::testkit::layer::{bearer, challenge, send};
+    use crate::testkit::{now, token, validator};
+    use crate::{AuthError, ErrorKind, Guard, RequireScope};
+
+    const MFA: &str = "urn:bearer-guard:acr:mfa";
+    const PWD: &str = "urn:bearer-guard:acr:pwd";
+
+    /// The refusal's kind and the claim it names.
+    fn refusal(res: &http::Response<String>) -> Option<(ErrorKind, Option<&'static str>)> {
+        let err = res.extensions().get::<AuthError>()?;
+        Some((err.kind(), err.claim_name()))
+    }
+
+    #[tokio::test]
+    async fn a_token_without_an_accepted_acr_gets_401_naming_acr_values() {
+        let route = RequireScope::all(&validator(), ["read"])
+            .expect("scopes")
+            .require_acr([MFA, "phr"])
+            .expect("acr");
+        let ok = token("ec-1", json!({"acr": MFA}));
+        let res = send(route.clone(), Some(&bearer(&ok))).await;
+        assert_eq!(
+            (res.status(), res.body().as_str()),
+            (StatusCode::OK, "client-a")
+        );
+        for changes in [json!({"acr": PWD}), json!({})] {
+            let short = token("ec-1", changes.clone());
+            let res = send(route.clone(), Some(&bearer(&short))).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{changes}");
+            assert_eq!(
+                challenge(&res),
+                format!(
+                    r#"Bearer error="insufficient_user_authentication", acr_values="{MFA} phr""#
+                )
+            );
+            assert_eq!(
+                refusal(&res),
+                Some((ErrorKind::InsufficientUserAuthentication, Some("acr")))
+            );
+            assert!(res.body().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_auth_time_is_too_old_or_absent_gets_401_naming_max_age() {
+        let route =
+            RequireScope::authenticated(&validator()).max_auth_age(Duration::from_secs(300));
+        let fresh = token("ec-1", json!({"auth_time": now() - 10}));
+        assert_eq!(
+            send(route.clone(), Some(&bearer(&fresh))).await.status(),
+            StatusCode::OK
+        );
+        for changes in [json!({"auth_time": now() - 3600}), json!({})] {
+            let stale = token("ec-1", changes.clone());
+            // Twice: the second time from the verified-token cache, checked all the same.
+            for _ in 0..2 {
+                let res = send(route.clone(), Some(&bearer(&stale))).await;
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{changes}");
+                assert_eq!(
+                    challenge(&res),
+                    r#"Bearer error="insufficient_user_authentication", max_age="300""#
+                );
+                assert_eq!(
+                    refusal(&res),
+                    Some((ErrorKind::InsufficientUserAuthentication, Some("auth_time")))
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn both_demands_are_named_after_the_guard_s_params_and_scopes_come_first() {
+        let guard = Guard::new(&validator())
+            .realm("api")
+            .expect("realm")
+            .resource_metadata("https://api.test/.well-known/oauth-protected-resource")
+            .expect("url");
+        let route = RequireScope::all(&guard, ["read"])
+            .expect("scopes")
+            .max_auth_age(Duration::from_secs(60))
+            .require_acr([MFA])
+            .expect("acr");
+        let weak = token("ec-1", json!({"acr": PWD, "auth_time": now()}));
+        let res = send(route.clone(), Some(&bearer(&weak))).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge(&res),
+            format!(
+                "Bearer realm=\"api\", resource_metadata=\"https://api.test/.well-known/\
+                 oauth-protected-resource\", error=\"insufficient_user_authentication\", \
+                 acr_values=\"{MFA}\", max_age=\"60\""
+            )
+        );
+        let strong = token("ec-1", json!({"acr": MFA, "auth_time": now() - 5}));
+        assert_eq!(
+            send(route.clone(), Some(&bearer(&strong))).await.status(),
+            StatusCode::OK
+        );
+        // A token short of both the scope and the authentication: the scope is named
+        // first (403), without the step-up's parameters.
+        let neither = token("ec-1", json!({"scope": "write"}));
+        let res = send(route.clone(), Some(&bearer(&neither))).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(
+            !challenge(&res).contains("acr_values"),
+            "{}",
+            challenge(&res)
+        );
+        // Claims requirements come after it.
+        let route = route.require(|_| false);
+        let res = send(route.clone(), Some(&bearer(&weak))).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = send(route, Some(&bearer(&strong))).await;
+        assert_eq!(refusal(&res), Some((ErrorKind::Forbidden, None)));
+        // Without a token, the 401 names the scopes only.
+        let plain = RequireScope::all(&validator(), ["read"])
+            .expect("scopes")
+            .require_acr([MFA])
+            .expect("acr");
+        let res = send(plain, None).await;
+        assert_eq!(challenge(&res), r#"Bearer scope="read""#);
+    }
+
+    #[tokio::test]
+    async fn a_grpc_request_short_of_the_acr_gets_unauthenticated() {
+        let svc = RequireScope::authenticated(&validator())
+            .require_acr([MFA])
+            .expect("acr")
+            .layer_fn_wrap();
+        let req = Request::builder()
+            .version(http::Version::HTTP_2)
+            .header(CONTENT_TYPE, "application/grpc")
+            .header("authorization", bearer(&token("ec-1", json!({"acr": PWD}))))
+            .body(())
+            .expect("request");
+        let res = svc.oneshot(req).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert!(res.headers().get(WWW_AUTHENTICATE).is_some());
+    }
+
+    #[test]
+    fn acr_values_that_cannot_be_sent_are_refused_when_the_layer_is_built() {
+        let route = RequireScope::authenticated(&validator());
+        assert_eq!(
+            route.clone().require_acr([MFA, "two words"]).map(|_| ()),
+            Err(crate::ConfigError::InvalidAcrValue("two words".to_owned()))
+        );
+        assert_eq!(
+            route.require_acr(Vec::<String>::new()).map(|_| ()),
+            Err(crate::ConfigError::InvalidAcrValue(String::new()))
+        );
     }
 }

@@ -86,6 +86,7 @@ fn refused_labels(kind: ErrorKind) -> &'static [metrics::Label] {
         UseDpopNonce,
         InsufficientScope,
         Forbidden,
+        InsufficientUserAuthentication,
         Revoked,
         InactiveToken,
         KeysUnavailable,

@@ -33,6 +33,87 @@ impl fmt::Debug for Confirmation {
     }
 }
 
+/// One party of a delegated token's actor chain: the `act` claim of RFC 8693 §4.1, as the
+/// token exchange writes it ("`client_id` acts for the token's `sub`").
+///
+/// [`VerifiedToken::actor`] is the **current** actor, the party that presented the token;
+/// its [`actor`](Self::actor) is the one before it, and so on. RFC 8693 §4.1: only the
+/// current actor counts for access decisions, the earlier ones are informational (for logs
+/// and audit). The chain is at most [`MAX_DEPTH`](Self::MAX_DEPTH) actors deep: a deeper one,
+/// an `act` that is not an object, or a member of the wrong type makes the token invalid
+/// ([`ErrorKind::InvalidClaimType`](crate::ErrorKind::InvalidClaimType), claim `act`).
+/// Routes can require or forbid actors with
+/// [`RequireScope::require_actor`](crate::RequireScope::require_actor),
+/// [`allow_actors`](crate::RequireScope::allow_actors) and
+/// [`forbid_actors`](crate::RequireScope::forbid_actors).
+///
+/// ```
+/// use bearer_guard::VerifiedToken;
+/// fn on_behalf_of(token: &VerifiedToken) -> Option<String> {
+///     let actor = token.actor()?;
+///     Some(format!("{} for {}", actor.id()?, token.subject()?))
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub(crate) subject: Option<Box<str>>,
+    pub(crate) client_id: Option<Box<str>>,
+    pub(crate) issuer: Option<Box<str>>,
+    pub(crate) earlier: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// The deepest actor chain accepted: 8.
+    pub const MAX_DEPTH: usize = 8;
+
+    /// The actor's `sub`.
+    #[must_use]
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// The actor's `client_id` (RFC 8693 §4.3): the OAuth client that acted.
+    #[must_use]
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The actor's `iss`, when the issuer named the namespace of its `sub`.
+    #[must_use]
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// Who the route requirements match: `client_id`, else `sub`.
+    #[must_use]
+    pub fn id(&self) -> Option<&str> {
+        self.client_id().or_else(|| self.subject())
+    }
+
+    /// The earlier actor (the nested `act`): the party this one was delegated from.
+    #[must_use]
+    pub fn actor(&self) -> Option<&Actor> {
+        self.earlier.as_deref()
+    }
+
+    /// This actor, then each earlier one, most recent first.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> + Clone {
+        std::iter::successors(Some(self), |a| a.actor())
+    }
+}
+
+impl fmt::Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Identifiers only, like the token's `sub` and `client_id`: nothing secret.
+        f.debug_struct("Actor")
+            .field("subject", &self.subject)
+            .field("client_id", &self.client_id)
+            .field("issuer", &self.issuer)
+            .field("actor", &self.earlier)
+            .finish()
+    }
+}
+
 /// What was verified about the request's token: who the client is, what it may do, until
 /// when, and the typed claims.
 ///
@@ -72,6 +153,12 @@ pub(crate) struct Facts {
     pub(crate) nbf: Option<i64>,
     pub(crate) iat: Option<i64>,
     pub(crate) cnf: Option<Confirmation>,
+    /// The actor chain (`act`, RFC 8693 §4.1) of a delegated token.
+    pub(crate) act: Option<Actor>,
+    /// The authentication context class of the user's authentication (`acr`, RFC 9470 §6.1).
+    pub(crate) acr: Option<Box<str>>,
+    /// When the user authenticated (`auth_time`), seconds since the Unix epoch.
+    pub(crate) auth_time: Option<i64>,
 }
 
 impl VerifiedToken {
@@ -158,10 +245,35 @@ impl VerifiedToken {
         self.facts.iat
     }
 
+    /// The authentication context class reference (`acr`, RFC 9470 §6.1): how strongly the
+    /// user behind the token authenticated, in the issuer's words (for example
+    /// `urn:bearer-guard:acr:mfa`). `None` for a token without one (client credentials).
+    /// Routes require values with [`RequireScope::require_acr`](crate::RequireScope::require_acr).
+    #[must_use]
+    pub fn acr(&self) -> Option<&str> {
+        self.facts.acr.as_deref()
+    }
+
+    /// When the user behind the token authenticated (`auth_time`, RFC 9470 §6.1), seconds
+    /// since the Unix epoch. Routes bound its age with
+    /// [`RequireScope::max_auth_age`](crate::RequireScope::max_auth_age).
+    #[must_use]
+    pub fn auth_time(&self) -> Option<i64> {
+        self.facts.auth_time
+    }
+
     /// The key the token is bound to (`cnf`), for sender-constrained tokens.
     #[must_use]
     pub fn confirmation(&self) -> Option<&Confirmation> {
         self.facts.cnf.as_ref()
+    }
+
+    /// The current actor of a delegated token (`act`, RFC 8693 §4.1): the party acting for
+    /// the [`subject`](Self::subject), with the earlier actors in its
+    /// [`chain`](Actor::chain). `None` for a token used by its own subject's client.
+    #[must_use]
+    pub fn actor(&self) -> Option<&Actor> {
+        self.facts.act.as_ref()
     }
 }
 
@@ -174,6 +286,7 @@ impl fmt::Debug for VerifiedToken {
             .field("scopes", &self.facts.scopes)
             .field("expires_at", &self.facts.exp)
             .field("confirmation", &self.facts.cnf)
+            .field("actor", &self.facts.act)
             .finish_non_exhaustive()
     }
 }

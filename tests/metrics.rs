@@ -1151,6 +1151,7 @@ fn reasons() -> BTreeSet<&'static str> {
         K::InvalidDpopProof,
         K::UseDpopNonce,
         K::InsufficientScope,
+        K::InsufficientUserAuthentication,
         K::Forbidden,
         K::Revoked,
         K::InactiveToken,

@@ -880,7 +880,87 @@ async fn batching_saves_round_trips_and_never_grants_more_than_the_quota() {
     let (sa, sb) = (qa.stats(), qb.stats());
     // Each replica's first round trip took 8 cells: 7 requests each without a round trip.
     assert!(sa.batched >= 7 && sb.batched >= 7, "{sa:?} {sb:?}");
-    assert_eq!(sa.redis + sa.batched + sb.redis + sb.batched, 60);
+    // Every request was decided once: by Redis, on a lent cell, or refused here because
+    // Redis had said when the next cell conforms.
+    assert_eq!(
+        sa.redis + sa.batched + sa.refused_locally + sb.redis + sb.batched + sb.refused_locally,
+        60,
+        "{sa:?} {sb:?}"
+    );
+    assert!(sa.refused_locally + sb.refused_locally > 0, "{sa:?} {sb:?}");
+}
+
+/// The stated bound of local decisions: whatever the timing, in a window of length `w`,
+/// `N` replicas together admit at most `burst + ⌈w / T⌉ + 1` (GCRA's bound) plus
+/// `N × (batch − 1)` (the cells each replica may hold). The adversarial case: every replica
+/// holds lent cells, the bucket fills up again meanwhile, then all flood at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_decisions_exceed_the_quota_by_at_most_the_cells_each_replica_holds() {
+    let redis = redis_or_skip!();
+    let mut conn = inspect(&redis).await;
+    const N: usize = 3;
+    const BATCH: u32 = 8;
+    let t_ms = 20;
+    let quota = Quota::with_period(Duration::from_millis(t_ms))
+        .expect("non-zero")
+        .allow_burst(n(40));
+    let mut stores = Vec::new();
+    for _ in 0..N {
+        stores.push(
+            quotas(&redis, |b| {
+                b.prefix("bound:").batch(BATCH, Duration::from_secs(30))
+            })
+            .await,
+        );
+    }
+    let replicas: Vec<Replica> = stores
+        .iter()
+        .map(|q| replica(RateLimitByClient::builder(quota).redis(q.clone()).build()))
+        .collect();
+    let t = client_token("bounded");
+    // Phase 1: every replica takes lent cells for the client.
+    for r in &replicas {
+        assert_eq!(admitted(&statuses(r, Some(&t), 2).await), 2);
+    }
+    let held: u64 = stores.iter().map(|q| q.stats().redis).sum();
+    assert!(held >= N as u64, "each replica asked Redis");
+    // Wait (polling Redis) until the bucket is full again: its key expires then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bucket_keys: Vec<String> = redis::cmd("KEYS")
+            .arg("bound:*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        if bucket_keys.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bucket never refilled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Phase 2: all replicas flood at once.
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for r in &replicas {
+        for _ in 0..4 {
+            let (r, t) = (r.clone(), t.clone());
+            set.spawn(async move { admitted(&statuses(&r, Some(&t), 60).await) });
+        }
+    }
+    let ok: u128 = set.join_all().await.into_iter().map(|n| n as u128).sum();
+    let w = started.elapsed().as_millis();
+    let gcra = 40 + w.div_ceil(u128::from(t_ms)) + 1;
+    let bound = gcra + (N as u128) * u128::from(BATCH - 1);
+    for q in &stores {
+        assert_eq!(q.stats().errors, 0, "the fallback decided: {:?}", q.stats());
+    }
+    assert!(
+        ok <= bound,
+        "{ok} admitted in {w} ms: beyond GCRA's {gcra} by more than {N} x {}",
+        BATCH - 1
+    );
+    assert!(ok >= 40, "{ok} admitted: the full bucket at least");
+    eprintln!("admitted {ok} in {w} ms; GCRA bound {gcra}, stated bound {bound}");
 }
 
 /// With refills: whatever the timing, two replicas never admit more than GCRA's bound for the

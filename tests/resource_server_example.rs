@@ -5,6 +5,10 @@
 //! document is a well-formed OpenAPI 3.1 document whose every guarded operation names the
 //! scopes the route enforces (a token of exactly those scopes passes, one missing any is
 //! refused). Behind a private CA (`ISSUER_CA_FILE`), it trusts the issuer only with that CA.
+//! With `REQUIRED_ACR` and `MAX_AUTH_AGE` (RFC 9470), a token short of the `acr` or whose
+//! `auth_time` is too old gets 401 `insufficient_user_authentication` naming `acr_values` /
+//! `max_age`, one that meets both 200; against the companion issuer, the step-up sign-in the
+//! challenge asks for yields a token that passes.
 
 #[path = "common/example.rs"]
 mod example;
@@ -94,6 +98,8 @@ fn try_start(issuers: &str, env: &[(&str, &str)]) -> Result<Example, (ExitStatus
         .env_remove("ISSUER_CA_FILE")
         .env_remove("JWKS_FILE")
         .env_remove("JWKS_URL")
+        .env_remove("REQUIRED_ACR")
+        .env_remove("MAX_AUTH_AGE")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -548,4 +554,198 @@ async fn an_issuer_behind_a_private_ca_is_trusted_with_issuer_ca_file_only() {
         assert!(log.contains(&issuer), "{log}");
         assert!(log.contains("TLS") || log.contains("tls"), "{log}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication strength (RFC 9470): REQUIRED_ACR, MAX_AUTH_AGE
+
+const MFA: &str = issuer_server::ACR_MFA;
+
+/// The `WWW-Authenticate` value of an `insufficient_user_authentication` refusal, checked.
+fn step_up_challenge(status: StatusCode, challenges: &[String], body: &str) -> String {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let challenge = challenges
+        .iter()
+        .find(|c| c.starts_with("Bearer "))
+        .unwrap_or_else(|| panic!("no Bearer challenge: {challenges:?}"));
+    assert!(
+        challenge.contains(r#"error="insufficient_user_authentication""#),
+        "{challenge}"
+    );
+    challenge.clone()
+}
+
+/// The example with the test keys' issuer (a `JWKS_FILE`: tokens minted here, with any
+/// `acr` and `auth_time`) and `env` besides.
+async fn start_minted(jwks: &TempFile, env: &[(&'static str, &'static str)]) -> Example {
+    let jwks = jwks.0.to_str().expect("utf-8").to_owned();
+    let env = env.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut env = env;
+        env.push(("JWKS_FILE", &jwks));
+        start(mint::ISSUER, &env)
+    })
+    .await
+    .expect("started")
+}
+
+/// A token of the test issuer for this API (`read`), with `claims` merged in.
+fn minted(claims: Value) -> String {
+    mint::token("ec-1", claims)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_acr_and_max_auth_age_answer_401_insufficient_user_authentication() {
+    let jwks = TempFile::new("jwks.json", mint::jwks(&["ec-1"]).as_bytes());
+    let now = mint::now();
+    let path = "/protected-resource";
+
+    // REQUIRED_ACR: a token without one of its values is refused, naming them; one with
+    // either passes (however old its sign-in: no age is asked).
+    let example = start_minted(&jwks, &[("REQUIRED_ACR", "urn:bearer-guard:acr:mfa, phr")]).await;
+    for claims in [
+        json!({}),
+        json!({"acr": issuer_server::ACR_PASSWORD}),
+        json!({"acr": "urn:bearer-guard:acr:MFA"}),
+    ] {
+        let (status, challenges, body) =
+            get(example.addr, path, Some(&minted(claims.clone()))).await;
+        let challenge = step_up_challenge(status, &challenges, &body);
+        assert!(
+            challenge.ends_with(&format!(
+                r#"error="insufficient_user_authentication", acr_values="{MFA} phr""#
+            )),
+            "{claims}: {challenge}"
+        );
+        assert!(!challenge.contains("max_age"), "{challenge}");
+    }
+    for acr in [MFA, "phr"] {
+        let token = minted(json!({"acr": acr, "auth_time": now - 86_400}));
+        let (status, _, body) = get(example.addr, path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{acr}: {body}");
+    }
+    // Both methods of the route, and the refusals counted under their reason.
+    let (status, challenges, body) = send(
+        example.addr,
+        Method::POST,
+        path,
+        Some(&minted(json!({"scope": "read write"}))),
+    )
+    .await;
+    step_up_challenge(status, &challenges, &body);
+    let (_, _, metrics) = get(example.addr, "/metrics", None).await;
+    let counted = r#"bearer_guard_requests_total{outcome="refused",reason="insufficient_user_authentication"} 4"#;
+    assert!(metrics.contains(counted), "{metrics}");
+    drop(example);
+
+    // MAX_AUTH_AGE: an `auth_time` older than the age, or none, is refused, naming it; a
+    // recent one passes, whatever the `acr`.
+    let example = start_minted(&jwks, &[("MAX_AUTH_AGE", "300")]).await;
+    for claims in [
+        json!({"auth_time": now - 3600}),
+        json!({"auth_time": now - 400, "acr": MFA}),
+        json!({"acr": MFA}),
+    ] {
+        let (status, challenges, body) =
+            get(example.addr, path, Some(&minted(claims.clone()))).await;
+        let challenge = step_up_challenge(status, &challenges, &body);
+        assert!(
+            challenge.ends_with(r#"error="insufficient_user_authentication", max_age="300""#),
+            "{claims}: {challenge}"
+        );
+    }
+    let (status, _, body) = get(
+        example.addr,
+        path,
+        Some(&minted(json!({"auth_time": now - 10}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(example);
+
+    // Both: the challenge names both; a token that meets both passes.
+    let example = start_minted(
+        &jwks,
+        &[
+            ("REQUIRED_ACR", "urn:bearer-guard:acr:mfa"),
+            ("MAX_AUTH_AGE", "300"),
+        ],
+    )
+    .await;
+    for claims in [
+        json!({"acr": MFA, "auth_time": now - 3600}),
+        json!({"acr": issuer_server::ACR_PASSWORD, "auth_time": now - 10}),
+    ] {
+        let (status, challenges, body) =
+            get(example.addr, path, Some(&minted(claims.clone()))).await;
+        let challenge = step_up_challenge(status, &challenges, &body);
+        assert!(
+            challenge.ends_with(&format!(
+                r#"error="insufficient_user_authentication", acr_values="{MFA}", max_age="300""#
+            )),
+            "{claims}: {challenge}"
+        );
+        assert!(
+            challenge.starts_with(r#"Bearer resource_metadata=""#),
+            "{challenge}"
+        );
+    }
+    let strong = minted(json!({"acr": MFA, "auth_time": now - 10}));
+    let (status, _, body) = get(example.addr, path, Some(&strong)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["message"], "Access granted!");
+}
+
+/// The step-up loop against the companion issuer: a token of a password sign-in (or of client
+/// credentials) is refused with the `acr_values` to ask for; the client sends its user to the
+/// issuer with them, she enters her one-time code after her password, and the new token
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_for_its_acr_is_replaced_by_one_of_a_step_up_sign_in() {
+    let issuer = Server::start().await;
+    let example = tokio::task::spawn_blocking({
+        let base = issuer.base.clone();
+        move || start(&base, &[("REQUIRED_ACR", MFA), ("MAX_AUTH_AGE", "600")])
+    })
+    .await
+    .expect("started");
+    let path = "/protected-resource";
+
+    let service = issuer.token("svc", SVC_SECRET).await;
+    let (status, challenges, body) = get(example.addr, path, Some(&service)).await;
+    step_up_challenge(status, &challenges, &body);
+
+    let (code, verifier) = issuer.code("").await;
+    let (password_only, _) = issuer.redeem(&code, &verifier).await.assert_tokens();
+    let (status, challenges, body) = get(example.addr, path, Some(&password_only)).await;
+    let challenge = step_up_challenge(status, &challenges, &body);
+
+    // What the challenge asks for goes into the authorization request as it is.
+    let acr_values = challenge
+        .split_once(r#"acr_values=""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(values, _)| values.to_owned())
+        .expect("acr_values");
+    assert_eq!(acr_values, MFA);
+    let verifier = issuer_server::new_verifier();
+    let query = format!(
+        "{}&acr_values={}&max_age=600",
+        issuer_server::authorize_query(
+            issuer_server::APP,
+            issuer_server::REDIRECT,
+            &issuer_server::challenge(&verifier),
+            "st"
+        ),
+        urlencode(&acr_values)
+    );
+    let callback = issuer.sign_in_with_code(&query).await;
+    let code = issuer_server::query_value(&callback, "code").expect("code");
+    let (stepped_up, refresh) = issuer.redeem(&code, &verifier).await.assert_tokens();
+    let (status, _, body) = get(example.addr, path, Some(&stepped_up)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A token refreshed from it keeps the sign-in's `acr` and `auth_time`: it passes too.
+    let (refreshed, _) = issuer.refresh(&refresh).await.assert_tokens();
+    let (status, _, body) = get(example.addr, path, Some(&refreshed)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -19,9 +19,12 @@ pub const WRITE_SCOPE: &str = "write";
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
-/// What the API serves beside its protected routes.
+/// What the API serves beside its protected routes, and what those routes ask beyond their
+/// scopes.
 #[derive(Default)]
 pub struct Extras {
+    /// What the guarded routes ask of the user's sign-in (RFC 9470); nothing by default.
+    pub authentication: Authentication,
     /// A per-client quota on the guarded routes (one bucket per client for all of them).
     pub rate_limit: Option<RateLimitByClient>,
     /// RFC 9728 metadata, served at its well-known path (the guard should point at it).
@@ -30,6 +33,49 @@ pub struct Extras {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// `GET /openapi.json`: the OpenAPI 3.1 document of the guarded routes.
     pub openapi: Option<ApiDocs>,
+}
+
+/// What the guarded routes ask of the user's sign-in behind a token (RFC 9470): refused with
+/// `401` `insufficient_user_authentication` when it falls short.
+#[derive(Clone, Debug, Default)]
+pub struct Authentication {
+    /// `acr` values, any one of which will do; empty: `acr` is not looked at.
+    pub acr: Vec<String>,
+    /// The oldest `auth_time` accepted, as an age; `None`: not looked at.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Authentication {
+    /// `layer`, asking this of the sign-in.
+    fn apply(&self, layer: RequireScope) -> Result<RequireScope, ConfigError> {
+        let layer = match self.acr.as_slice() {
+            [] => layer,
+            acr => layer.require_acr(acr)?,
+        };
+        Ok(match self.max_age {
+            Some(age) => layer.max_auth_age(age),
+            None => layer,
+        })
+    }
+
+    /// What the OpenAPI document says of it, if anything.
+    fn describe(&self) -> Option<String> {
+        let mut demands = Vec::new();
+        if !self.acr.is_empty() {
+            let acr: Vec<String> = self.acr.iter().map(|a| format!("`{a}`")).collect();
+            demands.push(format!("a sign-in of `acr` {}", acr.join(" or ")));
+        }
+        if let Some(age) = self.max_age {
+            demands.push(format!("at most {} seconds ago", age.as_secs()));
+        }
+        (!demands.is_empty()).then(|| {
+            format!(
+                " The user must have signed in with {} (RFC 9470): a token short of it gets \
+                 401 `insufficient_user_authentication`.",
+                demands.join(", ")
+            )
+        })
+    }
 }
 
 /// What the OpenAPI document says beside the routes.
@@ -57,8 +103,13 @@ struct Guarded {
 }
 
 /// `GET /protected-resource` needs `scope`; `POST /protected-resource` needs `scope` and
-/// [`WRITE_SCOPE`]; both checked by `guard`'s rules.
-fn guarded_routes(guard: &Guard, scope: &str) -> Result<Vec<Guarded>, ConfigError> {
+/// [`WRITE_SCOPE`]; both checked by `guard`'s rules, both asking `authentication` of the
+/// user's sign-in.
+fn guarded_routes(
+    guard: &Guard,
+    scope: &str,
+    authentication: &Authentication,
+) -> Result<Vec<Guarded>, ConfigError> {
     let mut write = vec![scope];
     if scope != WRITE_SCOPE {
         write.push(WRITE_SCOPE);
@@ -69,14 +120,14 @@ fn guarded_routes(guard: &Guard, scope: &str) -> Result<Vec<Guarded>, ConfigErro
             path: RESOURCE_PATH,
             operation_id: "readResource",
             summary: "Read the protected resource",
-            layer: RequireScope::all(guard, [scope])?,
+            layer: authentication.apply(RequireScope::all(guard, [scope])?)?,
         },
         Guarded {
             method: Method::POST,
             path: RESOURCE_PATH,
             operation_id: "writeResource",
             summary: "Write to the protected resource",
-            layer: RequireScope::all(guard, write)?,
+            layer: authentication.apply(RequireScope::all(guard, write)?)?,
         },
     ])
 }
@@ -84,10 +135,10 @@ fn guarded_routes(guard: &Guard, scope: &str) -> Result<Vec<Guarded>, ConfigErro
 /// The guarded routes (see [`guarded_routes`]), `GET /healthz` (open), and what `extras` asks
 /// for.
 pub fn app(guard: &Guard, scope: &str, extras: Extras) -> Result<Router, ConfigError> {
-    let routes = guarded_routes(guard, scope)?;
+    let routes = guarded_routes(guard, scope, &extras.authentication)?;
     let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
     if let Some(docs) = &extras.openapi {
-        let document = openapi(&routes, docs).to_string();
+        let document = openapi(&routes, docs, &extras.authentication).to_string();
         app = app.route(
             OPENAPI_PATH,
             get(move || {
@@ -117,7 +168,7 @@ pub fn app(guard: &Guard, scope: &str, extras: Extras) -> Result<Router, ConfigE
 
 /// The OpenAPI 3.1 document of `routes`: each operation's `security` names the scopes its
 /// layer requires, once per issuer's scheme (any issuer's token will do).
-fn openapi(routes: &[Guarded], docs: &ApiDocs) -> Value {
+fn openapi(routes: &[Guarded], docs: &ApiDocs, authentication: &Authentication) -> Value {
     let schemes: Vec<String> = (1..=docs.issuers.len())
         .map(|n| format!("issuer-{n}"))
         .collect();
@@ -150,7 +201,10 @@ fn openapi(routes: &[Guarded], docs: &ApiDocs) -> Value {
         let operation = json!({
             "operationId": route.operation_id,
             "summary": route.summary,
-            "description": format!("Needs an access token granting {granting}."),
+            "description": format!(
+                "Needs an access token granting {granting}.{}",
+                authentication.describe().unwrap_or_default()
+            ),
             "security": schemes
                 .iter()
                 .map(|name| json!({ name.as_str(): scopes }))
@@ -195,11 +249,20 @@ async fn protected_resource(
     } else {
         "Written!"
     };
-    Json(json!({
+    let mut body = json!({
         "message": message,
         "client": token.client_id(),
         "subject": token.subject(),
         "scope": claims.scope,
         "bound": token.confirmation().is_some(),
-    }))
+    });
+    // A delegated token (RFC 8693 token exchange): who acts for the subject, most recent
+    // first.
+    if let Some(actor) = token.actor() {
+        body["actors"] = actor
+            .chain()
+            .map(|a| json!({ "client_id": a.client_id(), "subject": a.subject() }))
+            .collect();
+    }
+    Json(body)
 }

@@ -10,7 +10,8 @@
 //! 3. **bind**: a sender-constrained token (`cnf`) needs its proof of possession
 //!    ([`bind`]: a DPoP proof, or the connection's client certificate); may have to
 //!    wait for the DPoP replay store;
-//! 4. **policy**: the route's scopes, then its claims requirements;
+//! 4. **policy**: the route's scopes, then what it asks of the user's authentication
+//!    ([`authentication`]: `acr`, `auth_time`), then its claims requirements;
 //! 5. **revocation**: the store's answer for the token's `jti`, memoised; may have to wait.
 //!
 //! Every way in decides through the same stages: the layer ([`Route::decide`], resumed by
@@ -18,6 +19,7 @@
 //! methods ([`bare`]), synchronous or not. A wait resumes where it stopped: the pending state
 //! carries what was already verified.
 
+mod authentication;
 mod bare;
 mod bind;
 mod extract;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use self::authentication::UserAuthentication;
 pub(crate) use self::bind::Binding;
 use self::bind::Bound;
 use self::extract::Scheme;
@@ -173,6 +176,8 @@ impl<T> Clone for Requirement<T> {
 /// What a route asks of a request beyond a valid token.
 pub(crate) struct Policy<T> {
     pub(crate) scopes: RequiredScopes,
+    /// What the route asks of the user's authentication (RFC 9470), if anything.
+    pub(crate) authentication: Option<UserAuthentication>,
     pub(crate) requirements: Vec<Requirement<T>>,
     /// Requests without credentials pass, without claims.
     pub(crate) optional: bool,
@@ -182,6 +187,7 @@ impl<T> Clone for Policy<T> {
     fn clone(&self) -> Self {
         Policy {
             scopes: self.scopes.clone(),
+            authentication: self.authentication.clone(),
             requirements: self.requirements.clone(),
             optional: self.optional,
         }
@@ -192,6 +198,7 @@ impl<T> fmt::Debug for Policy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("scopes", &self.scopes)
+            .field("authentication", &self.authentication)
             .field("requirements", &self.requirements.len())
             .field("optional", &self.optional)
             .finish()
@@ -199,10 +206,15 @@ impl<T> fmt::Debug for Policy<T> {
 }
 
 impl<T> Policy<T> {
-    /// Stage 4: scopes, then claims requirements.
+    /// Stage 4: scopes, then the user's authentication, then claims requirements.
     fn check(&self, verified: &Verified<T>) -> Result<(), Refusal> {
         let refuse = |err: AuthError| Refusal::new(err).with_token(Some(&verified.token));
         self.scopes.check(verified.token.scopes()).map_err(refuse)?;
+        if let Some(authentication) = &self.authentication {
+            authentication
+                .check(&verified.token, crate::checks::now)
+                .map_err(|err| refuse(err).with_step_up(authentication.step_up()))?;
+        }
         if let Some(failed) = self
             .requirements
             .iter()

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::endpoint::{Issued, TokenKey};
 use super::error::{TokenError, TokenErrorKind};
+use super::subject::SubjectToken;
 
 /// What a token request ends with, as the waiters see it.
 pub(crate) type Outcome = Result<Arc<Token>, TokenError>;
@@ -120,6 +121,17 @@ impl Tokens {
     /// The slot of `key`, created if needed. When the cache is full, slots without a valid
     /// token or a request in flight go first, then an arbitrary one.
     pub(crate) fn slot(&self, key: TokenKey, now: Instant) -> Arc<Slot> {
+        self.slot_for(key, now, None)
+    }
+
+    /// As [`slot`](Self::slot), for a token exchange: a new slot keeps `subject`, the token
+    /// its requests exchange (`key` holds only its digest).
+    pub(crate) fn slot_for(
+        &self,
+        key: TokenKey,
+        now: Instant,
+        subject: Option<&SubjectToken>,
+    ) -> Arc<Slot> {
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get(&key) {
             return Arc::clone(slot);
@@ -134,6 +146,7 @@ impl Tokens {
         }
         let slot = Arc::new(Slot {
             key: key.clone(),
+            subject: subject.cloned(),
             state: Mutex::new(SlotState::default()),
         });
         slots.insert(key, Arc::clone(&slot));
@@ -149,6 +162,8 @@ impl Tokens {
 /// The token of one (scope, resource).
 pub(crate) struct Slot {
     key: TokenKey,
+    /// The subject token of a token exchange's slot.
+    subject: Option<SubjectToken>,
     state: Mutex<SlotState>,
 }
 
@@ -253,6 +268,11 @@ impl Refresh {
         &self.slot.key
     }
 
+    /// The subject token to exchange, for a token exchange's slot.
+    pub(crate) fn subject(&self) -> Option<&SubjectToken> {
+        self.slot.subject.as_ref()
+    }
+
     /// Stores the new token (or keeps the old one after a failure) and wakes the waiters.
     pub(crate) fn complete(
         mut self,
@@ -334,6 +354,7 @@ mod tests {
         TokenKey {
             scope: Some(scope.into()),
             resource: None,
+            subject: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use http::Uri;
 
-use crate::client_auth::ClientSecret;
+use crate::client_auth::{ClientSecret, PrivateKeyJwt};
 use crate::error::ConfigError;
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
@@ -18,15 +18,21 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// `private_key_jwt` (RFC 7523 §2.2): a fresh assertion signed by the client's private
+    /// key in the form body; for credentials made by
+    /// [`ClientCredentials::private_key_jwt`].
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
-    /// The RFC 8414 name: `client_secret_basic` or `client_secret_post`.
+    /// The RFC 8414 name: `client_secret_basic`, `client_secret_post` or
+    /// `private_key_jwt`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -57,13 +63,56 @@ impl AuthMethod {
 pub struct ClientCredentials {
     pub(crate) token_endpoint: Uri,
     pub(crate) client_id: String,
-    pub(crate) client_secret: ClientSecret,
+    pub(crate) client_secret: Option<ClientSecret>,
+    /// The `private_key_jwt` key and the issuer identifier its assertions are for.
+    pub(crate) private_key: Option<(PrivateKeyJwt, String)>,
     pub(crate) auth_method: AuthMethod,
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
 }
 
 impl ClientCredentials {
+    /// Starts the configuration of a client that authenticates by `private_key_jwt`
+    /// (RFC 7523 §2.2): each token request carries a fresh assertion signed by `key`, whose
+    /// `aud` is `issuer`, the authorization server's **issuer identifier** (its metadata's
+    /// `issuer`, the `iss` of its tokens: draft-ietf-oauth-rfc7523bis asks for it, not the
+    /// token endpoint's URL).
+    ///
+    /// ```
+    /// use bearer_guard::client::{AuthMethod, ClientCredentials};
+    /// use bearer_guard::client_auth::PrivateKeyJwt;
+    /// # let key = PrivateKeyJwt::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
+    /// #   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    /// #   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+    /// let credentials = ClientCredentials::private_key_jwt(
+    ///     "https://issuer.example/oauth/token",
+    ///     "billing-service",
+    ///     key, // PrivateKeyJwt::from_pem(..) or ::from_jwk(..)
+    ///     "https://issuer.example",
+    /// )
+    /// .resource("https://api.example")
+    /// .build()?;
+    /// assert_eq!(credentials.auth_method(), AuthMethod::PrivateKeyJwt);
+    /// # Ok::<(), bearer_guard::ConfigError>(())
+    /// ```
+    pub fn private_key_jwt(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        key: PrivateKeyJwt,
+        issuer: impl Into<String>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            private_key: Some((key, issuer.into())),
+            auth_method: AuthMethod::PrivateKeyJwt,
+            scope: None,
+            resource: None,
+            allow_insecure_http: false,
+        }
+    }
+
     /// Starts the configuration with what every client needs.
     pub fn builder(
         token_endpoint: impl Into<String>,
@@ -73,7 +122,8 @@ impl ClientCredentials {
         ClientCredentialsBuilder {
             token_endpoint: token_endpoint.into(),
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            client_secret: Some(client_secret.into()),
+            private_key: None,
             auth_method: AuthMethod::default(),
             scope: None,
             resource: None,
@@ -121,6 +171,7 @@ impl fmt::Debug for ClientCredentials {
             )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
+            .field("private_key", &self.private_key)
             .field("auth_method", &self.auth_method)
             .field("scope", &self.scope)
             .field(
@@ -136,7 +187,8 @@ impl fmt::Debug for ClientCredentials {
 pub struct ClientCredentialsBuilder {
     token_endpoint: String,
     client_id: String,
-    client_secret: ClientSecret,
+    client_secret: Option<ClientSecret>,
+    private_key: Option<(PrivateKeyJwt, String)>,
     auth_method: AuthMethod,
     scope: Option<String>,
     resource: Option<String>,
@@ -145,7 +197,9 @@ pub struct ClientCredentialsBuilder {
 
 impl ClientCredentialsBuilder {
     /// How to authenticate at the token endpoint; [`AuthMethod::ClientSecretBasic`] by
-    /// default.
+    /// default, [`AuthMethod::PrivateKeyJwt`] for [`ClientCredentials::private_key_jwt`]. A
+    /// secret method needs a secret, `private_key_jwt` a key: [`build`](Self::build)
+    /// refuses the others.
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.auth_method = method;
         self
@@ -179,10 +233,36 @@ impl ClientCredentialsBuilder {
     /// - [`ConfigError::InvalidUrl`]: the token endpoint is not an absolute `http(s)` URL
     ///   with a host, or the resource is not an absolute URI without a fragment.
     /// - [`ConfigError::InsecureUrl`]: the token endpoint is plain `http` to a host that is
-    ///   not loopback, without [`allow_insecure_http`](Self::allow_insecure_http).
+    ///   not loopback, without [`allow_insecure_http`](Self::allow_insecure_http); the same
+    ///   for the issuer identifier of `private_key_jwt`.
+    /// - [`ConfigError::InvalidKey`]: the [`auth_method`](Self::auth_method) needs a secret
+    ///   these credentials do not have, or a key they do not have.
     pub fn build(self) -> Result<ClientCredentials, ConfigError> {
         let token_endpoint =
             crate::url::checked_uri(&self.token_endpoint, self.allow_insecure_http)?;
+        let usable = match self.auth_method {
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+                self.client_secret.is_some()
+            }
+            AuthMethod::PrivateKeyJwt => self.private_key.is_some(),
+        };
+        if !usable {
+            return Err(ConfigError::InvalidKey {
+                kid: None,
+                reason: format!(
+                    "{} needs {}",
+                    self.auth_method.as_str(),
+                    if self.private_key.is_some() {
+                        "a client secret, and these credentials have a private key"
+                    } else {
+                        "a private key (ClientCredentials::private_key_jwt)"
+                    }
+                ),
+            });
+        }
+        if let Some((_, issuer)) = &self.private_key {
+            crate::url::checked_uri(issuer, self.allow_insecure_http)?;
+        }
         if let Some(resource) = &self.resource
             && !is_resource_uri(resource)
         {
@@ -192,6 +272,7 @@ impl ClientCredentialsBuilder {
             token_endpoint,
             client_id: self.client_id,
             client_secret: self.client_secret,
+            private_key: self.private_key,
             auth_method: self.auth_method,
             scope: self.scope,
             resource: self.resource,
@@ -208,6 +289,7 @@ impl fmt::Debug for ClientCredentialsBuilder {
             )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
+            .field("private_key", &self.private_key)
             .field("auth_method", &self.auth_method)
             .field("scope", &self.scope)
             .field(
@@ -302,7 +384,7 @@ mod tests {
             format!("{credentials:?}"),
             format!("{credentials:#?}"),
             format!("{:?}", builder("https://x.example/t")),
-            format!("{}", credentials.client_secret),
+            format!("{}", credentials.client_secret.as_ref().expect("secret")),
         ] {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(shown.contains("[redacted]"), "{shown}");

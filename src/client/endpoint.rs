@@ -17,7 +17,8 @@ use super::credentials::{AuthMethod, ClientCredentials};
 use super::dpop::{DPOP, DpopState};
 use super::error::{TokenError, TokenErrorKind};
 use super::origin::Origin;
-use crate::client_auth::{basic_authorization, form_encode};
+use super::subject::SubjectToken;
+use crate::client_auth::{ClientSecret, JWT_BEARER, basic_authorization, form_encode};
 use crate::fetch::HttpService;
 use crate::fetch::{self, FetchError, Limits};
 
@@ -28,11 +29,27 @@ pub(crate) const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(300);
 /// Longest `expires_in` taken at its word.
 const MAX_EXPIRES_IN: u64 = 365 * 86_400;
 
-/// What a token is asked for: the normalised scope and the RFC 8707 resource. The cache key.
+/// What a token is asked for: the normalised scope and the RFC 8707 resource, and for a
+/// token exchange the SHA-256 digest of the subject token (never the token itself). The
+/// cache key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
+    pub(crate) subject: Option<[u8; 32]>,
+}
+
+/// The grant type of RFC 8693.
+pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The token type of the subject token and of the token asked for (RFC 8693 §3).
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A token exchange (RFC 8693 §2.1) instead of the client-credentials grant: the subject
+/// token, and the `audience` asked for beside the key's `resource`.
+#[derive(Clone, Copy)]
+pub(crate) struct TokenExchange<'a> {
+    pub(crate) subject: &'a SubjectToken,
+    pub(crate) audience: Option<&'a str>,
 }
 
 /// A token as the endpoint issued it.
@@ -55,6 +72,8 @@ pub(crate) struct Exchange<'a> {
     /// The shortest lifetime a token is kept for.
     pub(crate) floor: Duration,
     pub(crate) dpop: Option<&'a DpopState>,
+    /// A token exchange, not the client-credentials grant.
+    pub(crate) token_exchange: Option<TokenExchange<'a>>,
 }
 
 /// Asks the token endpoint for a token for `key`, through `service`, within
@@ -110,7 +129,7 @@ where
     let mut nonce_retry = exchange.dpop.is_some();
     loop {
         let sent_at = Instant::now();
-        let mut request = request::<B>(credentials, key)?;
+        let mut request = request::<B>(credentials, key, exchange.token_exchange)?;
         if let Some(dpop) = exchange.dpop {
             let proof = dpop.proof(&Method::POST, &credentials.token_endpoint, None)?;
             request.headers_mut().insert(DPOP, proof);
@@ -158,19 +177,36 @@ fn readable(status: StatusCode) -> bool {
         )
 }
 
-/// `POST` to the token endpoint: `grant_type=client_credentials` with the key's scope and
-/// resource, and the client's authentication.
+/// `POST` to the token endpoint: `grant_type=client_credentials` (or, with `exchange`, the
+/// RFC 8693 token exchange of its subject token) with the key's scope and resource, and the
+/// client's authentication. The body is zeroed once copied into the request (it may hold
+/// the subject token or the secret).
 pub(crate) fn request<B: From<Bytes>>(
     credentials: &ClientCredentials,
     key: &TokenKey,
+    exchange: Option<TokenExchange<'_>>,
 ) -> Result<Request<B>, TokenError> {
-    let mut form = String::from("grant_type=client_credentials");
+    let mut form = zeroize::Zeroizing::new(String::new());
     let mut param = |name: &str, value: &str| {
-        form.push('&');
+        if !form.is_empty() {
+            form.push('&');
+        }
         form.push_str(name);
         form.push('=');
         form_encode(&mut form, value);
     };
+    match exchange {
+        None => param("grant_type", "client_credentials"),
+        Some(exchange) => {
+            param("grant_type", TOKEN_EXCHANGE);
+            param("subject_token", exchange.subject.expose());
+            param("subject_token_type", ACCESS_TOKEN_TYPE);
+            param("requested_token_type", ACCESS_TOKEN_TYPE);
+            if let Some(audience) = exchange.audience {
+                param("audience", audience);
+            }
+        }
+    }
     if let Some(scope) = &key.scope {
         param("scope", scope);
     }
@@ -188,18 +224,42 @@ pub(crate) fn request<B: From<Bytes>>(
         }
         AuthMethod::ClientSecretPost => {
             param("client_id", &credentials.client_id);
-            param("client_secret", credentials.client_secret.expose());
+            param("client_secret", secret(credentials)?.expose());
+        }
+        AuthMethod::PrivateKeyJwt => {
+            let Some((key, issuer)) = &credentials.private_key else {
+                return Err(no_credentials());
+            };
+            let assertion = key
+                .assertion(&credentials.client_id, issuer)
+                .map_err(|e| TokenError::new(TokenErrorKind::Assertion).with_source(e))?;
+            param("client_id", &credentials.client_id);
+            param("client_assertion_type", JWT_BEARER);
+            param("client_assertion", &assertion);
         }
     }
     builder
-        .body(B::from(Bytes::from(form.into_bytes())))
+        .body(B::from(Bytes::copy_from_slice(form.as_bytes())))
         .map_err(|e| TokenError::new(TokenErrorKind::Transport).with_source(e))
 }
 
 /// `client_secret_basic` for these credentials.
 fn basic(credentials: &ClientCredentials) -> Result<HeaderValue, TokenError> {
-    basic_authorization(&credentials.client_id, &credentials.client_secret)
+    basic_authorization(&credentials.client_id, secret(credentials)?)
         .map_err(|e| TokenError::new(TokenErrorKind::Transport).with_source(e))
+}
+
+/// The secret of credentials whose method needs one (`build` made sure they have it).
+fn secret(credentials: &ClientCredentials) -> Result<&ClientSecret, TokenError> {
+    credentials
+        .client_secret
+        .as_ref()
+        .ok_or_else(no_credentials)
+}
+
+fn no_credentials() -> TokenError {
+    TokenError::new(TokenErrorKind::Assertion)
+        .with_detail("the credentials lack what their authentication method needs")
 }
 
 #[derive(Deserialize)]
@@ -340,6 +400,7 @@ mod tests {
         TokenKey {
             scope: scope.map(Into::into),
             resource: resource.map(Into::into),
+            subject: None,
         }
     }
 
@@ -353,6 +414,7 @@ mod tests {
         let req: Request<Full<Bytes>> = request(
             &credentials(AuthMethod::ClientSecretBasic),
             &key(Some("read write"), Some("https://api.example/v1?x=1")),
+            None,
         )
         .expect("request");
         assert_eq!(req.method(), Method::POST);
@@ -376,13 +438,78 @@ mod tests {
 
     #[tokio::test]
     async fn post_authentication_puts_the_credentials_in_the_body() {
-        let req: Request<Full<Bytes>> =
-            request(&credentials(AuthMethod::ClientSecretPost), &key(None, None)).expect("request");
+        let req: Request<Full<Bytes>> = request(
+            &credentials(AuthMethod::ClientSecretPost),
+            &key(None, None),
+            None,
+        )
+        .expect("request");
         assert!(req.headers().get(AUTHORIZATION).is_none());
         assert_eq!(
             body(req).await,
             "grant_type=client_credentials&client_id=svc%3A2+%C3%A9\
              &client_secret=p%40ss+word%3A%2B%25%26%3D"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_exchange_sends_the_subject_token_and_the_targets() {
+        let subject = SubjectToken::new("the.subject-token").expect("token");
+        let exchange = TokenExchange {
+            subject: &subject,
+            audience: Some("stock"),
+        };
+        let req: Request<Full<Bytes>> = request(
+            &credentials(AuthMethod::ClientSecretBasic),
+            &key(Some("read"), Some("https://stock.example")),
+            Some(exchange),
+        )
+        .expect("request");
+        assert!(req.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(
+            body(req).await,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+             &subject_token=the.subject-token\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &audience=stock&scope=read&resource=https%3A%2F%2Fstock.example"
+        );
+    }
+
+    #[tokio::test]
+    async fn private_key_jwt_sends_a_fresh_assertion_and_no_secret() {
+        let signing_key = crate::client_auth::PrivateKeyJwt::from_jwk(
+            r#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}"#,
+        )
+        .expect("key");
+        let credentials = ClientCredentials::private_key_jwt(
+            "https://issuer.example/token",
+            "svc",
+            signing_key,
+            "https://issuer.example",
+        )
+        .build()
+        .expect("credentials");
+        let req: Request<Full<Bytes>> =
+            request(&credentials, &key(None, None), None).expect("request");
+        assert!(req.headers().get(AUTHORIZATION).is_none());
+        let form = body(req).await;
+        let prefix = "grant_type=client_credentials&client_id=svc\
+                      &client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+                      &client_assertion=";
+        assert!(form.starts_with(prefix), "{form}");
+        assert_eq!(form[prefix.len()..].split('.').count(), 3, "{form}");
+        assert!(
+            ClientCredentials::private_key_jwt(
+                "https://i.example/t",
+                "svc",
+                credentials.private_key.clone().expect("key").0,
+                "https://i.example"
+            )
+            .auth_method(AuthMethod::ClientSecretBasic)
+            .build()
+            .is_err(),
+            "a secret method without a secret"
         );
     }
 

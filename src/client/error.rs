@@ -78,6 +78,12 @@ pub enum TokenErrorKind {
     /// The DPoP proof for the request could not be made (no randomness for its `jti`, a key
     /// the backend cannot sign with, or a request URI that is not absolute).
     Proof,
+    /// A request to an [`ExchangeTokenLayer`](super::ExchangeTokenLayer)'s API carries no
+    /// [`SubjectToken`](super::SubjectToken) to exchange, or one carries it to an origin the
+    /// layer does not serve: nothing was exchanged or sent.
+    NoSubjectToken,
+    /// The `private_key_jwt` client assertion (RFC 7523) could not be signed.
+    Assertion,
 }
 
 impl TokenErrorKind {
@@ -95,6 +101,8 @@ impl TokenErrorKind {
             TokenErrorKind::Unavailable => "unavailable",
             TokenErrorKind::ResourceMismatch => "resource_mismatch",
             TokenErrorKind::Proof => "dpop_proof",
+            TokenErrorKind::NoSubjectToken => "no_subject_token",
+            TokenErrorKind::Assertion => "client_assertion",
         }
     }
 }
@@ -112,6 +120,8 @@ impl fmt::Display for TokenErrorKind {
             TokenErrorKind::Unavailable => "no token request could be run",
             TokenErrorKind::ResourceMismatch => "the token's resource is on another origin",
             TokenErrorKind::Proof => "the DPoP proof could not be made",
+            TokenErrorKind::NoSubjectToken => "no subject token to exchange",
+            TokenErrorKind::Assertion => "the client assertion could not be signed",
         })
     }
 }
@@ -314,6 +324,8 @@ impl fmt::Display for TokenError {
             TokenErrorKind::Unavailable
             | TokenErrorKind::ResourceMismatch
             | TokenErrorKind::Proof
+            | TokenErrorKind::NoSubjectToken
+            | TokenErrorKind::Assertion
                 if !detail.is_empty() =>
             {
                 write!(f, "{}: {detail}", self.kind)

@@ -1,11 +1,21 @@
-//! The outgoing side (feature `client`): fetch, cache and send client-credentials access
-//! tokens on calls to other services.
+//! The outgoing side (feature `client`): fetch, cache and send access tokens on calls to
+//! other services.
 //!
 //! [`AddAccessTokenLayer`] goes around the HTTP client a service calls another service's
 //! API with. It obtains access tokens by the OAuth 2.0 client-credentials grant
 //! (RFC 6749 §4.4), caches them, and sends each request to that API with
 //! `Authorization: Bearer`, or, with a DPoP key, as DPoP-bound tokens (RFC 9449); requests
 //! to other origins go without.
+//!
+//! [`ExchangeTokenLayer`] is for calls made *on behalf of the user* of the request being
+//! served: the outgoing request carries that request's token as a [`SubjectToken`], and
+//! the layer exchanges it (RFC 8693 token exchange) for a token of the downstream API,
+//! cached per subject token, and sends that one; the user's own token never goes
+//! downstream.
+//!
+//! Both authenticate at the token endpoint with a client secret (`client_secret_basic`,
+//! `client_secret_post`) or, with [`ClientCredentials::private_key_jwt`], with a fresh
+//! assertion signed by the client's private key (`private_key_jwt`, RFC 7523).
 //!
 //! # Example
 //!
@@ -246,6 +256,7 @@ mod credentials;
 mod dpop;
 mod endpoint;
 mod error;
+mod exchange;
 mod future;
 mod layer;
 mod origin;
@@ -253,9 +264,11 @@ mod replay;
 mod retry;
 mod service;
 mod shared;
+mod subject;
 
 pub use self::credentials::{AuthMethod, ClientCredentials, ClientCredentialsBuilder, TokenTarget};
 pub use self::error::{BoxError, TokenError, TokenErrorKind};
+pub use self::exchange::{ExchangeToken, ExchangeTokenLayer, ExchangeTokenLayerBuilder};
 pub use self::future::AddAccessTokenFuture;
 pub use self::layer::{
     AddAccessTokenLayer, AddAccessTokenLayerBuilder, DEFAULT_MAX_CACHED_TOKENS,
@@ -263,6 +276,7 @@ pub use self::layer::{
 };
 pub use self::replay::{CloneBody, NoReplay, Replay};
 pub use self::service::AddAccessToken;
+pub use self::subject::SubjectToken;
 
 /// The boxed, rare branch of a call: waiting for a token, or the retry after a 401.
 type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BoxError>> + Send>>;

@@ -14,9 +14,10 @@ use tokio::time::Instant;
 use super::cache::{Lookup, Refresh, Slot, Token, Tokens, Wait};
 use super::credentials::{ClientCredentials, TokenTarget};
 use super::dpop::{DPOP, DpopState};
-use super::endpoint::{self, Exchange, Issued, TokenKey};
+use super::endpoint::{self, Exchange, Issued, TokenExchange, TokenKey};
 use super::error::{TokenError, TokenErrorKind};
 use super::origin::{Origin, Origins};
+use super::subject::SubjectToken;
 use crate::dpop::DpopKey;
 use crate::fetch::HttpService;
 
@@ -38,6 +39,15 @@ pub(crate) struct Shared {
     pub(crate) tokens: Tokens,
     /// The DPoP key, when tokens are to be DPoP-bound.
     pub(crate) dpop: Option<DpopState>,
+    /// Tokens are obtained by token exchange (RFC 8693) of each request's subject token,
+    /// not by the client-credentials grant: the `audience` asked for, if any.
+    pub(crate) exchange: Option<ExchangeSettings>,
+}
+
+/// What a token-exchange layer asks for beside the credentials' scope and resource.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExchangeSettings {
+    pub(crate) audience: Option<String>,
 }
 
 /// Whether a request gets a token.
@@ -87,6 +97,36 @@ impl Shared {
             settings,
             origins,
             dpop: dpop.map(DpopState::new),
+            exchange: None,
+        }
+    }
+
+    /// A token-exchange layer's state: no DPoP, tokens from the exchange of each request's
+    /// subject token.
+    pub(crate) fn exchanging(
+        credentials: ClientCredentials,
+        settings: Settings,
+        origins: Origins,
+        exchange: ExchangeSettings,
+    ) -> Self {
+        Shared {
+            exchange: Some(exchange),
+            ..Shared::new(credentials, settings, origins, None)
+        }
+    }
+
+    /// Whether requests to `uri` get tokens: its origin is an allowed one.
+    pub(crate) fn serves(&self, uri: &Uri) -> bool {
+        Origin::of(uri).is_some_and(|origin| self.origins.contains(&origin))
+    }
+
+    /// The cache key of the token exchanged from `subject`: the credentials' scope and
+    /// resource, and the subject token's digest.
+    pub(crate) fn exchange_key(&self, subject: &SubjectToken) -> TokenKey {
+        TokenKey {
+            scope: self.credentials.scope.clone(),
+            resource: self.credentials.resource.clone(),
+            subject: Some(subject.digest()),
         }
     }
 
@@ -154,6 +194,7 @@ impl Shared {
             resource: target
                 .resource
                 .or_else(|| self.credentials.resource.clone()),
+            subject: None,
         })
     }
 
@@ -189,10 +230,18 @@ impl Shared {
         };
         let shared = Arc::clone(self);
         runtime.spawn(async move {
+            let token_exchange = match (&shared.exchange, refresh.subject()) {
+                (Some(settings), Some(subject)) => Some(TokenExchange {
+                    subject,
+                    audience: settings.audience.as_deref(),
+                }),
+                _ => None,
+            };
             let exchange = Exchange {
                 timeout: shared.settings.token_timeout,
                 floor: shared.settings.min_token_lifetime,
                 dpop: shared.dpop.as_ref(),
+                token_exchange,
             };
             let (credentials, key) = (&shared.credentials, refresh.key());
             let issued = endpoint::fetch_token(inner, credentials, key, &exchange).await;
@@ -205,6 +254,11 @@ impl Shared {
         let scope = key.scope.as_deref().unwrap_or("");
         let resource = key.resource.as_deref().unwrap_or("");
         let client_id = &self.credentials.client_id;
+        let grant = if self.exchange.is_some() {
+            "token_exchange"
+        } else {
+            "client_credentials"
+        };
         match &issued {
             Ok(token) => {
                 if let Some(expires_in) = token.raised_from {
@@ -237,6 +291,7 @@ impl Shared {
                     client_id = %client_id,
                     scope,
                     resource,
+                    grant,
                     token_type = if token.dpop { "DPoP" } else { "Bearer" },
                     expires_in = token.expires_in.as_secs(),
                     "access token obtained"
@@ -247,6 +302,7 @@ impl Shared {
                 client_id = %client_id,
                 scope,
                 resource,
+                grant,
                 reason = err.kind().as_str(),
                 status = err.status().map(|s| s.as_u16()),
                 oauth_error = err.oauth_error(),
@@ -260,7 +316,12 @@ impl Shared {
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AddAccessTokenLayer")
+        let name = if self.exchange.is_some() {
+            "ExchangeTokenLayer"
+        } else {
+            "AddAccessTokenLayer"
+        };
+        f.debug_struct(name)
             .field("credentials", &self.credentials)
             .field("refresh_ahead", &self.settings.refresh_ahead)
             .field("token_timeout", &self.settings.token_timeout)
@@ -268,6 +329,7 @@ impl fmt::Debug for Shared {
             .field("min_token_lifetime", &self.settings.min_token_lifetime)
             .field("origins", &self.origins)
             .field("dpop", &self.dpop.as_ref().map(DpopState::key))
+            .field("exchange", &self.exchange)
             .finish_non_exhaustive()
     }
 }

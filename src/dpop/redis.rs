@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConnection;
 
 use super::replay::{DpopReplay, ReplayError, ReplayFuture, ReplayKey};
 
@@ -11,10 +11,11 @@ use super::replay::{DpopReplay, ReplayError, ReplayFuture, ReplayKey};
 /// accepted by one replica is a replay at all the others.
 ///
 /// Each proof is one key, `<prefix><hex of the replay key>`, written with
-/// `SET key 1 NX PX <ttl>`: one atomic single-key command (so it works unchanged behind a
-/// Redis Cluster proxy), whose answer says whether the key was new, and which Redis expires
-/// by itself when the proof's window has passed. The connection is a [`ConnectionManager`]
-/// that reconnects by itself; commands time out after 500 ms by default. When Redis cannot
+/// `SET key 1 NX PX <ttl>`: one atomic single-key command (so it works unchanged on a Redis
+/// Cluster), whose answer says whether the key was new, and which Redis expires
+/// by itself when the proof's window has passed. The connection is a [`RedisConnection`]
+/// (single node, Cluster or Sentinel) that reconnects by itself; commands time out after
+/// 500 ms by default. When Redis cannot
 /// answer, proofs are refused with 503 (fail closed).
 ///
 /// ```no_run
@@ -27,12 +28,14 @@ use super::replay::{DpopReplay, ReplayError, ReplayFuture, ReplayKey};
 /// ```
 #[derive(Clone)]
 pub struct RedisReplay {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
 impl RedisReplay {
-    /// Connects with default timeouts (500 ms).
+    /// Connects with default timeouts (500 ms). `url` is a `REDIS_URL`-style value: one URL,
+    /// a Cluster's comma-separated seeds or a `redis+sentinel://` URL
+    /// ([`RedisConnection::builder`]).
     ///
     /// # Errors
     /// The URL is invalid or Redis cannot be reached now. The message never includes the
@@ -46,13 +49,20 @@ impl RedisReplay {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, ReplayError> {
-        let conn = crate::redis_conn::connect(url, timeout)
+        let conn = RedisConnection::builder(url)
+            .timeout(timeout)
+            .connect()
             .await
-            .map_err(ReplayError::new)?;
-        Ok(RedisReplay {
+            .map_err(|e| ReplayError::new(e.to_string()))?;
+        Ok(Self::new(conn))
+    }
+
+    /// A store on an existing connection (shared with the other Redis stores).
+    pub fn new(conn: RedisConnection) -> Self {
+        RedisReplay {
             conn,
             prefix: "bearer-guard:dpop:".to_owned(),
-        })
+        }
     }
 
     /// The prefix of every key (default `bearer-guard:dpop:`).

@@ -141,6 +141,15 @@ pub enum ErrorKind {
     /// ([`RequireScope::require`](crate::RequireScope::require)) refused it (403
     /// `insufficient_scope`).
     Forbidden,
+    /// The token is valid and has the scopes, but the user's authentication behind it falls
+    /// short of the route's ([`RequireScope::require_acr`](crate::RequireScope::require_acr),
+    /// [`RequireScope::max_auth_age`](crate::RequireScope::max_auth_age)): its `acr` is not
+    /// one the route accepts, or its `auth_time` is too old, or the claim is absent;
+    /// [`AuthError::claim_name`] says which (`"acr"`, `"auth_time"`). Answered 401
+    /// `insufficient_user_authentication` with the route's `acr_values` and `max_age` in the
+    /// challenge, for the client to send its user to the authorization server again (RFC
+    /// 9470 §3).
+    InsufficientUserAuthentication,
     /// The token has been revoked (its `jti` is in the revocation store).
     Revoked,
     /// The issuer's introspection endpoint says the token is not active (RFC 7662
@@ -388,6 +397,10 @@ pub enum ConfigError {
     /// challenge naming it would send a client (an MCP client, say) asking for a refresh
     /// token to get past a refusal.
     OfflineAccessRequired,
+    /// [`RequireScope::require_acr`](crate::RequireScope::require_acr) was given no value
+    /// (held as the empty string), or a value no challenge can carry in `acr_values`: empty,
+    /// or holding whitespace, `"`, `\\` or a character outside printable ASCII.
+    InvalidAcrValue(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -441,6 +454,14 @@ impl fmt::Display for ConfigError {
                 "a route cannot require `offline_access`: it asks for a refresh token, it is \
                  not a permission",
             ),
+            ConfigError::InvalidAcrValue(acr) if acr.is_empty() => {
+                f.write_str("no acr value given to require, or an empty one")
+            }
+            ConfigError::InvalidAcrValue(acr) => write!(
+                f,
+                "acr value `{}` cannot be sent in `acr_values` (RFC 9470 §3)",
+                acr.escape_debug()
+            ),
             ConfigError::EmptyScopes => f.write_str(
                 "no scope given to require; use `RequireScope::authenticated` to require only a valid token",
             ),
@@ -478,6 +499,15 @@ mod tests {
             ErrorKind::KeysUnavailable.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        // RFC 9470 §3: 401, its own error code, logged and counted under the same name.
+        let step_up = ErrorKind::InsufficientUserAuthentication;
+        assert_eq!(step_up.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            step_up.oauth_error(),
+            Some("insufficient_user_authentication")
+        );
+        assert_eq!(step_up.as_str(), "insufficient_user_authentication");
+        assert_eq!(step_up.grpc_code(), GrpcCode::Unauthenticated);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::checks::{Checks, check_audience, client, confirmation, optional_str};
+use crate::checks::{Checks, actor, check_audience, client, confirmation, optional_str};
 use crate::claims::Claims;
 use crate::error::{AuthError, ErrorKind};
 use crate::fetch::FetchErrorKind;
@@ -146,7 +146,7 @@ impl fmt::Debug for Answer {
 }
 
 /// The members read from an answer.
-const MEMBERS: [&str; 13] = [
+const MEMBERS: [&str; 16] = [
     "active",
     "iss",
     "aud",
@@ -160,10 +160,14 @@ const MEMBERS: [&str; 13] = [
     "scope",
     "scp",
     "cnf",
+    "act",
+    "acr",
+    "auth_time",
 ];
-/// Read as raw JSON text: `active` (its value), `cnf` (an object).
-const RAW: [bool; 13] = [
-    true, false, false, false, false, false, false, false, false, false, false, false, true,
+/// Read as raw JSON text: `active` (its value), `cnf` and `act` (objects).
+const RAW: [bool; 16] = [
+    true, false, false, false, false, false, false, false, false, false, false, false, true, true,
+    false, false,
 ];
 
 /// Reads the answer `body`, checked by `rules` at `now`. `issuer` is the endpoint's own
@@ -195,6 +199,9 @@ pub(crate) fn read(
         scope,
         scp,
         cnf,
+        act,
+        acr,
+        auth_time,
     ] = members;
     match active {
         Some(Value::Raw("true")) => {}
@@ -236,6 +243,9 @@ pub(crate) fn read(
             nbf,
             iat,
             cnf: cnf.map(|c| confirmation(&c)).transpose()?,
+            act: act.map(|a| actor(&a)).transpose()?,
+            acr: optional_str(acr, "acr")?,
+            auth_time: date(auth_time.as_ref(), "auth_time")?,
         };
         Ok((index, named, facts))
     })();
@@ -623,6 +633,53 @@ mod tests {
             matches!(read, Answer::Refused(e) if e.claim_name() == Some("jti")),
             "{read:?}"
         );
+    }
+
+    #[test]
+    fn acr_and_auth_time_are_read_as_from_a_jwt() {
+        let i = active(serde_json::json!({
+            "active": true, "iss": ISS, "exp": NOW + 600,
+            "acr": "urn:bearer-guard:acr:mfa", "auth_time": NOW - 30
+        }));
+        assert_eq!(i.token.acr(), Some("urn:bearer-guard:acr:mfa"));
+        assert_eq!(i.token.auth_time(), Some(NOW - 30));
+        let claims: Claims<AccessClaims> = i.claims().expect("claims");
+        assert_eq!(claims.acr.as_deref(), Some("urn:bearer-guard:acr:mfa"));
+        assert_eq!(claims.auth_time, Some(NOW - 30));
+        let none = active(serde_json::json!({"active": true, "iss": ISS}));
+        assert_eq!((none.token.acr(), none.token.auth_time()), (None, None));
+        for (wrong, kind, claim) in [
+            (
+                serde_json::json!({"acr": 2}),
+                ErrorKind::InvalidClaimType,
+                "acr",
+            ),
+            (
+                serde_json::json!({"acr": ["a"]}),
+                ErrorKind::InvalidClaimType,
+                "acr",
+            ),
+            (
+                serde_json::json!({"auth_time": "1700000000"}),
+                ErrorKind::InvalidClaimType,
+                "auth_time",
+            ),
+            (
+                serde_json::json!({"auth_time": 1.5}),
+                ErrorKind::Malformed,
+                "auth_time",
+            ),
+        ] {
+            let mut body = serde_json::json!({"active": true, "iss": ISS});
+            body.as_object_mut()
+                .expect("object")
+                .extend(wrong.as_object().expect("object").clone());
+            assert_eq!(
+                refused(body, Some(ISS)),
+                (kind, claim.to_owned()),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ use super::Shared;
 use super::answer::{self, Answer, Unavailable};
 use super::cache::{Key, digest};
 use crate::checks::now;
-use crate::client_auth::{ClientSecret, basic_authorization, form_encode};
+use crate::client_auth::{
+    ClientSecret, JWT_BEARER, PrivateKeyJwt, basic_authorization, form_encode,
+};
 use crate::fetch::{self, FetchErrorKind, Limits};
 use crate::remote::discovery::{Failure, discover};
 use crate::remote::http::SharedTransport;
@@ -64,6 +66,9 @@ pub(crate) struct Settings {
     pub(crate) issuer: Option<Box<str>>,
     pub(crate) client_id: Box<str>,
     pub(crate) secret: ClientSecret,
+    /// `private_key_jwt` instead of the secret: the key, and the issuer identifier (the
+    /// assertions' `aud`).
+    pub(crate) private_key: Option<(PrivateKeyJwt, Box<str>)>,
     pub(crate) client: SharedTransport,
     pub(crate) timeout: Duration,
     pub(crate) max_body: usize,
@@ -199,6 +204,7 @@ impl fmt::Debug for Config {
             .field("issuer", &s.issuer)
             .field("client_id", &s.client_id)
             .field("secret", &s.secret)
+            .field("private_key", &s.private_key)
             .field("ttl", &s.ttl)
             .field("negative_ttl", &s.negative_ttl)
             .field("timeout", &s.timeout)
@@ -334,10 +340,13 @@ impl Shared {
             max_body: s.max_body,
             accept: fetch::only_ok,
         };
-        let Ok(request) = request(&endpoint, &s.client_id, &s.secret, token) else {
-            let why = Unavailable::Fetch(FetchErrorKind::Transport);
-            config.failed(why, &"the client id cannot be sent in a Basic header");
-            return (Answer::Unavailable(why), now());
+        let request = match request(&endpoint, s, token) {
+            Ok(request) => request,
+            Err(what) => {
+                let why = Unavailable::Fetch(FetchErrorKind::Transport);
+                config.failed(why, &what);
+                return (Answer::Unavailable(why), now());
+            }
         };
         let sent = fetch::send(
             fetch::service_fn(|req| s.client.send(req)),
@@ -367,22 +376,42 @@ impl Shared {
 }
 
 /// `POST endpoint` with `token=..&token_type_hint=access_token`, authenticated by
-/// `client_secret_basic`.
+/// `client_secret_basic`, or `private_key_jwt` (RFC 7523 §2.2: a fresh assertion in the
+/// form, for the issuer identifier) when the settings have a key. The error says what
+/// failed.
 fn request(
     endpoint: &Uri,
-    client_id: &str,
-    secret: &ClientSecret,
+    s: &Settings,
     token: &str,
-) -> Result<Request<Full<Bytes>>, http::Error> {
-    let mut form = String::with_capacity(token.len() + 40);
+) -> Result<Request<Full<Bytes>>, &'static str> {
+    let mut form = Zeroizing::new(String::with_capacity(token.len() + 40));
     form.push_str("token=");
     form_encode(&mut form, token);
     form.push_str("&token_type_hint=access_token");
-    Request::builder()
+    let mut builder = Request::builder()
         .method(Method::POST)
         .uri(endpoint.clone())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json")
-        .header(AUTHORIZATION, basic_authorization(client_id, secret)?)
-        .body(Full::new(Bytes::from(form)))
+        .header(ACCEPT, "application/json");
+    match &s.private_key {
+        None => {
+            let basic = basic_authorization(&s.client_id, &s.secret)
+                .map_err(|_| "the client id cannot be sent in a Basic header")?;
+            builder = builder.header(AUTHORIZATION, basic);
+        }
+        Some((key, issuer)) => {
+            let assertion = key
+                .assertion(&s.client_id, issuer)
+                .map_err(|_| "the client assertion could not be signed")?;
+            form.push_str("&client_id=");
+            form_encode(&mut form, &s.client_id);
+            form.push_str("&client_assertion_type=");
+            form_encode(&mut form, JWT_BEARER);
+            form.push_str("&client_assertion=");
+            form_encode(&mut form, &assertion);
+        }
+    }
+    builder
+        .body(Full::new(Bytes::copy_from_slice(form.as_bytes())))
+        .map_err(|_| "the introspection request could not be built")
 }

@@ -31,7 +31,7 @@ use self::flight::{Config, Endpoint, Flights};
 pub(crate) use self::route::is_local_jwt;
 use crate::cache::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES};
 use crate::checks::Checks;
-use crate::client_auth::ClientSecret;
+use crate::client_auth::{ClientSecret, PrivateKeyJwt};
 use crate::error::ConfigError;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -144,6 +144,49 @@ impl Introspection {
         IntrospectionBuilder::new(Target::Discover(issuer_url.into()), client_id, secret)
     }
 
+    /// Introspects at `endpoint`, authenticating as `client_id` by `private_key_jwt`
+    /// (RFC 7523 §2.2): each request carries a fresh assertion signed by `key`, whose `aud`
+    /// is the issuer identifier, so [`issuer`](IntrospectionBuilder::issuer) is required.
+    ///
+    /// ```
+    /// use bearer_guard::client_auth::PrivateKeyJwt;
+    /// use bearer_guard::introspection::Introspection;
+    ///
+    /// let key = PrivateKeyJwt::from_jwk(
+    ///     r#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    ///         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+    /// )?;
+    /// let introspection =
+    ///     Introspection::builder_with_key("https://issuer.example/oauth/introspect", "my-api", key)
+    ///         .issuer("https://issuer.example")
+    ///         .build()?;
+    /// # Ok::<(), bearer_guard::ConfigError>(())
+    /// ```
+    pub fn builder_with_key(
+        endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        key: PrivateKeyJwt,
+    ) -> IntrospectionBuilder {
+        let mut builder =
+            IntrospectionBuilder::new(Target::Endpoint(endpoint.into()), client_id, "");
+        builder.private_key = Some(key);
+        builder
+    }
+
+    /// As [`discover`](Self::discover), authenticating by `private_key_jwt` as
+    /// [`builder_with_key`](Self::builder_with_key) does; the assertions' `aud` is the
+    /// issuer the metadata must name.
+    pub fn discover_with_key(
+        issuer_url: impl Into<String>,
+        client_id: impl Into<String>,
+        key: PrivateKeyJwt,
+    ) -> IntrospectionBuilder {
+        let mut builder =
+            IntrospectionBuilder::new(Target::Discover(issuer_url.into()), client_id, "");
+        builder.private_key = Some(key);
+        builder
+    }
+
     /// Reads the issuer's metadata now (when built by [`discover`](Self::discover) and not
     /// read yet), so that a service that starts is a service that can introspect. Needs a
     /// Tokio runtime.
@@ -249,6 +292,7 @@ pub struct IntrospectionBuilder {
     issuer: Option<String>,
     client_id: String,
     secret: ClientSecret,
+    private_key: Option<PrivateKeyJwt>,
     ttl: Duration,
     negative_ttl: Duration,
     connect_timeout: Duration,
@@ -270,6 +314,7 @@ impl IntrospectionBuilder {
             issuer: None,
             client_id: client_id.into(),
             secret: secret.into(),
+            private_key: None,
             ttl: DEFAULT_INTROSPECTION_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             connect_timeout: Duration::from_secs(2),
@@ -381,6 +426,8 @@ impl IntrospectionBuilder {
     /// [`ConfigError::InvalidUrl`], [`ConfigError::CredentialsInUrl`] or
     /// [`ConfigError::InsecureUrl`] for the endpoint or issuer URL (`https`, or `http` to a
     /// loopback host, unless [`allow_insecure_http`](Self::allow_insecure_http)).
+    /// [`ConfigError::MissingIssuer`] for [`Introspection::builder_with_key`] without
+    /// [`issuer`](Self::issuer): the assertions need it.
     pub fn build(self) -> Result<Introspection, ConfigError> {
         let (endpoint, issuer) = match self.target {
             Target::Endpoint(url) => (
@@ -393,6 +440,11 @@ impl IntrospectionBuilder {
                 (Endpoint::discover(url, self.discovery_retry), Some(issuer))
             }
         };
+        let private_key = match (self.private_key, &issuer) {
+            (None, _) => None,
+            (Some(key), Some(issuer)) => Some((key, issuer.as_str().into())),
+            (Some(_), None) => return Err(ConfigError::MissingIssuer),
+        };
         let client = self.client.unwrap_or_else(|| {
             Arc::new(HyperClient::new(self.tls, self.connect_timeout)) as SharedTransport
         });
@@ -401,6 +453,7 @@ impl IntrospectionBuilder {
             issuer: issuer.map(Into::into),
             client_id: self.client_id.into(),
             secret: self.secret,
+            private_key,
             client,
             timeout: self.timeout,
             max_body: self.max_body,
@@ -424,6 +477,7 @@ impl fmt::Debug for IntrospectionBuilder {
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("secret", &self.secret)
+            .field("private_key", &self.private_key)
             .field("ttl", &self.ttl)
             .field("negative_ttl", &self.negative_ttl)
             .field("timeout", &self.timeout)

@@ -169,6 +169,9 @@ mod tests {
             nbf: None,
             iat: None,
             cnf: None,
+            act: None,
+            acr: None,
+            auth_time: None,
         })
     }
 

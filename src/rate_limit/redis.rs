@@ -4,10 +4,10 @@ use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConnection;
 
 use super::quota::Quota;
 
@@ -19,10 +19,12 @@ pub use self::builder::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback,
     QuotaStoreError, RedisQuotasBuilder,
 };
-use self::lease::Leases;
+use self::lease::{Leases, Take};
 
-/// The GCRA script, evaluated by Redis (`SCRIPT LOAD` once, then `EVALSHA`).
-const SCRIPT: &str = include_str!("gcra.lua");
+/// The GCRA script, evaluated by Redis (`EVALSHA`; on `NOSCRIPT`, from a restarted or newly
+/// promoted node, loaded on that node and run again).
+static SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("gcra.lua")));
 
 /// Bounds that keep every time in the script below 2^53 µs (exact in Lua's doubles):
 /// an emission interval of at most about a year, a burst tolerance of at most about 70 years.
@@ -46,6 +48,16 @@ pub struct QuotaStats {
     ///
     /// [batching]: RedisQuotasBuilder::batch
     pub batched: u64,
+    /// Round trips made in the background to refill a replica's lent cells before they run
+    /// out ([batching]); no request waited for them.
+    ///
+    /// [batching]: RedisQuotasBuilder::batch
+    pub prefetched: u64,
+    /// Requests refused locally, without a round trip, because Redis had said the client's
+    /// next cell conforms only later ([batching]).
+    ///
+    /// [batching]: RedisQuotasBuilder::batch
+    pub refused_locally: u64,
     /// Round trips that failed or timed out.
     pub errors: u64,
     /// Requests the [`Fallback`] admitted.
@@ -99,40 +111,50 @@ pub struct RedisQuotas {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     settings: Settings,
-    /// The script's SHA-1, as `SCRIPT LOAD` answered it.
-    sha: OnceLock<String>,
     /// 0 while Redis answers; else when the next request may try it, in ms since `epoch`.
     retry_at: AtomicU64,
     epoch: Instant,
     leases: Leases,
     redis: AtomicU64,
     batched: AtomicU64,
+    prefetched: AtomicU64,
+    refused_locally: AtomicU64,
     errors: AtomicU64,
     admitted: AtomicU64,
     refused: AtomicU64,
 }
 
 impl RedisQuotas {
-    /// Starts configuring a store at `url` (`redis://`, `rediss://`, `redis+unix://`). The
-    /// URL is never printed: it may carry a password.
+    /// Starts configuring a store at `url`, a `REDIS_URL`-style value: one URL (`redis://`,
+    /// `rediss://`, `redis+unix://`), a Cluster's comma-separated seeds, or a
+    /// `redis+sentinel://` URL ([`RedisConnection::builder`]). The URL is never printed: it
+    /// may carry a password.
     pub fn builder(url: impl Into<String>) -> RedisQuotasBuilder {
-        RedisQuotasBuilder::new(url.into())
+        RedisQuotasBuilder::new(self::builder::Source::Url(url.into()))
     }
 
-    fn new(conn: ConnectionManager, settings: Settings) -> Self {
+    /// Starts configuring a store on an existing connection (shared with the other Redis
+    /// stores); its own timeouts still bound each request's wait
+    /// ([`timeout`](RedisQuotasBuilder::timeout)).
+    pub fn with_connection(conn: RedisConnection) -> RedisQuotasBuilder {
+        RedisQuotasBuilder::new(self::builder::Source::Connection(conn))
+    }
+
+    fn new(conn: RedisConnection, settings: Settings) -> Self {
         let leases = Leases::new(settings.batch, settings.lease_max_age);
         RedisQuotas {
             inner: Arc::new(Inner {
                 conn,
                 settings,
-                sha: OnceLock::new(),
                 retry_at: AtomicU64::new(0),
                 epoch: Instant::now(),
                 leases,
                 redis: AtomicU64::new(0),
                 batched: AtomicU64::new(0),
+                prefetched: AtomicU64::new(0),
+                refused_locally: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 admitted: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
@@ -144,9 +166,12 @@ impl RedisQuotas {
         self.inner.settings.timeout
     }
 
-    /// `SCRIPT LOAD`: the script's SHA-1, kept for `EVALSHA`.
+    /// `SCRIPT LOAD` (on every primary of a Cluster).
     async fn load_script(&self) -> redis::RedisResult<String> {
-        load(&mut self.inner.conn.clone(), &self.inner.sha).await
+        SCRIPT
+            .prepare_invoke()
+            .load_async(&mut self.inner.conn.clone())
+            .await
     }
 
     /// How requests were decided so far.
@@ -157,6 +182,8 @@ impl RedisQuotas {
         QuotaStats {
             redis: get(&i.redis),
             batched: get(&i.batched),
+            prefetched: get(&i.prefetched),
+            refused_locally: get(&i.refused_locally),
             errors: get(&i.errors),
             fallback_admitted: get(&i.admitted),
             fallback_refused: get(&i.refused),
@@ -189,9 +216,19 @@ impl RedisQuotas {
         L: FnOnce() -> Result<(), Duration> + Send + 'static,
     {
         let bucket = self.bucket_key(key);
-        if self.inner.leases.take(&bucket, Instant::now()) {
-            self.inner.batched.fetch_add(1, Ordering::Relaxed);
-            return Check::Now(Verdict::Admit);
+        match self.inner.leases.take(&bucket, Instant::now()) {
+            Take::Admit { refill } => {
+                self.inner.batched.fetch_add(1, Ordering::Relaxed);
+                if refill {
+                    self.refill(bucket, quota);
+                }
+                return Check::Now(Verdict::Admit);
+            }
+            Take::Refuse(wait) => {
+                self.inner.refused_locally.fetch_add(1, Ordering::Relaxed);
+                return Check::Now(Verdict::Limited(wait));
+            }
+            Take::Miss => {}
         }
         if !self.may_try() {
             return Check::Now(self.fall_back(local));
@@ -205,9 +242,14 @@ impl RedisQuotas {
                     this.answered();
                     this.inner.redis.fetch_add(1, Ordering::Relaxed);
                     if taken == 0 {
-                        Verdict::Limited(Duration::from_micros(wait))
+                        let wait = Duration::from_micros(wait);
+                        this.inner
+                            .leases
+                            .refuse_until(bucket, sent + wait, Instant::now());
+                        Verdict::Limited(wait)
                     } else {
-                        this.inner.leases.lend(bucket, taken, sent, Instant::now());
+                        let extra = taken.saturating_sub(1);
+                        this.inner.leases.lend(bucket, extra, sent, Instant::now());
                         Verdict::Admit
                     }
                 }
@@ -217,6 +259,36 @@ impl RedisQuotas {
                 }
             }
         }))
+    }
+
+    /// Off the request path: takes cells for `bucket` before the lent ones run out.
+    fn refill(&self, bucket: String, quota: Quota) {
+        if !self.may_try() {
+            self.inner.leases.refilled(&bucket);
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            match this.round_trip(&bucket, Cells::of(quota)).await {
+                Ok((taken, wait)) => {
+                    this.answered();
+                    this.inner.prefetched.fetch_add(1, Ordering::Relaxed);
+                    if taken == 0 {
+                        let until = sent + Duration::from_micros(wait);
+                        this.inner
+                            .leases
+                            .refuse_until(bucket.clone(), until, Instant::now());
+                    } else {
+                        this.inner
+                            .leases
+                            .lend(bucket.clone(), taken, sent, Instant::now());
+                    }
+                }
+                Err(reason) => this.failed(&reason),
+            }
+            this.inner.leases.refilled(&bucket);
+        });
     }
 
     fn fall_back(&self, local: impl FnOnce() -> Result<(), Duration>) -> Verdict {
@@ -240,21 +312,14 @@ impl RedisQuotas {
         let mut conn = self.inner.conn.clone();
         let want = self.inner.leases.batch().min(cells.burst);
         let keep = cells.burst / 2;
-        let attempt = async {
-            let sha = match self.inner.sha.get() {
-                Some(sha) => sha.clone(),
-                None => load(&mut conn, &self.inner.sha).await?,
-            };
-            match evalsha(&mut conn, &sha, bucket, cells, want, keep).await {
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    let sha = load(&mut conn, &self.inner.sha).await?;
-                    evalsha(&mut conn, &sha, bucket, cells, want, keep).await
-                }
-                answer => answer,
-            }
-        };
+        let mut invocation = SCRIPT.key(bucket);
+        invocation
+            .arg(cells.t_us)
+            .arg(cells.tau_us)
+            .arg(want)
+            .arg(keep)
+            .arg("");
+        let attempt = invocation.invoke_async::<(u64, u64)>(&mut conn);
         match tokio::time::timeout(settings.timeout, attempt).await {
             Ok(Ok((taken, wait))) => Ok((taken.min(u64::from(want)), wait)),
             Ok(Err(e)) => Err(e.to_string()),
@@ -309,36 +374,6 @@ impl RedisQuotas {
     fn millis(&self) -> u64 {
         millis(self.inner.epoch.elapsed()) + 1
     }
-}
-
-async fn load(conn: &mut ConnectionManager, sha: &OnceLock<String>) -> redis::RedisResult<String> {
-    let loaded: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(SCRIPT)
-        .query_async(conn)
-        .await?;
-    Ok(sha.get_or_init(|| loaded).clone())
-}
-
-async fn evalsha(
-    conn: &mut ConnectionManager,
-    sha: &str,
-    bucket: &str,
-    cells: Cells,
-    want: u32,
-    keep: u32,
-) -> redis::RedisResult<(u64, u64)> {
-    redis::cmd("EVALSHA")
-        .arg(sha)
-        .arg(1)
-        .arg(bucket)
-        .arg(cells.t_us)
-        .arg(cells.tau_us)
-        .arg(want)
-        .arg(keep)
-        .arg("")
-        .query_async(conn)
-        .await
 }
 
 fn millis(d: Duration) -> u64 {

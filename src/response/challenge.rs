@@ -23,6 +23,36 @@ pub(crate) struct Challenges {
     dpop: Option<DpopChallenge>,
 }
 
+/// What a route asks of the user's authentication, as the auth-params of its
+/// `insufficient_user_authentication` challenge (RFC 9470 §3): `acr_values="a b"` and/or
+/// `max_age="300"`, built once with the route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StepUp {
+    params: Box<str>,
+}
+
+impl StepUp {
+    /// The auth-params for `acr_values` (any of them will do) and `max_age` (seconds). The
+    /// values are checked when the route is built: printable ASCII without space, `"` or `\`.
+    pub(crate) fn new<'a>(
+        acr_values: impl IntoIterator<Item = &'a str>,
+        max_age: Option<u64>,
+    ) -> Self {
+        let acr: Vec<&str> = acr_values.into_iter().collect();
+        let mut params = Vec::new();
+        if !acr.is_empty() {
+            params.push(format!("acr_values=\"{}\"", acr.join(" ")));
+        }
+        if let Some(max_age) = max_age {
+            // Quoted, as in RFC 9470's own examples (a token would do as well).
+            params.push(format!("max_age=\"{max_age}\""));
+        }
+        StepUp {
+            params: params.join(", ").into(),
+        }
+    }
+}
+
 /// The `DPoP` challenge of a route (RFC 9449 §7.1).
 #[derive(Clone, Debug)]
 struct DpopChallenge {
@@ -107,14 +137,20 @@ impl Challenges {
     /// The `WWW-Authenticate` values for a refusal of `kind` of a token that came with
     /// `scheme` (`None`: no credentials). Without DPoP, one prebuilt `Bearer` challenge.
     /// With DPoP, the challenge of the scheme used carries the error, and the other is
-    /// offered beside it (RFC 9449 §7.1).
+    /// offered beside it (RFC 9449 §7.1). The challenge carrying an
+    /// `insufficient_user_authentication` error names what the route asks (`step_up`).
     pub(super) fn values(
         &self,
         kind: ErrorKind,
         scheme: Option<Scheme>,
+        step_up: Option<&StepUp>,
     ) -> [Option<HeaderValue>; 2] {
+        let step_up = step_up
+            .filter(|_| kind == ErrorKind::InsufficientUserAuthentication)
+            .map(|s| &*s.params)
+            .filter(|p| !p.is_empty());
         let Some(dpop) = &self.dpop else {
-            return [self.get(kind).cloned(), None];
+            return [self.bearer(kind, step_up), None];
         };
         let Some(error) = kind
             .oauth_error()
@@ -127,8 +163,8 @@ impl Challenges {
         // The challenge of the scheme the token came with carries the error; with no token,
         // both are offered.
         let bearer = match scheme {
-            Some(Scheme::Bearer) if !proof_error => self.get(kind).cloned(),
-            None if dpop.bearer => self.get(kind).cloned(),
+            Some(Scheme::Bearer) if !proof_error => self.bearer(kind, step_up),
+            None if dpop.bearer => self.bearer(kind, step_up),
             _ => None,
         };
         let mut params: Vec<&str> = Vec::new();
@@ -145,9 +181,26 @@ impl Challenges {
         if names_scope && !self.scope.is_empty() {
             params.push(&self.scope);
         }
+        if let (true, Some(step_up)) = (dpop_has_error, step_up) {
+            params.push(step_up);
+        }
         let value = format!("DPoP {}", params.join(", "));
         let dpop = HeaderValue::try_from(value).ok();
         [bearer, dpop]
+    }
+
+    /// The `Bearer` challenge for `kind`: prebuilt, or for an
+    /// `insufficient_user_authentication` refusal, built with the route's `step_up`
+    /// auth-params.
+    fn bearer(&self, kind: ErrorKind, step_up: Option<&str>) -> Option<HeaderValue> {
+        match (kind.oauth_error(), step_up) {
+            (Some(error @ "insufficient_user_authentication"), step_up) => {
+                let mut params = vec![format!("error=\"{error}\"")];
+                params.extend(step_up.map(str::to_owned));
+                Some(header(&self.params, &params))
+            }
+            _ => self.get(kind).cloned(),
+        }
     }
 
     fn get(&self, kind: ErrorKind) -> Option<&HeaderValue> {
@@ -237,6 +290,58 @@ mod tests {
             c.for_scopes(["a"].into_iter()).insufficient_scope,
             "Bearer realm=\"api\", resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\", error=\"insufficient_scope\", scope=\"a\""
         );
+    }
+
+    #[test]
+    fn the_step_up_challenge_names_what_the_route_asks_on_the_scheme_used() {
+        let step_up = StepUp::new(["urn:a", "urn:b"], Some(300));
+        let kind = ErrorKind::InsufficientUserAuthentication;
+        let text =
+            |v: &Option<HeaderValue>| v.as_ref().map(|v| v.to_str().expect("ascii").to_owned());
+        let c = Challenges::new(Some("api"), None)
+            .expect("valid")
+            .for_scopes(["read"].into_iter());
+        let [bearer, none] = c.values(kind, Some(Scheme::Bearer), Some(&step_up));
+        assert_eq!(
+            text(&bearer).as_deref(),
+            Some(
+                r#"Bearer realm="api", error="insufficient_user_authentication", acr_values="urn:a urn:b", max_age="300""#
+            )
+        );
+        assert_eq!(none, None);
+        // Other refusals never carry it.
+        let [scope, _] = c.values(
+            ErrorKind::InsufficientScope,
+            Some(Scheme::Bearer),
+            Some(&step_up),
+        );
+        assert_eq!(
+            text(&scope).as_deref(),
+            Some(r#"Bearer realm="api", error="insufficient_scope", scope="read""#)
+        );
+        // With DPoP: the challenge of the scheme the token came with carries the error and
+        // the parameters; the other is offered plain.
+        let dpop = c.with_dpop("algs=\"ES256\"", false);
+        let [bearer, offered] = dpop.values(kind, Some(Scheme::Bearer), Some(&step_up));
+        assert!(
+            text(&bearer)
+                .is_some_and(|b| b.ends_with(r#"acr_values="urn:a urn:b", max_age="300""#))
+        );
+        assert_eq!(
+            text(&offered).as_deref(),
+            Some(r#"DPoP realm="api", algs="ES256""#)
+        );
+        let [none, bound] = dpop.values(kind, Some(Scheme::Dpop), Some(&step_up));
+        assert_eq!(none, None);
+        assert_eq!(
+            text(&bound).as_deref(),
+            Some(
+                r#"DPoP realm="api", error="insufficient_user_authentication", algs="ES256", acr_values="urn:a urn:b", max_age="300""#
+            )
+        );
+        // One demand alone.
+        assert_eq!(&*StepUp::new(["x"], None).params, r#"acr_values="x""#);
+        assert_eq!(&*StepUp::new([], Some(0)).params, r#"max_age="0""#);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
-pub(crate) use self::challenge::Challenges;
+pub(crate) use self::challenge::{Challenges, StepUp};
 
 /// The scheme an access token came with in the `Authorization` header: which challenge a
 /// refusal's error goes in.
@@ -95,6 +95,9 @@ pub struct Refusal {
     challenges: Option<Arc<Challenges>>,
     scheme: Option<Scheme>,
     dpop_nonce: Option<Box<HeaderValue>>,
+    /// What the route asks of the user's authentication, for an
+    /// `insufficient_user_authentication` challenge.
+    step_up: Option<Arc<StepUp>>,
 }
 
 impl Refusal {
@@ -108,7 +111,15 @@ impl Refusal {
             challenges: None,
             scheme: None,
             dpop_nonce: None,
+            step_up: None,
         }
+    }
+
+    /// What the route asks of the user's authentication (`acr_values`, `max_age`), named
+    /// in the challenge of an `insufficient_user_authentication` refusal (RFC 9470 §3).
+    pub(crate) fn with_step_up(mut self, step_up: &Arc<StepUp>) -> Self {
+        self.step_up = Some(Arc::clone(step_up));
+        self
     }
 
     /// A fresh `DPoP-Nonce` to send with the answer (`use_dpop_nonce`).
@@ -204,7 +215,8 @@ impl Refusal {
             .challenges
             .as_deref()
             .unwrap_or_else(|| Challenges::plain());
-        for challenge in challenges.values(kind, self.scheme).into_iter().flatten() {
+        let values = challenges.values(kind, self.scheme, self.step_up.as_deref());
+        for challenge in values.into_iter().flatten() {
             headers.append(WWW_AUTHENTICATE, challenge);
         }
         if let Some(nonce) = &self.dpop_nonce {

@@ -86,6 +86,7 @@ impl ErrorKind {
             K::InactiveToken => invalid("inactive", "token is not active"),
             K::InsufficientScope => row(FORBIDDEN, Some("insufficient_scope"), PermissionDenied, "insufficient_scope", "token lacks the required scope"),
             K::Forbidden => row(FORBIDDEN, Some("insufficient_scope"), PermissionDenied, "forbidden", "token is not allowed here"),
+            K::InsufficientUserAuthentication => row(UNAUTHORIZED, Some("insufficient_user_authentication"), UNAUTHENTICATED, "insufficient_user_authentication", "user authentication is insufficient"),
             K::KeysUnavailable => row(DOWN, None, Unavailable, "keys_unavailable", "verification keys are unavailable"),
             K::RevocationUnavailable => row(DOWN, None, Unavailable, "revocation_unavailable", "revocation status is unavailable"),
             K::ProofReplayUnavailable => row(DOWN, None, Unavailable, "proof_replay_unavailable", "DPoP replay store is unavailable"),
@@ -165,6 +166,7 @@ mod tests {
             K::UseDpopNonce,
             K::InsufficientScope,
             K::Forbidden,
+            K::InsufficientUserAuthentication,
             K::Revoked,
             K::InactiveToken,
             K::KeysUnavailable,
@@ -189,6 +191,11 @@ mod tests {
                 }
                 Some("invalid_dpop_proof" | "use_dpop_nonce") => {
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind:?}");
+                }
+                // RFC 9470 §3: a 401, the client's cue to authenticate its user again.
+                Some("insufficient_user_authentication") => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind:?}");
+                    assert_eq!(kind.grpc_code(), GrpcCode::Unauthenticated, "{kind:?}");
                 }
                 Some(other) => assert_eq!(other, "invalid_request"),
                 None => assert!(

@@ -92,6 +92,9 @@ fn record<T: Send + Sync + 'static>(
         nbf: None,
         iat: None,
         cnf: None,
+        act: None,
+        acr: None,
+        auth_time: None,
     })
     .with_claims(claims)
 }

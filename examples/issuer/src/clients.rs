@@ -62,6 +62,13 @@ pub struct ClientEntry {
     pub token_lifetime: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub introspect_for: Vec<String>,
+    /// Token exchange (RFC 8693): the audiences of the subject tokens this client may
+    /// exchange for tokens to its own `resources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchange_from: Vec<String>,
+    /// `private_key_jwt` (RFC 7523): the client's public key, a JWK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +110,10 @@ pub struct Client {
     pub lifetime: u64,
     /// The audiences whose tokens this client (a resource server) may introspect.
     pub introspect_for: Vec<String>,
+    /// Token exchange (RFC 8693): the audiences of the subject tokens it may exchange.
+    pub exchange_from: Vec<String>,
+    /// `private_key_jwt` (RFC 7523): the client's public key, its algorithm pinned.
+    pub assertion_key: Option<bearer_guard::KeySet>,
 }
 
 impl std::fmt::Debug for Client {
@@ -115,6 +126,7 @@ impl std::fmt::Debug for Client {
             .field("resources", &self.resources)
             .field("lifetime", &self.lifetime)
             .field("introspect_for", &self.introspect_for)
+            .field("exchange_from", &self.exchange_from)
             .finish_non_exhaustive()
     }
 }
@@ -140,9 +152,9 @@ impl Client {
         self.lifetime
     }
 
-    /// A public client has no secret.
+    /// A public client has no secret and no key.
     pub fn is_public(&self) -> bool {
-        self.secret_hash.is_none()
+        self.secret_hash.is_none() && self.assertion_key.is_none()
     }
 
     /// `client_credentials`: confidential clients with an audience.
@@ -153,6 +165,17 @@ impl Client {
     /// `authorization_code` and `refresh_token`: clients with redirect URIs and an audience.
     pub fn may_use_authorization_code(&self) -> bool {
         !self.redirect_uris.is_empty() && !self.resources.is_empty()
+    }
+
+    /// Token exchange (RFC 8693): a confidential client with its own resources and audiences
+    /// it may exchange from.
+    pub fn may_exchange(&self) -> bool {
+        !self.is_public() && !self.resources.is_empty() && !self.exchange_from.is_empty()
+    }
+
+    /// Whether a subject token for `aud` may be exchanged by this client.
+    pub fn may_exchange_from(&self, has_audience: impl Fn(&str) -> bool) -> bool {
+        self.exchange_from.iter().any(|a| has_audience(a))
     }
 
     /// The display name of the consent page.
@@ -224,6 +247,8 @@ impl Registration {
             resources: self.resources.clone(),
             token_lifetime: self.token_lifetime,
             introspect_for: Vec::new(),
+            exchange_from: Vec::new(),
+            jwk: None,
         }
     }
 }
@@ -239,10 +264,23 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
     {
         return Err("client_name is empty, too long or has control characters".into());
     }
+    let assertion_key = match (entry.token_endpoint_auth_method.as_deref(), entry.jwk) {
+        (Some("private_key_jwt"), Some(jwk)) if entry.secret_hash.is_none() => {
+            Some(assertion_key(jwk)?)
+        }
+        (Some("private_key_jwt"), _) => {
+            return Err("private_key_jwt needs a public `jwk` and no secret_hash".into());
+        }
+        (_, Some(_)) => {
+            return Err("a `jwk` is for token_endpoint_auth_method = \"private_key_jwt\"".into());
+        }
+        (_, None) => None,
+    };
     let secret_hash = match (
         entry.token_endpoint_auth_method.as_deref(),
         entry.secret_hash,
     ) {
+        (Some("private_key_jwt"), None) => None,
         (Some("none"), None) => None,
         (Some("none"), Some(_)) => return Err("a public client (none) has no secret_hash".into()),
         (None | Some("client_secret_basic" | "client_secret_post"), Some(hash)) => {
@@ -289,6 +327,7 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
     };
     let resources = uris(entry.resources, "resource")?;
     let introspect_for = uris(entry.introspect_for, "introspect_for")?;
+    let exchange_from = uris(entry.exchange_from, "exchange_from")?;
 
     let lifetime = entry.token_lifetime.unwrap_or(DEFAULT_LIFETIME);
     if !(1..=MAX_LIFETIME).contains(&lifetime) {
@@ -304,7 +343,12 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
         resources,
         lifetime,
         introspect_for,
+        exchange_from,
+        assertion_key,
     };
+    if !client.exchange_from.is_empty() && (client.is_public() || client.resources.is_empty()) {
+        return Err("exchange_from needs a confidential client with resources".into());
+    }
     if client.is_public() && client.redirect_uris.is_empty() {
         return Err("a public client needs redirect_uris".into());
     }
@@ -319,6 +363,45 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
         );
     }
     Ok(client)
+}
+
+/// The public key of a `private_key_jwt` client: EC (P-256, P-384), OKP (Ed25519) or RSA,
+/// no private member, its `alg` pinned (given, or the key type's: ES256, ES384, EdDSA,
+/// RS256); never a symmetric key.
+fn assertion_key(mut jwk: serde_json::Value) -> Result<bearer_guard::KeySet, Error> {
+    let Some(members) = jwk.as_object_mut() else {
+        return Err("`jwk` must be a JWK object".into());
+    };
+    if ["d", "p", "q", "dp", "dq", "qi", "k"]
+        .iter()
+        .any(|m| members.contains_key(*m))
+    {
+        return Err("`jwk` must be a public key: it has private members".into());
+    }
+    let kty = members.get("kty").and_then(|v| v.as_str()).unwrap_or("");
+    let crv = members.get("crv").and_then(|v| v.as_str()).unwrap_or("");
+    let alg = match (kty, crv) {
+        ("EC", "P-256") => "ES256",
+        ("EC", "P-384") => "ES384",
+        ("OKP", "Ed25519") => "EdDSA",
+        ("RSA", _) => "RS256",
+        _ => return Err("`jwk` must be an EC P-256/P-384, OKP Ed25519 or RSA public key".into()),
+    };
+    let given = members.get("alg").and_then(|v| v.as_str());
+    let fits = match given {
+        None => true,
+        Some(given) => given == alg || (alg == "RS256" && given == "PS256"),
+    };
+    if !fits {
+        return Err("`jwk`'s alg does not suit its key".into());
+    }
+    if given.is_none() {
+        members.insert("alg".into(), alg.into());
+    }
+    members.insert("use".into(), "sig".into());
+    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    bearer_guard::KeySet::from_jwks_json(jwks.as_bytes())
+        .map_err(|e| format!("`jwk` is not a usable key: {e}").into())
 }
 
 fn uris(list: Vec<String>, what: &str) -> Result<Vec<String>, Error> {

@@ -65,6 +65,12 @@ pub struct Config {
     /// Where the token endpoint remembers the DPoP proofs it accepted (replays are refused);
     /// `None`: in memory. Replicas share a Redis one (`bearer_guard::dpop::RedisReplay`).
     pub dpop_replay: Option<Arc<dyn DpopReplay>>,
+    /// Client ID Metadata Documents may be fetched from loopback addresses
+    /// (`CLIENT_METADATA_ALLOW_LOOPBACK=1`; local tests only). Off by default.
+    pub client_metadata_allow_loopback: bool,
+    /// A PEM file of CA certificates trusted for those fetches besides the system's roots
+    /// (`CLIENT_METADATA_CA_FILE`).
+    pub client_metadata_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +89,11 @@ impl std::fmt::Debug for Config {
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("limits", &self.limits)
             .field("dpop_nonces", &self.dpop_nonces)
+            .field(
+                "client_metadata_allow_loopback",
+                &self.client_metadata_allow_loopback,
+            )
+            .field("client_metadata_ca_file", &self.client_metadata_ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -107,13 +118,16 @@ impl Config {
             limits: Limits::default(),
             dpop_nonces: false,
             dpop_replay: None,
+            client_metadata_allow_loopback: false,
+            client_metadata_ca_file: None,
         }
     }
 
     /// From the environment: `ISSUER` (default `http://<local_addr>`), `CLIENTS_FILE`,
     /// `USERS_FILE` (defaults: the files in `examples/`), `SIGNING_KEY_FILE`,
     /// `SIGNING_KEY_ID`, `SIGNING_KEYS_DIR`, `SIGNING_KEY_PUBLISH_AHEAD` (seconds),
-    /// `TOKEN_FORMAT` (`jwt` or `opaque`), `DPOP_NONCES` (`on` or `off`).
+    /// `TOKEN_FORMAT` (`jwt` or `opaque`), `DPOP_NONCES` (`on` or `off`),
+    /// `CLIENT_METADATA_ALLOW_LOOPBACK` (`1` or `0`), `CLIENT_METADATA_CA_FILE`.
     /// Redis (`REDIS_URL`) is left to the caller: connecting is async.
     pub fn from_env(local_addr: SocketAddr) -> Result<Config, String> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
@@ -144,6 +158,13 @@ impl Config {
             Some("on") => true,
             Some(_) => return Err("DPOP_NONCES must be on or off".into()),
         };
+        config.client_metadata_allow_loopback =
+            match var("CLIENT_METADATA_ALLOW_LOOPBACK").as_deref() {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(_) => return Err("CLIENT_METADATA_ALLOW_LOOPBACK must be 1 or 0".into()),
+            };
+        config.client_metadata_ca_file = var("CLIENT_METADATA_CA_FILE").map(PathBuf::from);
         Ok(config)
     }
 }

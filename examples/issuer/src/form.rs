@@ -172,6 +172,9 @@ fn media_type(headers: &HeaderMap) -> Result<MediaType, OAuthError> {
     )
 }
 
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// How the client authenticated (RFC 8414 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -181,6 +184,8 @@ pub enum AuthMethod {
     Post,
     /// A public client: `client_id` only.
     None,
+    /// `client_assertion` (RFC 7523 §2.2): a JWT signed by the client's key.
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -189,12 +194,14 @@ impl AuthMethod {
             AuthMethod::Basic => "client_secret_basic",
             AuthMethod::Post => "client_secret_post",
             AuthMethod::None => "none",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
 
-/// What the request says about its client, from exactly one method (§2.3.1). The secret is
-/// taken out of the parameters.
+/// What the request says about its client, from exactly one method (§2.3.1). The secret (or
+/// the client assertion, for `private_key_jwt`; `client_id` is then optional, and empty when
+/// absent) is taken out of the parameters.
 #[derive(Debug)]
 pub struct Credentials {
     pub method: AuthMethod,
@@ -231,6 +238,25 @@ pub fn credentials(headers: &HeaderMap, params: &mut Params) -> Result<Credentia
     };
     let body_secret = params.take_secret("client_secret")?;
     let body_id = params.one("client_id")?.map(str::to_owned);
+    let assertion = params.take_secret("client_assertion")?;
+    let assertion_type = params.one("client_assertion_type")?.map(str::to_owned);
+    if assertion.is_some() || assertion_type.is_some() {
+        if header.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method: client_assertion, Authorization \
+                 header or client_secret",
+            ));
+        }
+        // RFC 7521 §4.2: an assertion of another type, or none, fails authentication.
+        return match (assertion, assertion_type.as_deref()) {
+            (Some(assertion), Some(JWT_BEARER)) => Ok(Credentials {
+                method: AuthMethod::PrivateKeyJwt,
+                client_id: body_id.unwrap_or_default(),
+                secret: Some(assertion),
+            }),
+            _ => Err(OAuthError::invalid_client()),
+        };
+    }
 
     let Some(header) = header else {
         return match (body_id, body_secret) {

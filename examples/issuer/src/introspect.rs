@@ -68,6 +68,17 @@ fn active(claims: &AccessClaims) -> serde_json::Value {
     if let Some(scope) = &claims.scope {
         body["scope"] = json!(scope);
     }
+    // The user's sign-in (RFC 9470 §6.1), for resource servers that require one.
+    if let Some(acr) = &claims.acr {
+        body["acr"] = json!(acr);
+    }
+    if let Some(auth_time) = claims.auth_time {
+        body["auth_time"] = json!(auth_time);
+    }
+    // An exchanged token's actor chain (RFC 8693 §2.2.1, §4.1).
+    if let Some(act) = &claims.act {
+        body["act"] = act.clone();
+    }
     // A DPoP-bound token (RFC 9449 §6.2): its key, for the resource server to check proofs.
     if let Some(cnf) = &claims.cnf {
         body["cnf"] = json!({ "jkt": cnf.jkt });

@@ -3,7 +3,8 @@
 //!
 //! - `GET|POST /oauth/authorize`: the authorization code flow with PKCE (S256 only) for the
 //!   users of `examples/users.toml`: a login-and-consent page, then a redirect with `code`,
-//!   `state` and `iss` (`authorize.rs`, `page.rs`).
+//!   `state` and `iss` (`authorize.rs`, `page.rs`). A `client_id` that is an `https` URL
+//!   names a Client ID Metadata Document, fetched and checked (`client_metadata.rs`).
 //! - `POST /oauth/token`: `authorization_code`, `refresh_token` (rotated on every use; reuse
 //!   revokes the family) and `client_credentials` (`token.rs`, `grants.rs`). RFC 8707
 //!   `resource` becomes `aud`. Client authentication: `client_secret_basic`,
@@ -29,10 +30,12 @@
 #![forbid(unsafe_code)]
 
 mod authorize;
+mod client_metadata;
 mod clients;
 mod config;
 mod dpop;
 mod error;
+mod exchange;
 mod form;
 mod grants;
 mod introspect;

@@ -57,11 +57,22 @@
 //! - `DPOP_NONCES`: `off` (default) or `on`: DPoP proofs at the token endpoint must carry a
 //!   nonce of this issuer (RFC 9449 §8). A token request with a `DPoP` proof always gets a
 //!   DPoP-bound token;
-//! - `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`): revocations go to this Redis
+//! - `REDIS_URL`: one URL (`redis://127.0.0.1:6379/`) for a single node, two or more
+//!   comma-separated URLs for a Redis Cluster's seed nodes
+//!   (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`), or
+//!   `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` for the primary
+//!   Redis Sentinel names (`bearer_guard::redis_conn::RedisConnection`); revocations go to
+//!   this Redis
 //!   (`bearer_guard::revocation::RedisRevocations`), where resource servers look them up, and
 //!   so do codes, refresh tokens, opaque tokens, registered clients and the DPoP proofs seen
 //!   (`bearer_guard::dpop::RedisReplay`), so that replicas with the same `ISSUER`, key and
 //!   Redis share them; without it all of that stays in memory;
+//! - `CLIENT_METADATA_ALLOW_LOOPBACK`: `0` (default) or `1`: Client ID Metadata Documents (a
+//!   `client_id` that is an `https` URL; accepted when the clients file has a `[registration]`
+//!   table) may be fetched from loopback addresses, for local tests; private, link-local and
+//!   other non-public addresses are always refused;
+//! - `CLIENT_METADATA_CA_FILE`: a PEM file of CA certificates trusted for those fetches, besides
+//!   the system's roots;
 //! - `RUST_LOG` (default `info`): the log filter, e.g. `issuer::security=warn`.
 //!
 //! Prints `listening on <addr>` once it accepts connections; logs go to stderr. See
@@ -71,6 +82,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bearer_guard::dpop::RedisReplay;
+use bearer_guard::redis_conn::RedisConnection;
 use bearer_guard::revocation::RedisRevocations;
 use tracing_subscriber::EnvFilter;
 
@@ -96,18 +108,21 @@ async fn main() -> Result<(), Error> {
     let mut config = bearer_guard_issuer::Config::from_env(addr)?;
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) {
         // The URL may carry a password: it is not logged, and neither is a connection error's
-        // (both stores leave it out).
-        let revocations = RedisRevocations::connect(&url)
+        // (the connection leaves it out). One connection, shared by the three stores.
+        let conn = RedisConnection::builder(&url)
+            .connect()
             .await
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        let store = bearer_guard_issuer::Store::redis(&url)
-            .await
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
-        let replay = RedisReplay::connect(&url)
-            .await
-            .map_err(|e| format!("REDIS_URL: {e}"))?
-            .prefix(format!("bearer-guard:issuer:{}:dpop:", config.issuer));
-        tracing::info!("revocations, codes and refresh tokens go to Redis (REDIS_URL)");
+        let topology = conn.topology();
+        // On a Cluster or behind Sentinel, a revocation is answered once a replica has it.
+        let revocations = RedisRevocations::new(conn.clone());
+        let store = bearer_guard_issuer::Store::redis_with(conn.clone());
+        let replay =
+            RedisReplay::new(conn).prefix(format!("bearer-guard:issuer:{}:dpop:", config.issuer));
+        tracing::info!(
+            ?topology,
+            "revocations, codes and refresh tokens go to Redis (REDIS_URL)"
+        );
         config.revocations = Some(Arc::new(revocations));
         config.store = Some(store);
         config.dpop_replay = Some(Arc::new(replay));

@@ -8,15 +8,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, Params};
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
+use bearer_guard::{Profile, Validator};
 use serde_json::json;
 
+use super::client_metadata::ClientMetadata;
 use super::clients::{
     Client, Clients, REGISTERED_PREFIX, Registration, check_hash, client_from_entry,
 };
 use super::config::{Config, TokenFormat};
 use super::dpop::TokenEndpointDpop;
 use super::error::OAuthError;
-use super::form::Credentials;
+use super::form::{AuthMethod, Credentials, Secret};
 use super::limits::{Gate, Refused};
 use super::signing::{OwnKeys, Reloaded, SigningKey, SigningKeys};
 use super::store::{Store, StoreError};
@@ -53,6 +55,8 @@ pub(super) struct Inner {
     /// DPoP proofs of token requests.
     pub dpop: TokenEndpointDpop,
     pub metadata: String,
+    /// Clients identified by a metadata document (`client_metadata.rs`); `None`: not accepted.
+    pub client_metadata: Option<ClientMetadata>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -164,7 +168,12 @@ impl Issuer {
             "authorization_response_iss_parameter_supported": true,
             "scopes_supported": scopes,
             "dpop_signing_alg_values_supported": dpop.algorithms(),
+            "acr_values_supported": super::authorize::ACR_VALUES_SUPPORTED,
         });
+        let client_metadata = ClientMetadata::new(config, clients.registration.as_ref())?;
+        if client_metadata.is_some() {
+            metadata["client_id_metadata_document_supported"] = json!(true);
+        }
         if clients.registration.is_some() {
             metadata["registration_endpoint"] = json!(format!("{base}{REGISTER_PATH}"));
         }
@@ -195,6 +204,7 @@ impl Issuer {
             refresh_lifetime: config.refresh_lifetime,
             dpop,
             metadata: metadata.to_string(),
+            client_metadata,
         })))
     }
 
@@ -265,6 +275,10 @@ impl Issuer {
         if let Some(client) = self.0.clients.get(id) {
             return Ok(Some(Arc::clone(client)));
         }
+        // A client of a metadata document, seen at the authorization endpoint.
+        if let Some(client) = self.0.client_metadata.as_ref().and_then(|m| m.known(id)) {
+            return Ok(Some(client));
+        }
         // Only ids of the registered form reach the store: the answer for any other unknown
         // id never depends on the store (whose failure would tell them apart).
         if self.0.registration.is_none() || !id.starts_with(REGISTERED_PREFIX) {
@@ -295,6 +309,11 @@ impl Issuer {
             client_id,
             secret,
         } = credentials;
+        if method == AuthMethod::PrivateKeyJwt {
+            return self
+                .authenticate_assertion(endpoint, client_id, secret)
+                .await;
+        }
         let client = self.client(&client_id).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot look a client up");
             OAuthError::unavailable("the client store is unavailable")
@@ -337,6 +356,96 @@ impl Issuer {
         Err(OAuthError::invalid_client())
     }
 
+    /// `private_key_jwt` (RFC 7523 §2.2, §3; draft-ietf-oauth-rfc7523bis): the assertion
+    /// must be signed by the key the client registered, with the algorithm pinned to that
+    /// key (never `none`, HMAC, or a key named by the assertion itself); `iss` and `sub` the
+    /// client id; `aud` the issuer identifier, one string, exactly (the bis draft's rule:
+    /// an assertion for the token endpoint's URL, or for another server, is refused); `exp`
+    /// in the future and at most 5 minutes away (60 s leeway); a `jti` never seen before
+    /// for this client until the assertion expires (in the issuer's store, Redis
+    /// included). The client is the `client_id` parameter, or else the assertion's `sub`.
+    /// Every failure is 401 `invalid_client`.
+    async fn authenticate_assertion(
+        &self,
+        endpoint: &'static str,
+        client_id: String,
+        assertion: Option<Secret>,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let fail = |reason: &'static str, known: Option<&str>| {
+            tracing::info!(
+                target: "issuer::security",
+                event = "client_auth_failure",
+                error = "invalid_client",
+                client_id = known,
+                reason,
+                auth = AuthMethod::PrivateKeyJwt.name(),
+                "{endpoint} request refused"
+            );
+            OAuthError::invalid_client()
+        };
+        let Some(assertion) = assertion else {
+            return Err(fail("no_assertion", None));
+        };
+        let id = if client_id.is_empty() {
+            unverified(&assertion.0, 1)
+                .and_then(|c| c["sub"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        } else {
+            client_id
+        };
+        let client = self.client(&id).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot look a client up");
+            OAuthError::unavailable("the client store is unavailable")
+        })?;
+        let Some(client) = client else {
+            return Err(fail("unknown_client", None));
+        };
+        let Some(keys) = client.assertion_key.clone() else {
+            return Err(fail("no_registered_key", Some(&id)));
+        };
+        let validator = Validator::builder()
+            .claims::<serde_json::Value>()
+            .issuer(id.clone())
+            .audience(self.issuer())
+            .keys(keys)
+            .profile(Profile::Jwt)
+            .max_token_lifetime(MAX_ASSERTION_LIFETIME)
+            .without_token_cache()
+            .build()
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot check client assertions");
+                OAuthError::server_error()
+            })?;
+        // An access token is no client assertion, whoever signed it (explicit typing).
+        if unverified(&assertion.0, 0).is_some_and(|h| h["typ"] == "at+jwt") {
+            return Err(fail("assertion_typ", Some(&id)));
+        }
+        let Ok(verified) = validator.validate(&assertion.0) else {
+            return Err(fail("invalid_assertion", Some(&id)));
+        };
+        let claims: &serde_json::Value = &verified;
+        if claims["sub"].as_str() != Some(id.as_str()) {
+            return Err(fail("assertion_sub", Some(&id)));
+        }
+        if claims["aud"].as_str() != Some(self.issuer()) {
+            return Err(fail("assertion_aud_not_issuer", Some(&id)));
+        }
+        let jti = claims["jti"].as_str().unwrap_or("");
+        if jti.is_empty() || jti.len() > 255 {
+            return Err(fail("assertion_jti", Some(&id)));
+        }
+        // Remembered until the assertion could no longer pass (its `exp`, plus the leeway).
+        let exp = claims["exp"].as_i64().unwrap_or(0);
+        let left = u64::try_from(exp - unix_now()).unwrap_or(0);
+        let ttl = Duration::from_secs(left + 60);
+        let key = self.key("assertion", &format!("{}:{id}:{jti}", id.len()));
+        match self.0.store.put_new(&key, "1", ttl).await {
+            Ok(true) => Ok(client),
+            Ok(false) => Err(fail("assertion_replayed", Some(&id))),
+            Err(e) => Err(store_failed(&e)),
+        }
+    }
+
     /// The answer to a verification that did not run.
     pub(super) fn refused(&self, refused: Refused, endpoint: &str, peer: &str) -> OAuthError {
         match refused {
@@ -361,6 +470,20 @@ impl Issuer {
             }
         }
     }
+}
+
+/// Longest `exp - now` of a client assertion.
+const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Part `index` of a JWS (0: header, 1: claims), unverified: which client's key to verify
+/// an assertion with when the request names no `client_id`, and its `typ`.
+fn unverified(jws: &str, index: usize) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let part = jws.split('.').nth(index)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The client authentication methods of the token, revocation and introspection endpoints.

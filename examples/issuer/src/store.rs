@@ -4,7 +4,9 @@
 //! dump leaks nothing usable.
 //!
 //! The store offers a few primitives; the single-use rules are built on `put_new` (Redis
-//! `SET NX`), which exactly one of two concurrent callers wins.
+//! `SET NX`), which exactly one of two concurrent callers wins. Every Redis command names one
+//! key (the list's `RPUSH` + `EXPIRE` transaction too), so the same store runs on a single
+//! node, a Redis Cluster or behind Sentinel (`bearer_guard::redis_conn::RedisConnection`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bearer_guard::redis_conn::RedisConnection;
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest as _, Sha256};
 
 /// Most entries of the memory store; past that, writes fail (503) until entries expire.
@@ -34,8 +36,8 @@ impl std::fmt::Display for StoreError {
 pub enum Store {
     /// This process only.
     Memory(Arc<Mutex<HashMap<String, Entry>>>),
-    /// A Redis every replica points at.
-    Redis(ConnectionManager),
+    /// A Redis (single node, Cluster or Sentinel) every replica points at.
+    Redis(RedisConnection),
 }
 
 impl std::fmt::Debug for Store {
@@ -74,20 +76,21 @@ impl Store {
         Store::Memory(Arc::new(Mutex::new(HashMap::new())))
     }
 
-    /// Connects to Redis (commands time out after 500 ms). The error never quotes the URL,
-    /// which may hold a password.
+    /// Connects to Redis (commands time out after 500 ms): `url` is a `REDIS_URL` value, one
+    /// URL, a Cluster's comma-separated seeds or `redis+sentinel://...`. The error never
+    /// quotes the URL, which may hold a password.
     pub async fn redis(url: &str) -> Result<Store, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let conn = client
-            .get_connection_manager_with_config(config)
+        let conn = RedisConnection::builder(url)
+            .timeout(Duration::from_millis(500))
+            .connect()
             .await
-            .map_err(|e| redis_error(&e))?;
+            .map_err(|e| StoreError(e.to_string()))?;
         Ok(Store::Redis(conn))
+    }
+
+    /// A Redis store on an existing connection (shared with the other Redis stores).
+    pub fn redis_with(conn: RedisConnection) -> Store {
+        Store::Redis(conn)
     }
 
     /// Sets `key` to `value` for `ttl`.

@@ -1,5 +1,6 @@
-//! `POST /oauth/token` (RFC 6749 §3.2): client authentication, then one of three grants:
-//! `client_credentials` (§4.4), `authorization_code` and `refresh_token` (in `grants.rs`).
+//! `POST /oauth/token` (RFC 6749 §3.2): client authentication, then one of four grants:
+//! `client_credentials` (§4.4), `authorization_code` and `refresh_token` (in `grants.rs`),
+//! and the token exchange of RFC 8693 (in `exchange.rs`).
 //! Each grant checks a `DPoP` proof, if any, once its own checks passed (`dpop.rs`).
 
 use axum::http::{HeaderMap, StatusCode};
@@ -9,6 +10,7 @@ use serde_json::Value;
 use super::clients::Client;
 use super::dpop::has_proof;
 use super::error::{OAuthError, no_store_json};
+use super::exchange::TOKEN_EXCHANGE;
 use super::form::{Params, credentials};
 use super::scope::{grant_audience, grant_scope};
 use super::server::{Issuer, random_token};
@@ -26,12 +28,13 @@ impl Issuer {
         let grant_type = params.required("grant_type")?.to_owned();
         if !matches!(
             grant_type.as_str(),
-            "client_credentials" | "authorization_code" | "refresh_token"
+            "client_credentials" | "authorization_code" | "refresh_token" | TOKEN_EXCHANGE
         ) {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "grant_type must be authorization_code, refresh_token or client_credentials",
+                "grant_type must be authorization_code, refresh_token, client_credentials \
+                 or urn:ietf:params:oauth:grant-type:token-exchange",
             ));
         }
         let method = credentials.method;
@@ -48,6 +51,10 @@ impl Issuer {
             }
             "authorization_code" => self.redeem_code(&client, &mut params, headers).await,
             "refresh_token" => self.refresh(&client, &mut params, headers).await,
+            TOKEN_EXCHANGE if !client.may_exchange() => Err(OAuthError::unauthorized_client(
+                "this client may not exchange tokens",
+            )),
+            TOKEN_EXCHANGE => self.exchange(&client, &mut params, headers).await,
             _ if !client.may_use_client_credentials() => Err(OAuthError::unauthorized_client(
                 "this client may not use client_credentials",
             )),
@@ -81,6 +88,7 @@ impl Issuer {
             scope: grant_scope(&client.scopes, &client.default_scope, params.one("scope")?)?,
             aud: grant_audience(&client.resources, &params.all("resource"))?,
             lifetime: client.lifetime,
+            authentication: None,
         };
         let jkt = self.token_proof(client, headers, None).await?;
         let issued = self

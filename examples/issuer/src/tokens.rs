@@ -22,6 +22,20 @@ pub struct Grant {
     pub aud: Vec<String>,
     /// Seconds.
     pub lifetime: u64,
+    /// How and when the user signed in, for a user's grant (`acr`, `auth_time`); kept by
+    /// the codes and refresh tokens of the grant, so that every access token of one sign-in
+    /// tells the same. `None` for client credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+}
+
+/// A user's sign-in, as access tokens state it (RFC 9470 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authentication {
+    /// How: one of `acr_values_supported` (`urn:bearer-guard:acr:pwd`, `..:mfa`).
+    pub acr: String,
+    /// When the sign-in completed, seconds since the epoch.
+    pub auth_time: i64,
 }
 
 /// An access token just issued.
@@ -54,6 +68,19 @@ pub struct AccessClaims {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The actor chain of an exchanged token (RFC 8693 §4.1): who acts for `sub`, nested
+    /// for the earlier actors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Value>,
+    /// Who may act for `sub` (RFC 8693 §4.4): honoured by the token exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<Value>,
+    /// How the user signed in (RFC 9470 §6.1): user grants only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// When the user signed in (RFC 9470 §6.1): user grants only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 impl AccessClaims {
@@ -65,6 +92,14 @@ impl AccessClaims {
             _ => false,
         }
     }
+
+    /// The user's sign-in behind the token, when it states one (both `acr` and `auth_time`).
+    pub fn authentication(&self) -> Option<Authentication> {
+        Some(Authentication {
+            acr: self.acr.clone()?,
+            auth_time: self.auth_time?,
+        })
+    }
 }
 
 impl Issuer {
@@ -75,6 +110,17 @@ impl Issuer {
         grant: &Grant,
         jti: String,
         jkt: Option<&str>,
+    ) -> Result<Issued, OAuthError> {
+        self.issue_acted(grant, jti, jkt, None).await
+    }
+
+    /// [`issue`](Self::issue), with the `act` claim of an exchanged token.
+    pub(super) async fn issue_acted(
+        &self,
+        grant: &Grant,
+        jti: String,
+        jkt: Option<&str>,
+        act: Option<Value>,
     ) -> Result<Issued, OAuthError> {
         let now = unix_now();
         let lifetime = i64::try_from(grant.lifetime).unwrap_or(i64::MAX);
@@ -95,6 +141,10 @@ impl Issuer {
             cnf: jkt.map(|jkt| Confirmation {
                 jkt: jkt.to_owned(),
             }),
+            act,
+            may_act: None,
+            acr: grant.authentication.as_ref().map(|a| a.acr.clone()),
+            auth_time: grant.authentication.as_ref().map(|a| a.auth_time),
         };
         let token = match self.0.token_format {
             TokenFormat::Jwt => {
@@ -167,8 +217,56 @@ impl Issuer {
     }
 
     /// Revokes the access token `jti` until `exp` (resource servers sharing the store refuse
-    /// it from then on).
+    /// it from then on), and with it every token exchanged from it (RFC 8693), transitively:
+    /// a revoked subject token leaves no exchanged token alive.
     pub(super) async fn revoke_jti(&self, jti: &str, exp: i64) -> Result<(), OAuthError> {
+        let mut pending = vec![(jti.to_owned(), exp)];
+        // Each exchange adds one level, and chains are at most `MAX_ACT_DEPTH` deep; the
+        // bound only guards against a store that lies.
+        let mut budget = 10_000usize;
+        while let Some((jti, exp)) = pending.pop() {
+            self.revoke_one(&jti, exp).await?;
+            let children = self
+                .0
+                .store
+                .list(&self.key("exchanged", &jti))
+                .await
+                .map_err(|e| store_failed(&e))?;
+            for entry in children {
+                if let Some((child, exp)) = entry.split_once(' ')
+                    && let Ok(exp) = exp.parse::<i64>()
+                    && budget > 0
+                {
+                    budget -= 1;
+                    pending.push((child.to_owned(), exp));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `child` (expiring at `exp`) was exchanged from the token `parent`
+    /// (expiring at `parent_exp`): revoking the parent revokes it.
+    pub(super) async fn record_exchanged(
+        &self,
+        parent: &str,
+        parent_exp: i64,
+        child: &str,
+        exp: i64,
+    ) -> Result<(), OAuthError> {
+        let left = u64::try_from(parent_exp.saturating_sub(unix_now())).unwrap_or(0);
+        self.0
+            .store
+            .push(
+                &self.key("exchanged", parent),
+                &format!("{child} {exp}"),
+                Duration::from_secs(left.saturating_add(60)),
+            )
+            .await
+            .map_err(|e| store_failed(&e))
+    }
+
+    async fn revoke_one(&self, jti: &str, exp: i64) -> Result<(), OAuthError> {
         self.0
             .revocations
             .revoke(&self.0.issuer, jti, exp)

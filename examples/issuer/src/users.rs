@@ -1,5 +1,7 @@
 //! The users file (`examples/users.toml`): who may log in on the authorization page. Passwords
-//! exist only as argon2id hashes, like client secrets.
+//! exist only as argon2id hashes, like client secrets, and so do the second factors: a code
+//! the user enters after the password when a client asks for `urn:bearer-guard:acr:mfa`
+//! (a fixed code per user stands in for an authenticator app in this demo).
 
 use std::collections::HashMap;
 
@@ -24,6 +26,8 @@ struct UsersFile {
 struct UserEntry {
     username: String,
     password_hash: String,
+    #[serde(default)]
+    second_factor_hash: Option<String>,
 }
 
 /// A user: the `sub` of the tokens issued on their consent.
@@ -31,6 +35,9 @@ struct UserEntry {
 pub struct User {
     pub username: String,
     pub password_hash: PasswordHash,
+    /// The hash of the user's one-time code; `None`: the user cannot sign in with a
+    /// second factor (`urn:bearer-guard:acr:mfa`).
+    pub second_factor_hash: Option<PasswordHash>,
 }
 
 impl std::fmt::Debug for User {
@@ -54,9 +61,20 @@ pub fn parse_users(text: &str) -> Result<HashMap<String, User>, Error> {
         let password_hash = PasswordHash::new(&entry.password_hash)
             .map_err(|_| format!("user {name:?}: password_hash is not a PHC string"))?;
         check_hash(&password_hash).map_err(|e| format!("user {name:?}: {e}"))?;
+        let second_factor_hash = match entry.second_factor_hash {
+            None => None,
+            Some(hash) => {
+                let hash = PasswordHash::new(&hash).map_err(|_| {
+                    format!("user {name:?}: second_factor_hash is not a PHC string")
+                })?;
+                check_hash(&hash).map_err(|e| format!("user {name:?}: second factor: {e}"))?;
+                Some(hash)
+            }
+        };
         let user = User {
             username: name.clone(),
             password_hash,
+            second_factor_hash,
         };
         if users.insert(name.clone(), user).is_some() {
             return Err(format!("user {name:?} appears twice").into());

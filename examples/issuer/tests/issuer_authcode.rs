@@ -498,7 +498,7 @@ async fn a_registered_client_may_step_up_to_any_scope_of_the_registration_table(
         let html = page(&server, &query).await.text();
         let shown: Vec<&str> = granted.split(' ').collect();
         for scope in ["read", "write"] {
-            let on_page = html.contains(&format!("<li><code>{scope}</code></li>"));
+            let on_page = html.contains(&format!("<li class=\"scope\"><code>{scope}</code>"));
             assert_eq!(
                 on_page,
                 shown.contains(&scope),
@@ -562,10 +562,31 @@ async fn security_events_are_logged_without_secrets() {
         code, verifier, wrong, access, refresh, code2, verifier2, access2, refresh2, access3,
         refresh3,
     ]);
+    // The second factor: a wrong code, then the right one; neither, nor the ticket, logged.
+    let query = format!(
+        "{}&acr_values={}",
+        authorize_query(APP, REDIRECT, &challenge(&new_verifier()), "s"),
+        urlencode(issuer_server::ACR_MFA)
+    );
+    let first = approve_as_alice(&server, &query).await;
+    let ticket = issuer_server::sign_in_ticket(&first.text()).expect("ticket");
+    for code in ["864209", issuer_server::ALICE_CODE] {
+        server
+            .form_to(
+                "/oauth/authorize",
+                &format!(
+                    "{query}&login={}&otp={code}&approve=yes",
+                    urlencode(&ticket)
+                ),
+            )
+            .await;
+    }
+    secrets.push(ticket);
 
     let text = logs.text();
     for event in [
         "login_failure",
+        "second_factor_failure",
         "pkce_failure",
         "code_replay",
         "refresh_reuse",
@@ -578,6 +599,18 @@ async fn security_events_are_logged_without_secrets() {
     assert!(text.contains("issuer::security"), "{text}");
     for secret in &secrets {
         assert!(!text.contains(secret.as_str()), "logged a secret:\n{text}");
+    }
+    // The codes are short: looked for without the lines' timestamps, whose digits could
+    // hold them by chance.
+    let untimed: Vec<&str> = text
+        .lines()
+        .map(|line| line.split_once(' ').map_or(line, |(_, rest)| rest))
+        .collect();
+    for code in ["864209", issuer_server::ALICE_CODE] {
+        assert!(
+            !untimed.iter().any(|line| line.contains(code)),
+            "logged a code:\n{text}"
+        );
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::RedisQuotas;
+use crate::redis_conn::RedisConnection;
 
 /// The prefix of every key ([`RedisQuotasBuilder::prefix`]).
 pub const DEFAULT_REDIS_PREFIX: &str = "bearer-guard:quota:";
@@ -68,17 +69,24 @@ pub(super) struct Settings {
     pub(super) lease_max_age: Duration,
 }
 
-/// Configures a [`RedisQuotas`]; from [`RedisQuotas::builder`].
+/// Where the store's connection comes from.
+pub(super) enum Source {
+    Url(String),
+    Connection(RedisConnection),
+}
+
+/// Configures a [`RedisQuotas`]; from [`RedisQuotas::builder`] or
+/// [`RedisQuotas::with_connection`].
 #[must_use]
 pub struct RedisQuotasBuilder {
-    url: String,
+    source: Source,
     settings: Settings,
 }
 
 impl RedisQuotasBuilder {
-    pub(super) fn new(url: String) -> Self {
+    pub(super) fn new(source: Source) -> Self {
         RedisQuotasBuilder {
-            url,
+            source,
             settings: Settings {
                 prefix: DEFAULT_REDIS_PREFIX.to_owned(),
                 timeout: DEFAULT_REDIS_TIMEOUT,
@@ -117,11 +125,16 @@ impl RedisQuotasBuilder {
         self
     }
 
-    /// Batching: a round trip may take up to `cells` cells (at most 64) from a client's
-    /// bucket while at least half its burst stays in it, and this replica spends the extra
-    /// ones on the client's next requests without asking Redis, for at most `max_age`. A
-    /// client far below its quota then costs one round trip per `cells` requests; a client
-    /// near it, one per request, as without batching.
+    /// Batching, which decides most requests locally: a round trip may take up to `cells`
+    /// cells (at most 64) from a client's bucket while at least half its burst stays in it,
+    /// and this replica spends the extra ones on the client's next requests without asking
+    /// Redis, for at most `max_age`. When half of them are spent, one round trip *in the
+    /// background* takes more, so that a steady client rarely waits for Redis (only its
+    /// first request, and the first after its cells expired or ran out). Once Redis has
+    /// refused a client, its requests are refused here until its next cell conforms (Redis
+    /// said when), without a round trip. A client far below its quota then costs one
+    /// background round trip per `cells / 2` requests; a client near it, one per request, as
+    /// without batching.
     ///
     /// Tolerance: cells are granted by the same GCRA, only spent later, and a replica holds
     /// at most `cells - 1` of a client's. So in any window, across `N` replicas, a client
@@ -164,10 +177,17 @@ impl RedisQuotasBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(QuotaStoreError::new("no Tokio runtime"));
         }
-        let timeout = self.settings.timeout;
-        let connect = timeout.max(Duration::from_millis(500));
-        let conn = crate::redis_conn::connect_lazy(self.url.as_str(), connect, timeout)
-            .map_err(QuotaStoreError::new)?;
+        let conn = match self.source {
+            Source::Connection(conn) => conn,
+            Source::Url(url) => {
+                let timeout = self.settings.timeout;
+                RedisConnection::builder(&url)
+                    .connect_timeout(timeout.max(Duration::from_millis(500)))
+                    .response_timeout(timeout)
+                    .connect_lazy()
+                    .map_err(|e| QuotaStoreError::new(e.to_string()))?
+            }
+        };
         Ok(RedisQuotas::new(conn, self.settings))
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::validator;
 use crate::testkit::{self as mint, AUDIENCE, ISSUER, now, token, token_with};
+use crate::validator::Verify;
 use crate::{ErrorKind, KeySet, Profile, RequiredScopes, Validator, keys::Key};
 
 /// A token signed by `ec-1` whose claims are exactly `claims` (raw JSON text).
@@ -364,4 +365,76 @@ fn authorize_checks_scopes_after_the_token() {
         .authorize(&expired, &RequiredScopes::all(["admin"]).expect("scopes"))
         .expect_err("expired first");
     assert_eq!(err.kind(), ErrorKind::Expired);
+}
+
+#[test]
+fn acr_and_auth_time_are_verified_facts_of_their_json_type() {
+    let v = validator();
+    let at = now() - 120;
+    // A string and a NumericDate (a fraction rounded towards the past: never younger).
+    let c = v
+        .validate(&token(
+            "ec-1",
+            json!({"acr": "urn:bearer-guard:acr:mfa", "auth_time": at as f64 + 0.9}),
+        ))
+        .expect("valid");
+    assert_eq!(c.acr.as_deref(), Some("urn:bearer-guard:acr:mfa"));
+    assert_eq!(c.auth_time, Some(at));
+    for auth_time in [json!(at), json!(at as f64 + 0.9)] {
+        let jwt = token("ec-1", json!({"acr": "phr", "auth_time": auth_time}));
+        let Verify::Done(Ok(verified)) = v.verify(&jwt, false) else {
+            panic!("valid");
+        };
+        assert_eq!(verified.token.acr(), Some("phr"));
+        assert_eq!(verified.token.auth_time(), Some(at), "{auth_time}");
+    }
+    // Absent, both are `None`: a client-credentials token has neither.
+    let Verify::Done(Ok(plain)) = v.verify(&token("ec-1", json!({})), false) else {
+        panic!("valid");
+    };
+    assert_eq!((plain.token.acr(), plain.token.auth_time()), (None, None));
+    // Wrongly typed: refused, the claim named, never read as absent.
+    for (changes, kind, claim) in [
+        (json!({"acr": 1}), ErrorKind::InvalidClaimType, "acr"),
+        (json!({"acr": ["mfa"]}), ErrorKind::InvalidClaimType, "acr"),
+        (json!({"acr": {}}), ErrorKind::InvalidClaimType, "acr"),
+        (
+            json!({"auth_time": at.to_string()}),
+            ErrorKind::InvalidClaimType,
+            "auth_time",
+        ),
+        (
+            json!({"auth_time": true}),
+            ErrorKind::InvalidClaimType,
+            "auth_time",
+        ),
+        (
+            json!({"auth_time": [at]}),
+            ErrorKind::InvalidClaimType,
+            "auth_time",
+        ),
+    ] {
+        let err = v
+            .validate(&token("ec-1", changes.clone()))
+            .expect_err("wrong type");
+        assert_eq!(
+            (err.kind(), err.claim_name()),
+            (kind, Some(claim)),
+            "{changes}"
+        );
+    }
+    // An exponent or a number past i64 is malformed, as for the other dates.
+    for text in ["1e9", "9223372036854775808"] {
+        let payload = format!(
+            r#"{{"iss":"{ISSUER}","sub":"c","client_id":"c","aud":"{AUDIENCE}","jti":"j","exp":{},"iat":{},"auth_time":{text}}}"#,
+            now() + 600,
+            now()
+        );
+        let err = v.validate(&raw_token(&payload)).expect_err(text);
+        assert_eq!(
+            (err.kind(), err.claim_name()),
+            (ErrorKind::Malformed, Some("auth_time")),
+            "{text}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use self::oauth::{basic_header, cheap_hash, urlencode};
+pub use crate::authorize::{ACR_MFA, ACR_PASSWORD};
 use crate::{self as issuer, Config, Format, Issuer, SigningKey};
 
 pub const API: &str = "https://api.test";
@@ -41,6 +42,8 @@ pub const REDIRECT: &str = "http://127.0.0.1:9999/callback";
 pub const OTHER_REDIRECT: &str = "https://app.test/cb";
 pub const ALICE_PASSWORD: &str = "alice-password-0123";
 pub const BOB_PASSWORD: &str = "bob-password-0123";
+/// Alice's one-time code, her second factor (bob has none).
+pub const ALICE_CODE: &str = "271828";
 
 /// The test clients: confidential `svc`, `reader`, [`ODD_ID`]; public [`APP`]; resource
 /// servers `rs` (for [`API`]) and `other-rs` (for [`OTHER_API`]); open registration.
@@ -99,12 +102,13 @@ resources = ["{API}"]
     )
 }
 
-/// Users `alice` and `bob`.
+/// Users `alice` (with a second factor, [`ALICE_CODE`]) and `bob` (without).
 pub fn users_toml() -> String {
     format!(
-        "[[users]]\nusername = \"alice\"\npassword_hash = \"{}\"\n\n\
+        "[[users]]\nusername = \"alice\"\npassword_hash = \"{}\"\nsecond_factor_hash = \"{}\"\n\n\
          [[users]]\nusername = \"bob\"\npassword_hash = \"{}\"\n",
         cheap_hash(ALICE_PASSWORD),
+        cheap_hash(ALICE_CODE),
         cheap_hash(BOB_PASSWORD)
     )
 }
@@ -290,6 +294,33 @@ impl Server {
         (query_value(&query, "code").expect("code"), verifier)
     }
 
+    /// The authorization code flow with a second factor, up to the code: `query` (an
+    /// authorization request of [`APP`] to [`REDIRECT`] asking for [`ACR_MFA`]) with alice's
+    /// password, then her code on the second step. Returns the redirect's query.
+    pub async fn sign_in_with_code(&self, query: &str) -> String {
+        let first = self
+            .form_to(
+                "/oauth/authorize",
+                &format!(
+                    "{query}&username=alice&password={}&approve=yes",
+                    urlencode(ALICE_PASSWORD)
+                ),
+            )
+            .await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+        let ticket = sign_in_ticket(&first.text()).expect("the second step's ticket");
+        let second = self
+            .form_to(
+                "/oauth/authorize",
+                &format!(
+                    "{query}&login={}&otp={ALICE_CODE}&approve=yes",
+                    urlencode(&ticket)
+                ),
+            )
+            .await;
+        callback_query(&second.location(), REDIRECT)
+    }
+
     /// Redeems `code` for [`APP`].
     pub async fn redeem(&self, code: &str, verifier: &str) -> Reply {
         self.form(&format!(
@@ -365,6 +396,12 @@ pub fn callback_query(location: &str, redirect_uri: &str) -> String {
         .strip_prefix(redirect_uri)
         .unwrap_or_else(|| panic!("redirect to {location}, not to {redirect_uri}"));
     rest.strip_prefix('?').expect("a query").to_owned()
+}
+
+/// The ticket of a second-factor page (its hidden `login` field), if the page is one.
+pub fn sign_in_ticket(html: &str) -> Option<String> {
+    let (_, rest) = html.split_once("<input type=\"hidden\" name=\"login\" value=\"")?;
+    Some(rest.split_once('"')?.0.to_owned())
 }
 
 /// The decoded value of `name` in a query.

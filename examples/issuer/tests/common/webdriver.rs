@@ -1,7 +1,7 @@
 //! A small W3C WebDriver client for a headless Chromium driven by `chromedriver` (Debian's
 //! `chromium` and `chromium-driver` packages): start the driver, open a session, navigate,
-//! find elements, type, click, read the URL. The driver is killed and the browser profile
-//! removed on drop.
+//! find elements, type, click, read the URL, an element's computed style and box, the
+//! window's size, screenshots. The driver is killed and the browser profile removed on drop.
 //!
 //! [`Browser::start`] returns `None` (after a loud notice) when either binary is missing,
 //! unless `BEARER_GUARD_REQUIRE_BROWSER=1`, where a missing browser fails the test.
@@ -194,6 +194,78 @@ impl Browser {
             Some(json!({})),
         )
         .await;
+    }
+
+    /// Clears a text field.
+    pub async fn clear(&self, element: &str) {
+        self.session_call(
+            Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// How long finding an element waits for it to appear (W3C implicit wait): a page the
+    /// browser is still loading after a click is waited for, not slept on.
+    pub async fn wait_for_elements(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.session_call(Method::POST, "/timeouts", Some(json!({ "implicit": ms })))
+            .await;
+    }
+
+    /// The computed value of a CSS `property` of an element (`rgb(..)` for colours).
+    pub async fn css(&self, element: &str, property: &str) -> String {
+        let value = self
+            .session_call(
+                Method::GET,
+                &format!("/element/{element}/css/{property}"),
+                None,
+            )
+            .await;
+        value["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// An element's box in CSS pixels: (x, y, width, height).
+    pub async fn rect(&self, element: &str) -> (f64, f64, f64, f64) {
+        let value = self
+            .session_call(Method::GET, &format!("/element/{element}/rect"), None)
+            .await;
+        let n = |k: &str| value["value"][k].as_f64().expect("a number");
+        (n("x"), n("y"), n("width"), n("height"))
+    }
+
+    /// Sets the window's outer size in CSS pixels.
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.session_call(
+            Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value. Runs through the
+    /// driver: the page's CSP, which allows no script, does not apply to it.
+    pub async fn execute(&self, script: &str) -> Value {
+        let value = self
+            .session_call(
+                Method::POST,
+                "/execute/sync",
+                Some(json!({ "script": script, "args": [] })),
+            )
+            .await;
+        value["value"].clone()
+    }
+
+    /// A PNG of the viewport.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let value = self.session_call(Method::GET, "/screenshot", None).await;
+        let png = value["value"].as_str().expect("base64 PNG");
+        base64::engine::general_purpose::STANDARD
+            .decode(png)
+            .expect("base64")
     }
 
     /// Ends the session (the browser exits).

@@ -1,0 +1,338 @@
+//! `private_key_jwt` client authentication (RFC 7523 §2.2, with the audience rule of
+//! draft-ietf-oauth-rfc7523bis) at the token, introspection and revocation endpoints: a
+//! client registered with `token_endpoint_auth_method = "private_key_jwt"` and a public JWK
+//! authenticates with a fresh signed assertion; every bad assertion is 401 `invalid_client`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bearer_guard_issuer::SigningKey;
+use bearer_guard_issuer::testing::oauth::{basic_header, urlencode};
+use bearer_guard_issuer::testing::{API, FORM, SVC_SECRET, Server, clients_toml};
+use http::StatusCode;
+use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+use jsonwebtoken::jwk::EllipticCurve;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const CLIENT: &str = "pkj";
+
+/// An Ed25519 key pair of a client: the private key, and the public JWK.
+struct ClientKey {
+    key: EncodingKey,
+    x: String,
+}
+
+impl ClientKey {
+    fn generate() -> ClientKey {
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("random");
+        der.extend_from_slice(&seed);
+        let x = (DEFAULT_PROVIDER
+            .key_utils
+            .ed_pub_components_from_private_key)(&der, &EllipticCurve::Ed25519)
+        .expect("public key");
+        ClientKey {
+            key: EncodingKey::from_ed_der(&der),
+            x: B64.encode(x),
+        }
+    }
+
+    /// A JWS of `claims` under `header` (its `alg` EdDSA unless given).
+    fn sign(&self, mut header: Value, claims: &Value) -> String {
+        if header.get("alg").is_none() {
+            header["alg"] = json!("EdDSA");
+        }
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signer =
+            (DEFAULT_PROVIDER.signer_factory)(&Algorithm::EdDSA, &self.key).expect("signer");
+        let signature = signer.try_sign(input.as_bytes()).expect("sign");
+        format!("{input}.{}", B64.encode(signature))
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        .try_into()
+        .expect("i64")
+}
+
+fn random_jti() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("random");
+    B64.encode(bytes)
+}
+
+/// The issuer with the test clients and `pkj`, registered with `key`'s public JWK.
+async fn issuer(key: &ClientKey) -> Server {
+    let clients = format!(
+        r#"{}
+[[clients]]
+client_id = "{CLIENT}"
+token_endpoint_auth_method = "private_key_jwt"
+jwk = {{ kty = "OKP", crv = "Ed25519", x = "{}", kid = "pkj-1" }}
+scopes = ["read"]
+resources = ["{API}"]
+introspect_for = ["{API}"]
+"#,
+        clients_toml(),
+        key.x
+    );
+    Server::start_full(clients, SigningKey::generate(None).expect("key"), |_| {}).await
+}
+
+/// Good claims of an assertion of `pkj` for `server`.
+fn claims(server: &Server) -> Value {
+    let now = now();
+    json!({
+        "iss": CLIENT,
+        "sub": CLIENT,
+        "aud": server.iss(),
+        "jti": random_jti(),
+        "iat": now,
+        "exp": now + 60,
+    })
+}
+
+/// A client-credentials request authenticated by `assertion`.
+fn token_form(assertion: &str, client_id: Option<&str>) -> String {
+    let mut form = format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={}",
+        urlencode(JWT_BEARER),
+        urlencode(assertion)
+    );
+    if let Some(id) = client_id {
+        form.push_str(&format!("&client_id={}", urlencode(id)));
+    }
+    form
+}
+
+#[tokio::test]
+async fn a_good_assertion_authenticates_at_every_endpoint() {
+    let key = ClientKey::generate();
+    let server = issuer(&key).await;
+
+    // Token endpoint, with and without client_id.
+    let assertion = key.sign(json!({"typ": "JWT", "kid": "pkj-1"}), &claims(&server));
+    let token = server
+        .form(&token_form(&assertion, Some(CLIENT)))
+        .await
+        .assert_token();
+    let assertion = key.sign(json!({}), &claims(&server));
+    server
+        .form(&token_form(&assertion, None))
+        .await
+        .assert_token();
+
+    // Introspection and revocation.
+    let assertion = key.sign(json!({}), &claims(&server));
+    let reply = server
+        .form_to(
+            "/oauth/introspect",
+            &format!(
+                "token={}&client_assertion_type={}&client_assertion={}",
+                urlencode(&token),
+                urlencode(JWT_BEARER),
+                urlencode(&assertion)
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["active"], true);
+    let assertion = key.sign(json!({}), &claims(&server));
+    server
+        .revoke_form(&format!(
+            "token={}&client_assertion_type={}&client_assertion={}",
+            urlencode(&token),
+            urlencode(JWT_BEARER),
+            urlencode(&assertion)
+        ))
+        .await
+        .assert_revoke_ok();
+}
+
+#[tokio::test]
+async fn every_bad_assertion_is_invalid_client() {
+    let key = ClientKey::generate();
+    let server = issuer(&key).await;
+    let other = ClientKey::generate();
+    let good = claims(&server);
+    let with = |name: &str, value: Value| {
+        let mut c = claims(&server);
+        c[name] = value;
+        c
+    };
+    let without = |name: &str| {
+        let mut c = claims(&server);
+        c.as_object_mut().expect("object").remove(name);
+        c
+    };
+    let token_endpoint = format!("{}/oauth/token", server.base);
+    let now = now();
+
+    // An HMAC assertion keyed with the public key, and an unsigned one.
+    let hmac = {
+        let input = format!(
+            "{}.{}",
+            B64.encode(json!({"alg": "HS256"}).to_string()),
+            B64.encode(good.to_string())
+        );
+        let secret = EncodingKey::from_secret(key.x.as_bytes());
+        let signer = (DEFAULT_PROVIDER.signer_factory)(&Algorithm::HS256, &secret).expect("hmac");
+        let signature = signer.try_sign(input.as_bytes()).expect("sign");
+        format!("{input}.{}", B64.encode(signature))
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        B64.encode(json!({"alg": "none"}).to_string()),
+        B64.encode(good.to_string())
+    );
+    let attacker_jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": other.x});
+
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "aud: the token endpoint",
+            key.sign(json!({}), &with("aud", json!(token_endpoint))),
+        ),
+        (
+            "aud: another issuer",
+            key.sign(json!({}), &with("aud", json!("https://other.test"))),
+        ),
+        (
+            "aud: an array",
+            key.sign(json!({}), &with("aud", json!([server.iss()]))),
+        ),
+        ("no aud", key.sign(json!({}), &without("aud"))),
+        (
+            "iss: another client",
+            key.sign(json!({}), &with("iss", json!("svc"))),
+        ),
+        (
+            "sub: another client",
+            key.sign(json!({}), &with("sub", json!("svc"))),
+        ),
+        (
+            "expired",
+            key.sign(json!({}), &with("exp", json!(now - 120))),
+        ),
+        (
+            "exp too far",
+            key.sign(json!({}), &with("exp", json!(now + 3600))),
+        ),
+        ("no exp", key.sign(json!({}), &without("exp"))),
+        ("no jti", key.sign(json!({}), &without("jti"))),
+        ("another key", other.sign(json!({}), &good)),
+        (
+            "another key, named in the header",
+            other.sign(json!({"jwk": attacker_jwk}), &good),
+        ),
+        ("alg none", unsigned),
+        ("HMAC with the public key", hmac),
+        (
+            "an access token's typ",
+            key.sign(json!({"typ": "at+jwt"}), &good),
+        ),
+        ("not a JWT", "not-a-jwt".to_owned()),
+    ];
+    for (what, assertion) in &cases {
+        let reply = server.form(&token_form(assertion, Some(CLIENT))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            reply.text()
+        );
+        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+
+    // Replay: the same assertion twice.
+    let assertion = key.sign(json!({}), &claims(&server));
+    server
+        .form(&token_form(&assertion, Some(CLIENT)))
+        .await
+        .assert_token();
+    server
+        .form(&token_form(&assertion, Some(CLIENT)))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // A good assertion of pkj presented as another client; an assertion type other than
+    // jwt-bearer; pkj with a secret instead.
+    let assertion = key.sign(json!({}), &claims(&server));
+    server
+        .form(&token_form(&assertion, Some("svc")))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let assertion = key.sign(json!({}), &claims(&server));
+    server
+        .form(&format!(
+            "grant_type=client_credentials&client_id={CLIENT}&client_assertion_type=urn%3Aother&client_assertion={}",
+            urlencode(&assertion)
+        ))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    server
+        .basic(CLIENT, SVC_SECRET, "grant_type=client_credentials")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    // Two methods at once.
+    let assertion = key.sign(json!({}), &claims(&server));
+    let reply = server
+        .post(
+            FORM,
+            token_form(&assertion, Some(CLIENT)),
+            &[("authorization", &basic_header("svc", SVC_SECRET))],
+        )
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[test]
+fn registration_needs_a_public_asymmetric_key() {
+    let client = |extra: &str| {
+        format!(
+            "[[clients]]\nclient_id = \"k\"\ntoken_endpoint_auth_method = \"private_key_jwt\"\n\
+             scopes = [\"read\"]\nresources = [\"{API}\"]\n{extra}"
+        )
+    };
+    let key = ClientKey::generate();
+    let good = client(&format!(
+        "jwk = {{ kty = \"OKP\", crv = \"Ed25519\", x = \"{}\" }}",
+        key.x
+    ));
+    let parsed = bearer_guard_issuer::parse_clients(&good, bearer_guard_issuer::Format::Toml)
+        .expect("a public key");
+    assert!(!parsed.list[0].is_public());
+    for bad in [
+        client(""),
+        client(&format!(
+            "jwk = {{ kty = \"OKP\", crv = \"Ed25519\", x = \"{}\", d = \"{}\" }}",
+            key.x, key.x
+        )),
+        client("jwk = { kty = \"oct\", k = \"c2VjcmV0\" }"),
+        client(&format!(
+            "jwk = {{ kty = \"OKP\", crv = \"Ed25519\", x = \"{}\", alg = \"HS256\" }}",
+            key.x
+        )),
+        client(&format!(
+            "jwk = {{ kty = \"OKP\", crv = \"Ed25519\", x = \"{}\" }}\nsecret_hash = \"x\"",
+            key.x
+        )),
+    ] {
+        assert!(
+            bearer_guard_issuer::parse_clients(&bad, bearer_guard_issuer::Format::Toml).is_err(),
+            "accepted:\n{bad}"
+        );
+    }
+}
