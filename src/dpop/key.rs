@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::EllipticCurve;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use zeroize::Zeroizing;
 
@@ -118,35 +117,7 @@ impl DpopKey {
             kid: None,
             reason: reason.to_owned(),
         };
-        let utils = &provider().key_utils;
-        let der = key.as_bytes();
-        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let jwk = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => {
-                let (curve, x, y) = (utils.ec_pub_components_from_private_key)(der, alg)
-                    .map_err(|_| invalid("not an EC private key of the algorithm's curve"))?;
-                let crv = match curve {
-                    EllipticCurve::P256 => "P-256",
-                    EllipticCurve::P384 => "P-384",
-                    _ => return Err(invalid("unsupported curve")),
-                };
-                format!(
-                    r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
-                    b64(&x),
-                    b64(&y)
-                )
-            }
-            Algorithm::EdDSA => {
-                let x = (utils.ed_pub_components_from_private_key)(der, &EllipticCurve::Ed25519)
-                    .map_err(|_| invalid("not an Ed25519 private key"))?;
-                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(&x))
-            }
-            _ => {
-                let (n, e) = (utils.rsa_pub_components_from_private_key)(der)
-                    .map_err(|_| invalid("not an RSA private key"))?;
-                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(&e), b64(&n))
-            }
-        };
+        let (jwk, _) = crate::keyring::public_jwk(alg, &key).map_err(invalid)?;
         // The verifier's own rules (curve, sizes) decide whether the key is usable.
         let thumbprint =
             jwk_thumbprint(&jwk, alg).map_err(|e| invalid(&format!("public key: {e}")))?;

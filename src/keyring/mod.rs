@@ -34,6 +34,57 @@ pub(crate) fn provider() -> &'static jsonwebtoken::crypto::CryptoProvider {
     }
 }
 
+/// The public JWK (RFC 7517, members in RFC 7638 order) of the private key `der` for `alg`:
+/// what a client registers (`private_key_jwt`) or puts in its DPoP proofs. RSA keys are
+/// whatever size they are: callers judge that. The error says what the key is not.
+#[cfg(any(feature = "dpop-client", feature = "remote", feature = "client"))]
+pub(crate) fn public_jwk(
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+) -> Result<(String, usize), &'static str> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::jwk::EllipticCurve;
+
+    let utils = &provider().key_utils;
+    let der = key.as_bytes();
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    Ok(match alg {
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let (curve, x, y) = (utils.ec_pub_components_from_private_key)(der, alg)
+                .map_err(|_| "not an EC private key of the algorithm's curve")?;
+            let crv = match curve {
+                EllipticCurve::P256 => "P-256",
+                EllipticCurve::P384 => "P-384",
+                _ => return Err("unsupported curve"),
+            };
+            let jwk = format!(
+                r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
+                b64(&x),
+                b64(&y)
+            );
+            (jwk, 0)
+        }
+        Algorithm::EdDSA => {
+            let x = (utils.ed_pub_components_from_private_key)(der, &EllipticCurve::Ed25519)
+                .map_err(|_| "not an Ed25519 private key")?;
+            (
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(&x)),
+                0,
+            )
+        }
+        _ => {
+            let (n, e) = (utils.rsa_pub_components_from_private_key)(der)
+                .map_err(|_| "not an RSA private key")?;
+            (
+                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(&e), b64(&n)),
+                n.len(),
+            )
+        }
+    })
+}
+
 #[cfg(not(any(feature = "rust_crypto", feature = "aws_lc_rs")))]
 compile_error!(
     "bearer-guard needs a signature backend: enable `aws_lc_rs` (default) or `rust_crypto`"

@@ -1,6 +1,7 @@
 //! An issuer stand-in over https whose certificate a test CA (rcgen) signed: RFC 8414
-//! metadata and a JWKS of the test key `ec-1` (`bearer_guard::testkit`), at
-//! `https://localhost:<port>`. For tests of a resource server behind a private CA.
+//! metadata, a JWKS of the test key `ec-1` (`bearer_guard::testkit`) and an introspection
+//! endpoint (every token active, naming this issuer), at `https://localhost:<port>`. For
+//! tests of a resource server behind a private CA (`tests/private_ca.rs`, the example's).
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
@@ -70,6 +71,12 @@ impl Ca {
         pem.push_str("-----END CERTIFICATE-----\n");
         pem
     }
+
+    /// A client configuration that trusts this CA only, as the crate builds it from a CA
+    /// file.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        bearer_guard::remote::private_ca(self.pem().as_bytes()).expect("CA file")
+    }
 }
 
 /// Serves the stand-in at `https://localhost:<port>` with this certificate; returns that URL
@@ -110,11 +117,20 @@ pub async fn serve(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -
                                     "issuer": issuer,
                                     "jwks_uri": format!("{issuer}/jwks"),
                                     "token_endpoint": format!("{issuer}/token"),
+                                    "introspection_endpoint": format!("{issuer}/introspect"),
                                     "response_types_supported": ["code"],
                                 })
                                 .to_string(),
                             ),
                             "/jwks" => Some(mint::jwks(&["ec-1"])),
+                            "/introspect" => Some(
+                                json!({
+                                    "active": true, "iss": issuer, "aud": mint::AUDIENCE,
+                                    "client_id": "svc", "scope": "read",
+                                    "exp": mint::now() + 600,
+                                })
+                                .to_string(),
+                            ),
                             _ => None,
                         };
                         let mut res =
