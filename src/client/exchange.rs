@@ -16,8 +16,11 @@ use tower_service::Service;
 use super::credentials::{ClientCredentials, TokenTarget};
 use super::error::{BoxError, TokenError, TokenErrorKind};
 use super::future::AddAccessTokenFuture;
-use super::layer::{DEFAULT_MIN_TOKEN_LIFETIME, DEFAULT_REFRESH_AHEAD, DEFAULT_TOKEN_TIMEOUT};
-use super::origin::{Origin, Origins};
+use super::layer::{
+    DEFAULT_MIN_TOKEN_LIFETIME, DEFAULT_REFRESH_AHEAD, DEFAULT_TOKEN_TIMEOUT,
+    checked_resource_origin,
+};
+use super::origin::Origins;
 use super::retry::After;
 use super::shared::{ExchangeSettings, Settings, Shared, Ticket};
 use super::subject::SubjectToken;
@@ -246,13 +249,9 @@ impl ExchangeTokenLayerBuilder {
     ///   [`AddAccessTokenLayerBuilder::build`](super::AddAccessTokenLayerBuilder::build).
     pub fn build(self) -> Result<ExchangeTokenLayer, ConfigError> {
         let mut origins = Origins::default();
-        if let Some(resource) = self.credentials.resource.as_deref()
-            && Origin::of_str(resource).is_some()
+        if let Some(origin) = checked_resource_origin(&self.credentials, self.allow_insecure_http)?
         {
-            let uri = crate::url::checked_uri(resource, self.allow_insecure_http)?;
-            if let Some(origin) = Origin::of(&uri) {
-                origins.insert(origin);
-            }
+            origins.insert(origin);
         }
         for origin in &self.allowed {
             origins.allow(origin, self.allow_insecure_http)?;

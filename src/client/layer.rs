@@ -315,22 +315,30 @@ impl<R> fmt::Debug for AddAccessTokenLayerBuilder<R> {
     }
 }
 
-/// The origin of the credentials' resource, when it is an `http(s)` URL that follows the
-/// crate's URL rule.
-fn resource_origin(credentials: &ClientCredentials, allow_http: bool) -> Origins {
-    let mut origins = Origins::default();
+/// The origin of the credentials' resource: `None` when there is no resource or it is not an
+/// `http(s)` URL (a URN: only `allow_origin`s get tokens), an error when it is one that
+/// breaks the crate's URL rule. Shared with the exchange layer's builder.
+pub(super) fn checked_resource_origin(
+    credentials: &ClientCredentials,
+    allow_http: bool,
+) -> Result<Option<Origin>, ConfigError> {
     let Some(resource) = credentials.resource.as_deref() else {
-        return origins;
+        return Ok(None);
     };
     if Origin::of_str(resource).is_none() {
-        return origins; // a URN: only `allow_origin`s get tokens
+        return Ok(None);
     }
-    match crate::url::checked_uri(resource, allow_http) {
-        Ok(uri) => {
-            if let Some(origin) = Origin::of(&uri) {
-                origins.insert(origin);
-            }
-        }
+    let uri = crate::url::checked_uri(resource, allow_http)?;
+    Ok(Origin::of(&uri))
+}
+
+/// The origin of the credentials' resource, when it is an `http(s)` URL that follows the
+/// crate's URL rule; one that breaks it is logged and gets no token.
+fn resource_origin(credentials: &ClientCredentials, allow_http: bool) -> Origins {
+    let mut origins = Origins::default();
+    match checked_resource_origin(credentials, allow_http) {
+        Ok(Some(origin)) => origins.insert(origin),
+        Ok(None) => {}
         Err(err) => tracing::warn!(
             target: "bearer_guard::client",
             reason = "resource_origin_refused",
