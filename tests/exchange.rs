@@ -6,39 +6,20 @@ use std::convert::Infallible;
 
 use bearer_guard::{AuthError, ErrorKind, RequireScope, Validator, VerifiedToken};
 use bearer_guard_issuer::SigningKey;
-use bearer_guard_issuer::testing::oauth::{cheap_hash, urlencode};
-use bearer_guard_issuer::testing::{API, OTHER_API, SVC_SECRET, Server, clients_toml};
+use bearer_guard_issuer::testing::oauth::urlencode;
+use bearer_guard_issuer::testing::{
+    API, EXCH_SECRET, EXCH2_SECRET, OTHER_API, SVC_SECRET, Server, exchange_clients_toml,
+};
 use http::{Request, Response, StatusCode, header};
 use tower::{Layer as _, ServiceExt as _, service_fn};
 
-const EXCH_SECRET: &str = "exch-secret-0123456789";
-const EXCH2_SECRET: &str = "exch2-secret-0123456789";
 const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const GRANT: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange";
 
 /// `exch` exchanges tokens for API into tokens for OTHER_API; `exch2` the other way round.
 async fn issuer() -> Server {
-    let clients = format!(
-        r#"{}
-[[clients]]
-client_id = "exch"
-secret_hash = "{}"
-scopes = ["read", "write"]
-resources = ["{OTHER_API}"]
-exchange_from = ["{API}"]
-
-[[clients]]
-client_id = "exch2"
-secret_hash = "{}"
-scopes = ["read"]
-resources = ["{API}"]
-exchange_from = ["{OTHER_API}"]
-"#,
-        clients_toml(),
-        cheap_hash(EXCH_SECRET),
-        cheap_hash(EXCH2_SECRET),
-    );
-    Server::start_full(clients, SigningKey::generate(None).expect("key"), |_| {}).await
+    let key = SigningKey::generate(None).expect("key");
+    Server::start_full(exchange_clients_toml(), key, |_| {}).await
 }
 
 async fn exchange(server: &Server, id: &str, secret: &str, subject: &str) -> String {

@@ -3,48 +3,25 @@
 //! `may_act` (§4.4), nested actors, and revocation cascading from a subject token to the
 //! tokens exchanged from it.
 
-use bearer_guard_issuer::testing::oauth::{cheap_hash, urlencode};
+use bearer_guard_issuer::testing::oauth::urlencode;
 use bearer_guard_issuer::testing::{
-    self as t, API, OTHER_API, OTHER_RS_SECRET, RS_SECRET, Reply, SVC_SECRET, Server, claims,
-    clients_toml,
+    self as t, API, EXCH_SECRET, EXCH2_SECRET, OTHER_API, OTHER_RS_SECRET, RS_SECRET, Reply,
+    SVC_SECRET, Server, claims, exchange_clients_toml,
 };
 use bearer_guard_issuer::{SigningKey, TokenFormat};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-const EXCH_SECRET: &str = "exch-secret-0123456789";
-const EXCH2_SECRET: &str = "exch2-secret-0123456789";
 const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const GRANT: &str = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange";
 
-/// The test clients, and two services: `exch` exchanges tokens for [`API`] into tokens for
-/// [`OTHER_API`], `exch2` the other way round.
-fn clients() -> String {
-    format!(
-        r#"{}
-[[clients]]
-client_id = "exch"
-secret_hash = "{exch}"
-scopes = ["read", "write"]
-resources = ["{OTHER_API}"]
-exchange_from = ["{API}"]
-token_lifetime = 600
-
-[[clients]]
-client_id = "exch2"
-secret_hash = "{exch2}"
-scopes = ["read"]
-resources = ["{API}"]
-exchange_from = ["{OTHER_API}"]
-"#,
-        clients_toml(),
-        exch = cheap_hash(EXCH_SECRET),
-        exch2 = cheap_hash(EXCH2_SECRET),
-    )
-}
-
 async fn start(adjust: impl FnOnce(&mut bearer_guard_issuer::Config)) -> Server {
-    Server::start_full(clients(), SigningKey::generate(None).expect("key"), adjust).await
+    Server::start_full(
+        exchange_clients_toml(),
+        SigningKey::generate(None).expect("key"),
+        adjust,
+    )
+    .await
 }
 
 async fn exchange(server: &Server, id: &str, secret: &str, subject: &str, extra: &str) -> Reply {
@@ -257,7 +234,7 @@ fn pem() -> String {
 #[tokio::test]
 async fn may_act_names_who_may_exchange() {
     let key = || SigningKey::from_pem(pem().as_bytes(), Some("k".into())).expect("key");
-    let server = Server::start_full(clients(), key(), |_| {}).await;
+    let server = Server::start_full(exchange_clients_toml(), key(), |_| {}).await;
     let mut subject: Value = claims(&alice(&server).await);
     let jti = |c: &mut Value, n: &str| c["jti"] = json!(format!("may-act-{n}"));
 

@@ -45,6 +45,37 @@ pub const BOB_PASSWORD: &str = "bob-password-0123";
 /// Alice's one-time code, her second factor (bob has none).
 pub const ALICE_CODE: &str = "271828";
 
+/// The secrets of `exch` and `exch2`, the token-exchanging services of
+/// [`exchange_clients_toml`].
+pub const EXCH_SECRET: &str = "exch-secret-0123456789";
+pub const EXCH2_SECRET: &str = "exch2-secret-0123456789";
+
+/// [`clients_toml`] and two services that exchange tokens (RFC 8693): `exch` exchanges tokens
+/// for [`API`] into tokens for [`OTHER_API`] (600 s ones), `exch2` the other way round.
+pub fn exchange_clients_toml() -> String {
+    format!(
+        r#"{}
+[[clients]]
+client_id = "exch"
+secret_hash = "{exch}"
+scopes = ["read", "write"]
+resources = ["{OTHER_API}"]
+exchange_from = ["{API}"]
+token_lifetime = 600
+
+[[clients]]
+client_id = "exch2"
+secret_hash = "{exch2}"
+scopes = ["read"]
+resources = ["{API}"]
+exchange_from = ["{OTHER_API}"]
+"#,
+        clients_toml(),
+        exch = cheap_hash(EXCH_SECRET),
+        exch2 = cheap_hash(EXCH2_SECRET),
+    )
+}
+
 /// The test clients: confidential `svc`, `reader`, [`ODD_ID`]; public [`APP`]; resource
 /// servers `rs` (for [`API`]) and `other-rs` (for [`OTHER_API`]); open registration.
 pub fn clients_toml() -> String {
