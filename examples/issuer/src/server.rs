@@ -158,13 +158,21 @@ impl Issuer {
             "jwks_uri": format!("{base}{JWKS_PATH}"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "grant_types_supported": [
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                super::exchange::TOKEN_EXCHANGE,
+            ],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
             "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
-            "introspection_endpoint_auth_methods_supported": &AUTH_METHODS[..2],
+            "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "authorization_response_iss_parameter_supported": true,
             "scopes_supported": scopes,
             "dpop_signing_alg_values_supported": dpop.algorithms(),
@@ -487,7 +495,18 @@ fn unverified(jws: &str, index: usize) -> Option<serde_json::Value> {
 }
 
 /// The client authentication methods of the token, revocation and introspection endpoints.
-const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+const AUTH_METHODS: [&str; 4] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
+/// How a confidential client authenticates: every method but `none`.
+const CONFIDENTIAL_AUTH_METHODS: [&str; 3] =
+    ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+/// The algorithms of `private_key_jwt` assertions: one per registrable key type (PS256 too
+/// for an RSA key registered with it).
+const ASSERTION_ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
 
 /// A hash of 32 random bytes with `params`, for unknown names.
 fn dummy_hash(params: Params) -> Result<PasswordHash, Error> {

@@ -901,18 +901,33 @@ async fn metadata_documents_describe_the_issuer() {
         assert_eq!(doc["registration_endpoint"], url("/oauth/register"));
         assert_eq!(
             doc["grant_types_supported"],
-            json!(["authorization_code", "client_credentials", "refresh_token"])
+            json!([
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
+            ])
         );
         assert_eq!(doc["response_types_supported"], json!(["code"]));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
-        let methods = json!(["client_secret_basic", "client_secret_post", "none"]);
+        let methods = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ]);
         assert_eq!(doc["token_endpoint_auth_methods_supported"], methods);
         assert_eq!(doc["revocation_endpoint_auth_methods_supported"], methods);
         assert_eq!(
             doc["introspection_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
         );
+        let algs = json!(["ES256", "ES384", "EdDSA", "RS256", "PS256"]);
+        for endpoint in ["token", "revocation", "introspection"] {
+            let member = format!("{endpoint}_endpoint_auth_signing_alg_values_supported");
+            assert_eq!(doc[member.as_str()], algs, "{member}");
+        }
         assert_eq!(doc["scopes_supported"], json!(["admin", "read", "write"]));
     }
 
