@@ -4,20 +4,28 @@
 //! cargo run --example demo
 //! ```
 //!
-//! Starts the example issuer (`examples/issuer/`) and the protected resource server
-//! (`examples/support/resource_server.rs`) on free loopback ports. The resource server's
-//! validator fetches the issuer's keys over HTTP from its JWKS URL and answers to its own base
-//! URL as audience; `GET /protected-resource` requires the scope `write`. Issuer and validator
-//! share one in-memory revocation store (in production, a Redis both point at with
-//! `REDIS_URL`): what `POST /oauth/revoke` writes, the validator refuses on the next request.
+//! Starts the example issuer (`examples/issuer/`) and two instances of the protected resource
+//! server (`examples/support/resource_server.rs`) on free loopback ports: the API, and API 2
+//! downstream of it. Each resource server's validator fetches the issuer's keys over HTTP from
+//! its JWKS URL and answers to its own base URL as audience; `GET /protected-resource`
+//! requires the scope `write` at the API, `read` at API 2. Issuer and validators share one
+//! in-memory revocation store (in production, a Redis all point at with `REDIS_URL`): what
+//! `POST /oauth/revoke` writes, the validators refuse on the next request.
 //! Then, as a plain HTTP client, the demo asks for tokens, revokes one, and calls the resource
 //! in nine situations; then, as the public client `demo-app` posting the login form for
 //! `alice` itself (no browser), runs the authorization code flow with PKCE, rotates a refresh
-//! token and replays the old one. It prints what it expected and what it got, and exits with
-//! status 1 if any case differs.
+//! token and replays the old one. Last, through the crate's own outgoing layers:
+//! `demo-service` calls API 2 for `demo-client` with a token exchanged from demo-client's
+//! (RFC 8693, `ExchangeTokenLayer`; API 2 sees demo-service as the actor), and
+//! `demo-jwt-client` gets its token with no secret, by a signed ES256 assertion (RFC 7523
+//! `private_key_jwt`, `AddAccessTokenLayer`). It prints what it expected and what it got, and
+//! exits with status 1 if any case differs.
 //!
-//! The two clients and their secrets are demo-only and exist only in memory: their argon2id
-//! hashes are made at start. Neither secrets nor tokens are printed.
+//! The clients and their secrets are the demo-only ones of `examples/clients.toml`, registered
+//! in memory for the demo's URLs (their argon2id hashes are made at start); here
+//! `demo-jwt-client` may also have `write`, the scope the API needs. Its private key is
+//! `examples/keys/demo-jwt-client.pem`, public and demo-only too; the issuer registers the
+//! public half. Neither secrets, keys nor tokens are printed.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -27,18 +35,23 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bearer_guard::client::{
+    AddAccessTokenLayer, ClientCredentials, ExchangeTokenLayer, SubjectToken, TokenError,
+};
+use bearer_guard::client_auth::PrivateKeyJwt;
 use bearer_guard::dpop::{Dpop, DpopKey};
 use bearer_guard::revocation::{MemoryRevocations, Revocations};
 use bearer_guard::{Guard, RemoteKeys, Validator, metadata::ProtectedResource};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 mod support {
     pub mod authcode_client;
@@ -50,14 +63,19 @@ use support::authcode_client::{self, AuthCodeClient};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// DEMO ONLY: public secrets of the two in-memory clients (as in `examples/clients.toml`).
+/// DEMO ONLY: public secrets of the in-memory clients (as in `examples/clients.toml`).
 const DEMO_SECRET: &str = "demo-secret";
 const READER_SECRET: &str = "reader-secret";
+const SERVICE_SECRET: &str = "demo-service-secret";
+/// DEMO ONLY: the private key of `demo-jwt-client`, public in this repository.
+const JWT_CLIENT_KEY: &str = include_str!("keys/demo-jwt-client.pem");
 /// What a caller who does not know the secret sends.
 const WRONG_SECRET: &str = "guessed-secret";
 /// The scope `GET /protected-resource` requires: `demo-client` may have it, `reader` may not.
 const ROUTE_SCOPE: &str = "write";
-/// A second resource `demo-client` may ask tokens for; the demo's resource server is not it.
+/// The scope `GET /protected-resource` of API 2 requires; `demo-service` asks for no more.
+const API2_SCOPE: &str = "read";
+/// A second resource `demo-client` may ask tokens for; no resource server of the demo is it.
 const OTHER_RESOURCE: &str = "https://reports.example";
 /// Longest wait for one HTTP exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,12 +116,23 @@ async fn run() -> Result<Vec<Row>, Error> {
         "  API       {}/protected-resource  needs scope {ROUTE_SCOPE:?}; Bearer or DPoP",
         demo.api_url
     );
+    println!(
+        "  API 2     {}/protected-resource  needs scope {API2_SCOPE:?}; downstream",
+        demo.api2_url
+    );
     println!("  clients   demo-client (may have read write), reader (read): client secrets");
-    println!("            demo-app: public, authorization code + PKCE, for the user alice\n");
+    println!("            demo-app: public, authorization code + PKCE, for the user alice");
+    println!("            demo-service: exchanges tokens for the API into ones for API 2");
+    println!(
+        "            demo-jwt-client (read write): no secret, an ES256 key (private_key_jwt)\n"
+    );
     println!("  Each case says who calls and with which token, then what came back:");
-    println!("    200 (c)              the API admitted it; c is the token's client (and user)");
-    println!("    401 invalid_token    the API's status and its WWW-Authenticate `error`");
-    println!("    token 400 x          the issuer refused a token request with error x\n");
+    println!("    200 (c)                 the API admitted it; c is the token's client (and user)");
+    println!(
+        "    200 (sub s, act.sub a)  admitted; a acts for s with an exchanged token (RFC 8693)"
+    );
+    println!("    401 invalid_token       the API's status and its WWW-Authenticate `error`");
+    println!("    token 400 x             the issuer refused a token request with error x\n");
 
     let rows = demo.cases().await;
     print_rows(&rows);
@@ -379,7 +408,89 @@ impl Demo {
             got,
         );
 
+        // Token exchange (RFC 8693): demo-service, serving demo-client's request to the API,
+        // calls API 2 on its behalf. Its `ExchangeTokenLayer` trades demo-client's token
+        // (audience: the API) for one for API 2 with `read` only: same `sub`, demo-service
+        // as the actor (`act`), which API 2 reports.
+        let got = match self.token("demo-client", DEMO_SECRET, None, None).await {
+            Ok(token) => self.call_downstream(&token).await,
+            Err(refused) => refused,
+        };
+        row(
+            "token exchange (RFC 8693)",
+            "demo-service for demo-client, to API 2",
+            "200 (sub demo-client, act.sub demo-service, scope read)",
+            got,
+        );
+
+        // private_key_jwt (RFC 7523): no secret at all; `AddAccessTokenLayer` signs a fresh
+        // ES256 assertion (aud: the issuer) for the token request, the issuer checks it with
+        // the registered public key, and the token goes to the API.
+        row(
+            "private_key_jwt client (RFC 7523)",
+            "demo-jwt-client: ES256 assertion, no secret",
+            "200 (demo-jwt-client)",
+            self.call_as_jwt_client().await,
+        );
+
         rows
+    }
+
+    /// What `demo-service` does when serving a request that carried `subject`: calls API 2
+    /// through `ExchangeTokenLayer`, which exchanges `subject` first. API 2's answer (or the
+    /// refusal of the exchange), described.
+    async fn call_downstream(&self, subject: &str) -> String {
+        let layer = ClientCredentials::builder(self.token_url(), "demo-service", SERVICE_SECRET)
+            .resource(self.api2_url.as_str())
+            .scope(API2_SCOPE)
+            .build()
+            .and_then(ExchangeTokenLayer::new);
+        let layer = match layer {
+            Ok(layer) => layer,
+            Err(e) => return format!("client: {e}"),
+        };
+        let Some(subject) = SubjectToken::new(subject) else {
+            return "not a token".to_owned();
+        };
+        let mut request = match Request::get(format!("{}/protected-resource", self.api2_url))
+            .body(Full::default())
+        {
+            Ok(request) => request,
+            Err(e) => return format!("bad request: {e}"),
+        };
+        request.extensions_mut().insert(subject);
+        let client = ServiceBuilder::new()
+            .layer(layer)
+            .service(self.http.clone());
+        describe_sent(self.send_with(client, request).await)
+    }
+
+    /// `demo-jwt-client` calls the API through `AddAccessTokenLayer`, authenticating at the
+    /// token endpoint by `private_key_jwt` with its key. The API's answer, described.
+    async fn call_as_jwt_client(&self) -> String {
+        let layer = ClientCredentials::private_key_jwt(
+            self.token_url(),
+            "demo-jwt-client",
+            self.jwt_key.clone(),
+            self.issuer_url.as_str(),
+        )
+        .resource(self.api_url.as_str())
+        .build()
+        .map(AddAccessTokenLayer::new);
+        let layer = match layer {
+            Ok(layer) => layer,
+            Err(e) => return format!("client: {e}"),
+        };
+        let request = match Request::get(format!("{}/protected-resource", self.api_url))
+            .body(Full::default())
+        {
+            Ok(request) => request,
+            Err(e) => return format!("bad request: {e}"),
+        };
+        let client = ServiceBuilder::new()
+            .layer(layer)
+            .service(self.http.clone());
+        describe_sent(self.send_with(client, request).await)
     }
 
     /// What a client knowing only the API's URL does: read the challenge, the resource's
@@ -489,6 +600,22 @@ fn status_only(call: &str) -> &str {
     }
 }
 
+/// An API's answer to a request sent through one of the crate's outgoing layers, described
+/// as [`describe`] does; a token request the issuer refused as `token 401 invalid_client`.
+fn describe_sent(sent: Result<Reply, Error>) -> String {
+    match sent {
+        Ok(reply) => describe(&reply),
+        Err(e) => match e.downcast_ref::<TokenError>() {
+            Some(refused) => format!(
+                "token {} {}",
+                refused.status().map_or(0, |s| s.as_u16()),
+                refused.oauth_error().unwrap_or("(no error code)")
+            ),
+            None => format!("API: {e}"),
+        },
+    }
+}
+
 /// Changes one character in the middle of the token's payload.
 fn tamper(token: &str) -> Option<String> {
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -523,28 +650,88 @@ struct Demo {
     issuer: Issuer,
     issuer_url: String,
     api_url: String,
+    /// The API downstream of the first one: tokens reach it by exchange.
+    api2_url: String,
+    /// `demo-jwt-client`'s private key.
+    jwt_key: PrivateKeyJwt,
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
 
+/// What the demo's resource servers share: the issuer they trust and the revocation store.
+struct Api<'a> {
+    issuer_url: &'a str,
+    revocations: &'a Arc<dyn Revocations>,
+}
+
+impl Api<'_> {
+    /// A resource server for the audience `url` on `listener`, serving in the background;
+    /// `GET /protected-resource` needs `scope`.
+    async fn serve(
+        &self,
+        listener: TcpListener,
+        url: &str,
+        name: &str,
+        scope: &str,
+    ) -> Result<(), Error> {
+        let issuer_url = self.issuer_url;
+        // It gets its keys the way a deployed one would: over HTTP. It asks the store on
+        // every request (no memo), so a revocation counts from the next one.
+        let validator = Validator::builder()
+            .issuer(issuer_url)
+            .audience(url)
+            .revocation(Arc::clone(self.revocations))
+            .revocation_memo(Duration::ZERO)
+            .keys(RemoteKeys::jwks_url(format!(
+                "{issuer_url}{}",
+                issuer::JWKS_PATH
+            )))
+            .build()?;
+        validator.ready().await?;
+        // RFC 9728: the API says which issuer it trusts; every 401 points at the document.
+        let metadata = ProtectedResource::builder(url)
+            .authorization_server(issuer_url)
+            .resource_name(name)
+            .build()?;
+        // DPoP proofs name this API's public URL (`htu`).
+        let dpop = Dpop::builder().external_origin(url).build()?;
+        let guard = Guard::new(&validator)
+            .protected_resource(&metadata)?
+            .dpop(dpop);
+        let extras = support::resource_server::Extras {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        let app = support::resource_server::app(&guard, scope, extras)?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(())
+    }
+}
+
 impl Demo {
-    /// Issuer and resource server on free loopback ports, each serving in the background.
+    /// Issuer and the two resource servers on free loopback ports, each serving in the
+    /// background.
     async fn start() -> Result<Demo, Error> {
         let issuer_listener = TcpListener::bind("127.0.0.1:0").await?;
         let api_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let api2_listener = TcpListener::bind("127.0.0.1:0").await?;
         let issuer_url = format!("http://{}", issuer_listener.local_addr()?);
         let api_url = format!("http://{}", api_listener.local_addr()?);
+        let api2_url = format!("http://{}", api2_listener.local_addr()?);
+        let jwt_key = PrivateKeyJwt::from_pem(JWT_CLIENT_KEY.as_bytes())?;
 
-        // One revocation store for the issuer (writes) and the resource server (reads).
+        // One revocation store for the issuer (writes) and the resource servers (reads).
         let revocations: Arc<dyn Revocations> = Arc::new(MemoryRevocations::new());
 
-        // argon2 runs (two client hashes, the issuer's dummy hash) stay off the async threads.
+        // argon2 runs (the client hashes, the issuer's dummy hash) stay off the async threads.
         let issuer = tokio::task::spawn_blocking({
-            let (issuer_url, api_url) = (issuer_url.clone(), api_url.clone());
+            let (issuer_url, api_url, api2_url) =
+                (issuer_url.clone(), api_url.clone(), api2_url.clone());
+            let jwk = jwt_key.public_jwk();
             let revocations = Arc::clone(&revocations);
             move || -> Result<Issuer, Error> {
                 let clients = format!(
                     "{}{}",
-                    clients_toml(&api_url)?,
+                    clients_toml(&api_url, &api2_url, &jwk)?,
                     authcode_client::client_toml(&api_url)
                 );
                 let clients = issuer::parse_clients(&clients, Format::Toml)?;
@@ -557,42 +744,33 @@ impl Demo {
         .await??;
         tokio::spawn(issuer::serve(issuer_listener, issuer.clone()));
 
-        // The resource server gets its keys the way a deployed one would: over HTTP. It asks
-        // the store on every request (no memo), so a revocation counts from the next one.
-        let validator = Validator::builder()
-            .issuer(issuer_url.as_str())
-            .audience(api_url.as_str())
-            .revocation(revocations)
-            .revocation_memo(Duration::ZERO)
-            .keys(RemoteKeys::jwks_url(format!(
-                "{issuer_url}{}",
-                issuer::JWKS_PATH
-            )))
-            .build()?;
-        validator.ready().await?;
-        // RFC 9728: the API says which issuer it trusts; every 401 points at the document.
-        let metadata = ProtectedResource::builder(api_url.as_str())
-            .authorization_server(issuer_url.as_str())
-            .resource_name("bearer-guard demo API")
-            .build()?;
-        // DPoP proofs name this API's public URL (`htu`).
-        let dpop = Dpop::builder().external_origin(api_url.as_str()).build()?;
-        let guard = Guard::new(&validator)
-            .protected_resource(&metadata)?
-            .dpop(dpop);
-        let extras = support::resource_server::Extras {
-            metadata: Some(metadata),
-            ..Default::default()
+        let api = Api {
+            issuer_url: &issuer_url,
+            revocations: &revocations,
         };
-        let app = support::resource_server::app(&guard, ROUTE_SCOPE, extras)?;
-        tokio::spawn(async move { axum::serve(api_listener, app).await });
+        api.serve(api_listener, &api_url, "bearer-guard demo API", ROUTE_SCOPE)
+            .await?;
+        api.serve(
+            api2_listener,
+            &api2_url,
+            "bearer-guard demo API 2",
+            API2_SCOPE,
+        )
+        .await?;
 
         Ok(Demo {
             issuer,
             issuer_url,
             api_url,
+            api2_url,
+            jwt_key,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
         })
+    }
+
+    /// The issuer's token endpoint.
+    fn token_url(&self) -> String {
+        format!("{}{}", self.issuer_url, issuer::TOKEN_PATH)
     }
 
     /// `POST /oauth/token` for the client credentials grant with `client_secret_basic`.
@@ -610,7 +788,7 @@ impl Demo {
                 let _ = write!(form, "&{name}={}", form_encode(value));
             }
         }
-        let url = format!("{}{}", self.issuer_url, issuer::TOKEN_PATH);
+        let url = self.token_url();
         let basic = basic_auth(client_id, secret);
         let body = self
             .token_request(&url, &form, &[(AUTHORIZATION.as_str(), &basic)])
@@ -691,8 +869,8 @@ impl Demo {
             .await
     }
 
-    /// The API's answer, described: `200 (client)` or `200 (client for user)` on success,
-    /// else the status and the `error` of its challenge (or what the challenge names).
+    /// `GET /protected-resource` of the API with these headers; its answer, as [`describe`]
+    /// puts it.
     async fn call_with(&self, authorization: Option<&str>, proof: Option<&str>) -> String {
         let mut request = Request::get(format!("{}/protected-resource", self.api_url));
         if let Some(authorization) = authorization {
@@ -701,37 +879,12 @@ impl Demo {
         if let Some(proof) = proof {
             request = request.header("dpop", proof);
         }
-        let reply = match request.body(Full::default()) {
+        match request.body(Full::default()) {
             Ok(request) => match self.send(request).await {
-                Ok(reply) => reply,
-                Err(e) => return format!("API: {e}"),
+                Ok(reply) => describe(&reply),
+                Err(e) => format!("API: {e}"),
             },
-            Err(e) => return format!("bad request: {e}"),
-        };
-        let status = reply.status.as_u16();
-        if reply.status == StatusCode::OK {
-            let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-            let client = body["client"].as_str().unwrap_or("?");
-            return match body["subject"].as_str() {
-                Some(user) if user != client => format!("{status} ({client} for {user})"),
-                _ => format!("{status} ({client})"),
-            };
-        }
-        if let Some(error) = reply.challenges.iter().find_map(|c| param(c, "error")) {
-            return format!("{status} {error}");
-        }
-        match reply.challenges.first() {
-            Some(challenge) => {
-                let mut named = Vec::new();
-                if let Some(scope) = param(challenge, "scope") {
-                    named.push(format!("scope {scope}"));
-                }
-                if param(challenge, "resource_metadata").is_some() {
-                    named.push("resource_metadata".to_owned());
-                }
-                format!("{status} challenge: {}", named.join(", "))
-            }
-            None => format!("{status} (no WWW-Authenticate)"),
+            Err(e) => format!("bad request: {e}"),
         }
     }
 
@@ -751,8 +904,18 @@ impl Demo {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, Error> {
+        self.send_with(self.http.clone(), request).await
+    }
+
+    /// Sends `request` through `client` (the plain HTTP client, or one of the crate's
+    /// outgoing layers around it), within [`TIMEOUT`].
+    async fn send_with<S>(&self, client: S, request: Request<Full<Bytes>>) -> Result<Reply, Error>
+    where
+        S: tower::Service<Request<Full<Bytes>>, Response = http::Response<Incoming>>,
+        S::Error: Into<Error>,
+    {
         tokio::time::timeout(TIMEOUT, async {
-            let response = self.http.request(request).await?;
+            let response = client.oneshot(request).await.map_err(Into::into)?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
             let challenges = parts
@@ -780,6 +943,45 @@ struct Reply {
     body: Bytes,
 }
 
+/// The API's answer, described: `200 (client)` or `200 (client for user)` on success (for a
+/// delegated token `200 (sub s, act.sub a, scope x)`: a, the current actor, acts for s),
+/// else the status and the `error` of its challenge (or what the challenge names).
+fn describe(reply: &Reply) -> String {
+    let status = reply.status.as_u16();
+    if reply.status == StatusCode::OK {
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        let client = body["client"].as_str().unwrap_or("?");
+        let subject = body["subject"].as_str();
+        if let Some(actor) = body["actors"][0]["subject"].as_str() {
+            return format!(
+                "{status} (sub {}, act.sub {actor}, scope {})",
+                subject.unwrap_or("?"),
+                body["scope"].as_str().unwrap_or("?")
+            );
+        }
+        return match subject {
+            Some(user) if user != client => format!("{status} ({client} for {user})"),
+            _ => format!("{status} ({client})"),
+        };
+    }
+    if let Some(error) = reply.challenges.iter().find_map(|c| param(c, "error")) {
+        return format!("{status} {error}");
+    }
+    match reply.challenges.first() {
+        Some(challenge) => {
+            let mut named = Vec::new();
+            if let Some(scope) = param(challenge, "scope") {
+                named.push(format!("scope {scope}"));
+            }
+            if param(challenge, "resource_metadata").is_some() {
+                named.push("resource_metadata".to_owned());
+            }
+            format!("{status} challenge: {}", named.join(", "))
+        }
+        None => format!("{status} (no WWW-Authenticate)"),
+    }
+}
+
 /// The auth-param `name` of a challenge (`Bearer error="invalid_token", scope="write"`),
 /// unquoted. The demo's challenges hold no commas inside quoted values.
 fn param(challenge: &str, name: &str) -> Option<String> {
@@ -791,9 +993,11 @@ fn param(challenge: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
-/// The two demo clients: `demo-client` may have `read write` for this resource server and for
-/// [`OTHER_RESOURCE`]; `reader` only `read`, for this resource server.
-fn clients_toml(api_url: &str) -> Result<String, Error> {
+/// The demo clients: `demo-client` may have `read write` for the API and for
+/// [`OTHER_RESOURCE`]; `reader` only `read`, for the API; `demo-service` exchanges tokens for
+/// the API into tokens for API 2; `demo-jwt-client` (`read write` for the API) authenticates
+/// by `private_key_jwt` with the key whose public JWK is `jwk`.
+fn clients_toml(api_url: &str, api2_url: &str, jwk: &str) -> Result<String, Error> {
     let hash = |secret: &str| -> Result<String, Error> {
         Ok(Argon2::default()
             .hash_password(secret.as_bytes())
@@ -815,10 +1019,39 @@ secret_hash = "{reader}"
 scopes = ["read"]
 resources = ["{api_url}"]
 token_lifetime = 300
+
+[[clients]]
+client_id = "demo-service"
+secret_hash = "{service}"
+scopes = ["read", "write"]
+resources = ["{api2_url}"]
+exchange_from = ["{api_url}"]
+token_lifetime = 300
+
+[[clients]]
+client_id = "demo-jwt-client"
+token_endpoint_auth_method = "private_key_jwt"
+jwk = {jwk}
+scopes = ["read", "write"]
+resources = ["{api_url}"]
+token_lifetime = 300
 "#,
         demo = hash(DEMO_SECRET)?,
         reader = hash(READER_SECRET)?,
+        service = hash(SERVICE_SECRET)?,
+        jwk = toml_inline_table(jwk)?,
     ))
+}
+
+/// A JSON object of strings (a public JWK) as a TOML inline table.
+fn toml_inline_table(json: &str) -> Result<String, Error> {
+    let value: Value = serde_json::from_str(json)?;
+    let members = value.as_object().ok_or("the JWK is not a JSON object")?;
+    let members: Vec<String> = members
+        .iter()
+        .map(|(name, value)| format!("{name} = {value}"))
+        .collect();
+    Ok(format!("{{ {} }}", members.join(", ")))
 }
 
 /// `client_secret_basic`: id and secret are form-encoded before Basic encoding (RFC 6749

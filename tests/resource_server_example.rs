@@ -8,7 +8,8 @@
 //! With `REQUIRED_ACR` and `MAX_AUTH_AGE` (RFC 9470), a token short of the `acr` or whose
 //! `auth_time` is too old gets 401 `insufficient_user_authentication` naming `acr_values` /
 //! `max_age`, one that meets both 200; against the companion issuer, the step-up sign-in the
-//! challenge asks for yields a token that passes.
+//! challenge asks for yields a token that passes. A token exchanged at the companion issuer
+//! (RFC 8693) passes with its actor chain in the answer (`actors`, the current actor first).
 
 #[path = "common/example.rs"]
 mod example;
@@ -748,4 +749,67 @@ async fn a_token_refused_for_its_acr_is_replaced_by_one_of_a_step_up_sign_in() {
     let (refreshed, _) = issuer.refresh(&refresh).await.assert_tokens();
     let (status, _, body) = get(example.addr, path, Some(&refreshed)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `subject` exchanged (RFC 8693) by the client `id`, for a token to its own resources.
+async fn exchanged(issuer: &Server, id: &str, secret: &str, subject: &str) -> String {
+    issuer
+        .basic(
+            id,
+            secret,
+            &format!(
+                "grant_type={}&subject_token={}&subject_token_type={}",
+                urlencode("urn:ietf:params:oauth:grant-type:token-exchange"),
+                urlencode(subject),
+                urlencode("urn:ietf:params:oauth:token-type:access_token")
+            ),
+        )
+        .await
+        .assert_token()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchanged_token_passes_with_its_actor_chain_in_the_answer() {
+    // `exch` exchanges tokens for API into tokens for OTHER_API, `exch2` the other way round.
+    let issuer = Server::start_full(
+        issuer_server::exchange_clients_toml(),
+        issuer::SigningKey::generate(None).expect("key"),
+        |_| {},
+    )
+    .await;
+    let example = tokio::task::spawn_blocking({
+        let base = issuer.base.clone();
+        move || start(&base, &[])
+    })
+    .await
+    .expect("started");
+    let path = "/protected-resource";
+
+    // svc's own token (for API): no actor, no `actors`.
+    let direct = issuer.token("svc", SVC_SECRET).await;
+    let (status, _, body) = get(example.addr, path, Some(&direct)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["client"], "svc", "{answer}");
+    assert!(answer.get("actors").is_none(), "{answer}");
+
+    // Exchanged by exch (for OTHER_API: refused here), then by exch2 (for API again).
+    let first = exchanged(&issuer, "exch", issuer_server::EXCH_SECRET, &direct).await;
+    let (status, _, body) = get(example.addr, path, Some(&first)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let second = exchanged(&issuer, "exch2", issuer_server::EXCH2_SECRET, &first).await;
+    let (status, _, body) = get(example.addr, path, Some(&second)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    // Still svc's token (`sub`), now held by exch2, which acts for exch, which acted for svc.
+    assert_eq!(answer["subject"], "svc", "{answer}");
+    assert_eq!(answer["client"], "exch2", "{answer}");
+    assert_eq!(
+        answer["actors"],
+        json!([
+            {"client_id": "exch2", "subject": "exch2"},
+            {"client_id": "exch", "subject": "exch"},
+        ]),
+        "{answer}"
+    );
 }

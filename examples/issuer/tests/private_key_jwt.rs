@@ -2,9 +2,12 @@
 //! draft-ietf-oauth-rfc7523bis) at the token, introspection and revocation endpoints: a
 //! client registered with `token_endpoint_auth_method = "private_key_jwt"` and a public JWK
 //! authenticates with a fresh signed assertion; every bad assertion is 401 `invalid_client`.
+//! The shipped demo client `demo-jwt-client` (`examples/clients.toml`) gets its token with the
+//! shipped demo key (`examples/keys/demo-jwt-client.pem`), and with nothing else.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bearer_guard::client_auth::PrivateKeyJwt;
 use bearer_guard_issuer::SigningKey;
 use bearer_guard_issuer::testing::oauth::{basic_header, urlencode};
 use bearer_guard_issuer::testing::{API, FORM, SVC_SECRET, Server, clients_toml};
@@ -335,4 +338,177 @@ fn registration_needs_a_public_asymmetric_key() {
             "accepted:\n{bad}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped demo client and its key
+
+/// The demo client of `examples/clients.toml`, and the audience it may have.
+const DEMO_CLIENT: &str = "demo-jwt-client";
+const DEMO_API: &str = "http://127.0.0.1:8001";
+
+/// A file of `examples/`, as shipped.
+fn example_file(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The issuer with the shipped clients.
+async fn demo_issuer() -> Server {
+    Server::start_full(
+        example_file("clients.toml"),
+        SigningKey::generate(None).expect("key"),
+        |_| {},
+    )
+    .await
+}
+
+/// An ES256 JWS of `claims` by the P-256 private key `pem` (PKCS#8).
+fn es256(pem: &str, claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("a P-256 PEM");
+    let input = format!(
+        "{}.{}",
+        B64.encode(json!({"alg": "ES256", "typ": "JWT"}).to_string()),
+        B64.encode(claims.to_string())
+    );
+    let signer = (DEFAULT_PROVIDER.signer_factory)(&Algorithm::ES256, &key).expect("signer");
+    let signature = signer.try_sign(input.as_bytes()).expect("sign");
+    format!("{input}.{}", B64.encode(signature))
+}
+
+/// Good claims of an assertion of `demo-jwt-client` for `server`.
+fn demo_claims(server: &Server) -> Value {
+    let now = now();
+    json!({
+        "iss": DEMO_CLIENT,
+        "sub": DEMO_CLIENT,
+        "aud": server.iss(),
+        "jti": random_jti(),
+        "iat": now,
+        "exp": now + 60,
+    })
+}
+
+#[test]
+fn the_shipped_jwk_of_demo_jwt_client_is_the_public_half_of_the_shipped_key() {
+    let clients: toml::Table = toml::from_str(&example_file("clients.toml")).expect("TOML");
+    let entry = clients["clients"]
+        .as_array()
+        .expect("[[clients]]")
+        .iter()
+        .find(|c| c["client_id"].as_str() == Some(DEMO_CLIENT))
+        .expect("demo-jwt-client in examples/clients.toml");
+    assert_eq!(
+        entry["token_endpoint_auth_method"].as_str(),
+        Some("private_key_jwt")
+    );
+    let jwk = &entry["jwk"];
+    // The library's own reading of the PEM: the key a client using it would sign with.
+    let key = PrivateKeyJwt::from_pem(example_file("keys/demo-jwt-client.pem").as_bytes())
+        .expect("the demo key");
+    assert_eq!(key.algorithm(), Algorithm::ES256);
+    let public: Value = serde_json::from_str(&key.public_jwk()).expect("JWK");
+    for member in ["kty", "crv", "x", "y", "alg"] {
+        assert_eq!(
+            jwk.get(member).and_then(|v| v.as_str()),
+            public[member].as_str(),
+            "`{member}` of the registered JWK"
+        );
+    }
+    assert!(jwk.get("d").is_none(), "a private member in clients.toml");
+}
+
+#[tokio::test]
+async fn demo_jwt_client_gets_a_token_with_the_shipped_key() {
+    let pem = example_file("keys/demo-jwt-client.pem");
+    let server = demo_issuer().await;
+
+    let assertion = es256(&pem, &demo_claims(&server));
+    let reply = server
+        .form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await;
+    let token = reply.assert_token();
+    assert_eq!(reply.json()["scope"], "read", "{}", reply.text());
+    let claims = bearer_guard_issuer::testing::claims(&token);
+    assert_eq!(claims["iss"], server.iss());
+    assert_eq!(claims["sub"], DEMO_CLIENT);
+    assert_eq!(claims["client_id"], DEMO_CLIENT);
+    assert_eq!(claims["aud"], DEMO_API);
+    assert_eq!(claims["scope"], "read");
+
+    // The client is also found from the assertion's `sub` alone.
+    let assertion = es256(&pem, &demo_claims(&server));
+    server
+        .form(&token_form(&assertion, None))
+        .await
+        .assert_token();
+    // It may not have more than `read`.
+    let assertion = es256(&pem, &demo_claims(&server));
+    server
+        .form(&format!(
+            "{}&scope=write",
+            token_form(&assertion, Some(DEMO_CLIENT))
+        ))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+}
+
+#[tokio::test]
+async fn demo_jwt_client_bad_assertions_are_invalid_client() {
+    let pem = example_file("keys/demo-jwt-client.pem");
+    let server = demo_issuer().await;
+    let with = |name: &str, value: Value| {
+        let mut c = demo_claims(&server);
+        c[name] = value;
+        c
+    };
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .expect("another P-256 key")
+        .serialize_pem();
+    let now = now();
+
+    // The same assertion twice: the second is a replay.
+    let assertion = es256(&pem, &demo_claims(&server));
+    server
+        .form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await
+        .assert_token();
+    let replayed = server
+        .form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await;
+    replayed.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    let cases = [
+        (
+            "aud: the token endpoint's URL",
+            es256(
+                &pem,
+                &with("aud", json!(format!("{}/oauth/token", server.base))),
+            ),
+        ),
+        ("expired", es256(&pem, &with("exp", json!(now - 120)))),
+        (
+            "signed by another P-256 key",
+            es256(&other, &demo_claims(&server)),
+        ),
+    ];
+    for (what, assertion) in &cases {
+        let reply = server.form(&token_form(assertion, Some(DEMO_CLIENT))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            reply.text()
+        );
+        reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+
+    // The key itself still works: the refusals were for the assertions.
+    let assertion = es256(&pem, &demo_claims(&server));
+    server
+        .form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await
+        .assert_token();
 }
