@@ -1,12 +1,15 @@
-//! The clients file (`examples/clients.toml`): confidential clients (argon2id secret hashes),
-//! public clients with redirect URIs, resource servers that may introspect, and the policy for
-//! clients that register themselves (RFC 7591).
+//! The clients file (`examples/clients.toml`): confidential clients (argon2id secret hashes,
+//! or `private_key_jwt` with a public `jwk` or a `jwks_uri`), public clients with redirect
+//! URIs, resource servers that may introspect, and the policy for clients that register
+//! themselves (RFC 7591).
 
 use argon2::Params;
 use argon2::password_hash::phc::PasswordHash;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
+use super::client_keys::{AssertionKeys, jwk_key_set};
+use super::fetch::check_url;
 use super::scope::{check_redirect_uri, is_resource_uri, is_scope_token, parse_scope};
 
 /// Token lifetime of a client without `token_lifetime`, in seconds.
@@ -69,6 +72,10 @@ pub struct ClientEntry {
     /// `private_key_jwt` (RFC 7523): the client's public key, a JWK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwk: Option<serde_json::Value>,
+    /// `private_key_jwt` (RFC 7523): where the client publishes its public keys, a JWK Set
+    /// (`client_keys.rs`); instead of `jwk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -112,8 +119,12 @@ pub struct Client {
     pub introspect_for: Vec<String>,
     /// Token exchange (RFC 8693): the audiences of the subject tokens it may exchange.
     pub exchange_from: Vec<String>,
-    /// `private_key_jwt` (RFC 7523): the client's public key, its algorithm pinned.
-    pub assertion_key: Option<bearer_guard::KeySet>,
+    /// `private_key_jwt` (RFC 7523): the client's public keys, each algorithm pinned, or
+    /// where to fetch them.
+    pub assertion_key: Option<AssertionKeys>,
+    /// A client of a Client ID Metadata Document: only the grants of a user
+    /// (`authorization_code`, `refresh_token`), whatever its keys.
+    pub metadata_document: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -127,6 +138,8 @@ impl std::fmt::Debug for Client {
             .field("lifetime", &self.lifetime)
             .field("introspect_for", &self.introspect_for)
             .field("exchange_from", &self.exchange_from)
+            .field("assertion_key", &self.assertion_key)
+            .field("metadata_document", &self.metadata_document)
             .finish_non_exhaustive()
     }
 }
@@ -157,9 +170,10 @@ impl Client {
         self.secret_hash.is_none() && self.assertion_key.is_none()
     }
 
-    /// `client_credentials`: confidential clients with an audience.
+    /// `client_credentials`: confidential clients with an audience, not of a metadata
+    /// document (whoever publishes one must not get tokens without a user).
     pub fn may_use_client_credentials(&self) -> bool {
-        !self.is_public() && !self.resources.is_empty()
+        !self.is_public() && !self.resources.is_empty() && !self.metadata_document
     }
 
     /// `authorization_code` and `refresh_token`: clients with redirect URIs and an audience.
@@ -170,7 +184,10 @@ impl Client {
     /// Token exchange (RFC 8693): a confidential client with its own resources and audiences
     /// it may exchange from.
     pub fn may_exchange(&self) -> bool {
-        !self.is_public() && !self.resources.is_empty() && !self.exchange_from.is_empty()
+        !self.is_public()
+            && !self.metadata_document
+            && !self.resources.is_empty()
+            && !self.exchange_from.is_empty()
     }
 
     /// Whether a subject token for `aud` may be exchanged by this client.
@@ -249,6 +266,7 @@ impl Registration {
             introspect_for: Vec::new(),
             exchange_from: Vec::new(),
             jwk: None,
+            jwks_uri: None,
         }
     }
 }
@@ -264,17 +282,32 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
     {
         return Err("client_name is empty, too long or has control characters".into());
     }
-    let assertion_key = match (entry.token_endpoint_auth_method.as_deref(), entry.jwk) {
-        (Some("private_key_jwt"), Some(jwk)) if entry.secret_hash.is_none() => {
-            Some(assertion_key(jwk)?)
+    let private_key_jwt = entry.token_endpoint_auth_method.as_deref() == Some("private_key_jwt");
+    let assertion_key = match (entry.jwk, entry.jwks_uri) {
+        _ if private_key_jwt && entry.secret_hash.is_some() => {
+            return Err("private_key_jwt takes no secret_hash".into());
         }
-        (Some("private_key_jwt"), _) => {
-            return Err("private_key_jwt needs a public `jwk` and no secret_hash".into());
+        (Some(_), Some(_)) => {
+            return Err("private_key_jwt takes a `jwk` or a `jwks_uri`, not both".into());
         }
-        (_, Some(_)) => {
-            return Err("a `jwk` is for token_endpoint_auth_method = \"private_key_jwt\"".into());
+        (None, None) if private_key_jwt => {
+            return Err("private_key_jwt needs a public `jwk` or a `jwks_uri`".into());
         }
-        (_, None) => None,
+        (Some(_), None) | (None, Some(_)) if !private_key_jwt => {
+            return Err(
+                "a `jwk` or `jwks_uri` is for token_endpoint_auth_method = \"private_key_jwt\""
+                    .into(),
+            );
+        }
+        (Some(jwk), None) => Some(AssertionKeys::Inline(
+            jwk_key_set(jwk).map_err(|e| format!("`jwk` {e}"))?,
+        )),
+        (None, Some(uri)) => {
+            // The same rules as for every URL the issuer fetches (`fetch.rs`).
+            check_url(&uri).map_err(|e| format!("`jwks_uri` {uri:?}: {e}"))?;
+            Some(AssertionKeys::JwksUri(uri))
+        }
+        (None, None) => None,
     };
     let secret_hash = match (
         entry.token_endpoint_auth_method.as_deref(),
@@ -345,6 +378,7 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
         introspect_for,
         exchange_from,
         assertion_key,
+        metadata_document: false,
     };
     if !client.exchange_from.is_empty() && (client.is_public() || client.resources.is_empty()) {
         return Err("exchange_from needs a confidential client with resources".into());
@@ -363,45 +397,6 @@ pub fn client_from_entry(entry: ClientEntry) -> Result<Client, Error> {
         );
     }
     Ok(client)
-}
-
-/// The public key of a `private_key_jwt` client: EC (P-256, P-384), OKP (Ed25519) or RSA,
-/// no private member, its `alg` pinned (given, or the key type's: ES256, ES384, EdDSA,
-/// RS256); never a symmetric key.
-fn assertion_key(mut jwk: serde_json::Value) -> Result<bearer_guard::KeySet, Error> {
-    let Some(members) = jwk.as_object_mut() else {
-        return Err("`jwk` must be a JWK object".into());
-    };
-    if ["d", "p", "q", "dp", "dq", "qi", "k"]
-        .iter()
-        .any(|m| members.contains_key(*m))
-    {
-        return Err("`jwk` must be a public key: it has private members".into());
-    }
-    let kty = members.get("kty").and_then(|v| v.as_str()).unwrap_or("");
-    let crv = members.get("crv").and_then(|v| v.as_str()).unwrap_or("");
-    let alg = match (kty, crv) {
-        ("EC", "P-256") => "ES256",
-        ("EC", "P-384") => "ES384",
-        ("OKP", "Ed25519") => "EdDSA",
-        ("RSA", _) => "RS256",
-        _ => return Err("`jwk` must be an EC P-256/P-384, OKP Ed25519 or RSA public key".into()),
-    };
-    let given = members.get("alg").and_then(|v| v.as_str());
-    let fits = match given {
-        None => true,
-        Some(given) => given == alg || (alg == "RS256" && given == "PS256"),
-    };
-    if !fits {
-        return Err("`jwk`'s alg does not suit its key".into());
-    }
-    if given.is_none() {
-        members.insert("alg".into(), alg.into());
-    }
-    members.insert("use".into(), "sig".into());
-    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
-    bearer_guard::KeySet::from_jwks_json(jwks.as_bytes())
-        .map_err(|e| format!("`jwk` is not a usable key: {e}").into())
 }
 
 fn uris(list: Vec<String>, what: &str) -> Result<Vec<String>, Error> {

@@ -65,11 +65,12 @@ pub struct Config {
     /// Where the token endpoint remembers the DPoP proofs it accepted (replays are refused);
     /// `None`: in memory. Replicas share a Redis one (`bearer_guard::dpop::RedisReplay`).
     pub dpop_replay: Option<Arc<dyn DpopReplay>>,
-    /// Client ID Metadata Documents may be fetched from loopback addresses
-    /// (`CLIENT_METADATA_ALLOW_LOOPBACK=1`; local tests only). Off by default.
+    /// Client ID Metadata Documents and the key sets of `jwks_uri` (`private_key_jwt`
+    /// clients of the clients file or of a metadata document) may be fetched from loopback
+    /// addresses (`CLIENT_METADATA_ALLOW_LOOPBACK=1`; local tests only). Off by default.
     pub client_metadata_allow_loopback: bool,
-    /// A PEM file of CA certificates trusted for those fetches besides the system's roots
-    /// (`CLIENT_METADATA_CA_FILE`).
+    /// A PEM file of CA certificates trusted for those fetches (documents and `jwks_uri`)
+    /// besides the system's roots (`CLIENT_METADATA_CA_FILE`).
     pub client_metadata_ca_file: Option<PathBuf>,
 }
 

@@ -7,8 +7,10 @@
 //!   names a Client ID Metadata Document, fetched and checked (`client_metadata.rs`).
 //! - `POST /oauth/token`: `authorization_code`, `refresh_token` (rotated on every use; reuse
 //!   revokes the family) and `client_credentials` (`token.rs`, `grants.rs`). RFC 8707
-//!   `resource` becomes `aud`. Client authentication: `client_secret_basic`,
-//!   `client_secret_post`, or `none` for public clients. A request with a `DPoP` proof
+//!   `resource` becomes `aud`. Token exchange (RFC 8693, `exchange.rs`). Client
+//!   authentication: `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC
+//!   7523: a registered `jwk`, or keys at a `jwks_uri`, `client_keys.rs`), or `none` for
+//!   public clients. A request with a `DPoP` proof
 //!   (RFC 9449) gets a DPoP-bound token (`cnf.jkt`, `token_type: "DPoP"`; `dpop.rs`).
 //! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662), `POST
 //!   /oauth/register` (RFC 7591, public clients only).
@@ -30,12 +32,14 @@
 #![forbid(unsafe_code)]
 
 mod authorize;
+mod client_keys;
 mod client_metadata;
 mod clients;
 mod config;
 mod dpop;
 mod error;
 mod exchange;
+mod fetch;
 mod form;
 mod grants;
 mod introspect;

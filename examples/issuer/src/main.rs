@@ -69,10 +69,10 @@
 //!   Redis share them; without it all of that stays in memory;
 //! - `CLIENT_METADATA_ALLOW_LOOPBACK`: `0` (default) or `1`: Client ID Metadata Documents (a
 //!   `client_id` that is an `https` URL; accepted when the clients file has a `[registration]`
-//!   table) may be fetched from loopback addresses, for local tests; private, link-local and
-//!   other non-public addresses are always refused;
-//! - `CLIENT_METADATA_CA_FILE`: a PEM file of CA certificates trusted for those fetches, besides
-//!   the system's roots;
+//!   table) and the key sets at clients' `jwks_uri`s may be fetched from loopback addresses,
+//!   for local tests; private, link-local and other non-public addresses are always refused;
+//! - `CLIENT_METADATA_CA_FILE`: a PEM file of CA certificates trusted for those fetches (metadata
+//!   documents and `jwks_uri` key sets), besides the system's roots;
 //! - `RUST_LOG` (default `info`): the log filter, e.g. `issuer::security=warn`.
 //!
 //! Prints `listening on <addr>` once it accepts connections; logs go to stderr. See

@@ -11,6 +11,7 @@ use bearer_guard::revocation::{MemoryRevocations, Revocations};
 use bearer_guard::{Profile, Validator};
 use serde_json::json;
 
+use super::client_keys::{AssertionKeys, ClientKeys};
 use super::client_metadata::ClientMetadata;
 use super::clients::{
     Client, Clients, REGISTERED_PREFIX, Registration, check_hash, client_from_entry,
@@ -18,6 +19,7 @@ use super::clients::{
 use super::config::{Config, TokenFormat};
 use super::dpop::TokenEndpointDpop;
 use super::error::OAuthError;
+use super::fetch::Fetcher;
 use super::form::{AuthMethod, Credentials, Secret};
 use super::limits::{Gate, Refused};
 use super::signing::{OwnKeys, Reloaded, SigningKey, SigningKeys};
@@ -57,6 +59,8 @@ pub(super) struct Inner {
     pub metadata: String,
     /// Clients identified by a metadata document (`client_metadata.rs`); `None`: not accepted.
     pub client_metadata: Option<ClientMetadata>,
+    /// The key sets of `private_key_jwt` clients with a `jwks_uri` (`client_keys.rs`).
+    pub client_keys: ClientKeys,
 }
 
 impl std::fmt::Debug for Inner {
@@ -178,7 +182,11 @@ impl Issuer {
             "dpop_signing_alg_values_supported": dpop.algorithms(),
             "acr_values_supported": super::authorize::ACR_VALUES_SUPPORTED,
         });
-        let client_metadata = ClientMetadata::new(config, clients.registration.as_ref())?;
+        // One fetcher (`fetch.rs`) for metadata documents and key sets.
+        let fetcher = Arc::new(Fetcher::new(config)?);
+        let client_metadata =
+            ClientMetadata::new(config, clients.registration.as_ref(), Arc::clone(&fetcher));
+        let client_keys = ClientKeys::new(fetcher);
         if client_metadata.is_some() {
             metadata["client_id_metadata_document_supported"] = json!(true);
         }
@@ -213,6 +221,7 @@ impl Issuer {
             dpop,
             metadata: metadata.to_string(),
             client_metadata,
+            client_keys,
         })))
     }
 
@@ -365,14 +374,17 @@ impl Issuer {
     }
 
     /// `private_key_jwt` (RFC 7523 §2.2, §3; draft-ietf-oauth-rfc7523bis): the assertion
-    /// must be signed by the key the client registered, with the algorithm pinned to that
-    /// key (never `none`, HMAC, or a key named by the assertion itself); `iss` and `sub` the
-    /// client id; `aud` the issuer identifier, one string, exactly (the bis draft's rule:
-    /// an assertion for the token endpoint's URL, or for another server, is refused); `exp`
-    /// in the future and at most 5 minutes away (60 s leeway); a `jti` never seen before
-    /// for this client until the assertion expires (in the issuer's store, Redis
-    /// included). The client is the `client_id` parameter, or else the assertion's `sub`.
-    /// Every failure is 401 `invalid_client`.
+    /// must be signed by a key the client registered (its `jwk`, its metadata document's
+    /// `jwks`, or the set at its registered `jwks_uri`, fetched and cached by
+    /// `client_keys.rs`: a `kid` the set lacks refetches it at most once per 10 s), with the
+    /// algorithm pinned to that key (never `none`, HMAC, or a key or URL named by the
+    /// assertion itself); `iss` and `sub` the client id; `aud` the issuer identifier, one
+    /// string, exactly (the bis draft's rule: an assertion for the token endpoint's URL, or
+    /// for another server, is refused); `exp` in the future and at most 5 minutes away (60 s
+    /// leeway); a `jti` never seen before for this client until the assertion expires (in
+    /// the issuer's store, Redis included). The client is the `client_id` parameter, or else
+    /// the assertion's `sub`. Every failure is 401 `invalid_client`, a key set that cannot be
+    /// fetched included.
     async fn authenticate_assertion(
         &self,
         endpoint: &'static str,
@@ -411,6 +423,33 @@ impl Issuer {
         let Some(keys) = client.assertion_key.clone() else {
             return Err(fail("no_registered_key", Some(&id)));
         };
+        let header = unverified(&assertion.0, 0);
+        // An access token is no client assertion, whoever signed it (explicit typing).
+        if header.as_ref().is_some_and(|h| h["typ"] == "at+jwt") {
+            return Err(fail("assertion_typ", Some(&id)));
+        }
+        let keys = match keys {
+            AssertionKeys::Inline(keys) => keys,
+            AssertionKeys::JwksUri(uri) => {
+                // The header's `kid` only picks among the client's keys (an unknown one may
+                // refetch the set, rate-limited); its `jku`, `x5u` or `jwk` are never used.
+                let kid = header.as_ref().and_then(|h| h["kid"].as_str());
+                match self.0.client_keys.get(&uri, kid).await {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        tracing::warn!(
+                            target: "issuer::security",
+                            event = "client_keys_unavailable",
+                            client_id = %id,
+                            jwks_uri = %uri,
+                            reason = e.reason(),
+                            "the client's key set cannot be used"
+                        );
+                        return Err(fail("jwks_uri_unavailable", Some(&id)));
+                    }
+                }
+            }
+        };
         let validator = Validator::builder()
             .claims::<serde_json::Value>()
             .issuer(id.clone())
@@ -424,10 +463,6 @@ impl Issuer {
                 tracing::error!(error = %e, "cannot check client assertions");
                 OAuthError::server_error()
             })?;
-        // An access token is no client assertion, whoever signed it (explicit typing).
-        if unverified(&assertion.0, 0).is_some_and(|h| h["typ"] == "at+jwt") {
-            return Err(fail("assertion_typ", Some(&id)));
-        }
         let Ok(verified) = validator.validate(&assertion.0) else {
             return Err(fail("invalid_assertion", Some(&id)));
         };
@@ -502,8 +537,11 @@ const AUTH_METHODS: [&str; 4] = [
     "none",
 ];
 /// How a confidential client authenticates: every method but `none`.
-const CONFIDENTIAL_AUTH_METHODS: [&str; 3] =
-    ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+const CONFIDENTIAL_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 /// The algorithms of `private_key_jwt` assertions: one per registrable key type (PS256 too
 /// for an RSA key registered with it).
 const ASSERTION_ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];

@@ -4,13 +4,13 @@
 //! (`CLIENT_METADATA_ALLOW_LOOPBACK`). The whole code flow with PKCE, and every refusal: a
 //! mismatched `client_id`, an unlisted `redirect_uri`, a non-https URL, user info, a fragment,
 //! dot segments, private and loopback addresses, a redirect, an oversized document, a non-JSON
-//! content type, secrets and keys in the document; and caching by `Cache-Control`. Every
-//! refusal is an error page, never a redirect; the document server counts its fetches.
+//! content type, secrets and bad keys in the document; and caching by `Cache-Control`. A
+//! document with a `jwks_uri` or `jwks` is a confidential client: its token requests need a
+//! `private_key_jwt` assertion by one of those keys, and its key set must be usable at the
+//! authorization endpoint already. Every refusal is an error page, never a redirect; the
+//! document server counts its fetches.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use bearer_guard::{KeySet, Validator, token::Audience};
 use bearer_guard_issuer::testing::oauth::urlencode;
@@ -19,217 +19,27 @@ use bearer_guard_issuer::testing::{
     challenge, new_verifier, query_value,
 };
 use bearer_guard_issuer::{Config, SigningKey};
-use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use http::{StatusCode, header};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+
+#[path = "common/client_docs.rs"]
+mod client_docs;
+use client_docs::{CaFile, Canned, Docs, Signer, assertion_form, issuer_trusting, jwks};
 
 /// The redirect URIs the test documents list.
 const CB: &str = "http://127.0.0.1:7777/cb";
 const OTHER_CB: &str = "https://client.test/cb";
 
-// --- A test CA and an https server of documents -------------------------------------------
-
-/// A test CA (rcgen), as in the crate's `tests/common/https_issuer.rs`.
-struct Ca {
-    cert: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
+/// A good document at `path`: its own URL as `client_id`, [`CB`] and [`OTHER_CB`].
+trait Good {
+    fn good(&self, path: &str, cache: &str) -> String;
 }
 
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("CA").der().clone();
-        Ca {
-            cert,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for `sans`, and its key.
-    fn server(&self, sans: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, sans[0]);
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ServerAuth);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (cert.der().clone(), key)
-    }
-
-    fn pem(&self) -> String {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(self.cert.as_ref());
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("ascii"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        pem
-    }
-}
-
-/// One canned answer.
-#[derive(Clone)]
-struct Canned {
-    status: StatusCode,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-/// A body of unknown length: sent chunked, without `Content-Length`.
-struct Chunked(Option<Bytes>);
-
-impl hyper::body::Body for Chunked {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.take().map(|b| Ok(hyper::body::Frame::data(b))))
-    }
-}
-
-/// Documents at `https://localhost:<port>/<path>`, with a count of the requests per path.
-struct Docs {
-    base: String,
-    ca_pem: String,
-    answers: Arc<Mutex<HashMap<String, Canned>>>,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Docs {
-    async fn start() -> Docs {
-        let ca = Ca::new("client metadata test CA");
-        let (cert, key) = ca.server(&["localhost"]);
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("server config");
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let answers: Arc<Mutex<HashMap<String, Canned>>> = Arc::default();
-        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let (a, h) = (answers.clone(), hits.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, answers, hits) = (acceptor.clone(), a.clone(), h.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |req: Request<_>| {
-                        let path = req
-                            .uri()
-                            .path_and_query()
-                            .map_or("/", |p| p.as_str())
-                            .to_owned();
-                        *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
-                        let canned = answers.lock().unwrap().get(&path).cloned();
-                        let canned = canned.unwrap_or(Canned {
-                            status: StatusCode::NOT_FOUND,
-                            headers: vec![],
-                            body: String::new(),
-                        });
-                        // `transfer-encoding: chunked` asks for a body without a length.
-                        let chunked = canned
-                            .headers
-                            .iter()
-                            .any(|(n, _)| *n == "transfer-encoding");
-                        let body = Bytes::from(canned.body);
-                        let body = if chunked {
-                            Chunked(Some(body)).boxed()
-                        } else {
-                            Full::new(body).boxed()
-                        };
-                        let mut res = Response::new(body);
-                        *res.status_mut() = canned.status;
-                        for (name, value) in canned
-                            .headers
-                            .into_iter()
-                            .filter(|(n, _)| *n != "transfer-encoding")
-                        {
-                            res.headers_mut()
-                                .insert(name, value.parse().expect("header value"));
-                        }
-                        async move { Ok::<_, Infallible>(res) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Docs {
-            base: format!("https://localhost:{port}"),
-            ca_pem: ca.pem(),
-            answers,
-            hits,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn answer(&self, path: &str, canned: Canned) {
-        self.answers.lock().unwrap().insert(path.to_owned(), canned);
-    }
-
-    /// `body` as `application/json` with `Cache-Control: <cache>`.
-    fn json(&self, path: &str, body: &Value, cache: &str) {
-        self.answer(
-            path,
-            Canned {
-                status: StatusCode::OK,
-                headers: vec![
-                    ("content-type", "application/json; charset=utf-8".into()),
-                    ("cache-control", cache.into()),
-                ],
-                body: body.to_string(),
-            },
-        );
-    }
-
-    /// A good document at `path`: its own URL as `client_id`, [`CB`] and [`OTHER_CB`].
+impl Good for Docs {
     fn good(&self, path: &str, cache: &str) -> String {
         let url = self.url(path);
         self.json(path, &document(&url), cache);
         url
-    }
-
-    fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
@@ -247,27 +57,6 @@ fn document(client_id: &str) -> Value {
 
 // --- The issuer ---------------------------------------------------------------------------
 
-/// The test CA's PEM in a file of its own (removed on drop).
-struct CaFile(PathBuf);
-
-impl CaFile {
-    fn new(pem: &str) -> CaFile {
-        let path = std::env::temp_dir().join(format!(
-            "cimd-ca-{}-{}.pem",
-            std::process::id(),
-            new_verifier()
-        ));
-        std::fs::write(&path, pem).expect("write CA file");
-        CaFile(path)
-    }
-}
-
-impl Drop for CaFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// The test issuer (its `[registration]` table: scope `read`, resource [`API`]) trusting the
 /// documents' CA, loopback allowed or not.
 async fn issuer(docs: &Docs, allow_loopback: bool) -> Server {
@@ -275,12 +64,7 @@ async fn issuer(docs: &Docs, allow_loopback: bool) -> Server {
 }
 
 async fn issuer_with(docs: &Docs, allow_loopback: bool, clients: String) -> Server {
-    let ca = CaFile::new(&docs.ca_pem);
-    let adjust = |config: &mut Config| {
-        config.client_metadata_allow_loopback = allow_loopback;
-        config.client_metadata_ca_file = Some(ca.0.clone());
-    };
-    Server::start_full(clients, SigningKey::generate(None).expect("key"), adjust).await
+    issuer_trusting(docs, allow_loopback, clients).await
 }
 
 async fn page(server: &Server, client_id: &str, redirect_uri: &str) -> Reply {
@@ -299,9 +83,21 @@ async fn approve(server: &Server, client_id: &str, redirect_uri: &str, verifier:
 }
 
 async fn redeem(server: &Server, client_id: &str, code: &str, verifier: &str) -> Reply {
+    redeem_with(server, client_id, code, verifier, "").await
+}
+
+/// [`redeem`] with more form members (`&`-prefixed): a client assertion.
+async fn redeem_with(
+    server: &Server,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    more: &str,
+) -> Reply {
     server
         .form(&format!(
-            "grant_type=authorization_code&client_id={}&code={}&redirect_uri={}&code_verifier={}",
+            "grant_type=authorization_code&client_id={}&code={}&redirect_uri={}&code_verifier={}\
+             {more}",
             urlencode(client_id),
             urlencode(code),
             urlencode(CB),
@@ -450,6 +246,246 @@ async fn a_document_refused_on_a_refetch_is_forgotten() {
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
+// --- Confidential clients: jwks_uri and jwks ----------------------------------------------
+
+/// A document at `path` of a `private_key_jwt` client with the member `keys.0` (`jwks_uri` or
+/// `jwks`) set to `keys.1`.
+fn confidential(docs: &Docs, path: &str, keys: (&str, Value)) -> String {
+    let url = docs.url(path);
+    let mut doc = document(&url);
+    doc["token_endpoint_auth_method"] = json!("private_key_jwt");
+    doc[keys.0] = keys.1;
+    docs.json(path, &doc, "max-age=300");
+    url
+}
+
+/// `&client_assertion_type=..&client_assertion=..`.
+fn with_assertion(assertion: &str) -> String {
+    format!("&{}", assertion_form(assertion))
+}
+
+#[tokio::test]
+async fn a_document_with_a_jwks_uri_is_a_private_key_jwt_client() {
+    let docs = Docs::start().await;
+    let server = issuer(&docs, true).await;
+    let key = Signer::test_key("ec-1", "k1");
+    docs.json("/keys.json", &jwks(&[&key]), "max-age=300");
+    let client_id = confidential(
+        &docs,
+        "/conf.json",
+        ("jwks_uri", json!(docs.url("/keys.json"))),
+    );
+
+    // The key set is fetched at the authorization endpoint, before any code is issued.
+    assert_eq!(page(&server, &client_id, CB).await.status, StatusCode::OK);
+    assert_eq!(docs.hits("/keys.json"), 1);
+    let (code, verifier) = code(&server, &client_id).await;
+
+    // No assertion (as a public client would), another key under the client's kid, the
+    // client's key for another client id: invalid_client, and the code stays good.
+    let unauthorized =
+        |reply: Reply| reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    unauthorized(redeem(&server, &client_id, &code, &verifier).await);
+    let stranger = Signer::ed25519("k1");
+    let stranger_assertion = stranger.assertion(&client_id, &server);
+    unauthorized(
+        redeem_with(
+            &server,
+            &client_id,
+            &code,
+            &verifier,
+            &with_assertion(&stranger_assertion),
+        )
+        .await,
+    );
+    let impostor = Signer::test_key("ec-1", "k1");
+    let other_client = docs.url("/other.json");
+    unauthorized(
+        redeem_with(
+            &server,
+            &client_id,
+            &code,
+            &verifier,
+            &with_assertion(&impostor.assertion(&other_client, &server)),
+        )
+        .await,
+    );
+    // PKCE still holds for a confidential client.
+    redeem_with(
+        &server,
+        &client_id,
+        &code,
+        &verifier.replace(|c: char| c.is_ascii_alphabetic(), "x"),
+        &with_assertion(&key.assertion(&client_id, &server)),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let reply = redeem_with(
+        &server,
+        &client_id,
+        &code,
+        &verifier,
+        &with_assertion(&key.assertion(&client_id, &server)),
+    )
+    .await;
+    let (access, refresh) = reply.assert_tokens();
+    let jwks_doc = server.get("/.well-known/jwks.json").await;
+    let validator = Validator::builder()
+        .issuer(server.iss())
+        .audience(API)
+        .keys(KeySet::from_jwks_json(&jwks_doc.body).expect("jwks"))
+        .build()
+        .expect("validator");
+    let claims = validator.validate_async(&access).await.expect("valid");
+    assert_eq!(claims.subject(), Some("alice"));
+    assert_eq!(claims.client_id(), Some(client_id.as_str()));
+
+    // A refresh needs an assertion too.
+    let refresh_form = format!(
+        "grant_type=refresh_token&client_id={}&refresh_token={}",
+        urlencode(&client_id),
+        urlencode(&refresh)
+    );
+    unauthorized(server.form(&refresh_form).await);
+    let assertion = key.assertion(&client_id, &server);
+    server
+        .form(&format!("{refresh_form}{}", with_assertion(&assertion)))
+        .await
+        .assert_tokens();
+
+    // Whoever publishes a document gets no token without a user.
+    let assertion = key.assertion(&client_id, &server);
+    server
+        .form(&format!(
+            "grant_type=client_credentials&client_id={}{}",
+            urlencode(&client_id),
+            with_assertion(&assertion)
+        ))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "unauthorized_client");
+    // One fetch of the key set for all of it (max-age=300).
+    assert_eq!(docs.hits("/keys.json"), 1);
+}
+
+#[tokio::test]
+async fn a_document_with_inline_jwks_is_a_private_key_jwt_client() {
+    let docs = Docs::start().await;
+    let server = issuer(&docs, true).await;
+    let key = Signer::test_key("ed-1", "k1");
+    let other = Signer::test_key("rsa-1", "k2");
+    let url = docs.url("/inline.json");
+    // No token_endpoint_auth_method: keys make it private_key_jwt.
+    let mut doc = document(&url);
+    doc.as_object_mut()
+        .unwrap()
+        .remove("token_endpoint_auth_method");
+    doc["jwks"] = jwks(&[&key, &other]);
+    docs.json("/inline.json", &doc, "max-age=300");
+
+    let (code, verifier) = code(&server, &url).await;
+    redeem(&server, &url, &code, &verifier)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let wrong = Signer::ed25519("k1");
+    redeem_with(
+        &server,
+        &url,
+        &code,
+        &verifier,
+        &with_assertion(&wrong.assertion(&url, &server)),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    redeem_with(
+        &server,
+        &url,
+        &code,
+        &verifier,
+        &with_assertion(&other.assertion(&url, &server)),
+    )
+    .await
+    .assert_tokens();
+}
+
+#[tokio::test]
+async fn a_jwks_uri_that_cannot_be_used_refuses_the_document() {
+    let docs = Docs::start().await;
+    // Loopback allowed (the documents are there); every other private address is not.
+    let server = issuer(&docs, true).await;
+    for (i, jwks_uri) in [
+        "https://10.0.0.1/jwks.json",
+        "https://192.168.1.1/jwks.json",
+        "https://169.254.169.254/latest/meta-data/jwks",
+        "https://100.64.0.1/jwks.json",
+        "https://[fd00::1]/jwks.json",
+        "https://[fe80::1]/jwks.json",
+        "https://[::ffff:a00:1]/jwks.json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let client_id = confidential(
+            &docs,
+            &format!("/private-{i}.json"),
+            ("jwks_uri", json!(jwks_uri)),
+        );
+        assert_both_refused(
+            &server,
+            &client_id,
+            CB,
+            "jwks_uri is a private, loopback, link-local or reserved address",
+        )
+        .await;
+    }
+    // Nothing was fetched but the documents.
+    let fetched: Vec<String> = docs.hits.lock().unwrap().keys().cloned().collect();
+    assert!(
+        fetched.iter().all(|p| p.starts_with("/private-")),
+        "{fetched:?}"
+    );
+
+    // Served, but not usable.
+    let mut private = Signer::test_key("ed-1", "k1").jwk();
+    private["d"] = private["x"].clone();
+    docs.json(
+        "/private-key.json",
+        &json!({ "keys": [private] }),
+        "max-age=300",
+    );
+    docs.answer(
+        "/moved.json",
+        Canned {
+            status: StatusCode::FOUND,
+            headers: vec![
+                ("location", docs.url("/keys.json")),
+                ("content-type", "application/json".into()),
+            ],
+            body: jwks(&[&Signer::test_key("ed-1", "k1")]).to_string(),
+        },
+    );
+    docs.json(
+        "/keys.json",
+        &jwks(&[&Signer::test_key("ed-1", "k1")]),
+        "max-age=300",
+    );
+    for (path, jwks_path, message) in [
+        (
+            "/a.json",
+            "/missing.json",
+            "cannot be fetched from its jwks_uri",
+        ),
+        ("/b.json", "/private-key.json", "holds a private key"),
+        ("/c.json", "/moved.json", "redirects are not followed"),
+    ] {
+        let client_id = confidential(&docs, path, ("jwks_uri", json!(docs.url(jwks_path))));
+        assert_both_refused(&server, &client_id, CB, message).await;
+        // Refused for the same reason without a second fetch.
+        assert_eq!(docs.hits(jwks_path), 1, "{jwks_path}");
+    }
+    assert_eq!(docs.hits("/keys.json"), 0, "the redirect was followed");
+}
+
 // --- Caching ------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -550,6 +586,7 @@ async fn bad_documents_are_refused_with_a_clear_page() {
     let docs = Docs::start().await;
     let server = issuer(&docs, true).await;
     let url = docs.url("/bad.json");
+    let ed = Signer::test_key("ed-1", "k1");
     let with = |change: &dyn Fn(&mut Value)| {
         let mut doc = document(&url);
         change(&mut doc);
@@ -560,13 +597,96 @@ async fn bad_documents_are_refused_with_a_clear_page() {
             with(&|d| d["client_secret"] = json!("s3cret")),
             "must not hold a client_secret",
         ),
+        // Keys (a confidential client) with a method other than private_key_jwt; that method
+        // without keys; both kinds of keys; a jwks_uri that is no https URL; unusable keys.
         (
             with(&|d| d["jwks_uri"] = json!("https://client.test/jwks")),
-            "names a jwks_uri or jwks (private_key_jwt)",
+            "names a jwks_uri or jwks, and a token_endpoint_auth_method other than \
+             private_key_jwt",
+        ),
+        (
+            with(&|d| {
+                d["jwks"] = jwks(&[&ed]);
+                d["token_endpoint_auth_method"] = json!("client_secret_basic");
+            }),
+            "token_endpoint_auth_method other than private_key_jwt",
         ),
         (
             with(&|d| d["token_endpoint_auth_method"] = json!("private_key_jwt")),
-            "private_key_jwt",
+            "asks for private_key_jwt without a jwks_uri or jwks",
+        ),
+        (
+            with(&|d| {
+                d["token_endpoint_auth_method"] = json!("private_key_jwt");
+                d["jwks_uri"] = json!("https://client.test/jwks");
+                d["jwks"] = jwks(&[&ed]);
+            }),
+            "names both a jwks_uri and a jwks",
+        ),
+        (
+            with(&|d| {
+                d["token_endpoint_auth_method"] = json!("private_key_jwt");
+                d["jwks_uri"] = json!("http://client.test/jwks");
+            }),
+            "jwks_uri must be an https URL in normal form",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                d["jwks_uri"] = json!("https://user@client.test/jwks");
+            }),
+            "jwks_uri must be an https URL in normal form",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                d["jwks_uri"] = json!(["https://client.test/jwks"]);
+            }),
+            "jwks_uri must be an https URL in normal form",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                let mut private = ed.jwk();
+                private["d"] = private["x"].clone();
+                d["jwks"] = json!({ "keys": [private] });
+            }),
+            "holds a private key",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                d["jwks"] = json!({ "keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0"}] });
+            }),
+            "holds a symmetric key",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                let mut enc = ed.jwk();
+                enc["use"] = json!("enc");
+                d["jwks"] = json!({ "keys": [enc] });
+            }),
+            "holds no usable public signing key",
+        ),
+        (
+            with(&|d| {
+                d.as_object_mut()
+                    .unwrap()
+                    .remove("token_endpoint_auth_method");
+                d["jwks"] = json!([ed.jwk()]);
+            }),
+            "is not a JWK Set",
         ),
         (
             with(&|d| d["token_endpoint_auth_method"] = json!("client_secret_basic")),

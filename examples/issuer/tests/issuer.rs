@@ -921,7 +921,11 @@ async fn metadata_documents_describe_the_issuer() {
         assert_eq!(doc["revocation_endpoint_auth_methods_supported"], methods);
         assert_eq!(
             doc["introspection_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
         );
         let algs = json!(["ES256", "ES384", "EdDSA", "RS256", "PS256"]);
         for endpoint in ["token", "revocation", "introspection"] {

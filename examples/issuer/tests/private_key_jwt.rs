@@ -512,3 +512,42 @@ async fn demo_jwt_client_bad_assertions_are_invalid_client() {
         .await
         .assert_token();
 }
+
+/// One of two issuer replicas behind one identifier, sharing `redis`: the shipped clients.
+async fn demo_replica(redis: &bearer_guard::testkit::redis::RedisServer) -> Server {
+    let store = bearer_guard_issuer::Store::redis(&redis.url())
+        .await
+        .expect("store");
+    Server::start_full(
+        example_file("clients.toml"),
+        SigningKey::generate(None).expect("key"),
+        |config| {
+            config.issuer = "https://issuer.test".into();
+            config.store = Some(store);
+        },
+    )
+    .await
+}
+
+/// The `jti` of an assertion is remembered in Redis when the issuer's store is Redis: an
+/// assertion accepted by one replica is a replay at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_accepted_by_one_replica_is_a_replay_at_the_other() {
+    let Some(redis) = bearer_guard::testkit::redis::RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (demo_replica(&redis).await, demo_replica(&redis).await);
+    let pem = example_file("keys/demo-jwt-client.pem");
+    let assertion = es256(&pem, &demo_claims(&a));
+    a.form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await
+        .assert_token();
+    b.form(&token_form(&assertion, Some(DEMO_CLIENT)))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    // A fresh one passes at B: the replica works, only the replay was refused.
+    let fresh = es256(&pem, &demo_claims(&b));
+    b.form(&token_form(&fresh, Some(DEMO_CLIENT)))
+        .await
+        .assert_token();
+}
