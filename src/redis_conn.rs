@@ -338,6 +338,7 @@ impl RedisConnectionBuilder {
         Ok(RedisConnection {
             conn,
             topology: target.topology(),
+            response_timeout: self.response_timeout,
         })
     }
 
@@ -372,6 +373,7 @@ impl RedisConnectionBuilder {
         Ok(RedisConnection {
             conn,
             topology: target.topology(),
+            response_timeout: self.response_timeout,
         })
     }
 }
@@ -393,6 +395,8 @@ impl fmt::Debug for RedisConnectionBuilder {
 pub struct RedisConnection {
     conn: Conn,
     topology: RedisTopology,
+    /// How long an answer is waited for: a command that blocks (`WAIT`) must answer sooner.
+    response_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -473,6 +477,12 @@ impl RedisConnection {
     #[must_use]
     pub fn topology(&self) -> RedisTopology {
         self.topology
+    }
+
+    /// How long each answer is waited for.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 }
 

@@ -6,23 +6,32 @@
 //! keyed by issuer and `jti`. [`MemoryRevocations`] serves one process; `RedisRevocations`
 //! (feature `redis`) is shared by every replica.
 //!
-//! Answers are memoised for a short time (default 500 ms,
-//! [`revocation_memo`](crate::ValidatorBuilder::revocation_memo)), which keeps the store off
-//! the hot path: a revoked token can be accepted for at most that long after the revocation
-//! reaches the store. Tokens without `jti` are refused while revocation is on.
-//!
-//! When the store cannot be reached, requests fail closed with 503 and `Retry-After`
-//! ([`ErrorKind::RevocationUnavailable`](crate::ErrorKind::RevocationUnavailable)), unless
-//! [`revocation_fail_open`](crate::ValidatorBuilder::revocation_fail_open) is set; either way
-//! it is logged.
+//! - **Off the hot path.** A store that keeps a fresh copy of its revocations in process
+//!   (`RedisRevocations::mirror`) answers most lookups without waiting
+//!   ([`Revocations::known_unrevoked`]): no round trip per request, however many tokens. Other
+//!   answers are memoised for a short time (default 500 ms,
+//!   [`revocation_memo`](crate::ValidatorBuilder::revocation_memo)): a revoked token can be
+//!   accepted for at most that long after the revocation reaches the store (or, mirrored,
+//!   the mirror's staleness bound). Tokens without `jti` are refused while revocation is on.
+//! - **Fail closed.** When the store cannot answer, requests fail closed with 503 and
+//!   `Retry-After` ([`ErrorKind::RevocationUnavailable`](crate::ErrorKind::RevocationUnavailable)),
+//!   unless [`revocation_fail_open`](crate::ValidatorBuilder::revocation_fail_open) is set.
+//! - **One log line per outage**, not one per request: a `warn` (target
+//!   `bearer_guard::revocation`, `reason = "revocation_store_unavailable"`) when the store
+//!   starts failing, an `info` (`"revocation_store_available"`, with the outage's length)
+//!   when it answers again. `RedisRevocations` logs its own outages (lookups, writes and
+//!   mirror reads together), so the validator does not log them a second time.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "redis")]
+mod mirror;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -41,6 +50,16 @@ pub trait Revocations: Send + Sync + 'static {
     /// Whether the token `jti` of `issuer` is revoked.
     fn is_revoked<'a>(&'a self, issuer: &'a str, jti: &'a str) -> RevocationFuture<'a, bool>;
 
+    /// `true` when the store knows now, without waiting, that no token with this `jti` is
+    /// revoked, whatever its issuer: it keeps a copy of its revocations that is fresh enough
+    /// (`RedisRevocations::mirror`). The validator then admits the token without calling
+    /// [`is_revoked`](Self::is_revoked). `false` means "ask": the default, for stores
+    /// without such a copy.
+    fn known_unrevoked(&self, jti: &str) -> bool {
+        let _ = jti;
+        false
+    }
+
     /// Revokes the token `jti` of `issuer` until `expires_at`.
     fn revoke<'a>(
         &'a self,
@@ -51,9 +70,11 @@ pub trait Revocations: Send + Sync + 'static {
 }
 
 /// A revocation store could not answer. Carries a reason, never a token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct RevocationError {
     reason: String,
+    /// The store logged the outage itself: the validator does not log it again.
+    reported: bool,
 }
 
 impl RevocationError {
@@ -61,6 +82,16 @@ impl RevocationError {
     pub fn new(reason: impl Into<String>) -> Self {
         RevocationError {
             reason: reason.into(),
+            reported: false,
+        }
+    }
+
+    /// An error whose outage the store has logged already.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn reported(reason: impl Into<String>) -> Self {
+        RevocationError {
+            reason: reason.into(),
+            reported: true,
         }
     }
 }
@@ -80,6 +111,14 @@ impl fmt::Display for RevocationError {
 }
 
 impl std::error::Error for RevocationError {}
+
+impl PartialEq for RevocationError {
+    fn eq(&self, other: &Self) -> bool {
+        self.reason == other.reason
+    }
+}
+
+impl Eq for RevocationError {}
 
 /// An in-process revocation store, for one replica, tests and development.
 ///
@@ -161,6 +200,74 @@ impl Revocations for MemoryRevocations {
     }
 }
 
+/// When an outage began, so that it is logged once when it begins and once when it ends,
+/// not once per failed request.
+pub(crate) struct Outage {
+    epoch: Instant,
+    /// ms since `epoch`, plus one, when the outage began; 0: no outage.
+    since: AtomicU64,
+}
+
+impl Outage {
+    pub(crate) fn new() -> Self {
+        Outage {
+            epoch: Instant::now(),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// A failure: `true` for the first of an outage (the caller logs it).
+    pub(crate) fn failed(&self) -> bool {
+        self.since
+            .compare_exchange(0, self.now(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// A success: when it ends an outage, how long the outage lasted (the caller logs it).
+    pub(crate) fn answered(&self) -> Option<Duration> {
+        if self.since.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.since.swap(0, Ordering::AcqRel) {
+            0 => None,
+            since => Some(Duration::from_millis(self.now().saturating_sub(since))),
+        }
+    }
+}
+
+/// A store's command failed: logged when it begins an outage.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn store_failed(outage: &Outage, prefix: &str, error: &str) {
+    if outage.failed() {
+        tracing::warn!(
+            target: "bearer_guard::revocation",
+            reason = "revocation_store_unavailable",
+            prefix,
+            error,
+            "Redis revocation store unavailable: lookups fail (requests refused with 503 \
+             unless the validator fails open) until it answers again"
+        );
+    }
+}
+
+/// A store's command succeeded: logged when it ends an outage.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn store_answered(outage: &Outage, prefix: &str) {
+    if let Some(outage) = outage.answered() {
+        tracing::info!(
+            target: "bearer_guard::revocation",
+            reason = "revocation_store_available",
+            prefix,
+            outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
+            "Redis revocation store answers again, after an outage of {outage:?}"
+        );
+    }
+}
+
 /// How long past `exp` a revocation is kept: a validator accepts a token until `exp` plus
 /// its leeway, which is at most [`MAX_LEEWAY`](crate::checks::MAX_LEEWAY).
 pub(crate) const KEEP_PAST_EXP: i64 = crate::checks::MAX_LEEWAY.as_secs() as i64;
@@ -182,10 +289,13 @@ pub(crate) struct RevocationCheck {
     memo: quick_cache::sync::Cache<MemoKey, Memo>,
     memo_ttl: Duration,
     fail_open: bool,
-    /// When the store last failed to answer (`None`: not recently). Lets a synchronous
-    /// check that cannot wait tell "the store is down" (fail open may accept) from "the
-    /// store was not asked yet" (never accepted).
-    last_failure: std::sync::Mutex<Option<Instant>>,
+    epoch: Instant,
+    /// When the store last failed to answer, in ms since `epoch`, plus one (0: never). Lets
+    /// a synchronous check that cannot wait tell "the store is down" (fail open may accept)
+    /// from "the store was not asked yet" (never accepted).
+    last_failure: AtomicU64,
+    /// The outage of a store that does not log its own.
+    outage: Outage,
 }
 
 /// A memo entry's key: the issuer (its index in the validator) and the `jti`, so that the
@@ -234,16 +344,28 @@ impl RevocationCheck {
             // arithmetic far from overflow.
             memo_ttl: memo_ttl.min(MAX_REVOCATION_MEMO),
             fail_open,
-            last_failure: std::sync::Mutex::new(None),
+            epoch: Instant::now(),
+            last_failure: AtomicU64::new(0),
+            outage: Outage::new(),
         }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1)
+            + 1
     }
 
     pub(crate) fn fail_open(&self) -> bool {
         self.fail_open
     }
 
-    /// The memoised answer for `jti` of `issuer`. Allocation-free.
+    /// What is known of `jti` of `issuer` without waiting: the store's own copy, when it
+    /// keeps a fresh one ([`Revocations::known_unrevoked`]; it is the store's answer, and
+    /// newer than the memo's), else the memo's answer. Allocation-free.
     pub(crate) fn known(&self, issuer: usize, jti: &str) -> Known {
+        if self.store.known_unrevoked(jti) {
+            return Known::NotRevoked;
+        }
         let now = Instant::now();
         match self.memo.get(&MemoRef { issuer, jti }) {
             Some(m) if m.until > now && m.revoked => Known::Revoked,
@@ -255,11 +377,10 @@ impl RevocationCheck {
 
     /// Whether the store failed within the last memo period (at least a second).
     fn failed_recently(&self, now: Instant) -> bool {
-        let last = *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        last.is_some_and(|at| now.duration_since(at) < self.memo_ttl.max(Duration::from_secs(1)))
+        let last = self.last_failure.load(Ordering::Acquire);
+        let window = u64::try_from(self.memo_ttl.max(Duration::from_secs(1)).as_millis())
+            .unwrap_or(u64::MAX);
+        last != 0 && self.millis(now).saturating_sub(last) < window
     }
 
     /// Asks the store. `Ok(true)`: revoked. On a store failure, `Ok(false)` when failing
@@ -281,6 +402,14 @@ impl RevocationCheck {
         crate::metrics::revocation_lookup(result, asked.elapsed());
         match answer {
             Ok(revoked) => {
+                if let Some(outage) = self.outage.answered() {
+                    tracing::info!(
+                        target: "bearer_guard::revocation",
+                        reason = "revocation_store_available",
+                        outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
+                        "revocation store answers again, after an outage of {outage:?}"
+                    );
+                }
                 // A revoked answer holds until the token expires (at most an hour here);
                 // a clean one for the memo time.
                 let ttl = if revoked {
@@ -304,22 +433,23 @@ impl RevocationCheck {
                 Ok(revoked)
             }
             Err(err) => {
-                *self
-                    .last_failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
-                let action = if self.fail_open {
-                    "failing open as configured"
-                } else {
-                    "refusing the request"
-                };
-                tracing::warn!(
-                    target: "bearer_guard::revocation",
-                    reason = "revocation_unavailable",
-                    client_id,
-                    error = %err,
-                    "revocation store unreachable; {action}"
-                );
+                self.last_failure
+                    .store(self.millis(Instant::now()), Ordering::Release);
+                // Once per outage, and only for a store that does not log its own.
+                if !err.reported && self.outage.failed() {
+                    let action = if self.fail_open {
+                        "tokens accepted unchecked (fail open, as configured)"
+                    } else {
+                        "requests refused with 503 (fail closed)"
+                    };
+                    tracing::warn!(
+                        target: "bearer_guard::revocation",
+                        reason = "revocation_store_unavailable",
+                        client_id,
+                        error = %err,
+                        "revocation store unavailable: {action} until it answers again"
+                    );
+                }
                 if self.fail_open { Ok(false) } else { Err(err) }
             }
         }
@@ -480,6 +610,54 @@ mod tests {
             StatusCode::OK,
             "recovers when the store does"
         );
+    }
+
+    #[test]
+    fn an_outage_is_logged_once_when_it_begins_and_once_when_it_ends() {
+        // One process-wide capture (see `testkit::logs`), on this thread's runtime.
+        let capture = crate::testkit::logs::capture();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let t = token("ec-1", json!({ "client_id": "outage-logged-once" }));
+        rt.block_on(async {
+            let store = Arc::new(Flaky::default());
+            let v = validator(store.clone(), Duration::ZERO);
+            store.down.store(true, Ordering::SeqCst);
+            for _ in 0..10 {
+                assert_eq!(status(&v, &t).await.0, StatusCode::SERVICE_UNAVAILABLE);
+            }
+            store.down.store(false, Ordering::SeqCst);
+            for _ in 0..3 {
+                assert_eq!(status(&v, &t).await.0, StatusCode::OK);
+            }
+            // A second outage is a second line.
+            store.down.store(true, Ordering::SeqCst);
+            assert_eq!(status(&v, &t).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        });
+        let text = capture.text();
+        let began: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("revocation_store_unavailable"))
+            .collect();
+        assert_eq!(began.len(), 2, "{text}");
+        assert!(
+            began
+                .iter()
+                .all(|l| l.contains("WARN") && l.contains("fail closed")),
+            "{text}"
+        );
+        let ended: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("revocation_store_available"))
+            .collect();
+        assert_eq!(ended.len(), 1, "{text}");
+        assert!(
+            ended[0].contains("INFO") && ended[0].contains("outage_ms="),
+            "{text}"
+        );
+        assert!(!text.contains(&t), "{text}");
     }
 
     #[tokio::test]

@@ -2,9 +2,10 @@
 //! by `testkit::redis::RedisCluster`) and behind a real Sentinel, through one
 //! `RedisConnection` built from a `REDIS_URL`-style value: revocation, DPoP replay and quotas
 //! work on it; a primary killed with SIGKILL is replaced by its replica, revocation stays
-//! closed meanwhile (never a wrong "not revoked"), every revocation answered `Ok` before the
-//! kill survives it (`WAIT`), all three stores recover by themselves, and the outage is
-//! logged once. A revocation that no replica acknowledges is reported as failed.
+//! closed meanwhile (never a wrong "not revoked", from Redis or from a mirror), every
+//! revocation answered `Ok` before the kill survives it (`WAIT`), all three stores recover by
+//! themselves, and the outage is logged once per store. A revocation that no replica
+//! acknowledges is reported as failed.
 //!
 //! Without a `redis-server` binary the tests print a loud message and pass, except under CI
 //! (env `CI` set), where they fail: CI never skips them.
@@ -24,12 +25,18 @@ use bearer_guard::redis_conn::{RedisConnection, RedisTopology};
 use bearer_guard::revocation::{RedisRevocations, Revocations};
 use bearer_guard::testkit::redis::{RedisCluster, RedisSentinel, RedisServer};
 use bearer_guard::testkit::{self as mint, ISSUER};
+use bearer_guard::{RequireScope, Validator};
 use http::{Method, Request, Response, StatusCode};
 use logs::LogBuffer;
 use tower::{Layer as _, ServiceExt as _, service_fn};
 
 /// Long enough for a failover (node timeout 1 s, Sentinel down-after 1 s) on a loaded machine.
 const FAILOVER: Duration = Duration::from_secs(30);
+/// The connections' timeouts, and how long a revocation waits for a replica: generous, so
+/// that a loaded machine's slow acknowledgement is not taken for a missing replica (the
+/// defaults, 500 ms and 300 ms, failed one run in a dozen here).
+const PATIENT: Duration = Duration::from_secs(2);
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
 
 fn logs() -> &'static LogBuffer {
     static LOGS: OnceLock<LogBuffer> = OnceLock::new();
@@ -86,6 +93,54 @@ async fn replay_refused(dpop: &Dpop) -> bool {
     first.is_ok() && second.is_err()
 }
 
+/// The staleness bound of the mirrors here.
+const STALENESS: Duration = Duration::from_millis(500);
+
+/// A validator without memo on `store`.
+fn validator(store: RedisRevocations) -> Validator {
+    mint::builder()
+        .revocation(Arc::new(store))
+        .revocation_memo(Duration::ZERO)
+        .build()
+        .expect("validator")
+}
+
+/// The status of one request with `token`.
+async fn status(v: &Validator, token: &str) -> StatusCode {
+    let svc = RequireScope::authenticated(v).layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    let req = Request::builder()
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("request");
+    svc.oneshot(req).await.expect("infallible").status()
+}
+
+/// Waits until `store`'s mirror has been read (it answers without Redis), at most
+/// [`FAILOVER`].
+async fn until_mirrored(store: &RedisRevocations) {
+    let deadline = Instant::now() + FAILOVER;
+    // A lookup starts the background reads.
+    let _ = store.is_revoked(ISSUER, "never-revoked").await;
+    while !store.known_unrevoked("never-revoked") {
+        assert!(Instant::now() < deadline, "the mirror was not read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `token` until `want` comes back, at most `within`.
+async fn until(v: &Validator, token: &str, want: StatusCode, within: Duration) -> StatusCode {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = status(v, token).await;
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn lines(logs: &LogBuffer, what: &str, prefix: &str) -> usize {
     logs.text()
         .lines()
@@ -99,14 +154,18 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
     let Some(mut cluster) = RedisCluster::start().await else {
         return;
     };
+    // Patient: on a loaded machine, a replica's acknowledgement may take a while.
     let conn = RedisConnection::builder(&cluster.url())
+        .timeout(PATIENT)
         .connect()
         .await
         .expect("connect to the cluster");
     assert_eq!(conn.topology(), RedisTopology::Cluster);
 
     // Revocations land on every primary (keys of 40 slots), each acknowledged by a replica.
-    let revocations = RedisRevocations::new(conn.clone()).prefix("c1:revoked:");
+    let revocations = RedisRevocations::new(conn.clone())
+        .prefix("c1:revoked:")
+        .wait_for_replicas(1, REPLICA_WAIT);
     let exp = mint::now() + 600;
     let jtis: Vec<String> = (0..40).map(|i| format!("jti-{i}")).collect();
     for jti in &jtis {
@@ -129,6 +188,25 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
         .filter_map(|jti| cluster.primary_of(&format!("c1:revoked:{ISSUER}#{jti}")))
         .collect();
     assert_eq!(primaries.len(), 3, "the keys spread over every primary");
+    // Another replica (a connection of its own: `WAIT` holds up the writer's connection to
+    // its node), with a mirror of them (the log: one slot), and no memo.
+    let replica_conn = RedisConnection::builder(&cluster.url())
+        .timeout(PATIENT)
+        .connect()
+        .await
+        .expect("connect to the cluster");
+    let mirror = RedisRevocations::new(replica_conn)
+        .prefix("c1:revoked:")
+        .mirror(STALENESS);
+    let mirrored = validator(mirror.clone());
+    until_mirrored(&mirror).await;
+    let jti0 = mint::token("ec-1", serde_json::json!({ "jti": "jti-0" }));
+    let fresh = mint::token("ec-1", serde_json::json!({}));
+    assert_eq!(
+        until(&mirrored, &jti0, StatusCode::UNAUTHORIZED, FAILOVER).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(&mirrored, &fresh).await, StatusCode::OK);
 
     // DPoP replay and quotas through the same connection.
     let dpop = Dpop::builder()
@@ -158,6 +236,12 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
     let deadline = Instant::now() + FAILOVER;
     let mut errors = 0;
     loop {
+        let through_mirror = status(&mirrored, &jti0).await;
+        assert_ne!(
+            through_mirror,
+            StatusCode::OK,
+            "the mirror admitted a revoked token"
+        );
         match revocations.is_revoked(ISSUER, "jti-0").await {
             Ok(true) if cluster.primary_of(&key).is_some_and(|p| p != old) => break,
             Ok(true) => {}
@@ -178,7 +262,17 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
         );
     }
     // The stores work again by themselves: new revocations, replay, quotas through Redis.
+    // The promoted primary has no replica (the old one is dead), and the log every
+    // revocation is appended to lives there (its slot, 12122, and jti-0's, 16287, are the
+    // third primary's): no replica can acknowledge a revocation, which is reported failed
+    // rather than answered `Ok`; without the wait, it is written.
+    let unacknowledged = revocations.revoke(ISSUER, "after", exp).await;
+    if cluster.primary_of("{c1:revoked:log}:n") == cluster.primary_of(&key) {
+        assert!(unacknowledged.is_err(), "acknowledged without a replica");
+    }
     revocations
+        .clone()
+        .wait_for_replicas(0, Duration::ZERO)
         .revoke(ISSUER, "after", exp)
         .await
         .expect("revoke after the failover");
@@ -188,6 +282,18 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
             .await
             .expect("answer")
     );
+    // The mirror serves again (from the promoted primary), and has the new revocation.
+    until_mirrored(&mirror).await;
+    let after = mint::token("ec-1", serde_json::json!({ "jti": "after" }));
+    assert_eq!(
+        until(&mirrored, &after, StatusCode::UNAUTHORIZED, FAILOVER).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        until(&mirrored, &fresh, StatusCode::OK, FAILOVER).await,
+        StatusCode::OK
+    );
+    assert_eq!(status(&mirrored, &jti0).await, StatusCode::UNAUTHORIZED);
     assert!(replay_refused(&dpop).await);
     let before = quotas.stats().redis;
     let mut bob = 0;
@@ -201,14 +307,16 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
         assert!(Instant::now() < deadline, "quotas did not recover");
     }
     assert!(bob > 0);
-    // One line when the outage began, one when it ended: not one per request.
+    // One line when the outage began, one when it ended: not one per request. Per store:
+    // the mirrored one logs its own when its reads (of the log's slot) failed too.
+    let began = lines(logs, "revocation_store_unavailable", "c1:revoked:");
+    assert!((1..=2).contains(&began), "{}", logs.text());
     assert_eq!(
-        lines(logs, "revocation_store_unavailable", "c1:revoked:"),
-        1,
+        lines(logs, "revocation_store_available", "c1:revoked:"),
+        began,
         "{}",
         logs.text()
     );
-    assert_eq!(lines(logs, "revocation_store_available", "c1:revoked:"), 1);
 }
 
 #[tokio::test]
@@ -251,19 +359,42 @@ async fn sentinel_failover_keeps_an_acknowledged_revocation() {
         return;
     };
     let conn = RedisConnection::builder(&deployment.url())
+        .timeout(PATIENT)
         .connect()
         .await
         .expect("connect through the Sentinel");
     assert_eq!(conn.topology(), RedisTopology::Sentinel);
-    let revocations = RedisRevocations::new(conn.clone()).prefix("s1:");
+    let revocations = RedisRevocations::new(conn.clone())
+        .prefix("s1:")
+        .wait_for_replicas(1, REPLICA_WAIT);
     revocations
         .revoke(ISSUER, "jti", mint::now() + 600)
         .await
         .expect("revoked, acknowledged by the replica");
+    let replica_conn = RedisConnection::builder(&deployment.url())
+        .timeout(PATIENT)
+        .connect()
+        .await
+        .expect("connect through the Sentinel");
+    let mirror = RedisRevocations::new(replica_conn)
+        .prefix("s1:")
+        .mirror(STALENESS);
+    let mirrored = validator(mirror.clone());
+    until_mirrored(&mirror).await;
+    let revoked = mint::token("ec-1", serde_json::json!({ "jti": "jti" }));
+    assert_eq!(
+        until(&mirrored, &revoked, StatusCode::UNAUTHORIZED, FAILOVER).await,
+        StatusCode::UNAUTHORIZED
+    );
     let replica = deployment.replica.port();
     deployment.primary.stop();
     let deadline = Instant::now() + FAILOVER;
     loop {
+        assert_ne!(
+            status(&mirrored, &revoked).await,
+            StatusCode::OK,
+            "the mirror admitted a revoked token"
+        );
         match revocations.is_revoked(ISSUER, "jti").await {
             Ok(true) if deployment.primary_port() == Some(replica) => break,
             Ok(true) | Err(_) => {}
@@ -297,4 +428,12 @@ async fn sentinel_failover_keeps_an_acknowledged_revocation() {
         "1",
         "written to the promoted replica"
     );
+    // The mirror reads the promoted primary's log: both revocations.
+    until_mirrored(&mirror).await;
+    let after = mint::token("ec-1", serde_json::json!({ "jti": "after" }));
+    assert_eq!(
+        until(&mirrored, &after, StatusCode::UNAUTHORIZED, FAILOVER).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(&mirrored, &revoked).await, StatusCode::UNAUTHORIZED);
 }

@@ -1,23 +1,28 @@
 //! `RedisRevocations` (feature `redis`) against a real `redis-server` that each test starts on
 //! a free loopback port: a revocation written by one replica is seen by another, key TTLs
 //! follow the token's remaining life, Redis going away fails requests closed (503 with
-//! `Retry-After`) or open as configured and recovers when it comes back, and the memo keeps
-//! Redis off the hot path.
+//! `Retry-After`) or open as configured and recovers when it comes back, logged once per
+//! outage; the memo, and the mirror (no round trip at all, a revoked token refused within its
+//! staleness bound, closed once the copy is too old, a log rolled back by a failover read
+//! again), keep Redis off the hot path.
 //!
 //! Without a `redis-server` binary the tests print a loud message and pass, except under CI
 //! (env `CI` set), where they fail: CI never skips them.
 #![cfg(feature = "redis")]
 
+#[path = "common/logs.rs"]
+mod logs;
 use bearer_guard::testkit as mint;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bearer_guard::revocation::{RedisRevocations, RevocationFuture, Revocations};
 use bearer_guard::{AuthError, ErrorKind, RequireScope, Validator};
 use http::{Request, Response, StatusCode};
+use logs::LogBuffer;
 use mint::{ISSUER, claims_of, now, token};
 use serde_json::json;
 use tower::{Layer as _, ServiceExt as _, service_fn};
@@ -28,14 +33,51 @@ const BOUNDED: Duration = Duration::from_secs(2);
 use bearer_guard::testkit::redis as redis_server;
 use redis_server::{RedisServer, ping};
 
-/// Starts a server for the test, or returns from it (skip) when no binary exists.
+/// Starts a server for the test, or returns from it (skip) when no binary exists. Installs
+/// the log capture first, before anything can log.
 macro_rules! redis_or_skip {
     () => {
-        match RedisServer::start().await {
+        match (logs(), RedisServer::start().await).1 {
             Some(server) => server,
             None => return,
         }
     };
+}
+
+/// Everything this test binary logs, from every test: one global subscriber, installed by
+/// each test before it starts (a per-test `set_default` loses events to other threads'
+/// registrations). Tests tell their own lines apart by the store's key prefix, or by a
+/// client id of their own.
+fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        tracing::subscriber::set_global_default(logs.subscriber()).expect("one subscriber");
+        logs
+    })
+}
+
+/// The lines logged with `reason` that name `ours` (a prefix, a client id).
+fn lines(reason: &str, ours: &str) -> Vec<String> {
+    logs()
+        .text()
+        .lines()
+        .filter(|l| l.contains(reason) && l.contains(ours))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many commands named `name` (`exists`) the server ran so far.
+async fn commands(conn: &mut redis::aio::MultiplexedConnection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("count"))
 }
 
 /// A plain connection, to look at what the store wrote.
@@ -258,12 +300,30 @@ async fn the_key_lives_as_long_as_the_token() {
             .expect("EXISTS");
         assert!(!exists, "a key was written for exp = now {:+}", exp - now());
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
+    let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
         .await
         .expect("KEYS");
-    assert_eq!(keys, [key_of(&t)]);
+    keys.sort();
+    // The token's key, and the log mirrors read (one hash tag), kept as long.
+    let log = [
+        "{bearer-guard:revoked:log}:exp",
+        "{bearer-guard:revoked:log}:n",
+        "{bearer-guard:revoked:log}:seq",
+    ];
+    let mut expected: Vec<String> = log.iter().map(|k| (*k).to_owned()).collect();
+    expected.push(key_of(&t));
+    expected.sort();
+    assert_eq!(keys, expected);
+    for key in log {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("TTL");
+        assert!((898..=900).contains(&ttl), "{key}: TTL {ttl}");
+    }
 }
 
 #[tokio::test]
@@ -432,4 +492,254 @@ async fn the_memo_keeps_redis_off_the_hot_path() {
         assert_eq!(send(&v, &t).await, ok());
     }
     assert_eq!(counting.lookups.load(Ordering::SeqCst), 12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mirror
+
+/// The staleness bound of the mirrors in these tests.
+const STALENESS: Duration = Duration::from_millis(400);
+
+async fn mirrored(server: &RedisServer, prefix: &str) -> RedisRevocations {
+    connect(server).await.prefix(prefix).mirror(STALENESS)
+}
+
+/// Sends `token` until `want` comes back, at most `within`; the last outcome.
+async fn until(v: &Validator, token: &str, want: &Outcome, within: Duration) -> Outcome {
+    let deadline = Instant::now() + within;
+    loop {
+        let outcome = send_bounded(v, token).await;
+        if outcome == *want || Instant::now() >= deadline {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `store`'s mirror has been read (it answers without Redis).
+async fn until_mirrored(store: &RedisRevocations) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The first lookup starts the background reads.
+    let _ = store.is_revoked(ISSUER, "never-revoked").await;
+    while !store.known_unrevoked("never-revoked") {
+        assert!(Instant::now() < deadline, "the mirror was never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_answers_without_a_round_trip_and_refuses_a_revocation_within_its_bound() {
+    let redis = redis_or_skip!();
+    let mut conn = inspect(&redis).await;
+    let prefix = "m1:";
+    let writer = connect(&redis).await.prefix(prefix);
+    let early = token("ec-1", json!({}));
+    revoke_with(&writer, &early).await;
+    // Two replicas, each with its own copy, and no memo: whatever Redis does not answer,
+    // the copies do. (A long staleness bound here, so that a loaded machine cannot make a
+    // copy too old while the lookups are counted.)
+    let (sa, sb) = (
+        connect(&redis)
+            .await
+            .prefix(prefix)
+            .mirror(Duration::from_secs(10)),
+        connect(&redis)
+            .await
+            .prefix(prefix)
+            .mirror(Duration::from_secs(10)),
+    );
+    for store in [&sa, &sb] {
+        until_mirrored(store).await;
+    }
+    let (a, b) = (
+        validator(Arc::new(sa), Duration::ZERO),
+        validator(Arc::new(sb), Duration::ZERO),
+    );
+    let t = token("ec-1", json!({}));
+    let unseen: Vec<String> = (0..50).map(|_| token("ec-1", json!({}))).collect();
+    let lookups = commands(&mut conn, "exists").await;
+    for unseen in &unseen {
+        for v in [&a, &b] {
+            assert_eq!(send(v, &t).await, ok());
+            assert_eq!(send(v, &early).await, revoked());
+            assert_eq!(send(v, unseen).await, ok(), "a token never seen");
+        }
+    }
+    assert_eq!(
+        commands(&mut conn, "exists").await,
+        lookups,
+        "no lookup in Redis"
+    );
+
+    // Revoked through the writer: once `revoke` has returned, replicas refuse the token after
+    // the staleness bound at the latest, whenever their copies were read (or, were a copy
+    // too old, from Redis).
+    let (sc, sd) = (
+        mirrored(&redis, prefix).await,
+        mirrored(&redis, prefix).await,
+    );
+    for store in [&sc, &sd] {
+        until_mirrored(store).await;
+    }
+    let (c, d) = (
+        validator(Arc::new(sc.clone()), Duration::ZERO),
+        validator(Arc::new(sd), Duration::ZERO),
+    );
+    for v in [&c, &d] {
+        assert_eq!(send(v, &t).await, ok());
+    }
+    revoke_with(&writer, &t).await;
+    let revoked_at = Instant::now();
+    tokio::time::sleep(STALENESS).await;
+    for v in [&c, &d] {
+        assert_eq!(
+            send(v, &t).await,
+            revoked(),
+            "{:?} after revoke",
+            revoked_at.elapsed()
+        );
+    }
+    // The same jti at another issuer is not revoked.
+    assert!(
+        !sc.is_revoked("https://other.test", &jti_of(&t))
+            .await
+            .expect("answer")
+    );
+    assert!(sc.is_revoked(ISSUER, &jti_of(&t)).await.expect("answer"));
+}
+
+#[tokio::test]
+async fn a_log_rolled_back_by_a_failover_is_read_again_whole() {
+    let redis = redis_or_skip!();
+    let mut conn = inspect(&redis).await;
+    let prefix = "m2:";
+    let writer = connect(&redis).await.prefix(prefix);
+    let v = validator(Arc::new(mirrored(&redis, prefix).await), Duration::ZERO);
+    let (lost, after) = (token("ec-1", json!({})), token("ec-1", json!({})));
+    revoke_with(&writer, &lost).await;
+    assert_eq!(
+        until(&v, &lost, &revoked(), Duration::from_secs(5)).await,
+        revoked()
+    );
+    assert_eq!(send(&v, &after).await, ok());
+    // A failover to a replica that had not received the last write, and a revocation on the
+    // new primary, between two reads of the mirror (one transaction): the log and the key
+    // are gone, the counter started again, and the new entry has the number the mirror read
+    // last. Only its content differs.
+    let keep = exp_of(&after) + 300;
+    let entry = format!(
+        "00000000000000ab {keep} {} {ISSUER}{}",
+        ISSUER.len(),
+        jti_of(&after)
+    );
+    let log = |k: &str| format!("{{{prefix}log}}:{k}");
+    let () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(format!("{prefix}{ISSUER}#{}", jti_of(&lost)))
+        .arg(log("n"))
+        .arg(log("seq"))
+        .arg(log("exp"))
+        .ignore()
+        .cmd("SET")
+        .arg(log("n"))
+        .arg(1)
+        .ignore()
+        .cmd("ZADD")
+        .arg(log("seq"))
+        .arg(1)
+        .arg(&entry)
+        .ignore()
+        .cmd("ZADD")
+        .arg(log("exp"))
+        .arg(keep)
+        .arg(&entry)
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{prefix}{ISSUER}#{}", jti_of(&after)))
+        .arg(1)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .expect("MULTI");
+    tokio::time::sleep(STALENESS).await;
+    assert_eq!(send(&v, &after).await, revoked(), "the new entry was read");
+    // And the log goes on from there: a revocation appended normally is read too.
+    let next = token("ec-1", json!({}));
+    revoke_with(&writer, &next).await;
+    tokio::time::sleep(STALENESS).await;
+    assert_eq!(send(&v, &next).await, revoked());
+}
+
+async fn revoke_with(store: &RedisRevocations, token: &str) {
+    store
+        .revoke(ISSUER, &jti_of(token), exp_of(token))
+        .await
+        .expect("revoke");
+}
+
+#[tokio::test]
+async fn an_outage_fails_closed_once_the_copy_is_too_old_and_is_logged_once() {
+    let mut redis = redis_or_skip!();
+    let port = redis.port();
+    let prefix = "m3:";
+    let writer = connect(&redis).await.prefix(prefix);
+    let v = validator(Arc::new(mirrored(&redis, prefix).await), Duration::ZERO);
+    let plain = validator(
+        Arc::new(connect(&redis).await.prefix(prefix)),
+        Duration::ZERO,
+    );
+    // A client id of this test's own, to find the validator's lines (it names the client).
+    let client = "outage-client-m3";
+    let t = token("ec-1", json!({ "client_id": client }));
+    let r = token("ec-1", json!({ "client_id": client }));
+    revoke_with(&writer, &r).await;
+    assert_eq!(
+        until(&v, &r, &revoked(), Duration::from_secs(5)).await,
+        revoked()
+    );
+    assert_eq!(until(&v, &t, &ok(), Duration::from_secs(5)).await, ok());
+
+    redis.stop();
+    assert!(!ping(port), "redis-server still answers");
+    // The revoked token is never admitted; the copy still answers for its staleness bound,
+    // then every request is refused with 503 (fail closed).
+    let stopped = Instant::now();
+    while stopped.elapsed() < STALENESS * 3 {
+        let outcome = send_bounded(&v, &r).await;
+        assert_ne!(
+            outcome.status,
+            StatusCode::OK,
+            "a revoked token admitted: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The copy is too old now: 503. (The revoked token may get 401 instead: the validator
+    // remembers a revoked answer until the token expires.)
+    for _ in 0..20 {
+        assert_fails_closed(&send_bounded(&v, &t).await);
+        assert_ne!(send_bounded(&v, &r).await.status, StatusCode::OK);
+    }
+    assert_fails_closed(&send_bounded(&plain, &t).await);
+
+    // Redis comes back (empty: this one keeps nothing on disk) on the same port.
+    let _redis = RedisServer::start_on(port).await.expect("restart");
+    assert_eq!(until(&v, &t, &ok(), Duration::from_secs(5)).await, ok());
+    assert_eq!(until(&plain, &t, &ok(), Duration::from_secs(5)).await, ok());
+    // For each of the two stores (the mirror's reads and lookups of one, the lookups of the
+    // other), one line when the outage began and one when it ended, not one per request;
+    // none from the validators, which leave it to the store.
+    let began = lines("revocation_store_unavailable", prefix);
+    assert_eq!(began.len(), 2, "one per store: {began:?}");
+    assert!(began.iter().all(|l| l.contains("WARN")), "{began:?}");
+    let ended = lines("revocation_store_available", prefix);
+    assert_eq!(ended.len(), 2, "one per store: {ended:?}");
+    assert!(
+        ended
+            .iter()
+            .all(|l| l.contains("INFO") && l.contains("outage_ms=")),
+        "{ended:?}"
+    );
+    assert!(lines("revocation_store_unavailable", client).is_empty());
+    assert!(!logs().text().contains(&t), "no token in the logs");
 }

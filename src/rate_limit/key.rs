@@ -57,12 +57,20 @@ impl Caller<'_> {
     /// The caller as a shared-store key, typed so that two key spaces never share a bucket
     /// and the issuer's length delimits it: `client:<len>:<issuer>:<id>`,
     /// `sub:<len>:<issuer>:<sub>`, `key:<custom key>`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn shared_key(&self) -> String {
+        let mut out = String::new();
+        let _ = self.write_shared_key(&mut out);
+        out
+    }
+
+    /// Writes [`shared_key`](Self::shared_key) into `out`, without a string of its own.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn write_shared_key(&self, out: &mut impl fmt::Write) -> fmt::Result {
         match self {
-            Caller::Client { issuer, id } => format!("client:{}:{issuer}:{id}", issuer.len()),
-            Caller::Subject { issuer, sub } => format!("sub:{}:{issuer}:{sub}", issuer.len()),
-            Caller::Other(key) => format!("key:{key}"),
+            Caller::Client { issuer, id } => write!(out, "client:{}:{issuer}:{id}", issuer.len()),
+            Caller::Subject { issuer, sub } => write!(out, "sub:{}:{issuer}:{sub}", issuer.len()),
+            Caller::Other(key) => write!(out, "key:{key}"),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConnection;
 
+use super::Caller;
 use super::quota::Quota;
 
 mod builder;
@@ -19,7 +20,7 @@ pub use self::builder::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_EVERY, DEFAULT_REDIS_TIMEOUT, Fallback,
     QuotaStoreError, RedisQuotasBuilder,
 };
-use self::lease::{Leases, Take};
+use self::lease::{Flight, LeaseKey, Leases, Slot, Take};
 
 /// The GCRA script, evaluated by Redis (`EVALSHA`; on `NOSCRIPT`, from a restarted or newly
 /// promoted node, loaded on that node and run again).
@@ -115,6 +116,8 @@ struct Inner {
     settings: Settings,
     /// 0 while Redis answers; else when the next request may try it, in ms since `epoch`.
     retry_at: AtomicU64,
+    /// When the current outage began, in ms since `epoch` (valid while `retry_at` is not 0).
+    down_since: AtomicU64,
     epoch: Instant,
     leases: Leases,
     redis: AtomicU64,
@@ -149,6 +152,7 @@ impl RedisQuotas {
                 conn,
                 settings,
                 retry_at: AtomicU64::new(0),
+                down_since: AtomicU64::new(0),
                 epoch: Instant::now(),
                 leases,
                 redis: AtomicU64::new(0),
@@ -197,97 +201,190 @@ impl RedisQuotas {
         let mut out = String::with_capacity(prefix.len() + key.len() + 2);
         out.push_str(prefix);
         out.push('{');
-        for b in key.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@') {
-                out.push(char::from(b));
-            } else {
-                let _ = write!(out, "%{b:02X}");
+        push_escaped(&mut out, key);
+        out.push('}');
+        out
+    }
+
+    /// The Redis key of `caller`'s bucket (the anonymous one for `None`), written at once.
+    fn bucket_of(&self, caller: Option<&Caller<'_>>) -> String {
+        let prefix = &self.inner.settings.prefix;
+        let mut out = String::with_capacity(prefix.len() + 64);
+        out.push_str(prefix);
+        out.push('{');
+        match caller {
+            None => out.push_str("anonymous"),
+            Some(caller) => {
+                let mut escaped = Escaped(&mut out);
+                let _ = caller.write_shared_key(&mut escaped);
             }
         }
         out.push('}');
         out
     }
 
-    /// Decides one request of `key` under `quota`: now when a lent cell admits it or Redis is
-    /// known to be down (then `local` is the local bucket, for [`Fallback::Local`]), else
-    /// after a round trip to Redis.
-    pub(super) fn check<L>(&self, key: &str, quota: Quota, local: L) -> Check
-    where
-        L: FnOnce() -> Result<(), Duration> + Send + 'static,
-    {
-        let bucket = self.bucket_key(key);
-        match self.inner.leases.take(&bucket, Instant::now()) {
-            Take::Admit { refill } => {
+    /// Decides one request of `caller` under `quota` now, without Redis, when this replica
+    /// can: a lent cell admits it (and, when half of them are spent, starts a top-up in the
+    /// background), or Redis said when this client's next cell conforms. `None`:
+    /// [`decide`](Self::decide) must. Allocation-free.
+    pub(super) fn decide_locally(
+        &self,
+        caller: Option<&Caller<'_>>,
+        quota: Quota,
+    ) -> Option<Verdict> {
+        match self.inner.leases.take(caller, Instant::now()) {
+            Take::Admit(top_up) => {
                 self.inner.batched.fetch_add(1, Ordering::Relaxed);
-                if refill {
-                    self.refill(bucket, quota);
+                if let Some(flight) = top_up {
+                    self.top_up(flight, Cells::of(quota));
                 }
-                return Check::Now(Verdict::Admit);
+                Some(Verdict::Admit)
             }
             Take::Refuse(wait) => {
                 self.inner.refused_locally.fetch_add(1, Ordering::Relaxed);
-                return Check::Now(Verdict::Limited(wait));
+                Some(Verdict::Limited(wait))
             }
-            Take::Miss => {}
+            Take::Miss => None,
         }
+    }
+
+    /// Decides one request of `caller` under `quota` that [`decide_locally`](Self::decide_locally)
+    /// could not: now when Redis is known to be down (then `local` is the local bucket, for
+    /// [`Fallback::Local`]), else after a round trip to Redis: this request's own, or
+    /// (batching) the one already under way for this client on this replica, whose cells it
+    /// then spends.
+    pub(super) fn decide<L>(&self, caller: Option<Caller<'static>>, quota: Quota, local: L) -> Check
+    where
+        L: FnOnce() -> Result<(), Duration> + Send + 'static,
+    {
         if !self.may_try() {
             return Check::Now(self.fall_back(local));
         }
         let this = self.clone();
+        let cells = Cells::of(quota);
+        if self.inner.leases.batch() <= 1 {
+            let bucket = self.bucket_of(caller.as_ref());
+            return Check::Wait(Box::pin(async move {
+                this.ask(&bucket, cells, 1, None)
+                    .await
+                    .unwrap_or_else(|| this.fall_back(local))
+            }));
+        }
+        let slot = self
+            .inner
+            .leases
+            .slot(LeaseKey(caller), |key| self.bucket_of(key.0.as_ref()));
         Check::Wait(Box::pin(async move {
-            let sent = Instant::now();
-            let cells = Cells::of(quota);
-            match this.round_trip(&bucket, cells).await {
-                Ok((taken, wait)) => {
-                    this.answered();
-                    this.inner.redis.fetch_add(1, Ordering::Relaxed);
-                    if taken == 0 {
-                        let wait = Duration::from_micros(wait);
-                        this.inner
-                            .leases
-                            .refuse_until(bucket, sent + wait, Instant::now());
-                        Verdict::Limited(wait)
-                    } else {
-                        let extra = taken.saturating_sub(1);
-                        this.inner.leases.lend(bucket, extra, sent, Instant::now());
-                        Verdict::Admit
-                    }
-                }
-                Err(reason) => {
-                    this.failed(&reason);
-                    this.fall_back(local)
-                }
-            }
+            this.leased(&slot, cells)
+                .await
+                .unwrap_or_else(|| this.fall_back(local))
         }))
     }
 
-    /// Off the request path: takes cells for `bucket` before the lent ones run out.
-    fn refill(&self, bucket: String, quota: Quota) {
-        if !self.may_try() {
-            self.inner.leases.refilled(&bucket);
+    /// The way of a request with batching on: a cell of the lease when one is there, else
+    /// the round trip under way for the client, waited for (at most the timeout in all),
+    /// else its own. `None`: Redis did not answer, the fallback decides.
+    async fn leased(&self, slot: &Arc<Slot>, cells: Cells) -> Option<Verdict> {
+        let leases = &self.inner.leases;
+        let deadline = Instant::now() + self.timeout();
+        let mut waited = false;
+        loop {
+            match leases.take_from(slot, Instant::now()) {
+                Take::Admit(top_up) => {
+                    self.inner.batched.fetch_add(1, Ordering::Relaxed);
+                    if let Some(flight) = top_up {
+                        self.top_up(flight, cells);
+                    }
+                    return Some(Verdict::Admit);
+                }
+                Take::Refuse(wait) => {
+                    self.inner.refused_locally.fetch_add(1, Ordering::Relaxed);
+                    return Some(Verdict::Limited(wait));
+                }
+                Take::Miss => {}
+            }
+            if waited && self.is_down() {
+                // The round trip waited for failed: no other is tried before `retry_every`.
+                return None;
+            }
+            let now = Instant::now();
+            let flight = Flight::start(slot);
+            if flight.is_some() || now >= deadline {
+                // This request's own round trip: one cell for it, the rest lent (to the
+                // requests waiting for it, first).
+                return self
+                    .ask(&slot.bucket, cells, leases.batch(), Some(slot))
+                    .await;
+            }
+            slot.landing(deadline - now).await;
+            waited = true;
+        }
+    }
+
+    /// One round trip for a request: takes up to `want` cells, the first for it, the others
+    /// lent to `slot`. `None`: Redis did not answer (the failure is recorded).
+    async fn ask(
+        &self,
+        bucket: &str,
+        cells: Cells,
+        want: u32,
+        slot: Option<&Slot>,
+    ) -> Option<Verdict> {
+        let sent = Instant::now();
+        match self.round_trip(bucket, cells, want).await {
+            Ok((taken, wait)) => {
+                self.answered();
+                self.inner.redis.fetch_add(1, Ordering::Relaxed);
+                let leases = &self.inner.leases;
+                if taken == 0 {
+                    let wait = Duration::from_micros(wait);
+                    if let Some(slot) = slot {
+                        leases.refuse_until(slot, sent + wait, Instant::now());
+                    }
+                    Some(Verdict::Limited(wait))
+                } else {
+                    if let Some(slot) = slot {
+                        leases.lend(slot, taken - 1, sent, Instant::now());
+                    }
+                    Some(Verdict::Admit)
+                }
+            }
+            Err(reason) => {
+                self.failed(&reason);
+                None
+            }
+        }
+    }
+
+    /// Off the request path: tops up the cells lent for the flight's client before they run
+    /// out. The flight lands when the round trip is over, waking whoever waits for it.
+    fn top_up(&self, flight: Flight, cells: Cells) {
+        let want = self.inner.leases.top_up(flight.slot(), Instant::now());
+        if want == 0 || !self.may_try() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
+            let slot = flight.slot();
             let sent = Instant::now();
-            match this.round_trip(&bucket, Cells::of(quota)).await {
+            match this.round_trip(&slot.bucket, cells, want).await {
                 Ok((taken, wait)) => {
                     this.answered();
                     this.inner.prefetched.fetch_add(1, Ordering::Relaxed);
+                    let leases = &this.inner.leases;
                     if taken == 0 {
                         let until = sent + Duration::from_micros(wait);
-                        this.inner
-                            .leases
-                            .refuse_until(bucket.clone(), until, Instant::now());
+                        leases.refuse_until(slot, until, Instant::now());
                     } else {
-                        this.inner
-                            .leases
-                            .lend(bucket.clone(), taken, sent, Instant::now());
+                        leases.lend(slot, taken, sent, Instant::now());
                     }
                 }
                 Err(reason) => this.failed(&reason),
             }
-            this.inner.leases.refilled(&bucket);
+            drop(flight);
         });
     }
 
@@ -306,11 +403,16 @@ impl RedisQuotas {
     }
 
     /// One `EVALSHA` (plus `SCRIPT LOAD` when Redis does not know the script), within the
-    /// timeout: `(cells taken, µs to wait)`.
-    async fn round_trip(&self, bucket: &str, cells: Cells) -> Result<(u64, u64), String> {
+    /// timeout, for up to `want` cells: `(cells taken, µs to wait)`.
+    async fn round_trip(
+        &self,
+        bucket: &str,
+        cells: Cells,
+        want: u32,
+    ) -> Result<(u64, u64), String> {
         let settings = &self.inner.settings;
         let mut conn = self.inner.conn.clone();
-        let want = self.inner.leases.batch().min(cells.burst);
+        let want = want.clamp(1, cells.burst);
         let keep = cells.burst / 2;
         let mut invocation = SCRIPT.key(bucket);
         invocation
@@ -344,10 +446,19 @@ impl RedisQuotas {
                 .is_ok()
     }
 
+    /// Whether Redis is known to be down (it failed, and has not answered since).
+    fn is_down(&self) -> bool {
+        self.inner.retry_at.load(Ordering::Acquire) != 0
+    }
+
+    /// A round trip failed. The first failure of an outage logs one `warn`; the others are
+    /// only counted ([`stats`](Self::stats)).
     fn failed(&self, reason: &str) {
         self.inner.errors.fetch_add(1, Ordering::Relaxed);
-        let next = self.millis() + millis(self.inner.settings.retry_every);
+        let now = self.millis();
+        let next = now + millis(self.inner.settings.retry_every);
         if self.inner.retry_at.swap(next, Ordering::AcqRel) == 0 {
+            self.inner.down_since.store(now, Ordering::Release);
             tracing::warn!(
                 target: "bearer_guard::rate_limit",
                 reason = "quota_store_unavailable",
@@ -359,13 +470,20 @@ impl RedisQuotas {
         }
     }
 
+    /// A round trip succeeded: the first after an outage logs one `info`, with how long the
+    /// outage lasted.
     fn answered(&self) {
-        if self.inner.retry_at.swap(0, Ordering::AcqRel) != 0 {
+        if self.inner.retry_at.load(Ordering::Acquire) != 0
+            && self.inner.retry_at.swap(0, Ordering::AcqRel) != 0
+        {
+            let since = self.inner.down_since.load(Ordering::Acquire);
+            let outage = Duration::from_millis(self.millis().saturating_sub(since));
             tracing::info!(
                 target: "bearer_guard::rate_limit",
                 reason = "quota_store_available",
                 prefix = %self.inner.settings.prefix,
-                "Redis quota store answers again"
+                outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
+                "Redis quota store answers again, after an outage of {outage:?}"
             );
         }
     }
@@ -373,6 +491,27 @@ impl RedisQuotas {
     /// ms since `epoch`, plus one (0 means "Redis answers").
     fn millis(&self) -> u64 {
         millis(self.inner.epoch.elapsed()) + 1
+    }
+}
+
+/// Appends `key` escaped: `%XX` for every byte but ASCII letters, digits and `-_.:@`.
+fn push_escaped(out: &mut String, key: &str) {
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// A writer that escapes what it is given into a string ([`push_escaped`]).
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_escaped(self.0, s);
+        Ok(())
     }
 }
 
@@ -463,6 +602,34 @@ mod tests {
             assert_eq!(key.matches('}').count(), 1, "{key}");
             assert!(key.ends_with('}'), "{key}");
         }
+    }
+
+    #[test]
+    fn a_callers_bucket_is_written_at_once_as_its_escaped_shared_key() {
+        use std::borrow::Cow;
+        let s = store("q:");
+        let callers = [
+            Caller::Client {
+                issuer: Cow::Borrowed("https://a.test"),
+                id: Cow::Borrowed("b}i{l l%"),
+            },
+            Caller::Subject {
+                issuer: Cow::Borrowed("https://a.test:x"),
+                sub: Cow::Borrowed("é"),
+            },
+            Caller::Other(Cow::Borrowed("tenant:7")),
+        ];
+        for caller in &callers {
+            assert_eq!(
+                s.bucket_of(Some(caller)),
+                s.bucket_key(&caller.shared_key())
+            );
+        }
+        assert_eq!(
+            s.bucket_of(Some(&callers[0])),
+            "q:{client:14:https:%2F%2Fa.test:b%7Di%7Bl%20l%25}"
+        );
+        assert_eq!(s.bucket_of(None), "q:{anonymous}");
     }
 
     #[test]

@@ -120,8 +120,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         #[cfg(feature = "redis")]
         if let Some(quotas) = &self.state.redis {
-            let quotas = quotas.clone();
-            return self.call_shared(&quotas, req);
+            return call_shared(&mut self.inner, &self.state, quotas, req);
         }
         let caller = self.state.key.key(&req);
         match self.state.buckets.check(caller.as_ref()) {
@@ -133,51 +132,54 @@ where
     }
 }
 
+/// The request's way with [`RedisQuotas`](super::RedisQuotas): a lent cell or a refusal
+/// Redis announced decides now, on the borrowed caller (nothing allocated, no clone of the
+/// state); so does a known outage. Otherwise the ready inner service goes into the future (a
+/// clone stays behind), which awaits Redis' answer, then calls it or answers the refusal.
 #[cfg(feature = "redis")]
-impl<S, K, R> RateLimitByClientService<S, K, R> {
-    /// The request's way with [`RedisQuotas`](super::RedisQuotas): a lent cell or a known
-    /// outage decides now; otherwise the ready inner service goes into the future (a clone
-    /// stays behind), which awaits Redis' answer, then calls it or answers the refusal.
-    fn call_shared<ReqBody, ResBody>(
-        &mut self,
-        quotas: &super::RedisQuotas,
-        req: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        ReqBody: Send + 'static,
-        K: RateLimitKey<ReqBody> + Send + Sync + 'static,
-        R: Rejection<ResBody>,
-    {
-        use super::redis::{Check, Verdict};
+fn call_shared<S, K, R, ReqBody, ResBody>(
+    inner: &mut S,
+    state: &Arc<State<K, R>>,
+    quotas: &super::RedisQuotas,
+    req: Request<ReqBody>,
+) -> ResponseFuture<S::Future, ResBody, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    K: RateLimitKey<ReqBody> + Send + Sync + 'static,
+    R: Rejection<ResBody>,
+{
+    use super::redis::{Check, Verdict};
 
-        let caller = self.state.key.key(&req).map(super::Caller::into_owned);
-        let Some(quota) = self.state.buckets.quota_for(caller.as_ref()) else {
-            // Anonymous requests, and anonymous is unlimited.
-            return ResponseFuture::inner(self.inner.call(req));
-        };
-        let bucket = caller
-            .as_ref()
-            .map_or_else(|| "anonymous".to_owned(), super::Caller::shared_key);
-        let state = Arc::clone(&self.state);
-        let answers = Arc::clone(&self.state);
-        let local = move || state.buckets.check(caller.as_ref());
-        match quotas.check(&bucket, quota, local) {
-            Check::Now(Verdict::Admit) => ResponseFuture::inner(self.inner.call(req)),
-            Check::Now(refused) => {
-                ResponseFuture::reject(refusal(&answers.rejection, refused, &req))
-            }
-            Check::Wait(decision) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::wait(Box::pin(async move {
-                    match decision.await {
-                        Verdict::Admit => inner.call(req).await,
-                        refused => Ok(refusal(&answers.rejection, refused, &req)),
-                    }
-                }))
-            }
+    let caller = state.key.key(&req);
+    let Some(quota) = state.buckets.quota_for(caller.as_ref()) else {
+        // Anonymous requests, and anonymous is unlimited.
+        return ResponseFuture::inner(inner.call(req));
+    };
+    let check = match quotas.decide_locally(caller.as_ref(), quota) {
+        Some(verdict) => Check::Now(verdict),
+        None => {
+            let caller = caller.map(super::Caller::into_owned);
+            let local_state = Arc::clone(state);
+            let local_caller = caller.clone();
+            let local = move || local_state.buckets.check(local_caller.as_ref());
+            quotas.decide(caller, quota, local)
+        }
+    };
+    match check {
+        Check::Now(Verdict::Admit) => ResponseFuture::inner(inner.call(req)),
+        Check::Now(refused) => ResponseFuture::reject(refusal(&state.rejection, refused, &req)),
+        Check::Wait(decision) => {
+            let clone = inner.clone();
+            let mut inner = std::mem::replace(inner, clone);
+            let answers = Arc::clone(state);
+            ResponseFuture::wait(Box::pin(async move {
+                match decision.await {
+                    Verdict::Admit => inner.call(req).await,
+                    refused => Ok(refusal(&answers.rejection, refused, &req)),
+                }
+            }))
         }
     }
 }

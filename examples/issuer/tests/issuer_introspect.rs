@@ -363,6 +363,15 @@ async fn two_issuers_sharing_redis_see_each_others_tokens_codes_and_families() {
                 .query_async(&mut conn)
                 .await
                 .expect("LRANGE")
+        } else if kind == "zset" {
+            // The revocation log (`RedisRevocations`' mirror reads it).
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .expect("ZRANGE")
         } else {
             vec![
                 redis::cmd("GET")

@@ -16,7 +16,7 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_REDIS_RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Largest batch ([`RedisQuotasBuilder::batch`]).
-const MAX_BATCH: u32 = 64;
+const MAX_BATCH: u32 = 1024;
 
 /// What decides requests while Redis cannot answer (down, or slower than the
 /// [timeout](RedisQuotasBuilder::timeout)). Every request it decides is counted in
@@ -126,15 +126,18 @@ impl RedisQuotasBuilder {
     }
 
     /// Batching, which decides most requests locally: a round trip may take up to `cells`
-    /// cells (at most 64) from a client's bucket while at least half its burst stays in it,
+    /// cells (at most 1024) from a client's bucket while at least half its burst stays in it,
     /// and this replica spends the extra ones on the client's next requests without asking
     /// Redis, for at most `max_age`. When half of them are spent, one round trip *in the
-    /// background* takes more, so that a steady client rarely waits for Redis (only its
-    /// first request, and the first after its cells expired or ran out). Once Redis has
-    /// refused a client, its requests are refused here until its next cell conforms (Redis
-    /// said when), without a round trip. A client far below its quota then costs one
-    /// background round trip per `cells / 2` requests; a client near it, one per request, as
-    /// without batching.
+    /// background* tops them up, so that a steady client rarely waits for Redis (only its
+    /// first request, and the first after its cells expired or ran out). A replica has at
+    /// most one round trip under way per client: requests that find no cell while one is
+    /// wait for it (at most the [timeout](Self::timeout)) and spend the cells it brings,
+    /// instead of each asking Redis. Once Redis has refused a client, its requests are
+    /// refused here until its next cell conforms (Redis said when), without a round trip. A
+    /// client far below its quota then costs one background round trip per `cells / 2`
+    /// requests; a client near it, one per request, as without batching. Spending a lent
+    /// cell takes no lock shared with other clients and allocates nothing.
     ///
     /// Tolerance: cells are granted by the same GCRA, only spent later, and a replica holds
     /// at most `cells - 1` of a client's. So in any window, across `N` replicas, a client
@@ -234,13 +237,16 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_held_between_one_and_64_cells() {
+    fn batches_are_held_between_one_and_1024_cells() {
         let batch = |cells| {
             RedisQuotas::builder("redis://127.0.0.1/")
                 .batch(cells, Duration::from_secs(1))
                 .settings
                 .batch
         };
-        assert_eq!((batch(0), batch(1), batch(16), batch(1000)), (1, 1, 16, 64));
+        assert_eq!(
+            (batch(0), batch(1), batch(16), batch(5000)),
+            (1, 1, 16, 1024)
+        );
     }
 }
