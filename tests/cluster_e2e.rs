@@ -232,61 +232,6 @@ fn command(program: &Path) -> Command {
     command
 }
 
-/// Builds the companion issuer's binary like this test was built (profile); returns its path.
-/// (`tests/common/example.rs` does the same for examples; the issuer is a binary of another
-/// package, which `cargo test --test cluster_e2e` does not build.)
-fn build_issuer() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile = match exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .and_then(|dir| dir.file_name())
-        .and_then(|name| name.to_str())
-        .expect("the test binary lives in target/<profile>/deps")
-    {
-        "debug" => "dev",
-        other => other,
-    }
-    .to_owned();
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "bearer-guard-issuer", "--bin", "issuer"])
-        .args(["--profile", &profile])
-        .args(["--message-format", "json-render-diagnostics"])
-        .stderr(Stdio::inherit());
-    // As in `common/example.rs`: cargo's variables of the test run would change build
-    // scripts' fingerprints and force rebuilds.
-    for (var, _) in std::env::vars_os() {
-        let Some(var) = var.to_str() else { continue };
-        if var.starts_with("CARGO_PKG_")
-            || var.starts_with("CARGO_BIN_EXE_")
-            || matches!(
-                var,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_MANIFEST_LINKS"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-                    | "OUT_DIR"
-            )
-        {
-            cargo.env_remove(var);
-        }
-    }
-    let output = cargo.output().expect("run cargo build");
-    assert!(output.status.success(), "cargo build of the issuer failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "issuer")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the issuer")
-}
-
 type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// What a request got: a status and body, or why there was none.
@@ -491,10 +436,14 @@ fn key_per_primary(cluster: &RedisCluster, primaries: &[u16]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn issuer_and_two_resource_servers_on_a_cluster_survive_the_kill_of_every_primary() {
     let t = Instant::now();
-    let (issuer_bin, server_bin) =
-        tokio::task::spawn_blocking(|| (build_issuer(), example::build_example("resource_server")))
-            .await
-            .expect("built");
+    let (issuer_bin, server_bin) = tokio::task::spawn_blocking(|| {
+        (
+            example::build_bin("bearer-guard-issuer", "issuer"),
+            example::build_example("resource_server"),
+        )
+    })
+    .await
+    .expect("built");
     eprintln!("[{:>6.1?}] issuer and example built", t.elapsed());
     let Some(mut cluster) = RedisCluster::start().await else {
         return;

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// Builds `examples/<name>.rs` like the calling test (profile, features); returns its path.
-pub fn build_example(name: &str) -> PathBuf {
+/// The cargo profile the calling test was built with (`dev` for `target/debug`).
+fn profile() -> String {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile dir>/deps/<test>-<hash>
     let profile_dir = exe
@@ -20,11 +20,15 @@ pub fn build_example(name: &str) -> PathBuf {
         .and_then(|dir| dir.file_name())
         .and_then(|name| name.to_str())
         .expect("the test binary lives in target/<profile>/deps");
-    let profile = match profile_dir {
+    match profile_dir {
         "debug" => "dev",
         other => other,
-    };
+    }
+    .to_owned()
+}
 
+/// Builds `examples/<name>.rs` like the calling test (profile, features); returns its path.
+pub fn build_example(name: &str) -> PathBuf {
     let features: Vec<&str> = [
         ("rust_crypto", cfg!(feature = "rust_crypto")),
         ("aws_lc_rs", cfg!(feature = "aws_lc_rs")),
@@ -42,12 +46,34 @@ pub fn build_example(name: &str) -> PathBuf {
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
+    let features = features.join(",");
+    cargo_build(
+        &[
+            "--example",
+            name,
+            "--no-default-features",
+            "--features",
+            &features,
+        ],
+        name,
+    )
+}
 
+/// Builds the binary `bin` of the workspace's package `package` (the companion issuer's
+/// `issuer`, say) with the calling test's profile; returns its path.
+pub fn build_bin(package: &str, bin: &str) -> PathBuf {
+    cargo_build(&["-p", package, "--bin", bin], bin)
+}
+
+/// `cargo build <args> --profile <the test's>`; the path of the executable named `target`.
+fn cargo_build(args: &[&str], target: &str) -> PathBuf {
+    let profile = profile();
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--example", name, "--profile", profile])
-        .args(["--no-default-features", "--features", &features.join(",")])
+        .arg("build")
+        .args(args)
+        .args(["--profile", &profile])
         .args(["--message-format", "json-render-diagnostics"])
         .stderr(Stdio::inherit());
     // The variables cargo sets for a test run would change build scripts' fingerprints
@@ -75,14 +101,15 @@ pub fn build_example(name: &str) -> PathBuf {
     let output = cargo.output().expect("run cargo build");
     assert!(
         output.status.success(),
-        "cargo build --example {name} failed"
+        "cargo build {} failed",
+        args.join(" ")
     );
 
-    // The `compiler-artifact` message of the example names its executable.
+    // The `compiler-artifact` message of the target names its executable.
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == target)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {target}"))
 }

@@ -63,22 +63,8 @@ const WANT: Want = Want {
 /// error page: they never quote the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refused {
-    NotHttps,
-    NotNormal,
-    TooLong,
-    Userinfo,
-    Fragment,
-    NoPath,
-    DotSegment,
-    PrivateAddress,
-    NoAddress,
-    Unreachable,
-    Tls,
-    Timeout,
-    Redirect,
-    Status,
-    NotJson,
-    TooLarge,
+    /// The URL, or its fetch (`fetch.rs`, shared with key sets).
+    Fetch(FetchError),
     Malformed,
     Mismatch,
     Secret,
@@ -90,66 +76,56 @@ enum Refused {
     Keys(KeysError),
     Grants,
     RedirectUris,
-    Busy,
 }
 
 impl From<FetchError> for Refused {
     fn from(e: FetchError) -> Refused {
-        match e {
-            FetchError::NotHttps => Refused::NotHttps,
-            FetchError::NotNormal => Refused::NotNormal,
-            FetchError::TooLong => Refused::TooLong,
-            FetchError::Userinfo => Refused::Userinfo,
-            FetchError::Fragment => Refused::Fragment,
-            FetchError::NoPath => Refused::NoPath,
-            FetchError::DotSegment => Refused::DotSegment,
-            FetchError::PrivateAddress => Refused::PrivateAddress,
-            FetchError::NoAddress => Refused::NoAddress,
-            FetchError::Unreachable => Refused::Unreachable,
-            FetchError::Tls => Refused::Tls,
-            FetchError::Timeout => Refused::Timeout,
-            FetchError::Redirect => Refused::Redirect,
-            FetchError::Status => Refused::Status,
-            FetchError::ContentType => Refused::NotJson,
-            FetchError::TooLarge => Refused::TooLarge,
-            FetchError::Busy => Refused::Busy,
+        Refused::Fetch(e)
+    }
+}
+
+/// What the error page says of a client_id URL that is not fetched, or of its fetch.
+fn fetch_message(e: FetchError) -> &'static str {
+    match e {
+        FetchError::NotHttps => {
+            "The client_id is a URL but not an https one: client metadata documents are \
+             fetched over https only."
         }
+        FetchError::NotNormal => {
+            "The client_id URL is not in normal form (lower-case scheme and host, no default \
+             port, percent-encoding as needed)."
+        }
+        FetchError::TooLong => "The client_id URL is longer than 255 bytes.",
+        FetchError::Userinfo => "The client_id URL must not carry a user name or password.",
+        FetchError::Fragment => "The client_id URL must not have a fragment.",
+        FetchError::NoPath => "The client_id URL must have a path.",
+        FetchError::DotSegment => "The client_id URL must not have . or .. path segments.",
+        FetchError::PrivateAddress => {
+            "The host of the client_id URL is a private, loopback, link-local or reserved \
+             address: its metadata document is not fetched."
+        }
+        FetchError::NoAddress => "The host of the client_id URL cannot be resolved.",
+        FetchError::Unreachable => "The client metadata document cannot be fetched.",
+        FetchError::Tls => {
+            "The client metadata document cannot be fetched: its server is not trusted (TLS)."
+        }
+        FetchError::Timeout => "The client metadata document took too long to fetch.",
+        FetchError::Redirect => {
+            "The client_id URL answered with a redirect: redirects are not followed."
+        }
+        FetchError::Status => "The client_id URL answered with an error status.",
+        FetchError::ContentType => {
+            "The client metadata document is not served as application/json."
+        }
+        FetchError::TooLarge => "The client metadata document is larger than 5 KiB.",
+        FetchError::Busy => "Too many client metadata documents are being fetched: try again.",
     }
 }
 
 impl Refused {
     fn message(self) -> &'static str {
         match self {
-            Refused::NotHttps => {
-                "The client_id is a URL but not an https one: client metadata documents are \
-                 fetched over https only."
-            }
-            Refused::NotNormal => {
-                "The client_id URL is not in normal form (lower-case scheme and host, no \
-                 default port, percent-encoding as needed)."
-            }
-            Refused::TooLong => "The client_id URL is longer than 255 bytes.",
-            Refused::Userinfo => "The client_id URL must not carry a user name or password.",
-            Refused::Fragment => "The client_id URL must not have a fragment.",
-            Refused::NoPath => "The client_id URL must have a path.",
-            Refused::DotSegment => "The client_id URL must not have . or .. path segments.",
-            Refused::PrivateAddress => {
-                "The host of the client_id URL is a private, loopback, link-local or reserved \
-                 address: its metadata document is not fetched."
-            }
-            Refused::NoAddress => "The host of the client_id URL cannot be resolved.",
-            Refused::Unreachable => "The client metadata document cannot be fetched.",
-            Refused::Tls => {
-                "The client metadata document cannot be fetched: its server is not trusted \
-                 (TLS)."
-            }
-            Refused::Timeout => "The client metadata document took too long to fetch.",
-            Refused::Redirect => {
-                "The client_id URL answered with a redirect: redirects are not followed."
-            }
-            Refused::Status => "The client_id URL answered with an error status.",
-            Refused::NotJson => "The client metadata document is not served as application/json.",
-            Refused::TooLarge => "The client metadata document is larger than 5 KiB.",
+            Refused::Fetch(e) => fetch_message(e),
             Refused::Malformed => {
                 "The client metadata document is not a JSON object of client metadata."
             }
@@ -187,29 +163,13 @@ impl Refused {
                 "The client metadata document must list 1 to 10 redirect_uris, each https or \
                  http to a loopback host, without fragment."
             }
-            Refused::Busy => "Too many client metadata documents are being fetched: try again.",
         }
     }
 
     /// For the log.
     fn reason(self) -> &'static str {
         match self {
-            Refused::NotHttps => "not_https",
-            Refused::NotNormal => "not_normalized",
-            Refused::TooLong => "too_long",
-            Refused::Userinfo => "userinfo",
-            Refused::Fragment => "fragment",
-            Refused::NoPath => "no_path",
-            Refused::DotSegment => "dot_segment",
-            Refused::PrivateAddress => "private_address",
-            Refused::NoAddress => "unresolved",
-            Refused::Unreachable => "unreachable",
-            Refused::Tls => "tls",
-            Refused::Timeout => "timeout",
-            Refused::Redirect => "redirect",
-            Refused::Status => "status",
-            Refused::NotJson => "content_type",
-            Refused::TooLarge => "too_large",
+            Refused::Fetch(e) => e.reason(),
             Refused::Malformed => "malformed",
             Refused::Mismatch => "client_id_mismatch",
             Refused::Secret => "client_secret",
@@ -221,15 +181,13 @@ impl Refused {
             Refused::Keys(_) => "client_keys",
             Refused::Grants => "grant_types",
             Refused::RedirectUris => "redirect_uris",
-            Refused::Busy => "busy",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            Refused::Busy | Refused::Keys(KeysError::Fetch(FetchError::Busy)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refused::Fetch(FetchError::Busy)
+            | Refused::Keys(KeysError::Fetch(FetchError::Busy)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -237,11 +195,7 @@ impl Refused {
     /// A failure that says nothing about the document (a cached client is kept).
     fn transient(self) -> bool {
         match self {
-            Refused::NoAddress
-            | Refused::Unreachable
-            | Refused::Timeout
-            | Refused::Status
-            | Refused::Busy => true,
+            Refused::Fetch(e) => e.transient(),
             Refused::Keys(e) => e.transient(),
             _ => false,
         }

@@ -13,52 +13,31 @@ use bearer_guard_issuer::testing::oauth::{basic_header, urlencode};
 use bearer_guard_issuer::testing::{API, FORM, SVC_SECRET, Server, clients_toml};
 use http::StatusCode;
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-use jsonwebtoken::jwk::EllipticCurve;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const CLIENT: &str = "pkj";
 
-/// An Ed25519 key pair of a client: the private key, and the public JWK.
+#[path = "common/client_docs.rs"]
+mod client_docs;
+
+/// A fresh Ed25519 key of a client, and its public key's `x`.
 struct ClientKey {
-    key: EncodingKey,
+    signer: client_docs::Signer,
     x: String,
 }
 
 impl ClientKey {
     fn generate() -> ClientKey {
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("random");
-        der.extend_from_slice(&seed);
-        let x = (DEFAULT_PROVIDER
-            .key_utils
-            .ed_pub_components_from_private_key)(&der, &EllipticCurve::Ed25519)
-        .expect("public key");
-        ClientKey {
-            key: EncodingKey::from_ed_der(&der),
-            x: B64.encode(x),
-        }
+        let signer = client_docs::Signer::ed25519("pkj-1");
+        let x = signer.jwk()["x"].as_str().expect("x").to_owned();
+        ClientKey { signer, x }
     }
 
     /// A JWS of `claims` under `header` (its `alg` EdDSA unless given).
-    fn sign(&self, mut header: Value, claims: &Value) -> String {
-        if header.get("alg").is_none() {
-            header["alg"] = json!("EdDSA");
-        }
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let signer =
-            (DEFAULT_PROVIDER.signer_factory)(&Algorithm::EdDSA, &self.key).expect("signer");
-        let signature = signer.try_sign(input.as_bytes()).expect("sign");
-        format!("{input}.{}", B64.encode(signature))
+    fn sign(&self, header: Value, claims: &Value) -> String {
+        self.signer.sign(header, claims)
     }
 }
 
