@@ -201,18 +201,26 @@ impl Revocations for MemoryRevocations {
 }
 
 /// When an outage began, so that it is logged once when it begins and once when it ends,
-/// not once per failed request.
+/// not once per failed request. An outage ends only once the store has answered with no
+/// failure for [`Outage::SETTLE`]: on a Cluster a dead shard fails while the others answer,
+/// and their answers must not end the outage between two of its failures.
 pub(crate) struct Outage {
     epoch: Instant,
     /// ms since `epoch`, plus one, when the outage began; 0: no outage.
     since: AtomicU64,
+    /// ms since `epoch`, plus one, of the last failure.
+    last_failed: AtomicU64,
 }
 
 impl Outage {
+    /// How long the store must answer without a failure for an outage to end.
+    pub(crate) const SETTLE: Duration = Duration::from_secs(1);
+
     pub(crate) fn new() -> Self {
         Outage {
             epoch: Instant::now(),
             since: AtomicU64::new(0),
+            last_failed: AtomicU64::new(0),
         }
     }
 
@@ -222,19 +230,27 @@ impl Outage {
 
     /// A failure: `true` for the first of an outage (the caller logs it).
     pub(crate) fn failed(&self) -> bool {
+        let now = self.now();
+        self.last_failed.fetch_max(now, Ordering::AcqRel);
         self.since
-            .compare_exchange(0, self.now(), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// A success: when it ends an outage, how long the outage lasted (the caller logs it).
+    /// A success: when it ends an outage (the last failure [`SETTLE`](Self::SETTLE) ago or
+    /// more), how long the outage lasted (the caller logs it).
     pub(crate) fn answered(&self) -> Option<Duration> {
         if self.since.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        let now = self.now();
+        let settle = u64::try_from(Self::SETTLE.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(self.last_failed.load(Ordering::Acquire)) < settle {
+            return None;
+        }
         match self.since.swap(0, Ordering::AcqRel) {
             0 => None,
-            since => Some(Duration::from_millis(self.now().saturating_sub(since))),
+            since => Some(Duration::from_millis(now.saturating_sub(since))),
         }
     }
 }
@@ -632,6 +648,15 @@ mod tests {
             for _ in 0..3 {
                 assert_eq!(status(&v, &t).await.0, StatusCode::OK);
             }
+            // A failure again before the store has answered for `SETTLE` (a flapping store,
+            // a Cluster's dead shard between answers of the others): the same outage.
+            store.down.store(true, Ordering::SeqCst);
+            assert_eq!(status(&v, &t).await.0, StatusCode::SERVICE_UNAVAILABLE);
+            store.down.store(false, Ordering::SeqCst);
+            assert_eq!(status(&v, &t).await.0, StatusCode::OK);
+            // Answering for `SETTLE` ends it.
+            tokio::time::sleep(Outage::SETTLE).await;
+            assert_eq!(status(&v, &t).await.0, StatusCode::OK);
             // A second outage is a second line.
             store.down.store(true, Ordering::SeqCst);
             assert_eq!(status(&v, &t).await.0, StatusCode::SERVICE_UNAVAILABLE);

@@ -728,7 +728,16 @@ async fn an_outage_fails_closed_once_the_copy_is_too_old_and_is_logged_once() {
     assert_eq!(until(&plain, &t, &ok(), Duration::from_secs(5)).await, ok());
     // For each of the two stores (the mirror's reads and lookups of one, the lookups of the
     // other), one line when the outage began and one when it ended, not one per request;
-    // none from the validators, which leave it to the store.
+    // none from the validators, which leave it to the store. An outage ends once its store
+    // has answered for a second with no failure: requests until both have said so.
+    let settled = Instant::now();
+    while lines("revocation_store_available", prefix).len() < 2
+        && settled.elapsed() < Duration::from_secs(10)
+    {
+        assert_eq!(send_bounded(&v, &t).await.status, StatusCode::OK);
+        assert_eq!(send_bounded(&plain, &t).await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let began = lines("revocation_store_unavailable", prefix);
     assert_eq!(began.len(), 2, "one per store: {began:?}");
     assert!(began.iter().all(|l| l.contains("WARN")), "{began:?}");
