@@ -45,9 +45,7 @@ impl Issuer {
         params: &mut Params,
         headers: &HeaderMap,
     ) -> Result<Value, OAuthError> {
-        let subject = params
-            .take_secret("subject_token")?
-            .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
+        let subject = params.required_secret("subject_token")?;
         if params.required("subject_token_type")? != ACCESS_TOKEN_TYPE {
             return Err(OAuthError::invalid_request(
                 "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",

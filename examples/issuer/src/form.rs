@@ -137,6 +137,13 @@ impl Params {
         Ok(at.map(|i| Secret(self.0.remove(i).1)))
     }
 
+    /// The value of a required secret parameter, taken out of the request:
+    /// `invalid_request` when it is missing, as [`required`](Self::required).
+    pub fn required_secret(&mut self, name: &str) -> Result<Secret, OAuthError> {
+        self.take_secret(name)?
+            .ok_or_else(|| OAuthError::invalid_request(format!("{name} is missing")))
+    }
+
     /// Every value of a repeatable parameter (`resource`).
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0
@@ -217,9 +224,7 @@ pub fn token_request(
 ) -> Result<(Params, Credentials, Secret), OAuthError> {
     let mut params = Params::from_form_request(headers, body)?;
     let credentials = credentials(headers, &mut params)?;
-    let token = params
-        .take_secret("token")?
-        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    let token = params.required_secret("token")?;
     Ok((params, credentials, token))
 }
 

@@ -103,9 +103,7 @@ impl Issuer {
         params: &mut Params,
         headers: &HeaderMap,
     ) -> Result<Value, OAuthError> {
-        let code = params
-            .take_secret("code")?
-            .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+        let code = params.required_secret("code")?;
         let redirect_uri = params.required("redirect_uri")?.to_owned();
         let verifier = params
             .take_secret("code_verifier")?
@@ -219,9 +217,7 @@ impl Issuer {
         params: &mut Params,
         headers: &HeaderMap,
     ) -> Result<Value, OAuthError> {
-        let token = params
-            .take_secret("refresh_token")?
-            .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+        let token = params.required_secret("refresh_token")?;
         let hashed = digest(&token.0);
         let refused = |reason: &'static str| {
             tracing::info!(target: "issuer::security", event = "refresh_refused", client_id = %client.id, reason, "refresh token refused");
