@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use bearer_guard::{KeySet, Validator};
 use bearer_guard_issuer::Format;
 use bearer_guard_issuer::testing::oauth::urlencode;
 use bearer_guard_issuer::testing::{API, Reply, Server, clients_toml};
@@ -82,13 +81,7 @@ async fn a_client_with_a_jwks_uri_gets_tokens_with_its_assertions() {
     let access = token(&server, "jwt-client", &ed.assertion("jwt-client", &server))
         .await
         .assert_token();
-    let jwks_doc = server.get("/.well-known/jwks.json").await;
-    let validator = Validator::builder()
-        .issuer(server.iss())
-        .audience(API)
-        .keys(KeySet::from_jwks_json(&jwks_doc.body).expect("jwks"))
-        .build()
-        .expect("validator");
+    let validator = server.validator(API).await;
     let claims = validator.validate_async(&access).await.expect("valid");
     assert_eq!(claims.subject(), Some("jwt-client"));
     // The other key of the set, and an assertion without kid (one key pins EdDSA).

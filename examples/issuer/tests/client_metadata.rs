@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use bearer_guard::{KeySet, Validator, token::Audience};
+use bearer_guard::token::Audience;
 use bearer_guard_issuer::testing::oauth::urlencode;
 use bearer_guard_issuer::testing::{
     self as issuer_server, ALICE_PASSWORD, API, Reply, Server, authorize_query, callback_query,
@@ -173,13 +173,7 @@ async fn a_metadata_document_client_gets_tokens_with_pkce() {
     let (access, refresh) = reply.assert_tokens();
     assert_eq!(reply.json()["scope"], "read");
 
-    let jwks = server.get("/.well-known/jwks.json").await;
-    let validator = Validator::builder()
-        .issuer(server.iss())
-        .audience(API)
-        .keys(KeySet::from_jwks_json(&jwks.body).expect("jwks"))
-        .build()
-        .expect("validator");
+    let validator = server.validator(API).await;
     let claims = validator.validate_async(&access).await.expect("valid");
     assert_eq!(claims.subject(), Some("alice"));
     assert_eq!(claims.client_id(), Some(client_id.as_str()));
@@ -330,13 +324,7 @@ async fn a_document_with_a_jwks_uri_is_a_private_key_jwt_client() {
     )
     .await;
     let (access, refresh) = reply.assert_tokens();
-    let jwks_doc = server.get("/.well-known/jwks.json").await;
-    let validator = Validator::builder()
-        .issuer(server.iss())
-        .audience(API)
-        .keys(KeySet::from_jwks_json(&jwks_doc.body).expect("jwks"))
-        .build()
-        .expect("validator");
+    let validator = server.validator(API).await;
     let claims = validator.validate_async(&access).await.expect("valid");
     assert_eq!(claims.subject(), Some("alice"));
     assert_eq!(claims.client_id(), Some(client_id.as_str()));

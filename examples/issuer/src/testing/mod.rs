@@ -556,9 +556,10 @@ impl Server {
         KeySet::from_jwks_json(&reply.body).expect("served JWKS")
     }
 
+    /// A validator of this issuer's tokens for `audience`, with the keys it serves.
     pub async fn validator(&self, audience: &str) -> Validator {
         Validator::builder()
-            .issuer(self.base.clone())
+            .issuer(self.iss())
             .audience(audience)
             .keys(self.jwks().await)
             .build()
