@@ -166,6 +166,13 @@ fn builder(server: &Server, api: &str, id: &str, secret: &str) -> ExchangeTokenL
     ExchangeTokenLayer::builder(credentials).allow_origin(api.to_owned())
 }
 
+/// The layer of `exch` (it may exchange tokens for API), with the default settings.
+fn exch_layer(server: &Server, api: &str) -> ExchangeTokenLayer {
+    builder(server, api, "exch", EXCH_SECRET)
+        .build()
+        .expect("layer")
+}
+
 /// A user's token for API (alice, by the authorization code flow of APP).
 async fn user_token(server: &Server) -> String {
     let (code, verifier) = server.code("").await;
@@ -226,12 +233,7 @@ async fn the_downstream_api_gets_the_exchanged_token_never_the_incoming_one() {
     let server = issuer().await;
     let (api, seen) = downstream(&server).await;
     let exchanges = Arc::new(AtomicUsize::new(0));
-    let svc = caller(
-        builder(&server, &api, "exch", EXCH_SECRET)
-            .build()
-            .expect("layer"),
-        &exchanges,
-    );
+    let svc = caller(exch_layer(&server, &api), &exchanges);
     let user = user_token(&server).await;
 
     // The caller even copied the incoming Authorization header: it is replaced, on the
@@ -265,12 +267,7 @@ async fn exchanged_tokens_are_cached_per_subject_token_with_one_exchange_at_a_ti
     let server = issuer().await;
     let (api, seen) = downstream(&server).await;
     let exchanges = Arc::new(AtomicUsize::new(0));
-    let svc = caller(
-        builder(&server, &api, "exch", EXCH_SECRET)
-            .build()
-            .expect("layer"),
-        &exchanges,
-    );
+    let svc = caller(exch_layer(&server, &api), &exchanges);
     let first_user = user_token(&server).await;
     let second_user = user_token(&server).await;
 
@@ -364,12 +361,7 @@ async fn no_subject_token_no_call() {
     let server = issuer().await;
     let (api, seen) = downstream(&server).await;
     let exchanges = Arc::new(AtomicUsize::new(0));
-    let svc = caller(
-        builder(&server, &api, "exch", EXCH_SECRET)
-            .build()
-            .expect("layer"),
-        &exchanges,
-    );
+    let svc = caller(exch_layer(&server, &api), &exchanges);
     let err = send(&svc, call(&api, None)).await.expect_err("refused");
     assert_eq!(token_error(&err).kind(), TokenErrorKind::NoSubjectToken);
 
@@ -393,12 +385,7 @@ async fn exchange_errors_are_typed_token_errors() {
     let server = issuer().await;
     let (api, seen) = downstream(&server).await;
     let exchanges = Arc::new(AtomicUsize::new(0));
-    let svc = caller(
-        builder(&server, &api, "exch", EXCH_SECRET)
-            .build()
-            .expect("layer"),
-        &exchanges,
-    );
+    let svc = caller(exch_layer(&server, &api), &exchanges);
     // A token for another audience than `exch` may exchange from, a revoked one, garbage.
     let other = server
         .basic(
