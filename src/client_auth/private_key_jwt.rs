@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::dpop::algorithm_name;
 use crate::error::ConfigError;
 use crate::keyring::provider;
 
@@ -380,21 +381,6 @@ fn invalid(reason: &str) -> ConfigError {
     ConfigError::InvalidKey {
         kid: None,
         reason: reason.to_owned(),
-    }
-}
-
-fn algorithm_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        _ => "HMAC",
     }
 }
 

@@ -188,20 +188,7 @@ pub fn token_with(kid: &str, header_changes: Value, claim_changes: Value) -> Str
 }
 
 pub fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        _ => "EdDSA",
-    }
+    crate::dpop::algorithm_name(alg)
 }
 
 fn merge(target: &mut Value, changes: Value) {
