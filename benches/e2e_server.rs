@@ -7,7 +7,7 @@
 //! cargo bench --bench e2e_server -- 127.0.0.1:18002 /tmp/token   # then wrk (see the script)
 //! ```
 //!
-//! Writes a test token (signed by the crate's test key, valid ten minutes) to the given file,
+//! Writes a test token (RS256, signed by the crate's test key, valid ten minutes) to the given file,
 //! then prints `listening on <addr>`. With `E2E_METRICS` set, a Prometheus recorder is
 //! installed first, so that the crate's counters do their full work.
 
@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     }
     let validator = mint::validator();
-    let token = mint::token("ec-1", json!({ "scope": "read" }));
+    let token = mint::token("rsa-1", json!({ "scope": "read" }));
     validator.validate(&token)?;
     std::fs::write(&token_file, &token)?;
 

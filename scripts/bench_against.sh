@@ -2,7 +2,7 @@
 # The layer's cached request, this tree against an earlier commit, in one run: both builds of
 # `benches/layer.rs` run alternately, round after round, so that the noise of a shared machine
 # falls on both alike; prints each algorithm's median `layer, cached` time for both and their
-# ratio, and this tree's cache hit minus a bare `service_fn` (the layer's own cost).
+# ratio, and each build's cache hit minus a bare `service_fn` (the layer's own cost).
 #
 #   scripts/bench_against.sh            # against HEAD~1
 #   scripts/bench_against.sh 920e9b0    # against that commit
@@ -32,7 +32,7 @@ after=$(bench_exe "$PWD")
 cp "$before" "$tmp/layer-before"; cp "$after" "$tmp/layer-after"
 
 for i in $(seq 1 "$rounds"); do
-  "$tmp/layer-before" --bench | awk -v r="$i" '$1 ~ /^(RS256|ES256|EdDSA)$/ {print "before", r, $1, $5}' >>"$tmp/rows"
+  "$tmp/layer-before" --bench | awk -v r="$i" '$1 ~ /^(RS256|ES256|EdDSA)$/ {print "before", r, $1, $5, $8}' >>"$tmp/rows"
   "$tmp/layer-after" --bench | awk -v r="$i" '$1 ~ /^(RS256|ES256|EdDSA)$/ {print "after", r, $1, $5, $8}' >>"$tmp/rows"
 done
 
@@ -45,11 +45,15 @@ for r in rows:
     if r[2] not in algs:
         algs.append(r[2])
 print(f"layer, cached (us): {rev} against this tree, median of alternating runs")
-print(f"{'alg':<8} {'before':>10} {'after':>10} {'after/before':>13} {'hit - bare (ns)':>16}")
+print(f"{'alg':<8} {'before':>10} {'after':>10} {'after/before':>13}"
+      f" {'hit - bare (ns): before':>24} {'after':>6}")
+def hit_minus_bare(side, alg):
+    """The median `cache hit - bare` column, when that build's bench prints it."""
+    values = [float(r[4]) for r in rows if r[0] == side and r[2] == alg and len(r) > 4]
+    return f"{statistics.median(values):.0f}" if values else "-"
 for alg in algs:
     b = statistics.median(float(r[3]) for r in rows if r[0] == "before" and r[2] == alg)
     a = statistics.median(float(r[3]) for r in rows if r[0] == "after" and r[2] == alg)
-    bare = [float(r[4]) for r in rows if r[0] == "after" and r[2] == alg and len(r) > 4]
-    extra = f"{statistics.median(bare):16.0f}" if bare else f"{'-':>16}"
-    print(f"{alg:<8} {b:10.3f} {a:10.3f} {a / b:12.3f}x {extra}")
+    print(f"{alg:<8} {b:10.3f} {a:10.3f} {a / b:12.3f}x"
+          f" {hit_minus_bare('before', alg):>24} {hit_minus_bare('after', alg):>6}")
 PY

@@ -144,6 +144,7 @@ impl<T> TokenCache<T> {
 
     /// The entry for exactly this token (its bytes as presented: no UTF-8 check is needed
     /// to look it up). No allocation.
+    #[inline(always)]
     pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
         self.cache.get(&Lookup(token))
     }

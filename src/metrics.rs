@@ -100,6 +100,7 @@ fn refused_labels(kind: ErrorKind) -> &'static [metrics::Label] {
 
 /// A request admitted, with a token from the verified-token cache (`cache_hit`): both
 /// counters in one visit of the recorder.
+#[inline(always)]
 pub(crate) fn admitted(cache_hit: bool) {
     #[cfg(feature = "metrics")]
     hot::with(|admitted, hit| {

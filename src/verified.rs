@@ -121,8 +121,9 @@ impl fmt::Debug for Actor {
 /// limits, logs and handlers read the facts whatever `T` the validator deserializes into;
 /// the typed claims come from [`claims`](Self::claims) (what the [`Claims<T>`] extractor of
 /// axum and tonic's `RequestClaimsExt` read). There is no separate `Claims<T>` extension:
-/// `extensions().get::<Claims<T>>()` finds nothing. Cloning is two reference-count
-/// increments.
+/// `extensions().get::<Claims<T>>()` finds nothing. It is the verified-token cache's own
+/// entry, moved into the request as it is (no copy, no extra reference count); cloning it
+/// is one reference-count increment.
 ///
 /// ```
 /// use bearer_guard::{AccessClaims, Claims, VerifiedToken};
@@ -134,12 +135,7 @@ impl fmt::Debug for Actor {
 /// }
 /// ```
 #[derive(Clone)]
-pub struct VerifiedToken {
-    facts: Arc<Facts>,
-    /// The typed claims (an `Arc<T>`), when the token was verified for a request: the same
-    /// allocation as the [`Claims<T>`] of the cached verification.
-    claims: Option<Arc<dyn Any + Send + Sync>>,
-}
+pub struct VerifiedToken(Arc<Record<dyn Any + Send + Sync>>);
 
 /// The facts behind a [`VerifiedToken`].
 pub(crate) struct Facts {
@@ -161,25 +157,80 @@ pub(crate) struct Facts {
     pub(crate) auth_time: Option<i64>,
 }
 
-impl VerifiedToken {
-    pub(crate) fn new(facts: Facts) -> Self {
-        VerifiedToken {
-            facts: Arc::new(facts),
-            claims: None,
-        }
+/// What the decision reads of a verified token; [`VerifiedToken`]'s accessors are these.
+impl Facts {
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
     }
 
-    /// The same facts, with the typed claims they were verified into.
+    pub(crate) fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.scopes.iter()
+    }
+
+    pub(crate) fn jti(&self) -> Option<&str> {
+        self.jti.as_deref()
+    }
+
+    pub(crate) fn expires_at(&self) -> i64 {
+        self.exp
+    }
+
+    pub(crate) fn acr(&self) -> Option<&str> {
+        self.acr.as_deref()
+    }
+
+    pub(crate) fn auth_time(&self) -> Option<i64> {
+        self.auth_time
+    }
+
+    pub(crate) fn confirmation(&self) -> Option<&Confirmation> {
+        self.cnf.as_ref()
+    }
+}
+
+impl VerifiedToken {
+    /// A record of `facts` alone, without typed claims (an introspection answer, tests).
+    #[cfg_attr(
+        not(any(test, feature = "test-util", feature = "remote")),
+        allow(dead_code)
+    )]
+    pub(crate) fn new(facts: Facts) -> Self {
+        VerifiedToken(Arc::new(Record {
+            token: Arc::new(facts),
+            key: None,
+            issuer: 0,
+            window: Window::NEVER,
+            size: 0,
+            claims: (),
+        }))
+    }
+
+    /// The same facts, with typed claims: the record a test puts into a request.
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn with_claims<T: Send + Sync + 'static>(&self, claims: &Claims<T>) -> Self {
-        let claims: Arc<dyn Any + Send + Sync> = Arc::clone(&claims.0) as _;
-        VerifiedToken {
-            facts: Arc::clone(&self.facts),
-            claims: Some(claims),
-        }
+        let record = &self.0;
+        VerifiedToken(Arc::new(Record {
+            token: Arc::clone(&record.token),
+            key: record.key.clone(),
+            issuer: record.issuer,
+            window: record.window,
+            size: record.size,
+            claims: claims.clone(),
+        }))
     }
 
     pub(crate) fn facts(&self) -> &Facts {
-        &self.facts
+        &self.0.token
+    }
+
+    /// The facts, shared (one reference-count increment).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn shared_facts(&self) -> Arc<Facts> {
+        Arc::clone(&self.0.token)
     }
 
     /// The typed claims, when `T` is the validator's claims type (`AccessClaims` unless
@@ -187,38 +238,37 @@ impl VerifiedToken {
     /// for any other type. One reference-count increment, no copy.
     #[must_use]
     pub fn claims<T: Send + Sync + 'static>(&self) -> Option<Claims<T>> {
-        let claims = Arc::clone(self.claims.as_ref()?);
-        claims.downcast::<T>().ok().map(Claims)
+        self.0.claims.downcast_ref::<Claims<T>>().cloned()
     }
 
     /// The typed claims, borrowed: as [`claims`](Self::claims), without the increment.
     #[must_use]
     pub fn claims_ref<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.claims.as_ref()?.downcast_ref::<T>()
+        self.0.claims.downcast_ref::<Claims<T>>().map(|c| &*c.0)
     }
 
     /// The issuer (`iss`), one of those the validator trusts.
     #[must_use]
     pub fn issuer(&self) -> &str {
-        &self.facts.issuer
+        self.facts().issuer()
     }
 
     /// The OAuth client the token was issued to: `client_id`, else `azp` (the same rule as
     /// [`AccessClaims::client_id`](crate::AccessClaims::client_id)).
     #[must_use]
     pub fn client_id(&self) -> Option<&str> {
-        self.facts.client_id.as_deref()
+        self.facts().client_id()
     }
 
     /// The subject (`sub`): the user, or for client-credentials tokens the client itself.
     #[must_use]
     pub fn subject(&self) -> Option<&str> {
-        self.facts.subject.as_deref()
+        self.facts().subject.as_deref()
     }
 
     /// The granted scopes: the words of `scope`, then those of `scp`.
     pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone {
-        self.facts.scopes.iter()
+        self.facts().scopes()
     }
 
     /// Whether `scope` is granted.
@@ -230,19 +280,19 @@ impl VerifiedToken {
     /// The token's id (`jti`).
     #[must_use]
     pub fn jti(&self) -> Option<&str> {
-        self.facts.jti.as_deref()
+        self.facts().jti()
     }
 
     /// Expiry (`exp`), seconds since the Unix epoch.
     #[must_use]
     pub fn expires_at(&self) -> i64 {
-        self.facts.exp
+        self.facts().expires_at()
     }
 
     /// Issue time (`iat`), seconds since the Unix epoch.
     #[must_use]
     pub fn issued_at(&self) -> Option<i64> {
-        self.facts.iat
+        self.facts().iat
     }
 
     /// The authentication context class reference (`acr`, RFC 9470 §6.1): how strongly the
@@ -251,7 +301,7 @@ impl VerifiedToken {
     /// Routes require values with [`RequireScope::require_acr`](crate::RequireScope::require_acr).
     #[must_use]
     pub fn acr(&self) -> Option<&str> {
-        self.facts.acr.as_deref()
+        self.facts().acr()
     }
 
     /// When the user behind the token authenticated (`auth_time`, RFC 9470 §6.1), seconds
@@ -259,13 +309,13 @@ impl VerifiedToken {
     /// [`RequireScope::max_auth_age`](crate::RequireScope::max_auth_age).
     #[must_use]
     pub fn auth_time(&self) -> Option<i64> {
-        self.facts.auth_time
+        self.facts().auth_time()
     }
 
     /// The key the token is bound to (`cnf`), for sender-constrained tokens.
     #[must_use]
     pub fn confirmation(&self) -> Option<&Confirmation> {
-        self.facts.cnf.as_ref()
+        self.facts().confirmation()
     }
 
     /// The current actor of a delegated token (`act`, RFC 8693 §4.1): the party acting for
@@ -273,7 +323,7 @@ impl VerifiedToken {
     /// [`chain`](Actor::chain). `None` for a token used by its own subject's client.
     #[must_use]
     pub fn actor(&self) -> Option<&Actor> {
-        self.facts.act.as_ref()
+        self.facts().act.as_ref()
     }
 }
 
@@ -283,19 +333,21 @@ impl fmt::Debug for VerifiedToken {
             .field("issuer", &self.issuer())
             .field("client_id", &self.client_id())
             .field("subject", &self.subject())
-            .field("scopes", &self.facts.scopes)
-            .field("expires_at", &self.facts.exp)
-            .field("confirmation", &self.facts.cnf)
-            .field("actor", &self.facts.act)
+            .field("scopes", &self.facts().scopes)
+            .field("expires_at", &self.facts().exp)
+            .field("confirmation", &self.facts().cnf)
+            .field("actor", &self.facts().act)
             .finish_non_exhaustive()
     }
 }
 
-/// A token that passed the validator's checks: what the cache holds and the decision path
-/// carries.
-pub(crate) struct Verified<T> {
-    pub(crate) claims: Claims<T>,
-    pub(crate) token: VerifiedToken,
+/// A token that passed the validator's checks, with its typed claims (`C` = [`Claims<T>`]):
+/// what the cache holds and the decision path carries, and, unsized to
+/// `Record<dyn Any + Send + Sync>`, the [`VerifiedToken`] an admitted request carries (the
+/// same allocation: a cache hit moves its entry into the request, nothing is copied).
+pub(crate) struct Record<C: ?Sized> {
+    /// What the token says (named `token`: `verified.token.jti()` reads as it means).
+    pub(crate) token: Arc<Facts>,
     /// The key that verified the signature: a cached entry is served only while it is
     /// still in its issuer's key set. `None` for a token vouched for by introspection.
     pub(crate) key: Option<Key>,
@@ -306,11 +358,30 @@ pub(crate) struct Verified<T> {
     pub(crate) window: Window,
     /// Estimated bytes held, for the cache's memory bound.
     pub(crate) size: u64,
+    /// The typed claims; last, so that the record unsizes to `dyn Any`.
+    pub(crate) claims: C,
 }
 
-impl<T> Verified<T> {
+/// A verification with typed claims `T`.
+pub(crate) type Verified<T> = Record<Claims<T>>;
+
+impl<T: Send + Sync + 'static> Verified<T> {
+    /// The request's record of this verification: the same allocation, one more reference.
+    pub(crate) fn record(self: &Arc<Self>) -> VerifiedToken {
+        VerifiedToken::of(Arc::clone(self))
+    }
+}
+
+impl<C: ?Sized> Record<C> {
     pub(crate) fn facts(&self) -> &Facts {
-        self.token.facts()
+        &self.token
+    }
+}
+
+impl VerifiedToken {
+    /// The request's record of a verification, taking its reference: no count changes.
+    pub(crate) fn of<T: Send + Sync + 'static>(verified: Arc<Verified<T>>) -> Self {
+        VerifiedToken(verified)
     }
 }
 
@@ -335,7 +406,48 @@ impl Window {
     };
 
     /// Whether `now` is within the window.
+    #[inline]
     pub(crate) fn contains(&self, now: SystemTime) -> bool {
         now < self.until && self.from.is_none_or(|from| from <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::AccessClaims;
+    use crate::testkit;
+    use crate::validator::Verify;
+
+    /// The request's record is the verification itself (the cache's entry): one more
+    /// reference to the same allocation, whose typed claims are the entry's, not a copy.
+    #[test]
+    fn the_record_is_the_verification() {
+        let jwt = testkit::token("ec-1", json!({}));
+        let validator = testkit::validator();
+        let Verify::Done(Ok(verified)) = validator.verify(&jwt, false) else {
+            panic!("a valid token");
+        };
+        let held = Arc::strong_count(&verified);
+        let record = verified.record();
+        assert_eq!(Arc::strong_count(&verified), held + 1);
+        let claims = record.claims_ref::<AccessClaims>().expect("typed claims");
+        assert!(std::ptr::eq(claims, &*verified.claims.0));
+        assert!(Arc::ptr_eq(
+            &record.claims::<AccessClaims>().expect("claims").0,
+            &verified.claims.0
+        ));
+        assert!(record.claims_ref::<serde_json::Value>().is_none());
+        assert_eq!(record.client_id(), verified.token.client_id());
+        drop(record);
+        assert_eq!(Arc::strong_count(&verified), held);
+        // A cache hit is the same verification again.
+        let Verify::Done(Ok(again)) = validator.verify(&jwt, false) else {
+            panic!("a valid token");
+        };
+        assert!(Arc::ptr_eq(&again, &verified));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::error::{AuthError, ConfigError, ErrorKind};
 use crate::response::StepUp;
-use crate::verified::VerifiedToken;
+use crate::verified::Facts;
 
 /// A route's demand on the user's authentication, and the challenge that states it.
 #[derive(Clone, Debug, Default)]
@@ -69,11 +69,7 @@ impl UserAuthentication {
     /// Whether `token`'s authentication meets the demand; `now` (seconds since the epoch)
     /// is read only when an age is asked. An absent claim never meets it: a token without
     /// `auth_time` cannot show its age. The error names the claim that falls short.
-    pub(crate) fn check(
-        &self,
-        token: &VerifiedToken,
-        now: impl FnOnce() -> i64,
-    ) -> Result<(), AuthError> {
+    pub(crate) fn check(&self, token: &Facts, now: impl FnOnce() -> i64) -> Result<(), AuthError> {
         let short = |claim| AuthError::claim(ErrorKind::InsufficientUserAuthentication, claim);
         if let Some(accepted) = &self.acr
             && !token
@@ -117,10 +113,10 @@ mod tests {
     const PWD: &str = "urn:bearer-guard:acr:pwd";
 
     /// The verified record of a token with these claims (absent when `None`).
-    fn token(acr: Option<&str>, auth_time: Option<i64>) -> VerifiedToken {
+    fn token(acr: Option<&str>, auth_time: Option<i64>) -> Arc<Facts> {
         let jwt = testkit::token("ec-1", json!({ "acr": acr, "auth_time": auth_time }));
         match testkit::validator().verify(&jwt, false) {
-            Verify::Done(Ok(verified)) => verified.token.clone(),
+            Verify::Done(Ok(verified)) => Arc::clone(&verified.token),
             _ => panic!("a valid token"),
         }
     }

@@ -11,6 +11,8 @@
 //!
 //! It runs on every request, the cached tokens' too: a proof is good for one request.
 
+use std::sync::Arc;
+
 use super::Head;
 use http::HeaderValue;
 
@@ -19,7 +21,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::mtls::{PeerCertificate, check_x5t};
 use crate::response::Refusal;
 use crate::response::Scheme;
-use crate::verified::{Confirmation, VerifiedToken};
+use crate::verified::{Confirmation, Verified};
 
 /// A route's rules on sender-constrained tokens.
 #[derive(Clone, Debug, Default)]
@@ -60,15 +62,17 @@ impl Binding {
 
     /// Checks `token`, as it came with `scheme` in the request `head` (starting at `start`
     /// in the `Authorization` value), against them.
-    pub(crate) fn check(
+    #[inline(always)]
+    pub(crate) fn check<T: Send + Sync + 'static>(
         &self,
         scheme: Scheme,
         start: usize,
-        token: &VerifiedToken,
+        token: &Arc<Verified<T>>,
         head: Head<'_>,
     ) -> Bound {
-        let refuse = |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(token)));
-        match (token.confirmation(), scheme) {
+        let refuse =
+            |kind: ErrorKind| Bound::Refused(Refusal::new(kind).with_token(Some(&token.record())));
+        match (token.token.confirmation(), scheme) {
             (None, Scheme::Bearer) if self.dpop_required => {
                 self.refused(DpopErrorKind::DpopRequired.into(), token)
             }
@@ -105,7 +109,7 @@ impl Binding {
                 match check_x5t(x5t, head.extensions.get::<PeerCertificate>()) {
                     Ok(()) => Bound::HOLDS,
                     Err(err) => Bound::Refused(
-                        Refusal::new(AuthError::certificate(err)).with_token(Some(token)),
+                        Refusal::new(AuthError::certificate(err)).with_token(Some(&token.record())),
                     ),
                 }
             }
@@ -114,10 +118,10 @@ impl Binding {
     }
 
     /// The outcome of a DPoP proof check.
-    pub(crate) fn proven(
+    pub(crate) fn proven<T: Send + Sync + 'static>(
         &self,
         result: Result<crate::dpop::VerifiedProof, DpopError>,
-        token: &VerifiedToken,
+        token: &Arc<Verified<T>>,
     ) -> Bound {
         match result {
             Ok(proof) => Bound::Holds {
@@ -127,11 +131,11 @@ impl Binding {
         }
     }
 
-    fn refused(&self, err: DpopError, token: &VerifiedToken) -> Bound {
+    fn refused<T: Send + Sync + 'static>(&self, err: DpopError, token: &Arc<Verified<T>>) -> Bound {
         let nonce = err.kind().nonce_due().then(|| self.next_nonce()).flatten();
         Bound::Refused(
             Refusal::new(AuthError::dpop(&err))
-                .with_token(Some(token))
+                .with_token(Some(&token.record()))
                 .with_dpop_nonce(nonce),
         )
     }

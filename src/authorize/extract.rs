@@ -55,6 +55,7 @@ impl<'h> Credentials<'h> {
 /// nothing (not even a reference count: the token is borrowed); the size cap is applied
 /// before any byte of the token is looked at. The token's characters are checked later,
 /// and only when it is not in the verified-token cache ([`Credentials::checked`]).
+#[inline(always)]
 pub(crate) fn extract(
     headers: &mut HeaderMap,
     max_token_len: usize,

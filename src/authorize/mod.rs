@@ -207,8 +207,12 @@ impl<T> fmt::Debug for Policy<T> {
 
 impl<T> Policy<T> {
     /// Stage 4: scopes, then the user's authentication, then claims requirements.
-    fn check(&self, verified: &Verified<T>) -> Result<(), Refusal> {
-        let refuse = |err: AuthError| Refusal::new(err).with_token(Some(&verified.token));
+    #[inline(always)]
+    fn check(&self, verified: &Arc<Verified<T>>) -> Result<(), Refusal>
+    where
+        T: Send + Sync + 'static,
+    {
+        let refuse = |err: AuthError| Refusal::new(err).with_token(Some(&verified.record()));
         self.scopes.check(verified.token.scopes()).map_err(refuse)?;
         if let Some(authentication) = &self.authentication {
             authentication
@@ -298,6 +302,7 @@ where
     /// Stages 3 to 5, on a verified token, as presented: with `scheme`, starting at `start`
     /// in the `Authorization` value (what the extract stage measured: the header is parsed
     /// once).
+    #[inline(always)]
     fn after_verify(
         &self,
         verified: Arc<Verified<T>>,
@@ -306,7 +311,7 @@ where
         head: Head<'_>,
     ) -> Decision<T> {
         // 3. bind
-        match self.binding.check(scheme, start, &verified.token, head) {
+        match self.binding.check(scheme, start, &verified, head) {
             Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
             Bound::Refused(refusal) => Decision::Deny(refusal),
             Bound::Wait(proof) => Decision::Wait(Pending::Proof { verified, proof }),
@@ -314,6 +319,7 @@ where
     }
 
     /// Stages 4 and 5, on a verified token whose binding holds.
+    #[inline(always)]
     fn after_bind(&self, verified: Arc<Verified<T>>, renew_nonce: bool) -> Decision<T> {
         // 4. policy
         if let Err(refusal) = self.policy.check(&verified) {
@@ -369,7 +375,7 @@ where
                     Err(err) => Decision::Deny(Refusal::new(err)),
                 },
                 Pending::Proof { verified, proof } => {
-                    match self.binding.proven(proof.await, &verified.token) {
+                    match self.binding.proven(proof.await, &verified) {
                         Bound::Holds { renew_nonce } => self.after_bind(verified, renew_nonce),
                         Bound::Refused(refusal) => Decision::Deny(refusal),
                         Bound::Wait(_) => unreachable!("a proof's outcome is final"),
@@ -401,17 +407,18 @@ fn with_scheme<T>(decision: Decision<T>, scheme: Scheme) -> Decision<T> {
 
 /// Stage 3 for a bare token, presented as `Bearer` without a request: a token bound to a
 /// key (`cnf`) has no proof here and is refused (RFC 9449 §7.2, RFC 8705 §3).
-fn bind_bare<T>(verified: &Verified<T>) -> Result<(), Refusal> {
+fn bind_bare<T: Send + Sync + 'static>(verified: &Arc<Verified<T>>) -> Result<(), Refusal> {
     match verified.token.confirmation() {
         None => Ok(()),
         Some(_) => {
-            Err(Refusal::new(ErrorKind::SenderConstrained).with_token(Some(&verified.token)))
+            Err(Refusal::new(ErrorKind::SenderConstrained).with_token(Some(&verified.record())))
         }
     }
 }
 
 /// Stage 5 without waiting: the memo's answer, or a wait for the store.
-fn revocation<T>(
+#[inline(always)]
+fn revocation<T: Send + Sync + 'static>(
     validator: &Validator<T>,
     verified: Arc<Verified<T>>,
     renew_nonce: bool,
@@ -429,7 +436,7 @@ fn revocation<T>(
 }
 
 /// Stage 5, waiting for the store.
-async fn ask_revocation<T>(
+async fn ask_revocation<T: Send + Sync + 'static>(
     validator: &Validator<T>,
     verified: Arc<Verified<T>>,
 ) -> Result<Arc<Verified<T>>, Refusal> {
@@ -449,11 +456,11 @@ async fn ask_revocation<T>(
         Ok(false) => Ok(verified),
         Ok(true) => Err(revoked(&verified)),
         Err(_) => {
-            Err(Refusal::new(ErrorKind::RevocationUnavailable).with_token(Some(&verified.token)))
+            Err(Refusal::new(ErrorKind::RevocationUnavailable).with_token(Some(&verified.record())))
         }
     }
 }
 
-fn revoked<T>(verified: &Verified<T>) -> Refusal {
-    Refusal::new(ErrorKind::Revoked).with_token(Some(&verified.token))
+fn revoked<T: Send + Sync + 'static>(verified: &Arc<Verified<T>>) -> Refusal {
+    Refusal::new(ErrorKind::Revoked).with_token(Some(&verified.record()))
 }

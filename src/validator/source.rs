@@ -83,6 +83,7 @@ pub(crate) enum IssuerKeys {
 impl IssuerKeys {
     /// Whether `key` is still in the key set (always, for static keys).
     #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
+    #[inline]
     pub(crate) fn contains(&self, key: &Key) -> bool {
         match self {
             IssuerKeys::Static(_) => true,

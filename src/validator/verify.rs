@@ -14,7 +14,7 @@ use crate::error::{AuthError, ErrorKind};
 use crate::json::{self, Value};
 use crate::jws::{self, Jws};
 use crate::keyring::Key;
-use crate::verified::{Verified, VerifiedToken};
+use crate::verified::Verified;
 
 /// The outcome of verifying a token without waiting.
 pub(crate) enum Verify<T> {
@@ -52,6 +52,7 @@ where
     /// expired, its key still in its issuer's set). Such a token was verified before, byte
     /// for byte: it is a well-formed JWS (ASCII). One clock read, compared with the entry's
     /// [`Window`](crate::checks::Window); expired entries are swept out on misses.
+    #[inline(always)]
     pub(crate) fn cached(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
         let cache = self.inner.cache.as_ref()?;
         let hit = cache.get(token)?;
@@ -146,7 +147,7 @@ where
                     .checks
                     .window(active.token.facts());
                 Ok(Arc::new(Verified {
-                    token: active.token.with_claims(&claims),
+                    token: active.token.shared_facts(),
                     claims,
                     key: None,
                     issuer: active.issuer,
@@ -188,7 +189,7 @@ where
             let size = payload.len() as u64 + facts.scopes.size() + 128;
             let claims = Claims(Arc::new(claims));
             Ok(Ok(Arc::new(Verified {
-                token: VerifiedToken::new(facts).with_claims(&claims),
+                token: Arc::new(facts),
                 claims,
                 key: Some(key),
                 issuer,
