@@ -17,7 +17,9 @@ use axum::routing::{get, get_service};
 use bearer_guard::RequireScope;
 use bearer_guard::testkit as mint;
 use serde_json::json;
+use std::sync::Arc;
 use tower::Layer as _;
+use tower::util::MapRequestLayer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -39,8 +41,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // pair once (`get(handler).layer(..)` boxes the handler, then the pair: one more
     // allocation per request that is axum's, not the layer's; both forms are measured).
     let guard = RequireScope::all(&validator, ["read"])?;
+    // `/floor` is what any layer with state that hands the handler one record pays in axum,
+    // before it decides anything: axum clones and boxes the route's service per request (free
+    // only for a zero-sized one), and http's extension map takes a fourth entry next to
+    // axum's three (a box, and the map's growth). `/guard` minus `/floor` is the decision.
+    #[derive(Clone)]
+    struct Record(#[allow(dead_code)] Arc<str>);
+    let state = Arc::new(Record(Arc::from("state")));
+    let floor = MapRequestLayer::new(move |mut req: axum::extract::Request| {
+        req.extensions_mut().insert((*state).clone());
+        req
+    });
     let app = Router::new()
         .route("/plain", get(handler))
+        .route("/floor", get_service(floor.layer(handler.with_state(()))))
         .route(
             "/guard",
             get_service(guard.clone().layer(handler.with_state(()))),

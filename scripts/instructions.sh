@@ -2,6 +2,9 @@
 # What the layer costs a request in instructions: the e2e server (benches/e2e_server.rs) runs
 # under valgrind's callgrind while wrk calls /plain, then /guard, with the same repeated
 # token; the instructions the server ran for each path, divided by the requests it served.
+# `/floor` is the same handler behind a layer that only puts one record into the request:
+# what axum and http charge any such layer (the route's service cloned and boxed per request,
+# the extension map's fourth entry); `/guard` minus `/floor` is the layer's own work.
 # Instructions are counted, not timed: the same build gives the same figures whatever else
 # the machine does, so a change to the hot path can be weighed on a noisy machine. They leave
 # out the kernel (the sockets), and an instruction is not a cycle (atomics, cache misses);
@@ -43,8 +46,9 @@ load() { # path duration -> requests served
 }
 # Warm-up: the first requests fill the caches, the allocator's free lists, the connections.
 load /plain 1s >/dev/null
+load /floor 1s >/dev/null
 load /guard 1s >/dev/null
-for path in /plain /guard; do
+for path in /plain /floor /guard; do
   callgrind_control --zero "$pid" >/dev/null 2>&1
   requests=$(load "$path" "$DURATION")
   callgrind_control --dump="$path" "$pid" >/dev/null 2>&1
@@ -73,11 +77,14 @@ for line in open(sys.argv[1]):
     total = int(re.search(r"^(?:summary|totals): (\d+)", open(dump).read(), re.M).group(1))
     runs[path] = (int(requests), total, costs)
 
-(ro, to, co), (rg, tg, cg) = runs["/plain"], runs["/guard"]
+(ro, to, co), (rf, tf, cf), (rg, tg, cg) = runs["/plain"], runs["/floor"], runs["/guard"]
 print(f"/plain    {to / ro:8.0f} instructions per request ({ro} requests)")
+print(f"/floor    {tf / rf:8.0f} instructions per request ({rf} requests)")
 print(f"/guard    {tg / rg:8.0f} instructions per request ({rg} requests)")
 print(f"the layer {tg / rg - to / ro:8.0f} instructions per request "
       f"({(tg / rg) / (to / ro):.3f}x the open path, user space only)")
+print(f"  of which axum's and http's floor {tf / rf - to / ro:8.0f} "
+      f"(a layer that only inserts one record), the decision {tg / rg - tf / rf:8.0f}")
 top = int(sys.argv[2])
 if top:
     # callgrind_annotate also lists main and the runtime's loop with everything under them.

@@ -4,7 +4,8 @@
 //! moment or the route: `exp`/`nbf` against the clock, the key still being in the key set,
 //! and the route's scopes (checked by the layer). Only fully validated tokens are inserted.
 //! The cache is bounded both in entries and in bytes, so a flood of distinct tokens only
-//! evicts older entries.
+//! evicts older entries. In front of the shared map, each thread keeps the last entries it
+//! found ([`front`]: 64 slots, no lock), which a hit checks in exactly the same way.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -14,25 +15,35 @@ use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
 use crate::verified::Verified;
 
+mod front;
+
 /// Default bound on cached tokens.
 pub(crate) const DEFAULT_CACHE_ENTRIES: usize = 4096;
 /// Default bound on the cache's memory, in bytes (estimated: token, claims JSON, scopes).
 pub(crate) const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(crate) struct TokenCache<T> {
-    cache:
-        quick_cache::sync::Cache<TokenKey, Arc<Verified<T>>, Weight, DefaultHashBuilder, Evictions>,
+    cache: quick_cache::sync::Cache<
+        TokenKey<T>,
+        Arc<Verified<T>>,
+        Weight,
+        DefaultHashBuilder,
+        Evictions,
+    >,
+    /// This cache's name in the threads' fronts ([`front`]): unique for the process's life.
+    id: u64,
     /// Unix second at or after which the next sweep of expired entries runs.
     next_sweep: AtomicI64,
     /// Evictions not reported to the metrics yet.
     evicted: Arc<AtomicU64>,
 }
 
-/// A cached token's exact bytes. Hashed by its length and its last [`HASHED`] bytes only
-/// (the end of the signature, which the issuer's key made: no caller chooses it), so that a
-/// lookup hashes two words instead of hundreds of bytes; equality compares every byte, so
-/// only the exact token is ever found.
-struct TokenKey(Box<[u8]>);
+/// A cached token: its entry, whose [`raw`](Verified::raw) bytes are the key (held once).
+/// Hashed by their length and their last [`HASHED`] bytes only (the end of the signature,
+/// which the issuer's key made: no caller chooses it), so that a lookup hashes two words
+/// instead of hundreds of bytes; equality compares every byte, so only the exact token is
+/// ever found.
+struct TokenKey<T>(Arc<Verified<T>>);
 
 /// A lookup by the bytes presented, without copying them into a key.
 struct Lookup<'a>(&'a [u8]);
@@ -49,9 +60,9 @@ fn hash_tail<H: Hasher>(token: &[u8], state: &mut H) {
     }
 }
 
-impl Hash for TokenKey {
+impl<T> Hash for TokenKey<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_tail(&self.0, state);
+        hash_tail(&self.0.raw, state);
     }
 }
 
@@ -61,17 +72,17 @@ impl Hash for Lookup<'_> {
     }
 }
 
-impl PartialEq for TokenKey {
+impl<T> PartialEq for TokenKey<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.0.raw == other.0.raw
     }
 }
 
-impl Eq for TokenKey {}
+impl<T> Eq for TokenKey<T> {}
 
-impl Equivalent<TokenKey> for Lookup<'_> {
-    fn equivalent(&self, key: &TokenKey) -> bool {
-        *self.0 == *key.0
+impl<T> Equivalent<TokenKey<T>> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey<T>) -> bool {
+        *self.0 == *key.0.raw
     }
 }
 
@@ -102,9 +113,9 @@ struct Weight {
 /// Bookkeeping per entry beyond the token and the claims: the `Arc`s, the map slot.
 const ENTRY_OVERHEAD: u64 = 128;
 
-impl<T> Weighter<TokenKey, Arc<Verified<T>>> for Weight {
-    fn weight(&self, key: &TokenKey, value: &Arc<Verified<T>>) -> u64 {
-        (key.0.len() as u64 + value.size + ENTRY_OVERHEAD).max(self.floor)
+impl<T> Weighter<TokenKey<T>, Arc<Verified<T>>> for Weight {
+    fn weight(&self, key: &TokenKey<T>, value: &Arc<Verified<T>>) -> u64 {
+        (key.0.raw.len() as u64 + value.size + ENTRY_OVERHEAD).max(self.floor)
     }
 }
 
@@ -122,6 +133,7 @@ impl<T> TokenCache<T> {
                 DefaultHashBuilder::default(),
                 evictions,
             ),
+            id: front::new_cache(),
             next_sweep: AtomicI64::new(0),
         }
     }
@@ -142,30 +154,41 @@ impl<T> TokenCache<T> {
             .retain(|_, v| now.saturating_sub(leeway) < v.facts().exp);
     }
 
-    /// The entry for exactly this token (its bytes as presented: no UTF-8 check is needed
-    /// to look it up). No allocation.
-    #[inline(always)]
-    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
-        self.cache.get(&Lookup(token))
-    }
-
-    pub(crate) fn insert(&self, token: &str, verified: Arc<Verified<T>>) {
-        self.cache
-            .insert(TokenKey(token.as_bytes().into()), verified);
-        let evicted = self.evicted.swap(0, Ordering::Relaxed);
-        crate::metrics::token_cache(evicted, self.cache.len(), self.cache.weight());
-    }
-
-    pub(crate) fn remove(&self, token: &[u8]) {
-        self.cache.remove(&Lookup(token));
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.cache.len()
     }
 
     pub(crate) fn weight(&self) -> u64 {
         self.cache.weight()
+    }
+}
+
+impl<T: Send + Sync + 'static> TokenCache<T> {
+    /// The entry for exactly this token (its bytes as presented: no UTF-8 check is needed
+    /// to look it up): from this thread's [`front`] when it holds it, else from the shared
+    /// map (and then kept in the front). No allocation.
+    #[inline(always)]
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Verified<T>>> {
+        if let Some(hit) = front::get(self.id, token) {
+            return Some(hit);
+        }
+        let hit = self.cache.get(&Lookup(token))?;
+        front::keep(self.id, &hit);
+        Some(hit)
+    }
+
+    pub(crate) fn insert(&self, verified: &Arc<Verified<T>>) {
+        self.cache
+            .insert(TokenKey(Arc::clone(verified)), Arc::clone(verified));
+        let evicted = self.evicted.swap(0, Ordering::Relaxed);
+        crate::metrics::token_cache(evicted, self.cache.len(), self.cache.weight());
+    }
+
+    /// Drops the entry for this token, here and in this thread's front (another thread's
+    /// front may keep it: every hit checks its entry again, wherever it was found).
+    pub(crate) fn remove(&self, token: &[u8]) {
+        front::forget::<T>(self.id, token);
+        self.cache.remove(&Lookup(token));
     }
 }
 
@@ -311,6 +334,86 @@ mod tests {
             .authorize(&t, &RequiredScopes::all(["admin"]).expect("scopes"))
             .expect_err("cached, but no admin");
         assert_eq!(err.kind(), ErrorKind::InsufficientScope);
+    }
+
+    /// A thread's front names the cache its entries came from: a token another validator on
+    /// the same thread verified (and keeps in the front) is checked in full here, and refused
+    /// when this validator's rules refuse it.
+    #[test]
+    fn a_front_entry_serves_only_its_own_validator() {
+        let t = token("ec-1", json!({}));
+        let theirs = builder().build().expect("validator");
+        theirs.validate(&t).expect("valid for its audience");
+        theirs
+            .validate(&t)
+            .expect("a hit, from this thread's front");
+        let ours = crate::Validator::builder()
+            .issuer(mint::ISSUER)
+            .audience("another-api")
+            .keys(mint::key_set())
+            .build()
+            .expect("validator");
+        let err = ours.validate(&t).expect_err("not our audience");
+        assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+        assert_eq!(ours.token_cache_usage(), Some((0, 0)));
+        // A validator with the same rules has a cache (and a name) of its own: it verifies
+        // the token itself, once, then finds it.
+        let twin = builder().build().expect("validator");
+        let first = twin.validate(&t).expect("valid");
+        let again = twin.validate(&t).expect("valid");
+        assert!(std::sync::Arc::ptr_eq(&first.0, &again.0));
+        assert!(!std::sync::Arc::ptr_eq(
+            &first.0,
+            &theirs.validate(&t).expect("valid").0
+        ));
+    }
+
+    /// Tokens that share a front slot (many more tokens than slots) displace each other and
+    /// are each found, byte for byte; a token that differs from a kept one only in the middle
+    /// (same length, same end: the same slot) is never found.
+    #[test]
+    fn front_slots_are_shared_and_matched_byte_for_byte() {
+        let v = builder().build().expect("validator");
+        let tokens: Vec<String> = (0..300)
+            .map(|i| token("ed-1", json!({ "jti": format!("t-{i}") })))
+            .collect();
+        for t in &tokens {
+            v.validate(t).expect("valid");
+        }
+        for t in tokens.iter().rev() {
+            let hit = v.validate(t).expect("valid");
+            assert!(std::sync::Arc::ptr_eq(
+                &hit.0,
+                &v.validate(t).expect("valid").0
+            ));
+        }
+        let kept = &tokens[0];
+        v.validate(kept).expect("in this thread's front now");
+        let cache = v.inner.cache.as_ref().expect("cache on");
+        let mut twin = kept.clone().into_bytes();
+        let middle = twin.len() / 2;
+        twin[middle] = if twin[middle] == b'A' { b'B' } else { b'A' };
+        assert!(cache.get(&twin).is_none());
+        assert!(
+            v.validate(std::str::from_utf8(&twin).expect("ASCII"))
+                .is_err()
+        );
+        assert!(cache.get(kept.as_bytes()).is_some());
+    }
+
+    /// Each thread keeps its own front; an entry found on one thread is the shared entry on
+    /// another, not a copy.
+    #[test]
+    fn another_thread_finds_the_same_entry() {
+        let v = builder().build().expect("validator");
+        let t = token("ec-1", json!({}));
+        let here = v.validate(&t).expect("valid");
+        let there = std::thread::scope(|s| {
+            s.spawn(|| v.validate(&t).expect("valid"))
+                .join()
+                .expect("thread")
+        });
+        assert!(std::sync::Arc::ptr_eq(&here.0, &there.0));
     }
 
     #[test]

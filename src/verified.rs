@@ -205,6 +205,7 @@ impl VerifiedToken {
             issuer: 0,
             window: Window::NEVER,
             size: 0,
+            raw: Box::default(),
             claims: (),
         }))
     }
@@ -219,6 +220,7 @@ impl VerifiedToken {
             issuer: record.issuer,
             window: record.window,
             size: record.size,
+            raw: record.raw.clone(),
             claims: claims.clone(),
         }))
     }
@@ -358,6 +360,9 @@ pub(crate) struct Record<C: ?Sized> {
     pub(crate) window: Window,
     /// Estimated bytes held, for the cache's memory bound.
     pub(crate) size: u64,
+    /// The token's exact bytes, for a record of the verified-token cache (its key, and what
+    /// each lookup compares byte for byte); empty for any other. Never shown.
+    pub(crate) raw: Box<[u8]>,
     /// The typed claims; last, so that the record unsizes to `dyn Any`.
     pub(crate) claims: C,
 }

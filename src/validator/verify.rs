@@ -87,7 +87,7 @@ where
         if let Verify::Done(Ok(verified)) = &step
             && verified.key.is_some()
         {
-            cache.insert(token, Arc::clone(verified));
+            cache.insert(verified);
         }
         step
     }
@@ -153,6 +153,7 @@ where
                     issuer: active.issuer,
                     window,
                     size: active.size,
+                    raw: Box::default(),
                 }))
             }
             Answer::Inactive => Err(ErrorKind::InactiveToken.into()),
@@ -195,6 +196,7 @@ where
                 issuer,
                 window,
                 size,
+                raw: token.as_bytes().into(),
             })))
         })();
         started.verified();
