@@ -116,7 +116,17 @@ impl RequiredScopes {
         &self,
         granted: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Result<(), AuthError> {
-        let has = |want: &str| granted.clone().into_iter().any(|g| g == want);
+        self.met(|want| granted.clone().into_iter().any(|g| same_word(g, want)))
+    }
+
+    /// [`check`](Self::check) on a token's granted scopes as the validator keeps them.
+    #[inline(always)]
+    pub(crate) fn check_granted(&self, granted: &Granted) -> Result<(), AuthError> {
+        self.met(|want| granted.0.iter().any(|g| same_word(g, want)))
+    }
+
+    #[inline(always)]
+    fn met(&self, has: impl Fn(&str) -> bool) -> Result<(), AuthError> {
         let ok = self.scopes.is_empty()
             || match self.mode {
                 Mode::All => self.scopes.iter().all(|s| has(s)),
@@ -127,6 +137,31 @@ impl RequiredScopes {
         } else {
             Err(ErrorKind::InsufficientScope.into())
         }
+    }
+}
+
+/// `a == b`, for scope words: most are a few bytes, which two overlapping word loads from
+/// each end compare without a call to `memcmp`.
+#[inline(always)]
+fn same_word(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        // Bytes 0, n/2 and n-1 are all the bytes there are.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=8 => {
+            a.first_chunk::<4>() == b.first_chunk::<4>()
+                && a.last_chunk::<4>() == b.last_chunk::<4>()
+        }
+        9..=16 => {
+            a.first_chunk::<8>() == b.first_chunk::<8>()
+                && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        _ => a == b,
     }
 }
 
@@ -204,6 +239,23 @@ mod tests {
 
     fn any<const N: usize>(scopes: [&str; N]) -> RequiredScopes {
         RequiredScopes::any(scopes).expect("valid")
+    }
+
+    /// Every length class of the word comparison, against `==`: equal words, and words that
+    /// differ in any one byte.
+    #[test]
+    fn same_word_is_equality() {
+        for n in 0..40 {
+            let word: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same_word(&word, &word.clone()));
+            for at in 0..n {
+                let mut other = word.clone().into_bytes();
+                other[at] = b'Z';
+                let other = String::from_utf8(other).expect("ASCII");
+                assert!(!same_word(&word, &other), "{word} vs {other}");
+            }
+            assert!(!same_word(&word, &format!("{word}x")));
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ where
         if let Err(refusal) = bind_bare(&verified) {
             return Bare::Done(Err(*refusal.error()));
         }
-        if let Err(err) = scopes.check(verified.token.scopes()) {
+        if let Err(err) = scopes.check_granted(&verified.token.scopes) {
             return Bare::Done(Err(err));
         }
         // No request, no proof, no nonce.

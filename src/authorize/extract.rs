@@ -85,6 +85,7 @@ pub(crate) fn extract(
     read(value.as_bytes(), max_token_len, accept_dpop)
 }
 
+#[inline(always)]
 fn read(
     value: &[u8],
     max_token_len: usize,
@@ -101,6 +102,7 @@ fn read(
 }
 
 /// The scheme and where the token starts, for a valid credential of a scheme served here.
+#[inline(always)]
 fn parse(
     value: &[u8],
     max_token_len: usize,

@@ -213,7 +213,9 @@ impl<T> Policy<T> {
         T: Send + Sync + 'static,
     {
         let refuse = |err: AuthError| Refusal::new(err).with_token(Some(&verified.record()));
-        self.scopes.check(verified.token.scopes()).map_err(refuse)?;
+        self.scopes
+            .check_granted(&verified.token.scopes)
+            .map_err(refuse)?;
         if let Some(authentication) = &self.authentication {
             authentication
                 .check(&verified.token, crate::checks::now)
