@@ -233,29 +233,25 @@ fn one_record(claims: AccessClaims) -> Svc {
         req.extensions_mut().insert(record.clone());
         req
     })
-    .layer(service_fn(|req: Request<()>| async move {
-        let claims = req
-            .extensions()
-            .get::<VerifiedToken>()
-            .and_then(VerifiedToken::claims::<AccessClaims>)
-            .expect("claims");
-        Ok::<_, Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
-    }));
+    .layer(service_fn(handler));
     ready(svc)
 }
 
 fn service(validator: &Validator) -> Svc {
     let svc = RequireScope::all(validator, ["read"])
         .expect("scopes")
-        .layer(service_fn(|req: Request<()>| async move {
-            let claims = req
-                .extensions()
-                .get::<VerifiedToken>()
-                .and_then(VerifiedToken::claims::<AccessClaims>)
-                .expect("claims");
-            Ok::<_, Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
-        }));
+        .layer(service_fn(handler));
     ready(svc)
+}
+
+/// The handler behind a layer: it reads the claims the layer put into the request.
+async fn handler(req: Request<()>) -> Result<Response<String>, Infallible> {
+    let claims = req
+        .extensions()
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<AccessClaims>)
+        .expect("claims");
+    Ok(Response::new(claims.sub.clone().unwrap_or_default()))
 }
 
 /// A service whose futures complete at once, as a plain function of the request.

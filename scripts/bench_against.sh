@@ -15,18 +15,22 @@ tmp=$(mktemp -d)
 cleanup() { git worktree remove --force "$tmp/before" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 git worktree add --detach -q "$tmp/before" "$rev"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+# Each tree builds into a target directory of its own: in one directory, the two builds of
+# the same package share their artifacts, and cargo, finding the other tree's build newer
+# than these sources, would call it fresh and run it for both (the earlier tree's builds are
+# kept under target/bench-against, for the next comparison).
+target=${CARGO_TARGET_DIR:-$PWD/target}
 
-bench_exe() { # dir -> path of its `layer` bench executable
-  (cd "$1" && cargo bench --bench layer --no-run --message-format=json 2>/dev/null) |
+bench_exe() { # dir target-dir -> path of its `layer` bench executable
+  (cd "$1" && CARGO_TARGET_DIR="$2" cargo bench --bench layer --no-run --message-format=json 2>/dev/null) |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "layer" and m.get("executable"):
         print(m["executable"])'
 }
-before=$(bench_exe "$tmp/before")
-after=$(bench_exe "$PWD")
+before=$(bench_exe "$tmp/before" "$target/bench-against")
+after=$(bench_exe "$PWD" "$target")
 [ -n "$before" ] && [ -n "$after" ] || { echo "a bench did not build" >&2; exit 1; }
 # The executables share a file name pattern; keep copies so that neither build replaces the other.
 cp "$before" "$tmp/layer-before"; cp "$after" "$tmp/layer-after"
