@@ -17,7 +17,6 @@ use bearer_guard::testkit::redis as redis_server;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -56,24 +55,11 @@ const BOUNDED: Duration = Duration::from_secs(4);
 /// the log capture first, before anything can log.
 macro_rules! redis_or_skip {
     () => {
-        match (logs(), RedisServer::start().await).1 {
+        match (LogBuffer::global(), RedisServer::start().await).1 {
             Some(server) => server,
             None => return,
         }
     };
-}
-
-/// Everything this test binary logs, from every test: a global subscriber, installed by
-/// each test before it starts, so that no log site is ever registered without it (a
-/// per-test `set_default` loses events to other threads' registrations). Tests tell their
-/// own lines apart by the store's key prefix.
-fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing::subscriber::set_global_default(logs.subscriber()).expect("one subscriber");
-        logs
-    })
 }
 
 fn n(n: u32) -> NonZeroU32 {
@@ -730,7 +716,7 @@ async fn redis_killed_falls_back_to_local_buckets_logged_once_and_recovers() {
     // The restarted Redis starts the bucket anew: 2 more, then 429 from Redis.
     assert_eq!(statuses(&r, Some(&t), 3).await, [200, 200, 429]);
 
-    let text = logs().text();
+    let text = LogBuffer::global().text();
     let ours = format!("prefix={prefix}");
     let warns: Vec<&str> = text
         .lines()
@@ -853,7 +839,7 @@ async fn a_flushed_script_is_loaded_again_without_an_error() {
 async fn a_replica_started_while_redis_is_down_falls_back_then_joins() {
     let port = redis_server::free_port();
     // The probe for a binary; then no server on `port` yet.
-    logs();
+    LogBuffer::global();
     let Some(probe) = RedisServer::start().await else {
         return;
     };

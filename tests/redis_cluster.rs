@@ -16,7 +16,7 @@ mod logs;
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bearer_guard::dpop::{Dpop, DpopKey, ProofRequest, RedisReplay};
@@ -37,15 +37,6 @@ const FAILOVER: Duration = Duration::from_secs(30);
 /// defaults, 500 ms and 300 ms, failed one run in a dozen here).
 const PATIENT: Duration = Duration::from_secs(2);
 const REPLICA_WAIT: Duration = Duration::from_secs(1);
-
-fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing::subscriber::set_global_default(logs.subscriber()).expect("one subscriber");
-        logs
-    })
-}
 
 fn n(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("non-zero")
@@ -150,7 +141,7 @@ fn lines(logs: &LogBuffer, what: &str, prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
-    let logs = logs();
+    let logs = LogBuffer::global();
     let Some(mut cluster) = RedisCluster::start().await else {
         return;
     };
@@ -321,7 +312,7 @@ async fn the_stores_share_a_cluster_and_survive_the_sigkill_of_a_primary() {
 
 #[tokio::test]
 async fn a_revocation_no_replica_acknowledges_is_reported_failed() {
-    logs();
+    LogBuffer::global();
     let Some(server) = RedisServer::start().await else {
         return;
     };
@@ -354,7 +345,7 @@ async fn a_revocation_no_replica_acknowledges_is_reported_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_keeps_an_acknowledged_revocation() {
-    logs();
+    LogBuffer::global();
     let Some(mut deployment) = RedisSentinel::start().await else {
         return;
     };

@@ -15,8 +15,8 @@ mod logs;
 use bearer_guard::testkit as mint;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bearer_guard::revocation::{RedisRevocations, RevocationFuture, Revocations};
@@ -37,29 +37,16 @@ use redis_server::{RedisServer, ping};
 /// the log capture first, before anything can log.
 macro_rules! redis_or_skip {
     () => {
-        match (logs(), RedisServer::start().await).1 {
+        match (LogBuffer::global(), RedisServer::start().await).1 {
             Some(server) => server,
             None => return,
         }
     };
 }
 
-/// Everything this test binary logs, from every test: one global subscriber, installed by
-/// each test before it starts (a per-test `set_default` loses events to other threads'
-/// registrations). Tests tell their own lines apart by the store's key prefix, or by a
-/// client id of their own.
-fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogBuffer::default();
-        tracing::subscriber::set_global_default(logs.subscriber()).expect("one subscriber");
-        logs
-    })
-}
-
 /// The lines logged with `reason` that name `ours` (a prefix, a client id).
 fn lines(reason: &str, ours: &str) -> Vec<String> {
-    logs()
+    LogBuffer::global()
         .text()
         .lines()
         .filter(|l| l.contains(reason) && l.contains(ours))
@@ -750,5 +737,8 @@ async fn an_outage_fails_closed_once_the_copy_is_too_old_and_is_logged_once() {
         "{ended:?}"
     );
     assert!(lines("revocation_store_unavailable", client).is_empty());
-    assert!(!logs().text().contains(&t), "no token in the logs");
+    assert!(
+        !LogBuffer::global().text().contains(&t),
+        "no token in the logs"
+    );
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Everything written to it, shared between clones.
 #[derive(Clone, Default)]
@@ -13,6 +13,20 @@ impl LogBuffer {
     pub fn text(&self) -> String {
         let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Everything this test binary logs, from every test: one global subscriber, installed
+    /// by the first call (each test calls it before it starts, so that no log site is ever
+    /// registered without it: a per-test `set_default` loses events to other threads'
+    /// registrations). Tests tell their own lines apart by a key prefix or a client id of
+    /// their own.
+    pub fn global() -> &'static LogBuffer {
+        static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = LogBuffer::default();
+            tracing::subscriber::set_global_default(logs.subscriber()).expect("one subscriber");
+            logs
+        })
     }
 
     /// A subscriber writing every event, at every level and without colours, here.
