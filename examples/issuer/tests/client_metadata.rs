@@ -580,6 +580,15 @@ async fn bad_documents_are_refused_with_a_clear_page() {
         change(&mut doc);
         doc
     };
+    // The same without a `token_endpoint_auth_method`, so that what refuses it is the keys.
+    let unset_method = |change: &dyn Fn(&mut Value)| {
+        with(&|d| {
+            d.as_object_mut()
+                .expect("an object")
+                .remove("token_endpoint_auth_method");
+            change(d);
+        })
+    };
     let cases: Vec<(Value, &str)> = vec![
         (
             with(&|d| d["client_secret"] = json!("s3cret")),
@@ -619,28 +628,19 @@ async fn bad_documents_are_refused_with_a_clear_page() {
             "jwks_uri must be an https URL in normal form",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 d["jwks_uri"] = json!("https://user@client.test/jwks");
             }),
             "jwks_uri must be an https URL in normal form",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 d["jwks_uri"] = json!(["https://client.test/jwks"]);
             }),
             "jwks_uri must be an https URL in normal form",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 let mut private = ed.jwk();
                 private["d"] = private["x"].clone();
                 d["jwks"] = json!({ "keys": [private] });
@@ -648,19 +648,13 @@ async fn bad_documents_are_refused_with_a_clear_page() {
             "holds a private key",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 d["jwks"] = json!({ "keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0"}] });
             }),
             "holds a symmetric key",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 let mut enc = ed.jwk();
                 enc["use"] = json!("enc");
                 d["jwks"] = json!({ "keys": [enc] });
@@ -668,10 +662,7 @@ async fn bad_documents_are_refused_with_a_clear_page() {
             "holds no usable public signing key",
         ),
         (
-            with(&|d| {
-                d.as_object_mut()
-                    .unwrap()
-                    .remove("token_endpoint_auth_method");
+            unset_method(&|d| {
                 d["jwks"] = json!([ed.jwk()]);
             }),
             "is not a JWK Set",
